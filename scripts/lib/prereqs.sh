@@ -1,0 +1,16 @@
+# Shared by scripts/*.sh: install the system packages the build needs on a
+# fresh Debian machine (rocksdb's bindgen needs libclang; its C++ needs clang).
+ensure_build_prereqs() {
+  local missing=()
+  command -v clang >/dev/null 2>&1 || missing+=(clang)
+  dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+  command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== installing system packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+}

@@ -1,0 +1,1 @@
+//! QUIC transport (L4). Being written.
