@@ -23,8 +23,11 @@
 
 pub mod cluster;
 pub mod codec;
+pub mod consensus;
 pub mod crypto;
+pub mod genesis;
 pub mod storage;
 pub mod tx;
 pub mod types;
+pub mod ledger;
 pub mod net;

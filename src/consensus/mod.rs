@@ -1,0 +1,787 @@
+//! The PBFT core (L3): a deterministic, sans-IO state machine.
+//!
+//! It follows Castro & Liskov, *Practical Byzantine Fault Tolerance and
+//! Proactive Recovery* (TOCS 2002): normal case §4.2, garbage collection §4.3,
+//! view change §4.4, with batching and several seqs in flight inside the
+//! watermark window `(h, h + L]`.
+//!
+//! ```text
+//!            now + Input                       poll_action()
+//!   Message / Request / Executed / Tick ──▶ ┌──────────────┐ ──▶ Persist (durable before
+//!                                           │   Replica    │       any later Send)
+//!            verify (crypto) → Verified<T>  │ view, log,   │ ──▶ Send / Broadcast
+//!            ignore_* guards (counted)      │ checkpoints, │ ──▶ Execute (seq order, once)
+//!                                           │ view changes │ ──▶ EnteredView
+//!                                           └──────────────┘
+//!                                       next_deadline() ──▶ the driver's timer
+//! ```
+//!
+//! The core performs no I/O, reads no clock (time arrives with every input),
+//! draws no randomness and never touches tokio, quinn or rocksdb; a tidy test
+//! keeps it that way. The same core runs in production (`node::runtime`) and in
+//! the deterministic simulator (`sim`).
+//!
+//! Output order carries meaning: the driver executes actions in order, and a
+//! `Persist` must be durable before any later `Send`/`Broadcast`. That is what
+//! makes a replica never forget a vote it sent, even across a crash (no
+//! double-signing, TESTING.md S7).
+//!
+//! Peer input is never trusted: bytes become [`Verified`] only through
+//! [`crate::crypto::Verifier`], and anything Byzantine or stale is dropped by an
+//! `ignore_*` guard with a reason and a counter. A broken *local* invariant is
+//! an assertion.
+
+mod checkpoint;
+pub mod messages;
+mod normal;
+mod proofs;
+mod requests;
+mod view_change;
+
+#[cfg(test)]
+mod tests;
+
+use crate::cluster::Cluster;
+use crate::crypto::{Digest, KeyPair, NetworkId, Payload, Signed, Verified, Verifier};
+use crate::tx::{Batch, Transaction};
+use crate::types::{ReplicaId, Seq, Time, View};
+use messages::*;
+use rkyv::{Archive, Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+pub use requests::Pending;
+
+/// Protocol parameters; part of genesis, identical at every replica.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `K`: a CHECKPOINT is taken every `checkpoint_interval` seqs.
+    pub checkpoint_interval: u64,
+    /// `L`: seqs in `(h, h + L]` may be in flight; a multiple of K, at least 2K.
+    pub watermark_window: u64,
+    /// Most transactions in one batch.
+    pub batch_txs_max: usize,
+    /// Most proposed-but-unexecuted batches a primary keeps in flight.
+    pub pipeline_depth: u64,
+    /// How long a backup waits for a known request to execute before it
+    /// suspects the primary; also the first view-change timeout.
+    pub request_timeout_ms: u64,
+    /// Cap on the doubling view-change timeout.
+    pub view_change_timeout_max_ms: u64,
+    /// Interval for re-sending a VIEW-CHANGE and retrying a fetch.
+    pub retransmit_ms: u64,
+    /// Most requests held pending in total, and per client.
+    pub pending_requests_max: usize,
+    pub pending_per_client_max: usize,
+    /// A fresh PRE-PREPARE's timestamp must be within this of the backup's clock.
+    pub timestamp_skew_max_ms: u64,
+    /// Most messages buffered for views above the current one.
+    pub future_messages_max: usize,
+    /// Most committed batches asked for (or served) in one fetch.
+    pub fetch_batches_max: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            checkpoint_interval: 16,
+            watermark_window: 64,
+            batch_txs_max: 512,
+            pipeline_depth: 4,
+            request_timeout_ms: 2_000,
+            view_change_timeout_max_ms: 30_000,
+            retransmit_ms: 500,
+            pending_requests_max: 50_000,
+            pending_per_client_max: 1_024,
+            timestamp_skew_max_ms: 60_000,
+            future_messages_max: 1_024,
+            fetch_batches_max: 32,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the relations between parameters; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let k = self.checkpoint_interval;
+        if k == 0 {
+            return Err("checkpoint_interval must be at least 1".into());
+        }
+        if self.watermark_window < 2 * k || self.watermark_window % k != 0 {
+            return Err(format!(
+                "watermark_window ({}) must be a multiple of checkpoint_interval ({k}) and at least twice it",
+                self.watermark_window
+            ));
+        }
+        if self.batch_txs_max == 0 || self.batch_txs_max > crate::tx::BATCH_TXS_MAX {
+            return Err(format!(
+                "batch_txs_max must be in 1..={}",
+                crate::tx::BATCH_TXS_MAX
+            ));
+        }
+        if self.pipeline_depth == 0 || self.pipeline_depth > self.watermark_window {
+            return Err("pipeline_depth must be in 1..=watermark_window".into());
+        }
+        if self.request_timeout_ms == 0 {
+            return Err("request_timeout_ms must be positive".into());
+        }
+        if self.view_change_timeout_max_ms < self.request_timeout_ms {
+            return Err("view_change_timeout_max_ms must be at least request_timeout_ms".into());
+        }
+        if self.retransmit_ms == 0 || self.retransmit_ms >= self.request_timeout_ms {
+            return Err("retransmit_ms must be positive and below request_timeout_ms".into());
+        }
+        if self.pending_requests_max == 0 || self.pending_per_client_max == 0 {
+            return Err("pending_requests_max and pending_per_client_max must be positive".into());
+        }
+        if self.future_messages_max == 0 || self.fetch_batches_max == 0 {
+            return Err("future_messages_max and fetch_batches_max must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the driver feeds the core.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A message from replica `from`; the transport authenticated `from`, but
+    /// signatures inside are still checked here.
+    Message { from: ReplicaId, message: Message },
+    /// A client's transaction (the driver already dropped nonces it executed).
+    Request(Transaction),
+    /// The driver executed `seq`; `checkpoint_digest` is
+    /// `ledger::checkpoint_digest(block hash, state root after)`.
+    Executed { seq: Seq, checkpoint_digest: Digest },
+    /// Time passed; deadlines at or before `now` fire.
+    Tick,
+}
+
+/// Something the core needs durable before it acts on it.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum PersistOp {
+    /// The current view and, during a view change, the view being changed to.
+    View { view: View, changing_to: Option<View> },
+    /// Our own PRE-PREPARE (as primary) with its batch.
+    PrePrepare { pre_prepare: Signed<PrePrepare>, batch: Vec<u8> },
+    /// Our own PREPARE.
+    Prepare(Signed<Prepare>),
+    /// Our own COMMIT.
+    Commit(Signed<Commit>),
+    /// A prepared certificate, kept so a later VIEW-CHANGE can carry it.
+    Prepared(PreparedProof),
+    /// Our own VIEW-CHANGE.
+    ViewChange(Signed<ViewChange>),
+    /// Our own NEW-VIEW (as new primary).
+    NewView(Signed<NewView>),
+    /// A new stable checkpoint; everything of the log at or below it may go.
+    StableCheckpoint { seq: Seq, proof: Vec<Signed<Checkpoint>> },
+}
+
+/// What the core asks the driver to do, in order.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Make these durable (one synced write) before executing any later action.
+    Persist(Vec<PersistOp>),
+    Send { to: ReplicaId, message: Message },
+    /// To every other replica.
+    Broadcast(Message),
+    /// Execute the committed batch at `seq`. Seqs arrive strictly in order,
+    /// each exactly once; reply with [`Input::Executed`].
+    Execute {
+        seq: Seq,
+        digest: Digest,
+        batch: Arc<Batch>,
+        batch_bytes: Arc<[u8]>,
+        certificate: Vec<Signed<Commit>>,
+    },
+    /// The replica entered `view` (after a NEW-VIEW) — for logs and metrics.
+    EnteredView(View),
+}
+
+/// What a restarted replica recovers from its store.
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    /// Every persisted op above the stable checkpoint, in write order.
+    pub ops: Vec<PersistOp>,
+    /// The last seq the ledger executed (its height).
+    pub last_executed: Seq,
+    /// Checkpoint digest at `last_executed`, if it is a checkpoint seq.
+    pub last_checkpoint_digest: Option<Digest>,
+}
+
+/// Counters of what the core did and what it refused.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Dropped peer or client input by reason.
+    pub ignored: BTreeMap<&'static str, u64>,
+    pub view_changes_started: u64,
+    pub new_views_entered: u64,
+    pub batches_executed: u64,
+    pub batches_fetched: u64,
+    pub stable_checkpoints: u64,
+}
+
+/// Kinds of vote in the double-sign guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum VoteKind {
+    PrePrepare,
+    Prepare,
+    Commit,
+}
+
+/// A committed batch waiting for (or past) execution.
+#[derive(Clone, Debug)]
+struct CommittedEntry {
+    digest: Digest,
+    batch: Arc<Batch>,
+    bytes: Arc<[u8]>,
+    certificate: Vec<Signed<Commit>>,
+}
+
+/// One seq of the log, holding the current view's messages.
+#[derive(Clone, Debug, Default)]
+struct Slot {
+    view: View,
+    pre_prepare: Option<Verified<PrePrepare>>,
+    batch: Option<(Arc<Batch>, Arc<[u8]>)>,
+    prepares: BTreeMap<ReplicaId, Verified<Prepare>>,
+    commits: BTreeMap<ReplicaId, Verified<Commit>>,
+    sent_commit: bool,
+    /// Prepared certificate from the highest view this replica prepared in.
+    prepared: Option<(View, PreparedProof)>,
+    committed: Option<CommittedEntry>,
+}
+
+/// A verified normal-case message, routed by view.
+#[derive(Clone, Debug)]
+enum ViewMessage {
+    PrePrepare(Verified<PrePrepare>, Vec<u8>),
+    Prepare(Verified<Prepare>),
+    Commit(Verified<Commit>),
+}
+
+impl ViewMessage {
+    fn view(&self) -> View {
+        match self {
+            ViewMessage::PrePrepare(p, _) => p.view,
+            ViewMessage::Prepare(p) => p.view,
+            ViewMessage::Commit(c) => c.view,
+        }
+    }
+}
+
+/// Catch-up in progress: asking peers for committed batches up to `target`.
+#[derive(Clone, Debug)]
+struct Fetch {
+    target: Seq,
+    peer_cursor: u32,
+    deadline: Time,
+}
+
+/// A PBFT replica.
+pub struct Replica {
+    cfg: Config,
+    cluster: Cluster,
+    me: ReplicaId,
+    key: KeyPair,
+    verifier: Verifier,
+    now: Time,
+
+    view: View,
+    /// `Some(v)` between sending VIEW-CHANGE for `v` and entering `v`.
+    changing_to: Option<View>,
+    /// Failed view-change attempts since the last executed batch.
+    vc_attempts: u32,
+    /// Latest valid VIEW-CHANGE per sender (bounded by `n`).
+    view_changes: BTreeMap<ReplicaId, Verified<ViewChange>>,
+    own_view_change: Option<Signed<ViewChange>>,
+    /// The NEW-VIEW that brought us into the current view (re-sent to stragglers).
+    latest_new_view: Option<Signed<NewView>>,
+    new_view_answered: std::collections::BTreeSet<(ReplicaId, View)>,
+
+    /// `h`: the stable checkpoint and its proof.
+    low: Seq,
+    stable_proof: Vec<Signed<Checkpoint>>,
+    slots: BTreeMap<Seq, Slot>,
+    /// Highest seq a NEW-VIEW may place above our window while we catch up.
+    new_view_ceiling: Seq,
+    next_seq: Seq,
+    last_executed: Seq,
+    checkpoints: BTreeMap<Seq, BTreeMap<ReplicaId, Verified<Checkpoint>>>,
+    own_checkpoints: BTreeMap<Seq, Digest>,
+    votes: BTreeMap<(VoteKind, View, Seq), Digest>,
+
+    pending: Pending,
+    request_deadline: Option<Time>,
+    view_change_deadline: Option<Time>,
+    retransmit_deadline: Option<Time>,
+    fetch: Option<Fetch>,
+    fetched: BTreeMap<Seq, CommittedEntry>,
+    /// Highest seq each replica has shown it prepared (COMMIT) or executed (CHECKPOINT).
+    progress_claims: BTreeMap<ReplicaId, Seq>,
+    future: VecDeque<(ReplicaId, ViewMessage)>,
+
+    actions: VecDeque<Action>,
+    stats: Stats,
+}
+
+impl Replica {
+    /// A replica starting from genesis, or from `recovered` state after a restart.
+    pub fn new(
+        cfg: Config,
+        cluster: Cluster,
+        me: ReplicaId,
+        key: KeyPair,
+        verifier: Verifier,
+        recovered: Recovered,
+    ) -> Replica {
+        assert!(cluster.contains(me), "replica id outside the cluster");
+        assert_eq!(verifier.replica_count(), cluster.n() as usize);
+        let pending = Pending::new(cfg.pending_requests_max, cfg.pending_per_client_max);
+        let mut r = Replica {
+            cfg,
+            cluster,
+            me,
+            key,
+            verifier,
+            now: Time::ZERO,
+            view: View(0),
+            changing_to: None,
+            vc_attempts: 0,
+            view_changes: BTreeMap::new(),
+            own_view_change: None,
+            latest_new_view: None,
+            new_view_answered: Default::default(),
+            low: Seq(0),
+            stable_proof: Vec::new(),
+            slots: BTreeMap::new(),
+            new_view_ceiling: Seq(0),
+            next_seq: Seq(1),
+            last_executed: recovered.last_executed,
+            checkpoints: BTreeMap::new(),
+            own_checkpoints: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            pending,
+            request_deadline: None,
+            view_change_deadline: None,
+            retransmit_deadline: None,
+            fetch: None,
+            fetched: BTreeMap::new(),
+            progress_claims: BTreeMap::new(),
+            future: VecDeque::new(),
+            actions: VecDeque::new(),
+            stats: Stats::default(),
+        };
+        r.restore(recovered);
+        r
+    }
+
+    fn restore(&mut self, rec: Recovered) {
+        if let Some(d) = rec.last_checkpoint_digest {
+            self.own_checkpoints.insert(rec.last_executed, d);
+        }
+        for op in rec.ops {
+            match op {
+                PersistOp::View { view, changing_to } => {
+                    self.view = view;
+                    self.changing_to = changing_to;
+                }
+                PersistOp::StableCheckpoint { seq, proof } => {
+                    self.low = seq;
+                    self.stable_proof = proof;
+                    self.slots.retain(|s, _| *s > seq);
+                    self.votes.retain(|(_, _, s), _| *s > seq);
+                }
+                PersistOp::PrePrepare { pre_prepare, batch } => {
+                    if let Ok(pp) = PrePrepare::decode(&pre_prepare.payload) {
+                        self.votes
+                            .insert((VoteKind::PrePrepare, pp.view, pp.seq), pp.digest);
+                        if let (Ok(v), Ok(b)) =
+                            (self.verifier.verify(&pre_prepare), Batch::decode(&batch))
+                        {
+                            let slot = self.slots.entry(pp.seq).or_default();
+                            if slot.view <= pp.view {
+                                *slot = Slot {
+                                    view: pp.view,
+                                    prepared: slot.prepared.take(),
+                                    ..Slot::default()
+                                };
+                                slot.pre_prepare = Some(v);
+                                slot.batch = Some((Arc::new(b), batch.into()));
+                            }
+                        }
+                        if pp.view == self.view {
+                            self.next_seq = self.next_seq.max(pp.seq.next());
+                        }
+                    }
+                }
+                PersistOp::Prepare(p) => {
+                    if let Ok(v) = self.verifier.verify(&p) {
+                        self.votes
+                            .insert((VoteKind::Prepare, v.view, v.seq), v.digest);
+                        let slot = self.slots.entry(v.seq).or_default();
+                        if slot.view == v.view || slot.pre_prepare.is_none() {
+                            slot.view = v.view;
+                            slot.prepares.insert(self.me, v);
+                        }
+                    }
+                }
+                PersistOp::Commit(c) => {
+                    if let Ok(v) = self.verifier.verify(&c) {
+                        self.votes.insert((VoteKind::Commit, v.view, v.seq), v.digest);
+                        let slot = self.slots.entry(v.seq).or_default();
+                        if slot.view == v.view {
+                            slot.sent_commit = true;
+                            slot.commits.insert(self.me, v);
+                        }
+                    }
+                }
+                PersistOp::Prepared(proof) => {
+                    if let Ok(pp) = PrePrepare::decode(&proof.pre_prepare.payload) {
+                        let slot = self.slots.entry(pp.seq).or_default();
+                        if slot.prepared.as_ref().is_none_or(|(v, _)| *v <= pp.view) {
+                            slot.prepared = Some((pp.view, proof));
+                        }
+                    }
+                }
+                PersistOp::ViewChange(vc) => {
+                    if let Ok(v) = self.verifier.verify(&vc) {
+                        self.own_view_change = Some(vc);
+                        self.view_changes.insert(self.me, v);
+                    }
+                }
+                PersistOp::NewView(nv) => self.latest_new_view = Some(nv),
+            }
+        }
+        self.slots.retain(|s, _| *s > self.low);
+        self.next_seq = self.next_seq.max(self.last_executed.next());
+        // Slots that hold votes from an older view than ours start afresh.
+        let view = self.view;
+        for slot in self.slots.values_mut() {
+            if slot.view < view {
+                slot.reset_to(view);
+            }
+        }
+        if self.changing_to.is_some() {
+            // Resume waiting for the NEW-VIEW: re-send our VIEW-CHANGE soon.
+            self.retransmit_deadline = Some(Time::ZERO);
+            self.view_change_deadline = Some(Time::ZERO.plus_millis(self.view_change_timeout_ms()));
+        }
+    }
+
+    // ----- driver interface -------------------------------------------------
+
+    /// Feeds one input at time `now`. Drain [`Replica::poll_action`] afterwards.
+    pub fn on_input(&mut self, now: Time, input: Input) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Message { from, message } => self.on_message(from, message),
+            Input::Request(tx) => self.on_request(tx),
+            Input::Executed {
+                seq,
+                checkpoint_digest,
+            } => self.on_executed(seq, checkpoint_digest),
+            Input::Tick => {}
+        }
+        self.on_timers();
+    }
+
+    /// The next action to execute, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the driver should next send [`Input::Tick`].
+    pub fn next_deadline(&self) -> Option<Time> {
+        [
+            self.request_deadline,
+            self.view_change_deadline,
+            self.retransmit_deadline,
+            self.fetch.as_ref().map(|f| f.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn id(&self) -> ReplicaId {
+        self.me
+    }
+    pub fn view(&self) -> View {
+        self.view
+    }
+    /// `Some(v)` while a view change to `v` is in progress.
+    pub fn changing_to(&self) -> Option<View> {
+        self.changing_to
+    }
+    pub fn is_primary(&self) -> bool {
+        self.changing_to.is_none() && self.cluster.primary(self.view) == self.me
+    }
+    pub fn primary(&self) -> ReplicaId {
+        self.cluster.primary(self.view)
+    }
+    pub fn low_watermark(&self) -> Seq {
+        self.low
+    }
+    pub fn stable_proof(&self) -> &[Signed<Checkpoint>] {
+        &self.stable_proof
+    }
+    pub fn last_executed(&self) -> Seq {
+        self.last_executed
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn cluster(&self) -> Cluster {
+        self.cluster
+    }
+    pub fn network(&self) -> NetworkId {
+        self.verifier.network()
+    }
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+    /// Sizes of every bounded structure, for memory-bound checks (S8).
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            slots: self.slots.len(),
+            future_messages: self.future.len(),
+            pending_requests: self.pending.len(),
+            checkpoint_votes: self.checkpoints.values().map(|m| m.len()).sum(),
+            view_changes: self.view_changes.len(),
+            fetched: self.fetched.len(),
+            votes: self.votes.len(),
+        }
+    }
+    /// The bounds [`Replica::footprint`] must stay within.
+    pub fn footprint_limits(&self) -> Footprint {
+        let n = self.cluster.n() as usize;
+        let window = self.cfg.watermark_window as usize;
+        Footprint {
+            slots: 2 * window + 1,
+            future_messages: self.cfg.future_messages_max,
+            pending_requests: self.cfg.pending_requests_max,
+            checkpoint_votes: n * CHECKPOINTS_PER_REPLICA,
+            view_changes: n,
+            fetched: self.fetch_window() as usize,
+            votes: 3 * (2 * window + 1) * 2,
+        }
+    }
+
+    // ----- dispatch -----------------------------------------------------------
+
+    fn on_message(&mut self, from: ReplicaId, message: Message) {
+        if !self.cluster.contains(from) || from == self.me {
+            self.ignore("message from unknown or own replica id");
+            return;
+        }
+        match message {
+            Message::Request(tx) => self.on_request(tx),
+            Message::PrePrepare { pre_prepare, batch } => {
+                match self.verifier.verify(&pre_prepare) {
+                    Ok(pp) => self.route(from, ViewMessage::PrePrepare(pp, batch)),
+                    Err(_) => self.ignore("pre-prepare: bad signature or payload"),
+                }
+            }
+            Message::Prepare(p) => match self.verifier.verify(&p) {
+                Ok(p) => self.route(from, ViewMessage::Prepare(p)),
+                Err(_) => self.ignore("prepare: bad signature or payload"),
+            },
+            Message::Commit(c) => match self.verifier.verify(&c) {
+                Ok(c) => self.route(from, ViewMessage::Commit(c)),
+                Err(_) => self.ignore("commit: bad signature or payload"),
+            },
+            Message::Checkpoint(c) => match self.verifier.verify(&c) {
+                Ok(c) => self.on_checkpoint(c),
+                Err(_) => self.ignore("checkpoint: bad signature or payload"),
+            },
+            Message::ViewChange(vc) => match self.verifier.verify(&vc) {
+                Ok(vc) => self.on_view_change(vc),
+                Err(_) => self.ignore("view-change: bad signature or payload"),
+            },
+            Message::NewView(nv) => match self.verifier.verify(&nv) {
+                Ok(nv) => self.on_new_view(nv),
+                Err(_) => self.ignore("new-view: bad signature or payload"),
+            },
+            Message::Batches(batches) => self.on_batches(from, batches),
+            Message::Fetch { .. } => self.ignore("fetch reached the core (the node serves it)"),
+            Message::Reply(_) => self.ignore("reply sent to a replica"),
+        }
+    }
+
+    /// Routes a normal-case message by its view: older views are stale, newer
+    /// ones wait (bounded) until we enter that view.
+    fn route(&mut self, from: ReplicaId, msg: ViewMessage) {
+        let view = msg.view();
+        if view < self.view {
+            self.ignore("message for an older view");
+        } else if view > self.view {
+            self.buffer_future(from, msg);
+        } else if self.changing_to.is_some() {
+            self.ignore("message for a view being abandoned");
+        } else {
+            self.on_view_message(from, msg);
+        }
+    }
+
+    fn on_view_message(&mut self, from: ReplicaId, msg: ViewMessage) {
+        match msg {
+            ViewMessage::PrePrepare(pp, batch) => self.on_pre_prepare(from, pp, batch),
+            ViewMessage::Prepare(p) => self.on_prepare(p),
+            ViewMessage::Commit(c) => self.on_commit(c),
+        }
+    }
+
+    /// Keeps a message for a future view. Each sender gets an equal share of
+    /// the buffer, so a flooding replica only evicts its own messages.
+    fn buffer_future(&mut self, from: ReplicaId, msg: ViewMessage) {
+        let level = self.changing_to.unwrap_or(self.view);
+        if msg.view() > level.next().next() {
+            self.ignore("message for a far-future view");
+            return;
+        }
+        let share = (self.cfg.future_messages_max / self.cluster.n() as usize).max(1);
+        let mine = self.future.iter().filter(|(f, _)| *f == from).count();
+        if mine >= share {
+            if let Some(pos) = self.future.iter().position(|(f, _)| *f == from) {
+                self.future.remove(pos);
+            }
+            self.ignore("future-view buffer full for sender");
+        }
+        self.future.push_back((from, msg));
+    }
+
+    /// Re-feeds buffered messages of the view just entered.
+    fn replay_future(&mut self) {
+        let buffered = std::mem::take(&mut self.future);
+        for (from, msg) in buffered {
+            if msg.view() > self.view {
+                self.future.push_back((from, msg));
+            } else if msg.view() == self.view {
+                self.on_view_message(from, msg);
+            }
+        }
+    }
+
+    /// Counts and logs dropped input. `reason` names the guard.
+    fn ignore(&mut self, reason: &'static str) {
+        tracing::debug!(replica = %self.me, view = %self.view, reason, "ignored input");
+        *self.stats.ignored.entry(reason).or_default() += 1;
+    }
+
+    /// Signs a vote after checking the double-sign guard; a conflicting vote
+    /// here is a bug in this replica, not peer misbehaviour.
+    fn sign_vote<T: Payload>(
+        &mut self,
+        kind: VoteKind,
+        view: View,
+        seq: Seq,
+        digest: Digest,
+        value: T,
+    ) -> Verified<T> {
+        if let Some(prev) = self.votes.insert((kind, view, seq), digest) {
+            assert_eq!(
+                prev, digest,
+                "replica {} would sign two different {kind:?} votes for {view:?} {seq:?}",
+                self.me
+            );
+        }
+        self.key.sign(self.verifier.network(), self.me, value)
+    }
+
+    /// Whether signing `kind` for `(view, seq)` with `digest` would conflict
+    /// with a vote already signed (possibly before a restart).
+    fn vote_conflicts(&self, kind: VoteKind, view: View, seq: Seq, digest: Digest) -> bool {
+        self.votes
+            .get(&(kind, view, seq))
+            .is_some_and(|d| *d != digest)
+    }
+
+    fn sign<T: Payload>(&self, value: T) -> Verified<T> {
+        self.key.sign(self.verifier.network(), self.me, value)
+    }
+
+    fn view_change_timeout_ms(&self) -> u64 {
+        let shift = self.vc_attempts.saturating_sub(1).min(20);
+        (self.cfg.request_timeout_ms << shift).min(self.cfg.view_change_timeout_max_ms)
+    }
+
+    fn fetch_window(&self) -> u64 {
+        self.cfg.watermark_window.max(2 * self.cfg.fetch_batches_max)
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.now;
+        let due = |d: Option<Time>| d.is_some_and(|t| t <= now);
+        if due(self.retransmit_deadline) {
+            self.retransmit_deadline = None;
+            self.on_retransmit_timer();
+        }
+        if due(self.fetch.as_ref().map(|f| f.deadline)) {
+            self.on_fetch_timer();
+        }
+        if due(self.view_change_deadline) {
+            self.view_change_deadline = None;
+            self.on_view_change_timer();
+        }
+        if due(self.request_deadline) {
+            self.request_deadline = None;
+            self.on_request_timer();
+        }
+    }
+}
+
+/// Checkpoint votes kept per replica: enough to span the window and a little
+/// beyond, so a lagging replica can still assemble a proof.
+const CHECKPOINTS_PER_REPLICA: usize = 8;
+
+/// Sizes of the replica's bounded structures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    pub slots: usize,
+    pub future_messages: usize,
+    pub pending_requests: usize,
+    pub checkpoint_votes: usize,
+    pub view_changes: usize,
+    pub fetched: usize,
+    pub votes: usize,
+}
+
+impl Footprint {
+    /// Names of the fields that exceed `limits`.
+    pub fn exceeded(&self, limits: &Footprint) -> Vec<&'static str> {
+        let pairs = [
+            ("slots", self.slots, limits.slots),
+            ("future_messages", self.future_messages, limits.future_messages),
+            ("pending_requests", self.pending_requests, limits.pending_requests),
+            ("checkpoint_votes", self.checkpoint_votes, limits.checkpoint_votes),
+            ("view_changes", self.view_changes, limits.view_changes),
+            ("fetched", self.fetched, limits.fetched),
+            ("votes", self.votes, limits.votes),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, v, l)| v > l)
+            .map(|(n, _, _)| n)
+            .collect()
+    }
+}
+
+impl Slot {
+    /// Drops the messages of an older view, keeping what survives a view
+    /// change: the prepared certificate and a committed batch.
+    fn reset_to(&mut self, view: View) {
+        let prepared = self.prepared.take();
+        let committed = self.committed.take();
+        *self = Slot {
+            view,
+            prepared,
+            committed,
+            ..Slot::default()
+        };
+    }
+}

@@ -1,0 +1,357 @@
+//! Normal-case operation (PBFT §4.2): PRE-PREPARE, PREPARE, COMMIT, and
+//! execution in seq order.
+//!
+//! * A backup accepts a PRE-PREPARE for `(v, n)` only from the primary of `v`,
+//!   for `n` inside the watermark window, whose batch bytes hash to the signed
+//!   digest and hold only correctly signed transactions, and only if it has not
+//!   accepted another digest for `(v, n)`. It then persists and broadcasts its
+//!   PREPARE.
+//! * *Prepared*: the PRE-PREPARE plus 2f matching PREPAREs from distinct
+//!   backups. The certificate is persisted (a later VIEW-CHANGE must carry it)
+//!   together with our COMMIT, before the COMMIT is sent.
+//! * *Committed-local*: prepared plus 2f+1 matching COMMITs from distinct
+//!   replicas. Those COMMITs are the block's commit certificate.
+//! * Execution is strictly in seq order; a committed seq waits for its
+//!   predecessors.
+
+use super::messages::{Commit, Message, PrePrepare, Prepare, PreparedProof};
+use super::{Action, CommittedEntry, PersistOp, Replica, Slot, VoteKind};
+use crate::crypto::{Digest, Verified};
+use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
+use crate::types::{ReplicaId, Seq};
+use std::sync::Arc;
+
+impl Replica {
+    /// The highest seq we may hold a slot for: the window above the stable
+    /// checkpoint, or what a NEW-VIEW placed there while we catch up.
+    fn high_watermark(&self) -> Seq {
+        Seq((self.low.0 + self.cfg.watermark_window).max(self.new_view_ceiling.0))
+    }
+
+    fn in_window(&self, seq: Seq) -> bool {
+        seq > self.low && seq <= self.high_watermark()
+    }
+
+    fn slot_mut(&mut self, seq: Seq) -> &mut Slot {
+        let view = self.view;
+        let slot = self.slots.entry(seq).or_insert_with(|| Slot {
+            view,
+            ..Slot::default()
+        });
+        if slot.view < view {
+            slot.reset_to(view);
+        }
+        slot
+    }
+
+    pub(super) fn on_pre_prepare(
+        &mut self,
+        from: ReplicaId,
+        pp: Verified<PrePrepare>,
+        batch_bytes: Vec<u8>,
+    ) {
+        let (view, seq, digest) = (pp.view, pp.seq, pp.digest);
+        if pp.signer() != self.cluster.primary(view) || from != pp.signer() {
+            return self.ignore("pre-prepare: not from the primary");
+        }
+        if !self.in_window(seq) {
+            return self.ignore("pre-prepare: seq outside the watermark window");
+        }
+        if self.slots.get(&seq).is_some_and(|s| s.pre_prepare.is_some()) {
+            let same = self.slots[&seq]
+                .pre_prepare
+                .as_ref()
+                .is_some_and(|p| p.digest == digest);
+            return self.ignore(if same {
+                "pre-prepare: duplicate"
+            } else {
+                "pre-prepare: conflicting digest (equivocation)"
+            });
+        }
+        if self.vote_conflicts(VoteKind::Prepare, view, seq, digest) {
+            return self.ignore("pre-prepare: conflicts with a prepare we signed");
+        }
+        let Some(batch) = self.check_fresh_batch(&batch_bytes, digest) else {
+            return;
+        };
+        self.accept_pre_prepare(pp, Arc::new(batch), batch_bytes.into());
+    }
+
+    /// Validates the batch of a fresh (normal-case) PRE-PREPARE.
+    fn check_fresh_batch(&mut self, bytes: &[u8], digest: Digest) -> Option<Batch> {
+        if bytes.len() > BATCH_BYTES_MAX {
+            self.ignore("pre-prepare: batch too large");
+            return None;
+        }
+        if batch_digest(bytes) != digest {
+            self.ignore("pre-prepare: batch does not match digest");
+            return None;
+        }
+        let Ok(batch) = Batch::decode(bytes) else {
+            self.ignore("pre-prepare: malformed batch");
+            return None;
+        };
+        if batch.txs.is_empty() || batch.txs.len() > self.cfg.batch_txs_max {
+            self.ignore("pre-prepare: batch size out of bounds");
+            return None;
+        }
+        let now_ms = self.now.as_millis();
+        if batch.timestamp_ms.abs_diff(now_ms) > self.cfg.timestamp_skew_max_ms {
+            self.ignore("pre-prepare: timestamp too far from local clock");
+            return None;
+        }
+        let network = self.verifier.network();
+        if !batch.txs.iter().all(|tx| tx.verify(network)) {
+            self.ignore("pre-prepare: batch holds a badly signed transaction");
+            return None;
+        }
+        Some(batch)
+    }
+
+    /// Records an accepted PRE-PREPARE (fresh or from a NEW-VIEW) and, as a
+    /// backup, prepares it. Returns the PREPARE to send, if any, so a NEW-VIEW
+    /// can persist all of its PREPAREs in one write.
+    pub(super) fn accept_pre_prepare(
+        &mut self,
+        pp: Verified<PrePrepare>,
+        batch: Arc<Batch>,
+        bytes: Arc<[u8]>,
+    ) {
+        if let Some(prepare) = self.record_pre_prepare(pp, batch, bytes) {
+            self.actions
+                .push_back(Action::Persist(vec![PersistOp::Prepare(prepare.clone())]));
+            self.actions
+                .push_back(Action::Broadcast(Message::Prepare(prepare)));
+        }
+    }
+
+    /// Stores the PRE-PREPARE in its slot and signs our PREPARE (backups only).
+    /// The caller persists and sends the PREPARE, in that order.
+    pub(super) fn record_pre_prepare(
+        &mut self,
+        pp: Verified<PrePrepare>,
+        batch: Arc<Batch>,
+        bytes: Arc<[u8]>,
+    ) -> Option<crate::crypto::Signed<Prepare>> {
+        let (view, seq, digest) = (pp.view, pp.seq, pp.digest);
+        let backup = self.cluster.primary(view) != self.me;
+        let slot = self.slot_mut(seq);
+        slot.pre_prepare = Some(pp);
+        slot.batch = Some((batch, bytes));
+        let mut out = None;
+        if backup {
+            let prepare = self.sign_vote(
+                VoteKind::Prepare,
+                view,
+                seq,
+                digest,
+                Prepare { view, seq, digest },
+            );
+            out = Some(prepare.signed().clone());
+            let me = self.me;
+            self.slot_mut(seq).prepares.insert(me, prepare);
+        }
+        self.check_prepared(seq);
+        out
+    }
+
+    pub(super) fn on_prepare(&mut self, p: Verified<Prepare>) {
+        let (view, seq) = (p.view, p.seq);
+        if p.signer() == self.cluster.primary(view) {
+            return self.ignore("prepare: sent by the primary");
+        }
+        if !self.in_window(seq) {
+            return self.ignore("prepare: seq outside the watermark window");
+        }
+        let signer = p.signer();
+        let slot = self.slot_mut(seq);
+        if let Some(prev) = slot.prepares.get(&signer) {
+            let same = prev.digest == p.digest;
+            return self.ignore(if same {
+                "prepare: duplicate"
+            } else {
+                "prepare: second digest from one signer (equivocation)"
+            });
+        }
+        slot.prepares.insert(signer, p);
+        self.check_prepared(seq);
+    }
+
+    pub(super) fn on_commit(&mut self, c: Verified<Commit>) {
+        let seq = c.seq;
+        if !self.in_window(seq) {
+            return self.ignore("commit: seq outside the watermark window");
+        }
+        self.note_progress(c.signer(), seq);
+        let signer = c.signer();
+        let slot = self.slot_mut(seq);
+        if let Some(prev) = slot.commits.get(&signer) {
+            let same = prev.digest == c.digest;
+            return self.ignore(if same {
+                "commit: duplicate"
+            } else {
+                "commit: second digest from one signer (equivocation)"
+            });
+        }
+        slot.commits.insert(signer, c);
+        self.check_committed(seq);
+    }
+
+    /// Prepared = PRE-PREPARE + 2f matching PREPAREs from distinct backups.
+    pub(super) fn check_prepared(&mut self, seq: Seq) {
+        let quorum = self.cluster.quorum();
+        let Some(slot) = self.slots.get(&seq) else {
+            return;
+        };
+        if slot.sent_commit {
+            return;
+        }
+        let Some(pp) = &slot.pre_prepare else {
+            return;
+        };
+        let (view, digest) = (pp.view, pp.digest);
+        let matching: Vec<_> = slot
+            .prepares
+            .values()
+            .filter(|p| p.digest == digest && p.view == view)
+            .map(|p| p.signed().clone())
+            .take(quorum - 1)
+            .collect();
+        if matching.len() < quorum - 1 {
+            return;
+        }
+        if self.vote_conflicts(VoteKind::Commit, view, seq, digest) {
+            return self.ignore("prepared: conflicts with a commit we signed");
+        }
+        let bytes = slot.batch.as_ref().expect("pre-prepare kept with its batch").1.clone();
+        let proof = PreparedProof {
+            pre_prepare: pp.signed().clone(),
+            prepares: matching,
+            batch: bytes.to_vec(),
+        };
+        let commit = self.sign_vote(
+            VoteKind::Commit,
+            view,
+            seq,
+            digest,
+            Commit { view, seq, digest },
+        );
+        let slot = self.slots.get_mut(&seq).expect("slot exists");
+        slot.sent_commit = true;
+        slot.prepared = Some((view, proof.clone()));
+        slot.commits.insert(self.me, commit.clone());
+        self.actions.push_back(Action::Persist(vec![
+            PersistOp::Prepared(proof),
+            PersistOp::Commit(commit.signed().clone()),
+        ]));
+        self.actions
+            .push_back(Action::Broadcast(Message::Commit(commit.into_signed())));
+        self.check_committed(seq);
+    }
+
+    /// Committed-local = prepared + 2f+1 matching COMMITs from distinct replicas.
+    pub(super) fn check_committed(&mut self, seq: Seq) {
+        let quorum = self.cluster.quorum();
+        let Some(slot) = self.slots.get(&seq) else {
+            return;
+        };
+        if slot.committed.is_some() || !slot.sent_commit {
+            return;
+        }
+        let Some(pp) = &slot.pre_prepare else {
+            return;
+        };
+        let (view, digest) = (pp.view, pp.digest);
+        let certificate: Vec<_> = slot
+            .commits
+            .values()
+            .filter(|c| c.digest == digest && c.view == view)
+            .map(|c| c.signed().clone())
+            .take(quorum)
+            .collect();
+        if certificate.len() < quorum {
+            return;
+        }
+        let (batch, bytes) = slot.batch.clone().expect("pre-prepare kept with its batch");
+        self.slots.get_mut(&seq).expect("slot exists").committed = Some(CommittedEntry {
+            digest,
+            batch,
+            bytes,
+            certificate,
+        });
+        self.try_execute();
+    }
+
+    /// Hands committed batches to the driver strictly in seq order.
+    pub(super) fn try_execute(&mut self) {
+        let mut progressed = false;
+        loop {
+            let seq = self.last_executed.next();
+            let entry = match self.slots.get(&seq).and_then(|s| s.committed.clone()) {
+                Some(e) => e,
+                None => match self.fetched.remove(&seq) {
+                    Some(e) => e,
+                    None => break,
+                },
+            };
+            self.fetched.remove(&seq);
+            for tx in &entry.batch.txs {
+                self.pending.executed(tx.from, tx.nonce);
+            }
+            self.last_executed = seq;
+            self.stats.batches_executed += 1;
+            progressed = true;
+            self.actions.push_back(Action::Execute {
+                seq,
+                digest: entry.digest,
+                batch: entry.batch,
+                batch_bytes: entry.bytes,
+                certificate: entry.certificate,
+            });
+        }
+        if progressed {
+            self.vc_attempts = 0;
+            self.request_deadline = if self.pending.is_empty() || self.changing_to.is_some() {
+                None
+            } else {
+                Some(self.now.plus_millis(self.cfg.request_timeout_ms))
+            };
+            if self
+                .fetch
+                .as_ref()
+                .is_some_and(|f| f.target <= self.last_executed)
+            {
+                self.fetch = None;
+            }
+            self.try_propose();
+        }
+    }
+
+    /// Remembers the highest seq `replica` has shown progress on.
+    pub(super) fn note_progress(&mut self, replica: ReplicaId, seq: Seq) {
+        let claim = self.progress_claims.entry(replica).or_default();
+        *claim = (*claim).max(seq);
+    }
+
+    /// The highest seq at least f+1 replicas (so at least one correct one)
+    /// have shown progress on.
+    pub(super) fn claimed_progress(&self) -> Seq {
+        let mut claims: Vec<Seq> = self.progress_claims.values().copied().collect();
+        claims.sort_unstable_by(|a, b| b.cmp(a));
+        claims
+            .get(self.cluster.weak_quorum() - 1)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub(super) fn behind_peers(&self) -> bool {
+        self.claimed_progress() > self.last_executed
+    }
+
+    /// A digest for the null request that fills gaps in a new view.
+    pub(super) fn null_batch() -> (Digest, Arc<Batch>, Arc<[u8]>) {
+        let batch = Batch::null();
+        let bytes: Arc<[u8]> = batch.encode().into();
+        (batch_digest(&bytes), Arc::new(batch), bytes)
+    }
+}

@@ -1,0 +1,236 @@
+//! Client requests (PBFT §4.1): the pending set, the request timer that makes
+//! backups suspect a primary, and how a primary forms batches.
+//!
+//! Every replica keeps the requests it knows of until they execute. A backup
+//! starts its timer when it holds a request; if nothing executes before it
+//! fires, it suspects the primary and starts a view change — unless it is
+//! merely behind (peers show progress it has not executed), in which case it
+//! catches up first. The primary proposes whenever it holds unproposed
+//! requests and fewer than `pipeline_depth` batches are in flight; under load
+//! batches grow on their own while the pipeline is full (adaptive batching).
+
+use super::messages::PrePrepare;
+use super::{Action, PersistOp, Replica, Slot, VoteKind};
+use crate::crypto::PublicKey;
+use crate::tx::{batch_digest, Batch, Transaction};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+type TxKey = (PublicKey, u64);
+
+/// Requests known but not yet executed, bounded in total and per client.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    txs: BTreeMap<TxKey, Transaction>,
+    per_client: BTreeMap<PublicKey, usize>,
+    /// Arrival order of requests not yet proposed by us as primary.
+    unproposed: VecDeque<TxKey>,
+    proposed: BTreeSet<TxKey>,
+    max: usize,
+    per_client_max: usize,
+}
+
+/// Why a request was not added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    Duplicate,
+    Full,
+    ClientFull,
+}
+
+impl Pending {
+    pub fn new(max: usize, per_client_max: usize) -> Pending {
+        Pending {
+            txs: BTreeMap::new(),
+            per_client: BTreeMap::new(),
+            unproposed: VecDeque::new(),
+            proposed: BTreeSet::new(),
+            max,
+            per_client_max,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+    pub fn insert(&mut self, tx: Transaction) -> Result<(), Rejected> {
+        let key = (tx.from, tx.nonce);
+        if self.txs.contains_key(&key) {
+            return Err(Rejected::Duplicate);
+        }
+        if self.txs.len() >= self.max {
+            return Err(Rejected::Full);
+        }
+        let count = self.per_client.entry(tx.from).or_default();
+        if *count >= self.per_client_max {
+            return Err(Rejected::ClientFull);
+        }
+        *count += 1;
+        self.txs.insert(key, tx);
+        self.unproposed.push_back(key);
+        Ok(())
+    }
+    /// Forgets every request of `client` with a nonce up to `nonce`: it
+    /// executed, and older nonces can only fail as stale.
+    pub fn executed(&mut self, client: PublicKey, nonce: u64) {
+        let doomed: Vec<TxKey> = self
+            .txs
+            .range((client, 0)..=(client, nonce))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in doomed {
+            self.txs.remove(&key);
+            self.proposed.remove(&key);
+            if let Some(c) = self.per_client.get_mut(&client) {
+                *c -= 1;
+                if *c == 0 {
+                    self.per_client.remove(&client);
+                }
+            }
+        }
+    }
+    /// Takes up to `max` unproposed requests in arrival order.
+    fn take_batch(&mut self, max: usize) -> Vec<Transaction> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(key) = self.unproposed.pop_front() else {
+                break;
+            };
+            if self.proposed.contains(&key) {
+                continue;
+            }
+            if let Some(tx) = self.txs.get(&key) {
+                self.proposed.insert(key);
+                out.push(tx.clone());
+            }
+        }
+        out
+    }
+    fn has_unproposed(&self) -> bool {
+        self.unproposed
+            .iter()
+            .any(|k| self.txs.contains_key(k) && !self.proposed.contains(k))
+    }
+    /// A new view: nothing is proposed by us any more, except what the
+    /// NEW-VIEW itself re-proposes (`in_flight`).
+    fn reset_proposals(&mut self, in_flight: &BTreeSet<TxKey>) {
+        self.proposed = in_flight
+            .iter()
+            .filter(|k| self.txs.contains_key(k))
+            .copied()
+            .collect();
+        self.unproposed = self
+            .txs
+            .keys()
+            .filter(|k| !self.proposed.contains(k))
+            .copied()
+            .collect();
+    }
+}
+
+impl Replica {
+    pub(super) fn on_request(&mut self, tx: Transaction) {
+        if !tx.verify(self.verifier.network()) {
+            self.ignore("request: bad client signature");
+            return;
+        }
+        match self.pending.insert(tx) {
+            Ok(()) => {}
+            Err(Rejected::Duplicate) => return,
+            Err(Rejected::Full) => {
+                self.ignore("request: pending set full");
+                return;
+            }
+            Err(Rejected::ClientFull) => {
+                self.ignore("request: too many pending for client");
+                return;
+            }
+        }
+        if self.request_deadline.is_none() && self.changing_to.is_none() {
+            self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
+        }
+        self.try_propose();
+    }
+
+    /// The request timer fired: nothing executed for a whole timeout while
+    /// requests were pending.
+    pub(super) fn on_request_timer(&mut self) {
+        if self.pending.is_empty() || self.changing_to.is_some() {
+            return;
+        }
+        if self.behind_peers() {
+            // Others made progress we have not executed: catch up, then judge.
+            let target = self.claimed_progress();
+            self.start_fetch(target);
+            self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
+            return;
+        }
+        tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
+            "request timer expired; suspecting the primary");
+        self.start_view_change(self.view.next());
+    }
+
+    /// Proposes batches while we are primary, hold unproposed requests, and
+    /// have room in the watermark window and the pipeline.
+    pub(super) fn try_propose(&mut self) {
+        while self.is_primary() && self.pending.has_unproposed() {
+            let seq = self.next_seq;
+            let high = self.low.0 + self.cfg.watermark_window;
+            if seq.0 > high {
+                break;
+            }
+            if seq.0.saturating_sub(self.last_executed.0) > self.cfg.pipeline_depth {
+                break;
+            }
+            let txs = self.pending.take_batch(self.cfg.batch_txs_max);
+            if txs.is_empty() {
+                break;
+            }
+            let batch = Batch {
+                timestamp_ms: self.now.as_millis().max(1),
+                txs,
+            };
+            self.propose(seq, batch);
+        }
+    }
+
+    fn propose(&mut self, seq: crate::types::Seq, batch: Batch) {
+        let bytes: Arc<[u8]> = batch.encode().into();
+        let digest = batch_digest(&bytes);
+        let view = self.view;
+        let pp = self.sign_vote(
+            VoteKind::PrePrepare,
+            view,
+            seq,
+            digest,
+            PrePrepare { view, seq, digest },
+        );
+        self.next_seq = seq.next();
+        self.actions.push_back(Action::Persist(vec![PersistOp::PrePrepare {
+            pre_prepare: pp.signed().clone(),
+            batch: bytes.to_vec(),
+        }]));
+        self.actions
+            .push_back(Action::Broadcast(super::messages::Message::PrePrepare {
+                pre_prepare: pp.signed().clone(),
+                batch: bytes.to_vec(),
+            }));
+        let slot = self.slots.entry(seq).or_insert_with(|| Slot {
+            view,
+            ..Slot::default()
+        });
+        if slot.view < view {
+            slot.reset_to(view);
+        }
+        slot.pre_prepare = Some(pp);
+        slot.batch = Some((Arc::new(batch), bytes));
+        self.check_prepared(seq);
+    }
+
+    /// Called after a NEW-VIEW: what the new primary re-proposed is in flight.
+    pub(super) fn reset_proposals(&mut self, in_flight: &BTreeSet<(PublicKey, u64)>) {
+        self.pending.reset_proposals(in_flight);
+    }
+}

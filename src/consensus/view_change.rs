@@ -1,0 +1,327 @@
+//! View change (PBFT §4.4) and its liveness rules (§4.5.2).
+//!
+//! A backup that suspects the primary stops accepting messages of the current
+//! view and broadcasts ⟨VIEW-CHANGE, v+1, n, C, P⟩: its stable checkpoint with
+//! proof, and a prepared certificate for every seq it prepared above it. The
+//! primary of v+1 gathers 2f+1 valid VIEW-CHANGEs and broadcasts ⟨NEW-VIEW,
+//! v+1, V, O⟩, where O re-proposes, for every seq above the highest stable
+//! checkpoint, the batch prepared in the highest view, and null requests for
+//! the gaps. Why backups recompute O instead of trusting it: a Byzantine new
+//! primary could otherwise omit a prepared (perhaps committed) request.
+//!
+//! Liveness: a replica joins a view change once f+1 replicas ask for views
+//! above its own (so at least one correct replica suspects the primary); the
+//! timeout for waiting on a NEW-VIEW doubles with each failed attempt, up to
+//! a cap; a replica waiting for a NEW-VIEW re-sends its VIEW-CHANGE, and a
+//! replica already in a later view answers a straggler's VIEW-CHANGE with the
+//! NEW-VIEW that took it there.
+
+use super::messages::{Message, NewView, PrePrepare, PreparedProof, ViewChange};
+use super::proofs::OSet;
+use super::{Action, PersistOp, Replica, VoteKind};
+use crate::crypto::Verified;
+use crate::tx::Batch;
+use crate::types::{Seq, View};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+impl Replica {
+    /// Leaves the current view and asks for `target`.
+    pub(super) fn start_view_change(&mut self, target: View) {
+        let level = self.changing_to.unwrap_or(self.view);
+        if target <= level {
+            return;
+        }
+        self.vc_attempts = self.vc_attempts.saturating_add(1);
+        self.changing_to = Some(target);
+        self.request_deadline = None;
+        self.stats.view_changes_started += 1;
+        tracing::info!(replica = %self.me, from = %self.view, to = %target, "starting view change");
+
+        let high = self.low.0 + self.cfg.watermark_window;
+        let prepared: Vec<PreparedProof> = self
+            .slots
+            .range(self.low.next()..=Seq(high))
+            .filter_map(|(_, slot)| slot.prepared.as_ref().map(|(_, p)| p.clone()))
+            .collect();
+        let vc = self.sign(ViewChange {
+            new_view: target,
+            stable_seq: self.low,
+            checkpoint_proof: self.stable_proof.clone(),
+            prepared,
+        });
+        self.actions.push_back(Action::Persist(vec![
+            PersistOp::View {
+                view: self.view,
+                changing_to: Some(target),
+            },
+            PersistOp::ViewChange(vc.signed().clone()),
+        ]));
+        self.actions
+            .push_back(Action::Broadcast(Message::ViewChange(vc.signed().clone())));
+        self.own_view_change = Some(vc.signed().clone());
+        self.view_changes.insert(self.me, vc);
+        self.view_change_deadline = Some(self.now.plus_millis(self.view_change_timeout_ms()));
+        self.retransmit_deadline = Some(self.now.plus_millis(self.cfg.retransmit_ms));
+        self.future.retain(|(_, m)| m.view() >= target);
+        self.maybe_send_new_view(target);
+    }
+
+    /// No NEW-VIEW arrived in time: try the next view, with a doubled timeout.
+    pub(super) fn on_view_change_timer(&mut self) {
+        if let Some(target) = self.changing_to {
+            tracing::info!(replica = %self.me, view = %target, "view change timed out");
+            self.start_view_change(target.next());
+        }
+    }
+
+    /// Re-sends our VIEW-CHANGE while we wait for a NEW-VIEW.
+    pub(super) fn on_retransmit_timer(&mut self) {
+        if self.changing_to.is_none() {
+            return;
+        }
+        if let Some(vc) = self.own_view_change.clone() {
+            self.actions
+                .push_back(Action::Broadcast(Message::ViewChange(vc)));
+        }
+        self.retransmit_deadline = Some(self.now.plus_millis(self.cfg.retransmit_ms));
+    }
+
+    pub(super) fn on_view_change(&mut self, vc: Verified<ViewChange>) {
+        let (target, signer) = (vc.new_view, vc.signer());
+        if target <= self.view {
+            self.help_straggler(signer, target);
+            return self.ignore("view-change: for a view we already entered");
+        }
+        if self
+            .view_changes
+            .get(&signer)
+            .is_some_and(|prev| prev.new_view >= target)
+        {
+            return self.ignore("view-change: not newer than the sender's last");
+        }
+        if let Err(reason) = self.check_view_change(&vc) {
+            return self.ignore(reason);
+        }
+        self.view_changes.insert(signer, vc);
+
+        // Join once f+1 others ask for views above ours (§4.5.2).
+        let level = self.changing_to.unwrap_or(self.view);
+        let higher: Vec<View> = self
+            .view_changes
+            .iter()
+            .filter(|(r, vc)| **r != self.me && vc.new_view > level)
+            .map(|(_, vc)| vc.new_view)
+            .collect();
+        if higher.len() >= self.cluster.weak_quorum() {
+            let smallest = *higher.iter().min().expect("non-empty");
+            self.start_view_change(smallest);
+        }
+        self.maybe_send_new_view(target);
+    }
+
+    /// A replica still asks for a view we already entered: it missed the
+    /// NEW-VIEW. Send it once per (replica, view).
+    fn help_straggler(&mut self, replica: crate::types::ReplicaId, target: View) {
+        if self.changing_to.is_some() {
+            return;
+        }
+        let Some(nv) = self.latest_new_view.clone() else {
+            return;
+        };
+        let Ok(nv_view) = crate::crypto::Payload::decode(&nv.payload).map(|n: NewView| n.view) else {
+            return;
+        };
+        if nv_view == self.view && nv_view >= target && self.new_view_answered.insert((replica, target)) {
+            self.actions.push_back(Action::Send {
+                to: replica,
+                message: Message::NewView(nv),
+            });
+        }
+    }
+
+    /// As primary of `target`, sends NEW-VIEW once 2f+1 VIEW-CHANGEs for it
+    /// (ours included) are in.
+    fn maybe_send_new_view(&mut self, target: View) {
+        if self.cluster.primary(target) != self.me || self.changing_to != Some(target) {
+            return;
+        }
+        let quorum = self.cluster.quorum();
+        let mut vcs: Vec<Verified<ViewChange>> = Vec::with_capacity(quorum);
+        if let Some(own) = self.view_changes.get(&self.me).filter(|v| v.new_view == target) {
+            vcs.push(own.clone());
+        } else {
+            return;
+        }
+        vcs.extend(
+            self.view_changes
+                .iter()
+                .filter(|(r, vc)| **r != self.me && vc.new_view == target)
+                .map(|(_, vc)| vc.clone())
+                .take(quorum - 1),
+        );
+        if vcs.len() < quorum {
+            return;
+        }
+        let o = self.compute_o_set(&vcs);
+        let pre_prepares: Vec<Verified<PrePrepare>> = o
+            .entries
+            .iter()
+            .map(|e| {
+                self.sign_vote(
+                    VoteKind::PrePrepare,
+                    target,
+                    e.seq,
+                    e.digest,
+                    PrePrepare {
+                        view: target,
+                        seq: e.seq,
+                        digest: e.digest,
+                    },
+                )
+            })
+            .collect();
+        let nv = self.sign(NewView {
+            view: target,
+            view_changes: vcs.iter().map(|v| v.signed().clone()).collect(),
+            pre_prepares: pre_prepares.iter().map(|p| p.signed().clone()).collect(),
+        });
+        tracing::info!(replica = %self.me, view = %target, reproposed = o.entries.len(), "sending new-view");
+        self.actions.push_back(Action::Persist(vec![
+            PersistOp::NewView(nv.signed().clone()),
+            PersistOp::View {
+                view: target,
+                changing_to: None,
+            },
+        ]));
+        self.actions
+            .push_back(Action::Broadcast(Message::NewView(nv.signed().clone())));
+        self.latest_new_view = Some(nv.into_signed());
+        self.enter_view(target, o, pre_prepares);
+    }
+
+    pub(super) fn on_new_view(&mut self, nv: Verified<NewView>) {
+        let target = nv.view;
+        if nv.signer() != self.cluster.primary(target) {
+            return self.ignore("new-view: not from the new view's primary");
+        }
+        let acceptable = match self.changing_to {
+            Some(waiting) => target >= waiting,
+            None => target > self.view,
+        };
+        if !acceptable {
+            return self.ignore("new-view: not above our view");
+        }
+        if nv.view_changes.len() > self.cluster.n() as usize {
+            return self.ignore("new-view: more view-changes than replicas");
+        }
+        let mut vcs = Vec::with_capacity(nv.view_changes.len());
+        let mut signers = BTreeSet::new();
+        for s in &nv.view_changes {
+            let Ok(vc) = self.verifier.verify::<ViewChange>(s) else {
+                return self.ignore("new-view: bad view-change signature");
+            };
+            if vc.new_view != target || !signers.insert(vc.signer()) {
+                return self.ignore("new-view: view-change for another view or repeated signer");
+            }
+            let known = self
+                .view_changes
+                .get(&vc.signer())
+                .is_some_and(|k| k.signed() == vc.signed());
+            if !known {
+                if let Err(reason) = self.check_view_change(&vc) {
+                    return self.ignore(reason);
+                }
+            }
+            vcs.push(vc);
+        }
+        if signers.len() < self.cluster.quorum() {
+            return self.ignore("new-view: fewer than 2f+1 view-changes");
+        }
+        let o = self.compute_o_set(&vcs);
+        if o.entries.len() != nv.pre_prepares.len() {
+            return self.ignore("new-view: O-set does not match the view-changes");
+        }
+        let mut pre_prepares = Vec::with_capacity(o.entries.len());
+        for (entry, s) in o.entries.iter().zip(&nv.pre_prepares) {
+            let Ok(pp) = self.verifier.verify::<PrePrepare>(s) else {
+                return self.ignore("new-view: bad pre-prepare signature");
+            };
+            if pp.signer() != self.cluster.primary(target)
+                || pp.view != target
+                || pp.seq != entry.seq
+                || pp.digest != entry.digest
+            {
+                return self.ignore("new-view: O-set does not match the view-changes");
+            }
+            pre_prepares.push(pp);
+        }
+        tracing::info!(replica = %self.me, view = %target, "accepted new-view");
+        self.actions.push_back(Action::Persist(vec![
+            PersistOp::NewView(nv.signed().clone()),
+            PersistOp::View {
+                view: target,
+                changing_to: None,
+            },
+        ]));
+        self.latest_new_view = Some(nv.into_signed());
+        self.enter_view(target, o, pre_prepares);
+    }
+
+    /// Enters `view` with the checked O-set and its PRE-PREPAREs.
+    fn enter_view(&mut self, view: View, o: OSet, pre_prepares: Vec<Verified<PrePrepare>>) {
+        self.view = view;
+        self.changing_to = None;
+        self.view_change_deadline = None;
+        self.retransmit_deadline = None;
+        self.own_view_change = None;
+        self.new_view_answered.clear();
+        self.view_changes.retain(|_, vc| vc.new_view > view);
+        self.stats.new_views_entered += 1;
+        self.actions.push_back(Action::EnteredView(view));
+
+        // The O-set's stable checkpoint: adopt it, or catch up to it.
+        if o.min_s > self.low {
+            for c in &o.checkpoint_proof {
+                if let Ok(c) = self.verifier.verify(c) {
+                    if !self.checkpoints.get(&c.seq).is_some_and(|m| m.contains_key(&c.signer())) {
+                        self.checkpoints.entry(c.seq).or_default().insert(c.signer(), c);
+                    }
+                }
+            }
+            self.check_stable(o.min_s);
+        }
+        let max_s = o.entries.last().map_or(o.min_s, |e| e.seq);
+        self.new_view_ceiling = self.new_view_ceiling.max(max_s);
+
+        for slot in self.slots.values_mut() {
+            if slot.view < view {
+                slot.reset_to(view);
+            }
+        }
+        let mut in_flight = BTreeSet::new();
+        for (entry, pp) in o.entries.into_iter().zip(pre_prepares) {
+            if entry.seq <= self.low {
+                continue;
+            }
+            let Ok(batch) = Batch::decode(&entry.batch) else {
+                self.ignore("new-view: re-proposed batch is malformed");
+                continue;
+            };
+            in_flight.extend(batch.txs.iter().map(|tx| (tx.from, tx.nonce)));
+            self.accept_pre_prepare(pp, Arc::new(batch), entry.batch.into());
+        }
+        self.reset_proposals(&in_flight);
+        if self.cluster.primary(view) == self.me {
+            self.next_seq = max_s.max(self.last_executed).max(self.low).next();
+        }
+        self.replay_future();
+        self.request_deadline = if self.pending.is_empty() {
+            None
+        } else {
+            Some(self.now.plus_millis(self.cfg.request_timeout_ms))
+        };
+        self.try_execute();
+        self.try_propose();
+    }
+}

@@ -1,0 +1,212 @@
+//! The built-in application: a bank of ed25519 accounts.
+//!
+//! Balances come from genesis; a [`Transaction`] moves `amount` from `from` to
+//! `to` and is signed by `from`. A transfer that cannot apply is still ordered
+//! and gets a failed [`Receipt`]. Total supply never changes (TESTING.md S9).
+//!
+//! Nonces give exactly-once execution: a transfer applies only if its nonce is
+//! above the sender's last nonce. A transfer that fails for lack of funds or for
+//! being invalid still consumes its nonce, so a replay of a request that was
+//! answered "insufficient funds" can never later succeed.
+
+use super::StateMachine;
+use crate::crypto::{self, Digest, Domain, PublicKey};
+use crate::tx::{Batch, Receipt, Transaction};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    pub balance: u64,
+    /// The highest nonce this account has used; 0 before its first transfer.
+    pub nonce: u64,
+}
+
+impl Account {
+    fn to_bytes(self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.balance.to_le_bytes());
+        b[8..].copy_from_slice(&self.nonce.to_le_bytes());
+        b
+    }
+    fn from_bytes(b: &[u8]) -> Option<Account> {
+        if b.len() != 16 {
+            return None;
+        }
+        Some(Account {
+            balance: u64::from_le_bytes(b[..8].try_into().ok()?),
+            nonce: u64::from_le_bytes(b[8..].try_into().ok()?),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bank {
+    accounts: BTreeMap<PublicKey, Account>,
+    dirty: BTreeSet<PublicKey>,
+}
+
+impl Bank {
+    /// A bank with genesis balances. Fails if the total overflows `u64`.
+    pub fn new(genesis: &[(PublicKey, u64)]) -> Result<Bank, String> {
+        let mut bank = Bank::default();
+        let mut total: u64 = 0;
+        for (account, balance) in genesis {
+            total = total
+                .checked_add(*balance)
+                .ok_or("genesis balances overflow u64")?;
+            let entry = bank.accounts.entry(*account).or_default();
+            entry.balance += balance;
+            bank.dirty.insert(*account);
+        }
+        Ok(bank)
+    }
+
+    pub fn account(&self, key: &PublicKey) -> Option<Account> {
+        self.accounts.get(key).copied()
+    }
+
+    pub fn balance(&self, key: &PublicKey) -> u64 {
+        self.accounts.get(key).map_or(0, |a| a.balance)
+    }
+
+    /// Sum of all balances.
+    pub fn total_supply(&self) -> u128 {
+        self.accounts.values().map(|a| a.balance as u128).sum()
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = (&PublicKey, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// Applies one transfer (its signature is already checked).
+    pub fn transfer(&mut self, tx: &Transaction) -> Receipt {
+        let Some(sender) = self.accounts.get(&tx.from).copied() else {
+            return Receipt::UnknownAccount;
+        };
+        if tx.nonce <= sender.nonce {
+            return Receipt::StaleNonce;
+        }
+        self.dirty.insert(tx.from);
+        let sender = self.accounts.get_mut(&tx.from).expect("checked above");
+        sender.nonce = tx.nonce;
+        if tx.amount == 0 || tx.from == tx.to {
+            return Receipt::Invalid;
+        }
+        if sender.balance < tx.amount {
+            return Receipt::InsufficientFunds;
+        }
+        sender.balance -= tx.amount;
+        let receiver = self.accounts.entry(tx.to).or_default();
+        // Cannot overflow: the amount came out of a supply that fits in u64.
+        receiver.balance += tx.amount;
+        self.dirty.insert(tx.to);
+        Receipt::Ok
+    }
+}
+
+impl StateMachine for Bank {
+    fn apply(&mut self, batch: &Batch) -> Vec<Receipt> {
+        batch.txs.iter().map(|tx| self.transfer(tx)).collect()
+    }
+
+    fn state_root(&self) -> Digest {
+        let mut h = blake3::Hasher::new_derive_key(Domain::State.context());
+        h.update(&(self.accounts.len() as u64).to_le_bytes());
+        for (key, account) in &self.accounts {
+            h.update(&key.0);
+            h.update(&account.to_bytes());
+        }
+        Digest(*h.finalize().as_bytes())
+    }
+
+    fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|k| {
+                let v = self.accounts.get(&k).map(|a| a.to_bytes().to_vec());
+                (k.0.to_vec(), v)
+            })
+            .collect()
+    }
+
+    fn export(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.accounts
+            .iter()
+            .map(|(k, a)| (k.0.to_vec(), a.to_bytes().to_vec()))
+            .collect()
+    }
+
+    fn import(&mut self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+        let mut accounts = BTreeMap::new();
+        for (k, v) in records {
+            let key: [u8; 32] = k
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("account key of {} bytes", k.len()))?;
+            let account =
+                Account::from_bytes(v).ok_or_else(|| format!("account record of {} bytes", v.len()))?;
+            accounts.insert(PublicKey(key), account);
+        }
+        self.accounts = accounts;
+        self.dirty.clear();
+        Ok(())
+    }
+}
+
+/// Digest of genesis balances, used in the genesis hash.
+pub fn genesis_digest(genesis: &[(PublicKey, u64)]) -> Digest {
+    let mut parts = Vec::with_capacity(genesis.len() * 40);
+    for (k, b) in genesis {
+        parts.extend_from_slice(&k.0);
+        parts.extend_from_slice(&b.to_le_bytes());
+    }
+    crypto::digest(Domain::Genesis, &[&parts])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeyPair, NetworkId};
+
+    fn setup() -> (NetworkId, KeyPair, KeyPair, Bank) {
+        let net = NetworkId(Digest([9; 32]));
+        let a = KeyPair::from_label("alice");
+        let b = KeyPair::from_label("bob");
+        let bank = Bank::new(&[(a.public(), 100), (b.public(), 5)]).unwrap();
+        (net, a, b, bank)
+    }
+
+    #[test]
+    fn transfers_receipts_and_supply() {
+        let (net, a, b, mut bank) = setup();
+        let t = |k: &KeyPair, to: &KeyPair, amt, n| Transaction::transfer(net, k, to.public(), amt, n);
+        assert_eq!(bank.transfer(&t(&a, &b, 30, 1)), Receipt::Ok);
+        assert_eq!(bank.transfer(&t(&a, &b, 30, 1)), Receipt::StaleNonce);
+        assert_eq!(bank.transfer(&t(&b, &a, 1000, 1)), Receipt::InsufficientFunds);
+        // The failed transfer consumed nonce 1: a replay stays stale even with funds.
+        assert_eq!(bank.transfer(&t(&b, &a, 10, 1)), Receipt::StaleNonce);
+        assert_eq!(bank.transfer(&t(&b, &a, 10, 3)), Receipt::Ok);
+        assert_eq!(bank.transfer(&t(&a, &a, 1, 2)), Receipt::Invalid);
+        let stranger = KeyPair::from_label("stranger");
+        assert_eq!(bank.transfer(&t(&stranger, &a, 1, 1)), Receipt::UnknownAccount);
+        assert_eq!(bank.balance(&a.public()), 80);
+        assert_eq!(bank.balance(&b.public()), 25);
+        assert_eq!(bank.total_supply(), 105);
+    }
+
+    #[test]
+    fn state_root_export_import_and_changes() {
+        let (net, a, b, mut bank) = setup();
+        let r0 = bank.state_root();
+        let changes = bank.take_changes();
+        assert_eq!(changes.len(), 2);
+        bank.transfer(&Transaction::transfer(net, &a, b.public(), 1, 1));
+        assert_ne!(bank.state_root(), r0);
+        assert_eq!(bank.take_changes().len(), 2);
+        assert!(bank.take_changes().is_empty());
+        let mut copy = Bank::default();
+        copy.import(&bank.export()).unwrap();
+        assert_eq!(copy.state_root(), bank.state_root());
+        assert!(copy.import(&[(vec![1, 2], vec![0; 16])]).is_err());
+    }
+}
