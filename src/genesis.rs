@@ -1,0 +1,286 @@
+//! Genesis: the replicas, their keys and addresses, the funded accounts and
+//! the protocol parameters of one network. Its hash is the [`NetworkId`] that
+//! every signature and every store is bound to.
+//!
+//! The file is JSON; unknown keys are refused. The hash is taken over a
+//! canonical encoding built field by field (not over the JSON text), so
+//! reformatting the file does not change the network.
+
+use crate::cluster::Cluster;
+use crate::consensus::Config;
+use crate::crypto::{self, Digest, Domain, NetworkId, PublicKey, Verifier};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisFile {
+    pub chain_id: String,
+    pub replicas: Vec<GenesisReplica>,
+    pub accounts: Vec<GenesisAccount>,
+    pub consensus: Config,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisReplica {
+    pub id: u32,
+    /// Hex ed25519 public key.
+    pub public_key: String,
+    /// Replica-to-replica QUIC address.
+    pub p2p_addr: String,
+    /// Client QUIC address.
+    pub client_addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// Hex ed25519 public key.
+    pub account: String,
+    pub balance: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    /// The file could not be read.
+    #[error("cannot read genesis {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid genesis JSON.
+    #[error("genesis {path} is not valid: {detail}")]
+    Parse { path: String, detail: String },
+    /// A value is out of range; the message names the key.
+    #[error("invalid genesis: {0}")]
+    Invalid(String),
+}
+
+/// A checked genesis, ready to use.
+#[derive(Clone, Debug)]
+pub struct Genesis {
+    pub file: GenesisFile,
+    pub network: NetworkId,
+    pub cluster: Cluster,
+    pub replica_keys: Vec<PublicKey>,
+    pub p2p_addrs: Vec<SocketAddr>,
+    pub client_addrs: Vec<SocketAddr>,
+    pub balances: Vec<(PublicKey, u64)>,
+    pub verifier: Verifier,
+}
+
+impl Genesis {
+    pub fn load(path: &Path) -> Result<Genesis, GenesisError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GenesisError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let file: GenesisFile = serde_json::from_str(&text).map_err(|e| GenesisError::Parse {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Genesis::from_file(file)
+    }
+
+    /// Checks every field; addresses may be `sim` in simulations (no network).
+    pub fn from_file(file: GenesisFile) -> Result<Genesis, GenesisError> {
+        let invalid = |m: String| GenesisError::Invalid(m);
+        if file.chain_id.trim().is_empty() {
+            return Err(invalid("chain_id must not be empty".into()));
+        }
+        let cluster = Cluster::new(file.replicas.len() as u32)
+            .map_err(|e| invalid(format!("replicas: {e}")))?;
+        file.consensus
+            .validate()
+            .map_err(|e| invalid(format!("consensus.{e}")))?;
+        let mut replica_keys = Vec::new();
+        let mut p2p_addrs = Vec::new();
+        let mut client_addrs = Vec::new();
+        for (i, r) in file.replicas.iter().enumerate() {
+            if r.id as usize != i {
+                return Err(invalid(format!(
+                    "replicas[{i}].id is {} but must be {i} (replicas are listed in id order)",
+                    r.id
+                )));
+            }
+            let key = PublicKey::from_hex(&r.public_key)
+                .filter(|k| k.verifying_key().is_some())
+                .ok_or_else(|| invalid(format!("replicas[{i}].public_key is not an ed25519 key")))?;
+            if replica_keys.contains(&key) {
+                return Err(invalid(format!("replicas[{i}].public_key repeats another replica's key")));
+            }
+            replica_keys.push(key);
+            if r.p2p_addr != "sim" {
+                p2p_addrs.push(r.p2p_addr.parse().map_err(|_| {
+                    invalid(format!("replicas[{i}].p2p_addr '{}' is not host:port", r.p2p_addr))
+                })?);
+                client_addrs.push(r.client_addr.parse().map_err(|_| {
+                    invalid(format!("replicas[{i}].client_addr '{}' is not host:port", r.client_addr))
+                })?);
+            }
+        }
+        let mut balances = Vec::new();
+        let mut total: u64 = 0;
+        for (i, a) in file.accounts.iter().enumerate() {
+            let key = PublicKey::from_hex(&a.account)
+                .ok_or_else(|| invalid(format!("accounts[{i}].account is not a 64-hex-digit key")))?;
+            total = total
+                .checked_add(a.balance)
+                .ok_or_else(|| invalid("accounts: total supply overflows u64".into()))?;
+            balances.push((key, a.balance));
+        }
+        let network = NetworkId(canonical_hash(&file));
+        let verifier = Verifier::new(network, &replica_keys)
+            .ok_or_else(|| invalid("replicas: a public key is not a valid point".into()))?;
+        Ok(Genesis {
+            file,
+            network,
+            cluster,
+            replica_keys,
+            p2p_addrs,
+            client_addrs,
+            balances,
+            verifier,
+        })
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(&self.file).expect("genesis serialises");
+        std::fs::write(path, text + "\n")
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.file.consensus
+    }
+
+    pub fn total_supply(&self) -> u128 {
+        self.balances.iter().map(|(_, b)| *b as u128).sum()
+    }
+}
+
+fn canonical_hash(file: &GenesisFile) -> Digest {
+    let mut bytes = Vec::new();
+    let mut put = |b: &[u8]| {
+        bytes.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(b);
+    };
+    put(file.chain_id.as_bytes());
+    for r in &file.replicas {
+        put(&r.id.to_le_bytes());
+        put(r.public_key.to_lowercase().as_bytes());
+        put(r.p2p_addr.as_bytes());
+        put(r.client_addr.as_bytes());
+    }
+    for a in &file.accounts {
+        put(a.account.to_lowercase().as_bytes());
+        put(&a.balance.to_le_bytes());
+    }
+    let c = &file.consensus;
+    for v in [
+        c.checkpoint_interval,
+        c.watermark_window,
+        c.batch_txs_max as u64,
+        c.pipeline_depth,
+        c.request_timeout_ms,
+        c.view_change_timeout_max_ms,
+        c.retransmit_ms,
+        c.pending_requests_max as u64,
+        c.pending_per_client_max as u64,
+        c.timestamp_skew_max_ms,
+        c.future_messages_max as u64,
+        c.fetch_batches_max,
+    ] {
+        put(&v.to_le_bytes());
+    }
+    crypto::digest(Domain::Genesis, &[&bytes])
+}
+
+/// Builds a genesis for `n` replicas with the given keys and funded accounts.
+pub fn build(
+    chain_id: &str,
+    replica_keys: &[PublicKey],
+    addrs: &[(String, String)],
+    accounts: &[(PublicKey, u64)],
+    consensus: Config,
+) -> Result<Genesis, GenesisError> {
+    let file = GenesisFile {
+        chain_id: chain_id.to_string(),
+        replicas: replica_keys
+            .iter()
+            .zip(addrs)
+            .enumerate()
+            .map(|(i, (k, (p2p, client)))| GenesisReplica {
+                id: i as u32,
+                public_key: k.to_hex(),
+                p2p_addr: p2p.clone(),
+                client_addr: client.clone(),
+            })
+            .collect(),
+        accounts: accounts
+            .iter()
+            .map(|(k, b)| GenesisAccount {
+                account: k.to_hex(),
+                balance: *b,
+            })
+            .collect(),
+        consensus,
+    };
+    Genesis::from_file(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyPair;
+
+    fn sample() -> Genesis {
+        let keys: Vec<_> = (0..4).map(|i| KeyPair::from_label(&format!("g{i}")).public()).collect();
+        let addrs: Vec<_> = (0..4)
+            .map(|i| (format!("127.0.0.1:{}", 7000 + i * 10), format!("127.0.0.1:{}", 7001 + i * 10)))
+            .collect();
+        let acct = KeyPair::from_label("acct").public();
+        build("test", &keys, &addrs, &[(acct, 1000)], Config::default()).unwrap()
+    }
+
+    #[test]
+    fn network_id_binds_every_field_but_not_formatting() {
+        let g = sample();
+        let again = Genesis::from_file(
+            serde_json::from_str(&serde_json::to_string(&g.file).unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(g.network, again.network);
+        let mut f = g.file.clone();
+        f.accounts[0].balance += 1;
+        assert_ne!(Genesis::from_file(f).unwrap().network, g.network);
+        let mut f = g.file.clone();
+        f.consensus.checkpoint_interval = 8;
+        f.consensus.watermark_window = 32;
+        assert_ne!(Genesis::from_file(f).unwrap().network, g.network);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let g = sample();
+        let mut f = g.file.clone();
+        f.replicas.pop();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("replicas"), "{e}");
+        let mut f = g.file.clone();
+        f.replicas[2].public_key = "zz".into();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("replicas[2].public_key"), "{e}");
+        let mut f = g.file.clone();
+        f.consensus.watermark_window = 3;
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("consensus.watermark_window"), "{e}");
+        let mut f = g.file.clone();
+        f.accounts[0].account = "nothex".into();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("accounts[0].account"), "{e}");
+        let json = serde_json::to_string(&g.file).unwrap().replacen("{", "{\"extra\":1,", 1);
+        assert!(serde_json::from_str::<GenesisFile>(&json).is_err());
+    }
+}
