@@ -1,0 +1,492 @@
+//! The replica mesh: accept loop, one dial task per higher peer, one sender
+//! task per peer, one reader task per connection.
+//!
+//! Each peer has a [`PeerSlot`] holding its bounded outbound queue, its
+//! counters and a `watch` of its current connection. Whoever obtains a
+//! connection (the dial task for higher peers, the accept loop for lower ones)
+//! installs it in the slot; the sender task follows the `watch`, so sending
+//! code never cares which side dialled.
+
+use super::tls::{self, Identity, Pin};
+use super::{codes, limits, transport_config, NetConfig, NetError, NetStats, PeerStats};
+use crate::crypto::{KeyPair, PublicKey};
+use crate::types::ReplicaId;
+use quinn::{Connection, Endpoint};
+use rand::Rng;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn, Instrument};
+
+/// Inbound frames as delivered to the node.
+type Inbound = mpsc::Sender<(ReplicaId, Vec<u8>)>;
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+    send_failed: AtomicU64,
+    oversize: AtomicU64,
+    inbound_dropped: AtomicU64,
+}
+
+struct PeerSlot {
+    queue: Mutex<VecDeque<Arc<[u8]>>>,
+    wake: Notify,
+    conn: watch::Sender<Option<Connection>>,
+    counters: Counters,
+}
+
+impl PeerSlot {
+    fn pop(&self) -> Option<Arc<[u8]>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+    fn queued(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+struct Shared {
+    cfg: NetConfig,
+    endpoint: Endpoint,
+    peers: Vec<PeerSlot>,
+    by_key: HashMap<PublicKey, ReplicaId>,
+    inbound: Inbound,
+    rejected_handshakes: AtomicU64,
+    tie_break_refused: AtomicU64,
+    handshakes: Arc<Semaphore>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A cloneable handle to the replica mesh.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Transport({})", self.inner.cfg.me)
+    }
+}
+
+impl Transport {
+    /// Binds `cfg.listen`, starts the accept loop, one dial task per higher
+    /// peer and one sender task per peer. Returns the handle and the channel
+    /// of inbound `(sender, frame)` pairs.
+    pub async fn start(
+        cfg: NetConfig,
+        key: &KeyPair,
+    ) -> Result<(Transport, mpsc::Receiver<(ReplicaId, Vec<u8>)>), NetError> {
+        cfg.validate()?;
+        if cfg.peers[cfg.me.index()].public_key != key.public() {
+            return Err(NetError::Config(format!(
+                "key {:?} is not replica {}'s genesis key",
+                key.public(),
+                cfg.me
+            )));
+        }
+        let identity = Identity::new(key)?;
+        let transport = transport_config(
+            cfg.idle_timeout,
+            Some(cfg.keep_alive),
+            limits::MESH_UNI_STREAMS,
+            0,
+        )?;
+        let genesis: Arc<std::collections::HashSet<PublicKey>> =
+            Arc::new(cfg.peers.iter().map(|p| p.public_key).collect());
+        let server = tls::server_config(
+            &identity,
+            Pin::Set(genesis),
+            tls::ALPN_REPLICA,
+            transport.clone(),
+        )?;
+        let endpoint = Endpoint::server(server, cfg.listen).map_err(|source| NetError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let (tx, rx) = mpsc::channel(cfg.inbound_queue_max);
+        let peers = cfg
+            .peers
+            .iter()
+            .map(|_| PeerSlot {
+                queue: Mutex::new(VecDeque::new()),
+                wake: Notify::new(),
+                conn: watch::Sender::new(None),
+                counters: Counters::default(),
+            })
+            .collect();
+        let by_key = cfg.peers.iter().map(|p| (p.public_key, p.id)).collect();
+        let shared = Arc::new(Shared {
+            cfg,
+            endpoint,
+            peers,
+            by_key,
+            inbound: tx,
+            rejected_handshakes: AtomicU64::new(0),
+            tie_break_refused: AtomicU64::new(0),
+            handshakes: Arc::new(Semaphore::new(limits::HANDSHAKES)),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let me = shared.cfg.me;
+        // Every log line of this transport carries `replica = me`.
+        let span = tracing::info_span!(target: "pbft::net", "net", replica = %me);
+        let mut tasks = vec![tokio::spawn(
+            accept_loop(shared.clone()).instrument(span.clone()),
+        )];
+        for peer in &shared.cfg.peers {
+            if peer.id == me {
+                continue;
+            }
+            tasks.push(tokio::spawn(
+                send_loop(shared.clone(), peer.id).instrument(span.clone()),
+            ));
+            if me < peer.id {
+                let client = tls::client_config(
+                    &identity,
+                    Pin::One(peer.public_key),
+                    tls::ALPN_REPLICA,
+                    transport.clone(),
+                )?;
+                tasks.push(tokio::spawn(
+                    dial_loop(shared.clone(), peer.id, client).instrument(span.clone()),
+                ));
+            }
+        }
+        *shared.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        info!(target: "pbft::net", replica = %me, listen = %shared.cfg.listen, "transport started");
+        Ok((Transport { inner: shared }, rx))
+    }
+
+    /// The bound mesh address (useful when `listen` had port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.endpoint.local_addr().ok()
+    }
+
+    /// Queues `frame` for `to` without blocking; when the queue is full the
+    /// oldest queued frame is dropped and counted. Frames to `me` or to an
+    /// unknown replica are ignored.
+    pub fn send(&self, to: ReplicaId, frame: Arc<[u8]>) {
+        if to == self.inner.cfg.me {
+            return;
+        }
+        let Some(slot) = self.inner.peers.get(to.index()) else {
+            debug!(target: "pbft::net", peer = %to, "send to unknown replica ignored");
+            return;
+        };
+        let dropped = {
+            let mut q = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.push_back(frame);
+            let mut dropped = 0;
+            while q.len() > self.inner.cfg.peer_queue_max {
+                q.pop_front();
+                dropped += 1;
+            }
+            dropped
+        };
+        if dropped > 0 {
+            slot.counters.dropped.fetch_add(dropped, Relaxed);
+        }
+        slot.wake.notify_one();
+    }
+
+    /// Queues `frame` for every replica except me.
+    pub fn broadcast(&self, frame: Arc<[u8]>) {
+        for peer in &self.inner.cfg.peers {
+            if peer.id != self.inner.cfg.me {
+                self.send(peer.id, frame.clone());
+            }
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> NetStats {
+        let s = &self.inner;
+        let peers = s
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let c = &slot.counters;
+                PeerStats {
+                    id: ReplicaId(i as u32),
+                    connected: slot
+                        .conn
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|c| c.close_reason().is_none()),
+                    frames_sent: c.sent.load(Relaxed),
+                    frames_received: c.received.load(Relaxed),
+                    frames_dropped: c.dropped.load(Relaxed),
+                    send_failed: c.send_failed.load(Relaxed),
+                    frames_oversize: c.oversize.load(Relaxed),
+                    inbound_dropped: c.inbound_dropped.load(Relaxed),
+                    queued: slot.queued(),
+                }
+            })
+            .collect();
+        NetStats {
+            peers,
+            rejected_handshakes: s.rejected_handshakes.load(Relaxed),
+            tie_break_refused: s.tie_break_refused.load(Relaxed),
+        }
+    }
+
+    /// Stops all tasks, closes every connection and waits (at most 3 s) for
+    /// the close to reach the peers. Other clones of this handle become inert.
+    pub async fn shutdown(self) {
+        let s = &self.inner;
+        let tasks = std::mem::take(&mut *s.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        s.endpoint.close(codes::SHUTDOWN, b"shutdown");
+        for slot in &s.peers {
+            slot.conn.send_replace(None);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.endpoint.wait_idle()).await;
+        info!(target: "pbft::net", replica = %s.cfg.me, "transport shut down");
+    }
+}
+
+/// Jittered exponential backoff: uniform in `[d/2, d]` with
+/// `d = min(max, min * 2^attempt)`.
+fn backoff(cfg: &NetConfig, attempt: u32) -> Duration {
+    let base = cfg
+        .reconnect_min
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(cfg.reconnect_max);
+    let ms = base.as_millis().max(1) as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
+}
+
+async fn accept_loop(s: Arc<Shared>) {
+    while let Some(incoming) = s.endpoint.accept().await {
+        let Ok(permit) = s.handshakes.clone().try_acquire_owned() else {
+            debug!(target: "pbft::net", from = %incoming.remote_address(), "too many handshakes; refused");
+            incoming.refuse();
+            continue;
+        };
+        let s = s.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let from = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => on_accepted(&s, conn),
+                Err(e) => {
+                    if tls::is_handshake_rejection(&e) {
+                        s.rejected_handshakes.fetch_add(1, Relaxed);
+                        warn!(target: "pbft::net", %from, reason = %e, "rejected replica handshake");
+                    } else {
+                        debug!(target: "pbft::net", %from, reason = %e, "inbound handshake failed");
+                    }
+                }
+            }
+        }.in_current_span());
+    }
+}
+
+fn on_accepted(s: &Arc<Shared>, conn: Connection) {
+    let from = conn.remote_address();
+    // The verifier only lets genesis keys through, so the lookup succeeds.
+    let Some(id) = tls::peer_key(&conn).and_then(|k| s.by_key.get(&k).copied()) else {
+        s.rejected_handshakes.fetch_add(1, Relaxed);
+        warn!(target: "pbft::net", %from, "connection without a genesis key; closed");
+        conn.close(codes::UNKNOWN_KEY, b"unknown key");
+        return;
+    };
+    if id >= s.cfg.me {
+        s.tie_break_refused.fetch_add(1, Relaxed);
+        warn!(target: "pbft::net", peer = %id, %from, reason = "lower id dials", "connection against the tie-break; closed");
+        conn.close(codes::TIE_BREAK, b"lower id dials");
+        return;
+    }
+    install(s, id, conn);
+}
+
+/// Makes `conn` the connection of `id` and starts its reader.
+fn install(s: &Arc<Shared>, id: ReplicaId, conn: Connection) {
+    let slot = &s.peers[id.index()];
+    let old = slot.conn.send_replace(Some(conn.clone()));
+    if let Some(old) = old {
+        if old.stable_id() != conn.stable_id() {
+            old.close(codes::REPLACED, b"replaced");
+        }
+    }
+    info!(target: "pbft::net", peer = %id, addr = %conn.remote_address(), "connected");
+    tokio::spawn(read_loop(s.clone(), id, conn).in_current_span());
+}
+
+async fn dial_loop(s: Arc<Shared>, id: ReplicaId, client: quinn::ClientConfig) {
+    let addr = s.cfg.peers[id.index()].addr;
+    let name = format!("replica-{}", id.0);
+    let mut failures = 0u32;
+    loop {
+        let result = match s.endpoint.connect_with(client.clone(), addr, &name) {
+            Ok(connecting) => match tokio::time::timeout(s.cfg.dial_timeout, connecting).await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(e)) => {
+                    if tls::is_handshake_rejection(&e) {
+                        s.rejected_handshakes.fetch_add(1, Relaxed);
+                        warn!(target: "pbft::net", peer = %id, %addr, reason = %e, "rejected replica handshake");
+                    }
+                    Err(e.to_string())
+                }
+                Err(_) => Err("dial timed out".to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(conn) => {
+                install(&s, id, conn.clone());
+                let reason = conn.closed().await;
+                if tls::is_handshake_rejection(&reason) {
+                    // A TLS 1.3 client finishes first; the peer refused our
+                    // certificate afterwards. Back off as for a failed dial.
+                    s.rejected_handshakes.fetch_add(1, Relaxed);
+                    failures = failures.saturating_add(1);
+                    warn!(target: "pbft::net", peer = %id, %addr, %reason, "peer rejected our certificate");
+                } else {
+                    failures = 0;
+                }
+            }
+            Err(reason) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    info!(target: "pbft::net", peer = %id, %addr, %reason, "dial failed; retrying with backoff");
+                } else {
+                    debug!(target: "pbft::net", peer = %id, %addr, %reason, failures, "dial failed");
+                }
+            }
+        }
+        tokio::time::sleep(backoff(&s.cfg, failures)).await;
+    }
+}
+
+async fn read_loop(s: Arc<Shared>, id: ReplicaId, conn: Connection) {
+    let slot = &s.peers[id.index()];
+    let readers = Arc::new(Semaphore::new(limits::MESH_READERS));
+    let max = s.cfg.frame_bytes_max;
+    let reason = loop {
+        let Ok(permit) = readers.clone().acquire_owned().await else {
+            break "reader semaphore closed".to_string();
+        };
+        let mut recv = match conn.accept_uni().await {
+            Ok(r) => r,
+            Err(e) => break e.to_string(),
+        };
+        let s = s.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let counters = &s.peers[id.index()].counters;
+            match recv.read_to_end(max).await {
+                Ok(frame) => {
+                    counters.received.fetch_add(1, Relaxed);
+                    if let Err(mpsc::error::TrySendError::Full(_)) = s.inbound.try_send((id, frame))
+                    {
+                        counters.inbound_dropped.fetch_add(1, Relaxed);
+                        debug!(target: "pbft::net", peer = %id, "inbound channel full; frame dropped");
+                    }
+                }
+                Err(quinn::ReadToEndError::TooLong) => {
+                    counters.oversize.fetch_add(1, Relaxed);
+                    let _ = recv.stop(codes::FRAME_TOO_LARGE);
+                    warn!(target: "pbft::net", peer = %id, max, "frame over the size cap refused");
+                }
+                Err(e) => debug!(target: "pbft::net", peer = %id, reason = %e, "inbound stream failed"),
+            }
+        }.in_current_span());
+    };
+    let cleared = slot.conn.send_if_modified(|c| {
+        if c.as_ref()
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            *c = None;
+            true
+        } else {
+            false
+        }
+    });
+    if cleared {
+        info!(target: "pbft::net", peer = %id, %reason, "disconnected");
+    } else {
+        debug!(target: "pbft::net", peer = %id, %reason, "superseded connection ended");
+    }
+}
+
+async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
+    let slot = &s.peers[id.index()];
+    let writers = Arc::new(Semaphore::new(limits::MESH_WRITERS));
+    let mut rx = slot.conn.subscribe();
+    loop {
+        let live = |c: &Option<Connection>| c.as_ref().is_some_and(|c| c.close_reason().is_none());
+        let conn = match rx.wait_for(live).await {
+            Ok(c) => match c.as_ref() {
+                Some(c) => c.clone(),
+                None => continue,
+            },
+            Err(_) => return,
+        };
+        while conn.close_reason().is_none() {
+            let Some(frame) = slot.pop() else {
+                tokio::select! {
+                    _ = slot.wake.notified() => continue,
+                    _ = conn.closed() => break,
+                    _ = rx.changed() => break,
+                }
+            };
+            let Ok(permit) = writers.clone().acquire_owned().await else {
+                return;
+            };
+            let s = s.clone();
+            let conn = conn.clone();
+            tokio::spawn(
+                async move {
+                    let _permit = permit;
+                    let counters = &s.peers[id.index()].counters;
+                    match write_frame(&conn, &frame, s.cfg.idle_timeout).await {
+                        Ok(()) => {
+                            counters.sent.fetch_add(1, Relaxed);
+                        }
+                        Err(reason) => {
+                            counters.send_failed.fetch_add(1, Relaxed);
+                            debug!(target: "pbft::net", peer = %id, %reason, "frame write failed");
+                        }
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+    }
+}
+
+/// Writes one frame on its own uni stream. On failure or timeout the stream is
+/// reset, so the peer never sees a truncated frame as complete.
+async fn write_frame(conn: &Connection, frame: &[u8], limit: Duration) -> Result<(), String> {
+    let mut stream = tokio::time::timeout(limit, conn.open_uni())
+        .await
+        .map_err(|_| "open stream timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(limit, stream.write_all(frame)).await {
+        Ok(Ok(())) => stream.finish().map_err(|e| e.to_string()),
+        Ok(Err(e)) => {
+            let _ = stream.reset(codes::SHUTDOWN);
+            Err(e.to_string())
+        }
+        Err(_) => {
+            let _ = stream.reset(codes::TIMEOUT);
+            Err("write timed out".to_string())
+        }
+    }
+}
