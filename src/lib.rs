@@ -31,3 +31,4 @@ pub mod tx;
 pub mod types;
 pub mod ledger;
 pub mod net;
+pub mod node;

@@ -1,0 +1,402 @@
+//! A replica wired to its ledger and store (L5), driven synchronously.
+//!
+//! [`Node`] owns the consensus [`Replica`], the bank, the chain tip and a
+//! [`Store`]. It feeds inputs to the core and executes the core's actions in
+//! order: `Persist` becomes one synced write before anything later happens;
+//! `Execute` builds the block, writes block, certificate, state changes and
+//! transaction index in one synced batch, signs a reply per transaction and
+//! tells the core the checkpoint digest. Messages to send collect in an
+//! outbox the driver drains — the tokio runtime for real replicas, the
+//! simulator's network otherwise. The same `Node` runs in both.
+
+pub mod persist;
+pub mod runtime;
+
+use crate::consensus::messages::{Message, Reply};
+use crate::consensus::{Action, Input, Recovered, Replica};
+use crate::crypto::{Digest, KeyPair, PublicKey, Signed};
+use crate::genesis::Genesis;
+use crate::ledger::bank::{Account, Bank};
+use crate::ledger::{self, ChainTip, StateMachine};
+use crate::storage::{Cf, Store, StorageError, WriteBatch};
+use crate::types::{ReplicaId, Seq, Time, View};
+use persist::{StoredBlock, TxLocation};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Something for the driver to deliver.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    ToReplica { to: ReplicaId, message: Message },
+    Broadcast(Message),
+    ToClient { client: PublicKey, reply: Signed<Reply> },
+}
+
+/// Input to a node.
+#[derive(Clone, Debug)]
+pub enum NodeInput {
+    Message { from: ReplicaId, message: Message },
+    Request(crate::tx::Transaction),
+    Tick,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The store failed or holds something unusable; the replica must stop.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Largest fetch a node serves at once, whatever a peer asks for.
+const SERVE_FETCH_MAX: u64 = 64;
+
+/// A committed-block event, for observers (the simulator's checker, logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedBlock {
+    pub height: u64,
+    pub block_hash: Digest,
+    pub batch_digest: Digest,
+    pub tx_ids: Vec<Digest>,
+    pub ok_txs: usize,
+}
+
+pub struct Node<S: Store> {
+    replica: Replica,
+    bank: Bank,
+    tip: ChainTip,
+    state_root: Digest,
+    store: S,
+    key: KeyPair,
+    me: ReplicaId,
+    checkpoint_interval: u64,
+    reply_cache: BTreeMap<PublicKey, (u64, Signed<Reply>)>,
+    outbox: VecDeque<Outgoing>,
+    committed: VecDeque<CommittedBlock>,
+    view_entered: Vec<View>,
+}
+
+impl<S: Store> Node<S> {
+    /// Opens a node on `store`: initialises an empty store from genesis, or
+    /// recovers the chain, application state and consensus state from it.
+    pub fn open(genesis: &Genesis, me: ReplicaId, key: KeyPair, mut store: S) -> Result<Node<S>, NodeError> {
+        let network = genesis.network.0;
+        match store.get(Cf::Meta, persist::KEY_GENESIS)? {
+            Some(g) if g != network.0 => {
+                return Err(StorageError::GenesisMismatch {
+                    expected: network.to_hex(),
+                    found: hex::encode(g),
+                }
+                .into())
+            }
+            Some(_) => {}
+            None => {
+                if store.last(Cf::Blocks)?.is_some() || store.last(Cf::Consensus)?.is_some() {
+                    return Err(StorageError::Corrupt("blocks present but no genesis record".into()).into());
+                }
+                let mut bank = Bank::new(&genesis.balances).map_err(StorageError::Corrupt)?;
+                let mut batch = WriteBatch::default();
+                for (k, v) in bank.take_changes() {
+                    if let Some(v) = v {
+                        batch.put(Cf::State, k, v);
+                    }
+                }
+                batch.put(Cf::Meta, persist::KEY_SCHEMA, persist::SCHEMA_VERSION.to_be_bytes().to_vec());
+                batch.put(Cf::Meta, persist::KEY_GENESIS, network.0.to_vec());
+                store.write(batch)?;
+            }
+        }
+        if let Some(v) = store.get(Cf::Meta, persist::KEY_SCHEMA)? {
+            let found = u32::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("schema record".into()))?,
+            );
+            if found != persist::SCHEMA_VERSION {
+                return Err(StorageError::Schema {
+                    expected: persist::SCHEMA_VERSION,
+                    found,
+                }
+                .into());
+            }
+        }
+        let mut bank = Bank::default();
+        let records = store.scan(Cf::State, &[], &[0xff; 33], usize::MAX)?;
+        bank.import(&records).map_err(StorageError::Corrupt)?;
+        let state_root = bank.state_root();
+        let tip = match store.get(Cf::Meta, persist::KEY_TIP)? {
+            None => ChainTip::genesis(network),
+            Some(v) => {
+                let (height, block_hash, timestamp_ms, root) = persist::decode_tip(&v)?;
+                if root != state_root {
+                    return Err(StorageError::Corrupt(format!(
+                        "application state does not match the state root recorded at height {height}"
+                    ))
+                    .into());
+                }
+                ChainTip {
+                    height,
+                    block_hash,
+                    timestamp_ms,
+                }
+            }
+        };
+        let k = genesis.config().checkpoint_interval;
+        let recovered = Recovered {
+            ops: persist::load_ops(&store)?,
+            last_executed: Seq(tip.height),
+            last_checkpoint_digest: (tip.height > 0 && tip.height % k == 0)
+                .then(|| ledger::checkpoint_digest(tip.block_hash, state_root)),
+        };
+        let replica = Replica::new(
+            genesis.config().clone(),
+            genesis.cluster,
+            me,
+            key.clone(),
+            genesis.verifier.clone(),
+            recovered,
+        );
+        Ok(Node {
+            replica,
+            bank,
+            tip,
+            state_root,
+            store,
+            key,
+            me,
+            checkpoint_interval: k,
+            reply_cache: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            committed: VecDeque::new(),
+            view_entered: Vec::new(),
+        })
+    }
+
+    /// Handles one input and executes every resulting action.
+    pub fn handle(&mut self, now: Time, input: NodeInput) -> Result<(), NodeError> {
+        match input {
+            NodeInput::Message {
+                from,
+                message: Message::Fetch { from: lo, to: hi },
+            } => self.serve_fetch(from, lo, hi)?,
+            NodeInput::Message { from, message } => {
+                self.replica.on_input(now, Input::Message { from, message })
+            }
+            NodeInput::Request(tx) => {
+                if let Some(reply) = self.already_executed(&tx) {
+                    if let Some(reply) = reply {
+                        self.outbox.push_back(Outgoing::ToClient {
+                            client: tx.from,
+                            reply,
+                        });
+                    }
+                } else {
+                    self.replica.on_input(now, Input::Request(tx))
+                }
+            }
+            NodeInput::Tick => self.replica.on_input(now, Input::Tick),
+        }
+        self.run_actions(now)
+    }
+
+    /// `Some(cached reply or None)` if the request's nonce already executed.
+    fn already_executed(&self, tx: &crate::tx::Transaction) -> Option<Option<Signed<Reply>>> {
+        let account = self.bank.account(&tx.from)?;
+        if tx.nonce > account.nonce {
+            return None;
+        }
+        Some(
+            self.reply_cache
+                .get(&tx.from)
+                .filter(|(n, _)| *n == tx.nonce)
+                .map(|(_, r)| r.clone()),
+        )
+    }
+
+    fn serve_fetch(&mut self, peer: ReplicaId, from: Seq, to: Seq) -> Result<(), NodeError> {
+        let lo = from.0.max(1);
+        let hi = to.0.min(self.tip.height).min(lo.saturating_add(SERVE_FETCH_MAX - 1));
+        if lo > hi {
+            return Ok(());
+        }
+        let batches = persist::read_committed(&self.store, lo, hi)?;
+        if !batches.is_empty() {
+            self.outbox.push_back(Outgoing::ToReplica {
+                to: peer,
+                message: Message::Batches(batches),
+            });
+        }
+        Ok(())
+    }
+
+    fn run_actions(&mut self, now: Time) -> Result<(), NodeError> {
+        while let Some(action) = self.replica.poll_action() {
+            match action {
+                Action::Persist(ops) => {
+                    let mut batch = WriteBatch::default();
+                    persist::add_ops(&mut batch, &ops);
+                    self.store.write(batch)?;
+                }
+                Action::Send { to, message } => self.outbox.push_back(Outgoing::ToReplica { to, message }),
+                Action::Broadcast(message) => self.outbox.push_back(Outgoing::Broadcast(message)),
+                Action::Execute {
+                    seq,
+                    digest,
+                    batch,
+                    batch_bytes,
+                    certificate,
+                } => {
+                    let checkpoint = self.execute(seq, digest, &batch, &batch_bytes, &certificate)?;
+                    self.replica.on_input(
+                        now,
+                        Input::Executed {
+                            seq,
+                            checkpoint_digest: checkpoint,
+                        },
+                    );
+                }
+                Action::EnteredView(view) => {
+                    tracing::info!(replica = %self.me, %view, primary = %self.replica.primary(), "entered view");
+                    self.view_entered.push(view);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn execute(
+        &mut self,
+        seq: Seq,
+        digest: Digest,
+        batch: &crate::tx::Batch,
+        batch_bytes: &[u8],
+        certificate: &Vec<Signed<crate::consensus::messages::Commit>>,
+    ) -> Result<Digest, NodeError> {
+        assert_eq!(seq.0, self.tip.height + 1, "execution out of order");
+        let executed = ledger::execute(&self.tip, &mut self.bank, digest, batch);
+        let mut wb = WriteBatch::default();
+        let block = StoredBlock {
+            header: executed.header,
+            batch_bytes: batch_bytes.to_vec(),
+        };
+        wb.put(Cf::Blocks, persist::block_key(seq.0), block.encode());
+        wb.put(Cf::Certs, seq.0.to_be_bytes().to_vec(), persist::encode_certificate(certificate));
+        for (k, v) in self.bank.take_changes() {
+            match v {
+                Some(v) => wb.put(Cf::State, k, v),
+                None => wb.delete(Cf::State, k),
+            }
+        }
+        let mut tx_ids = Vec::with_capacity(batch.txs.len());
+        for (i, (tx, receipt)) in batch.txs.iter().zip(&executed.receipts).enumerate() {
+            let id = tx.id();
+            tx_ids.push(id);
+            // A replayed transaction keeps the location of its first execution.
+            if *receipt != crate::tx::Receipt::StaleNonce {
+                let loc = TxLocation {
+                    height: seq.0,
+                    index: i as u32,
+                    receipt: *receipt,
+                };
+                wb.put(Cf::Blocks, persist::tx_key(&id), persist::encode_tx_location(&loc));
+            }
+        }
+        wb.put(
+            Cf::Meta,
+            persist::KEY_TIP,
+            persist::encode_tip(seq.0, &executed.block_hash, executed.header.timestamp_ms, &executed.state_root_after),
+        );
+        self.store.write(wb)?;
+        self.tip = ChainTip {
+            height: seq.0,
+            block_hash: executed.block_hash,
+            timestamp_ms: executed.header.timestamp_ms,
+        };
+        self.state_root = executed.state_root_after;
+        let view = self.replica.view();
+        for ((tx, receipt), id) in batch.txs.iter().zip(&executed.receipts).zip(&tx_ids) {
+            if *receipt == crate::tx::Receipt::StaleNonce {
+                continue;
+            }
+            let reply = self
+                .key
+                .sign(
+                    self.replica.network(),
+                    self.me,
+                    Reply {
+                        view,
+                        client: tx.from,
+                        nonce: tx.nonce,
+                        tx_id: *id,
+                        seq,
+                        receipt: *receipt,
+                    },
+                )
+                .into_signed();
+            self.reply_cache.insert(tx.from, (tx.nonce, reply.clone()));
+            self.outbox.push_back(Outgoing::ToClient { client: tx.from, reply });
+        }
+        self.committed.push_back(CommittedBlock {
+            height: seq.0,
+            block_hash: executed.block_hash,
+            batch_digest: digest,
+            ok_txs: executed.receipts.iter().filter(|r| r.is_ok()).count(),
+            tx_ids,
+        });
+        Ok(ledger::checkpoint_digest(executed.block_hash, executed.state_root_after))
+    }
+
+    // ----- driver and observer interface -----------------------------------
+
+    pub fn next_deadline(&self) -> Option<Time> {
+        self.replica.next_deadline()
+    }
+    pub fn pop_outgoing(&mut self) -> Option<Outgoing> {
+        self.outbox.pop_front()
+    }
+    /// Blocks committed since the last call, in height order.
+    pub fn drain_committed(&mut self) -> impl Iterator<Item = CommittedBlock> + '_ {
+        self.committed.drain(..)
+    }
+    /// Views entered since the last call.
+    pub fn drain_views_entered(&mut self) -> Vec<View> {
+        std::mem::take(&mut self.view_entered)
+    }
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+    pub fn id(&self) -> ReplicaId {
+        self.me
+    }
+    pub fn height(&self) -> u64 {
+        self.tip.height
+    }
+    pub fn tip(&self) -> ChainTip {
+        self.tip
+    }
+    pub fn state_root(&self) -> Digest {
+        self.state_root
+    }
+    pub fn bank(&self) -> &Bank {
+        &self.bank
+    }
+    pub fn account(&self, key: &PublicKey) -> Option<Account> {
+        self.bank.account(key)
+    }
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    pub fn block(&self, height: u64) -> Result<Option<StoredBlock>, NodeError> {
+        Ok(persist::read_block(&self.store, height)?)
+    }
+    pub fn certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<Vec<Signed<crate::consensus::messages::Commit>>>, NodeError> {
+        Ok(persist::read_certificate(&self.store, height)?)
+    }
+    pub fn tx(&self, id: &Digest) -> Result<Option<TxLocation>, NodeError> {
+        Ok(persist::read_tx(&self.store, id)?)
+    }
+    pub fn checkpoint_interval(&self) -> u64 {
+        self.checkpoint_interval
+    }
+}
