@@ -1,1 +1,159 @@
-fn main() {}
+//! `pbft-replica`: generate a testnet, run a replica, inspect a stopped one.
+//! Argument parsing only; the work is in `pbft_ledger::node`.
+
+use clap::{Args, Parser, Subcommand};
+use pbft_ledger::consensus::Config;
+use pbft_ledger::node::config::{exit, LogFormat};
+use pbft_ledger::node::{inspect, keyfile, runtime, testnet};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "pbft-replica", version, about = "A replica of a PBFT replicated ledger")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write keys, genesis and one home directory per replica for a local network.
+    Testnet(TestnetArgs),
+    /// Run the replica whose home is --home until SIGTERM/SIGINT.
+    Start {
+        /// The replica's home (holds config.toml).
+        #[arg(long, value_name = "DIR", env = "PBFT_HOME")]
+        home: PathBuf,
+        /// `plain` or `json` (overrides config.toml's log_format).
+        #[arg(long, value_name = "FORMAT")]
+        log_format: Option<LogFormat>,
+        /// Log filter, e.g. `info` or `pbft_ledger::net=debug,info`
+        /// (overrides RUST_LOG and config.toml's log_level).
+        #[arg(long, value_name = "FILTER")]
+        log_level: Option<String>,
+    },
+    /// Write a new key file and print its public key.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Show height, view, stable checkpoint and tip of a stopped replica's store.
+    Inspect {
+        #[arg(long, value_name = "DIR", env = "PBFT_HOME")]
+        home: PathBuf,
+        /// Also list every block's hash.
+        #[arg(long)]
+        blocks: bool,
+    },
+}
+
+#[derive(Args)]
+struct TestnetArgs {
+    /// Number of replicas (3f+1: 4, 7, 10, ...).
+    #[arg(long, default_value_t = 4)]
+    replicas: u32,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Replica i uses p2p port base+10*i and client port base+10*i+1.
+    #[arg(long, default_value_t = testnet::BASE_PORT)]
+    base_port: u16,
+    /// Host (IP) written into genesis for every replica.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Funded client accounts to create (DIR/clients/client-K.key).
+    #[arg(long, default_value_t = 2)]
+    clients: u32,
+    /// Genesis balance of each client account.
+    #[arg(long, default_value_t = 1_000_000)]
+    balance: u64,
+    #[arg(long, default_value = "pbft-testnet")]
+    chain_id: String,
+    /// consensus.request_timeout_ms (also the first view-change timeout).
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+    /// consensus.view_change_timeout_max_ms.
+    #[arg(long)]
+    view_change_timeout_max_ms: Option<u64>,
+    /// consensus.retransmit_ms.
+    #[arg(long)]
+    retransmit_ms: Option<u64>,
+    /// consensus.checkpoint_interval (K).
+    #[arg(long)]
+    checkpoint_interval: Option<u64>,
+    /// consensus.watermark_window (L, a multiple of K, at least 2K).
+    #[arg(long)]
+    watermark_window: Option<u64>,
+    /// consensus.batch_txs_max.
+    #[arg(long)]
+    batch_txs_max: Option<usize>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Testnet(a) => run_testnet(a),
+        Command::Start {
+            home,
+            log_format,
+            log_level,
+        } => runtime::start(&home, log_format, log_level),
+        Command::Keygen { out } => match keyfile::generate(&out) {
+            Ok(key) => {
+                println!("{}", key.public());
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::FAILURE
+            }
+        },
+        Command::Inspect { home, blocks } => match inspect::inspect(&home, blocks) {
+            Ok(report) => {
+                print!("{report}");
+                exit::OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                e.exit_code()
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
+fn run_testnet(a: TestnetArgs) -> i32 {
+    let mut consensus = Config::default();
+    let set = |v: Option<u64>, field: &mut u64| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(a.request_timeout_ms, &mut consensus.request_timeout_ms);
+    set(a.view_change_timeout_max_ms, &mut consensus.view_change_timeout_max_ms);
+    set(a.retransmit_ms, &mut consensus.retransmit_ms);
+    set(a.checkpoint_interval, &mut consensus.checkpoint_interval);
+    set(a.watermark_window, &mut consensus.watermark_window);
+    if let Some(b) = a.batch_txs_max {
+        consensus.batch_txs_max = b;
+    }
+    let opts = testnet::TestnetOptions {
+        replicas: a.replicas,
+        out: a.out,
+        base_port: a.base_port,
+        host: a.host,
+        clients: a.clients,
+        balance: a.balance,
+        chain_id: a.chain_id,
+        consensus,
+    };
+    match testnet::generate(&opts) {
+        Ok(t) => {
+            print!("{}", testnet::summary(&opts, &t));
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -9,8 +9,14 @@
 //! outbox the driver drains — the tokio runtime for real replicas, the
 //! simulator's network otherwise. The same `Node` runs in both.
 
+pub mod config;
+pub mod inspect;
+pub mod keyfile;
 pub mod persist;
 pub mod runtime;
+pub mod service;
+pub mod telemetry;
+pub mod testnet;
 
 use crate::consensus::messages::{Message, Reply};
 use crate::consensus::{Action, Input, Recovered, Replica};

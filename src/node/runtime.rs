@@ -1,1 +1,330 @@
-//! Tokio runtime: being written.
+//! The tokio runtime of a real replica: the only place tokio, quinn and
+//! rocksdb meet.
+//!
+//! ```text
+//!  peers ──QUIC──▶ Transport ──(from, frame)──┐
+//!                                             │ decode (Message::from_frame;
+//!  clients ─QUIC─▶ ClientServer ──request──┐  │  undecodable: counted, dropped)
+//!                                          ▼  ▼
+//!  SIGTERM/SIGINT ──────────────▶  select! loop ──▶ Node::handle(now, input)
+//!  sleep_until(next_deadline) ──Tick──▶ │              │ (synced RocksDB writes)
+//!                                       │              ▼
+//!                                       │        pop_outgoing():
+//!                                       │          ToReplica ─▶ transport.send
+//!                                       │          Broadcast ─▶ transport.broadcast
+//!                                       └───────── ToClient  ─▶ waiting client(s)
+//! ```
+//!
+//! One task owns the [`Node`] and feeds it one input at a time, so the
+//! node's output order is preserved exactly: a `Persist` is written (synced)
+//! inside `Node::handle`, before any message it produced is handed to the
+//! transport. Time is wall-clock microseconds since the Unix epoch.
+//!
+//! A [`NodeError`] is a storage failure: the replica cannot keep its
+//! promises (never forget a vote), so it stops and the binary exits with
+//! the storage exit code. Peer loss is never fatal: the transport keeps
+//! redialling and PBFT tolerates f silent replicas.
+
+use super::config::{exit, LogFormat, RuntimeConfig};
+use super::service::{ClientService, Handled};
+use super::{Node, NodeError, NodeInput, Outgoing};
+use crate::consensus::messages::Message;
+use crate::net::{self, ClientServer, NetError, Transport};
+use crate::storage::rocks::RocksStore;
+use crate::storage::StorageError;
+use crate::types::{ReplicaId, Time};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The store could not be opened or failed while running (fatal).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A socket could not be bound or the transport could not start.
+    #[error("network: {0}")]
+    Net(#[from] NetError),
+    /// The signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+}
+
+impl From<NodeError> for RuntimeError {
+    fn from(e: NodeError) -> RuntimeError {
+        match e {
+            NodeError::Storage(s) => RuntimeError::Storage(s),
+        }
+    }
+}
+
+impl RuntimeError {
+    /// The process exit code for this error (see `config::exit`).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RuntimeError::Storage(_) => exit::STORAGE,
+            RuntimeError::Net(_) | RuntimeError::Signal(_) => exit::FAILURE,
+        }
+    }
+}
+
+/// Counters of the runtime loop.
+#[derive(Clone, Copy, Debug, Default)]
+struct LoopStats {
+    frames: u64,
+    undecodable: u64,
+    blocks: u64,
+}
+
+/// Wall-clock time as the core's [`Time`]: microseconds since the Unix epoch.
+pub fn wall_now() -> Time {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Time(since.as_micros() as u64)
+}
+
+/// The tokio instant at which wall-clock `deadline` falls.
+fn instant_of(deadline: Time) -> Instant {
+    let now = wall_now();
+    Instant::now() + Duration::from_micros(deadline.0.saturating_sub(now.0))
+}
+
+struct Driver {
+    node: Node<RocksStore>,
+    transport: Transport,
+    service: ClientService,
+    me: ReplicaId,
+    stats: LoopStats,
+}
+
+impl Driver {
+    /// Feeds one input and delivers everything it produced, in order.
+    fn handle(&mut self, input: NodeInput) -> Result<(), NodeError> {
+        self.node.handle(wall_now(), input)?;
+        self.flush();
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        while let Some(out) = self.node.pop_outgoing() {
+            match out {
+                Outgoing::ToReplica { to, message } => {
+                    self.transport.send(to, Arc::from(message.to_frame()))
+                }
+                Outgoing::Broadcast(message) => {
+                    self.transport.broadcast(Arc::from(message.to_frame()))
+                }
+                Outgoing::ToClient { client, reply } => self.service.on_reply(client, reply),
+            }
+        }
+        for block in self.node.drain_committed() {
+            self.stats.blocks += 1;
+            debug!(replica = %self.me, height = block.height, hash = %block.block_hash,
+                "committed block");
+        }
+        // Logged by the node itself; drained so the list stays bounded.
+        let _ = self.node.drain_views_entered();
+    }
+
+    fn on_frame(&mut self, from: ReplicaId, frame: &[u8], cap: usize) -> Result<(), NodeError> {
+        self.stats.frames += 1;
+        match Message::from_frame(frame, cap) {
+            Ok(message) => self.handle(NodeInput::Message { from, message }),
+            Err(e) => {
+                self.stats.undecodable += 1;
+                // Logged at warn on powers of two so a flood cannot flood the log.
+                if self.stats.undecodable.is_power_of_two() {
+                    warn!(replica = %self.me, peer = %from, reason = %e,
+                        undecodable = self.stats.undecodable, "undecodable frame from peer dropped");
+                } else {
+                    debug!(replica = %self.me, peer = %from, reason = %e, "undecodable frame dropped");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_client(&mut self, request: net::ClientRequest) -> Result<(), NodeError> {
+        let connected = self
+            .transport
+            .stats()
+            .peers
+            .iter()
+            .filter(|p| p.connected)
+            .count() as u32;
+        if let Handled::Submit(tx) = self.service.on_request(&self.node, request, connected)? {
+            let key = (tx.from, tx.nonce);
+            self.handle(NodeInput::Request(tx))?;
+            self.service.after_submit(&self.node, key);
+        }
+        Ok(())
+    }
+}
+
+/// Runs a replica until SIGTERM or SIGINT (`Ok`) or a fatal error.
+///
+/// Opens the store and the node, starts the mesh and the client endpoint,
+/// logs one `event="ready"` line, then serves. On a signal it stops
+/// accepting clients, answers waiting submissions, shuts the transport
+/// down and closes the store.
+pub async fn run(cfg: RuntimeConfig) -> Result<(), RuntimeError> {
+    let me = cfg.me;
+    let store = RocksStore::open(&cfg.data_dir)?;
+    let node = Node::open(&cfg.genesis, me, cfg.key.clone(), store)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RuntimeError::Signal)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RuntimeError::Signal)?;
+    let frame_cap = cfg.net.frame_bytes_max;
+    let (transport, mut inbound) = Transport::start(cfg.net.clone(), &cfg.key).await?;
+    let (clients, mut requests) = match ClientServer::start(
+        cfg.client_listen,
+        &cfg.key,
+        crate::client::proto::REQUEST_BYTES_MAX,
+        cfg.client_queue_max,
+    )
+    .await
+    {
+        Ok(started) => started,
+        Err(e) => {
+            transport.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    let mut d = Driver {
+        node,
+        transport,
+        service: ClientService::new(cfg.submit_timeout, cfg.submit_waiters_max),
+        me,
+        stats: LoopStats::default(),
+    };
+    info!(
+        event = "ready",
+        replica = %me,
+        p2p = %d.transport.local_addr().map_or("?".into(), |a| a.to_string()),
+        client = %clients.local_addr().map_or("?".into(), |a| a.to_string()),
+        network = %cfg.genesis.network.0,
+        height = d.node.height(),
+        view = %d.node.replica().view(),
+        "replica ready"
+    );
+    // Recovery may have left the core with work for its timers (e.g. a
+    // view change in progress): let it act once at start.
+    let mut outcome: Result<(), RuntimeError> = d.handle(NodeInput::Tick).map_err(Into::into);
+    if outcome.is_ok() {
+        outcome = serve(&mut d, &mut inbound, &mut requests, &mut sigterm, &mut sigint, frame_cap).await;
+    }
+    if let Err(e) = &outcome {
+        error!(replica = %me, error = %e, "fatal error; stopping");
+    }
+    d.service.shutdown();
+    clients.shutdown().await;
+    let Driver {
+        node,
+        transport,
+        stats,
+        service,
+        ..
+    } = d;
+    transport.shutdown().await;
+    let height = node.height();
+    drop(node);
+    info!(
+        event = "stopped",
+        replica = %me,
+        height,
+        blocks = stats.blocks,
+        frames = stats.frames,
+        undecodable = stats.undecodable,
+        client_requests = service.stats().requests,
+        "replica stopped"
+    );
+    outcome
+}
+
+async fn serve(
+    d: &mut Driver,
+    inbound: &mut tokio::sync::mpsc::Receiver<(ReplicaId, Vec<u8>)>,
+    requests: &mut tokio::sync::mpsc::Receiver<net::ClientRequest>,
+    sigterm: &mut tokio::signal::unix::Signal,
+    sigint: &mut tokio::signal::unix::Signal,
+    frame_cap: usize,
+) -> Result<(), RuntimeError> {
+    loop {
+        let deadline = d.node.next_deadline().map(instant_of);
+        let expiry = d.service.next_expiry();
+        tokio::select! {
+            biased;
+            _ = sigterm.recv() => {
+                info!(replica = %d.me, signal = "SIGTERM", "shutting down");
+                return Ok(());
+            }
+            _ = sigint.recv() => {
+                info!(replica = %d.me, signal = "SIGINT", "shutting down");
+                return Ok(());
+            }
+            frame = inbound.recv() => match frame {
+                Some((from, frame)) => d.on_frame(from, &frame, frame_cap)?,
+                None => return Err(NetError::Closed("transport stopped".into()).into()),
+            },
+            request = requests.recv() => match request {
+                Some(request) => d.on_client(request)?,
+                None => return Err(NetError::Closed("client endpoint stopped".into()).into()),
+            },
+            _ = sleep_until_opt(deadline) => d.handle(NodeInput::Tick)?,
+            _ = sleep_until_opt(expiry) => d.service.expire(Instant::now()),
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever if there is no deadline.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `pbft-replica start`: loads the home's configuration, sets up logging,
+/// runs the replica on a multi-threaded runtime and returns the exit code.
+/// `log_format` and `log_level` override the configuration; without a
+/// `log_level`, `RUST_LOG` overrides it.
+pub fn start(home: &std::path::Path, log_format: Option<LogFormat>, log_level: Option<String>) -> i32 {
+    let loaded = match super::config::load(home) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let level = log_level
+        .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| loaded.config.log_level.clone());
+    let format = log_format.unwrap_or(loaded.config.log_format);
+    if let Err(e) = super::telemetry::init(&level, format) {
+        eprintln!("error: log_level: {e}");
+        return exit::CONFIG;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pbft-replica")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(loaded.runtime));
+    // Background tasks (closing connections) get a moment, never a hang.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `pbft-client`: submit transfers to a PBFT ledger network and query it.
+//! Argument parsing only; the work is in `pbft_ledger::client`.
+
+use clap::{Parser, Subcommand};
+use pbft_ledger::client::cli::{self, CliError};
+use pbft_ledger::crypto::{Digest, PublicKey};
+use pbft_ledger::node::config::{exit, LogFormat};
+use pbft_ledger::node::telemetry;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "pbft-client", version, about = "Client of a PBFT replicated ledger")]
+struct Cli {
+    /// Testnet directory holding genesis.json.
+    #[arg(long, global = true, value_name = "DIR", env = "PBFT_NETWORK")]
+    network: Option<PathBuf>,
+    /// Genesis file (instead of --network).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "network")]
+    genesis: Option<PathBuf>,
+    /// Key file of the sending account (hex seed).
+    #[arg(long, global = true, value_name = "FILE", env = "PBFT_KEY")]
+    key: Option<PathBuf>,
+    /// Bound on every network operation, in milliseconds.
+    #[arg(long, global = true, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    timeout_ms: u64,
+    /// Log filter for diagnostics on stderr (RUST_LOG syntax).
+    #[arg(long, global = true, value_name = "FILTER", default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transfer funds from --key's account; waits for f+1 matching replies.
+    Transfer {
+        /// Receiving account (64 hex digits).
+        #[arg(long, value_name = "ACCOUNT", value_parser = cli::parse_account)]
+        to: PublicKey,
+        /// Amount to move (a positive integer).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        amount: u64,
+    },
+    /// Balance and nonce of an account.
+    Balance {
+        #[arg(value_parser = cli::parse_account)]
+        account: PublicKey,
+    },
+    /// Where a transaction landed, by its hash.
+    Tx {
+        #[arg(value_parser = cli::parse_digest)]
+        hash: Digest,
+    },
+    /// A committed block's header.
+    Block { height: u64 },
+    /// Each replica's view, height and primary, or that it is unreachable.
+    Status,
+    /// Write a new key file and print its account.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = telemetry::init(&cli.log_level, LogFormat::Plain) {
+        eprintln!("error: --log-level: {e}");
+        std::process::exit(exit::USAGE);
+    }
+    match run(cli) {
+        Ok(()) => std::process::exit(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(e.code);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Keygen { out } = &cli.command {
+        return cli::keygen(out);
+    }
+    let genesis = cli::load_genesis(&cli::genesis_path(
+        cli.network.as_deref(),
+        cli.genesis.as_deref(),
+    )?)?;
+    let key = match (&cli.command, &cli.key) {
+        (_, Some(path)) => Some(cli::load_key(path)?),
+        (Command::Transfer { .. }, None) => {
+            return Err(CliError {
+                code: exit::USAGE,
+                message: "transfer needs --key FILE (the sending account)".into(),
+            })
+        }
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError {
+            code: exit::FAILURE,
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    let timeout = Duration::from_millis(cli.timeout_ms);
+    runtime.block_on(async move {
+        let client = cli::connect(genesis, key, timeout)?;
+        let result = match cli.command {
+            Command::Transfer { to, amount } => cli::transfer(&client, to, amount).await,
+            Command::Balance { account } => cli::balance(&client, account).await,
+            Command::Tx { hash } => cli::tx(&client, hash).await,
+            Command::Block { height } => cli::block(&client, height).await,
+            Command::Status => cli::status(&client).await,
+            Command::Keygen { .. } => Ok(()),
+        };
+        client.close().await;
+        result
+    })
+}

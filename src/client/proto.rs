@@ -1,0 +1,187 @@
+//! The client protocol: one [`ClientRequest`] frame per QUIC stream, one
+//! [`ClientResponse`] frame back (`codec::encode_frame` / `decode_frame`).
+//!
+//! A `Submit` is answered only once the transaction executed (with the
+//! replica's signed [`Reply`]) or when the replica gives up on it (a
+//! [`SubmitRejected`] reason); queries are answered at once from the
+//! replica's own state. Answers to queries are *one replica's view* and are
+//! not signed: a client that needs to trust one takes the value that f+1
+//! replicas agree on, as it does for replies.
+
+use crate::codec::{self, CodecError};
+use crate::consensus::messages::Reply;
+use crate::crypto::{Digest, PublicKey, Signed};
+use crate::tx::{Receipt, Transaction};
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// Largest request frame a replica accepts from a client (a transfer is
+/// ~200 bytes; everything else is smaller).
+pub const REQUEST_BYTES_MAX: usize = 4 * 1024;
+
+/// Largest response frame a client accepts (a signed reply or a query answer).
+pub const RESPONSE_BYTES_MAX: usize = 64 * 1024;
+
+/// What a client asks one replica.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// Order and execute this transaction; answer with the signed reply.
+    Submit(Transaction),
+    /// An account's balance and last nonce.
+    Balance(PublicKey),
+    /// Where a transaction (by id) landed.
+    Tx(Digest),
+    /// A committed block by height.
+    Block(u64),
+    /// The replica's view of the protocol.
+    Status,
+}
+
+/// Why a replica gave up on a submitted transaction.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitRejected {
+    /// The signature does not verify for this network.
+    BadSignature,
+    /// The account already used this nonce (or a later one) and the replica
+    /// has no reply cached for it; `account_nonce` is the last nonce used.
+    StaleNonce { account_nonce: u64 },
+    /// The transaction did not execute within the replica's submit timeout.
+    Timeout,
+    /// The replica is waiting on too many submissions already.
+    Busy,
+    /// The replica is shutting down.
+    ShuttingDown,
+}
+
+impl std::fmt::Display for SubmitRejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubmitRejected::BadSignature => write!(f, "bad signature"),
+            SubmitRejected::StaleNonce { account_nonce } => {
+                write!(f, "nonce already used (account's last nonce is {account_nonce})")
+            }
+            SubmitRejected::Timeout => write!(f, "not executed within the replica's timeout"),
+            SubmitRejected::Busy => write!(f, "replica busy"),
+            SubmitRejected::ShuttingDown => write!(f, "replica shutting down"),
+        }
+    }
+}
+
+/// An account as one replica sees it.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalanceInfo {
+    pub account: PublicKey,
+    /// False if the account never held funds (balance and nonce are then 0).
+    pub exists: bool,
+    pub balance: u64,
+    /// The highest nonce the account has used; the next transfer uses more.
+    pub nonce: u64,
+    /// The replica's executed height when it answered.
+    pub height: u64,
+}
+
+/// Where a transaction landed.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TxInfo {
+    pub tx_id: Digest,
+    pub height: u64,
+    pub index: u32,
+    pub receipt: Receipt,
+    pub from: PublicKey,
+    pub to: PublicKey,
+    pub amount: u64,
+    pub nonce: u64,
+}
+
+/// A committed block's header and certificate summary.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub height: u64,
+    pub block_hash: Digest,
+    pub parent_hash: Digest,
+    pub batch_digest: Digest,
+    pub tx_root: Digest,
+    /// State root before this block executed.
+    pub state_root: Digest,
+    pub timestamp_ms: u64,
+    pub tx_count: u32,
+    /// Distinct signers of the stored commit certificate.
+    pub commit_signers: u32,
+}
+
+/// One replica's view of the protocol.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StatusInfo {
+    pub replica: u32,
+    pub view: u64,
+    /// `Some(v)` while a view change to `v` is in progress.
+    pub changing_to: Option<u64>,
+    pub primary: u32,
+    /// Executed height (= last executed seq).
+    pub height: u64,
+    pub block_hash: Digest,
+    pub stable_checkpoint: u64,
+    pub pending_requests: u64,
+    /// Replicas with a live mesh connection (excluding itself).
+    pub connected_peers: u32,
+}
+
+/// A replica's answer to one [`ClientRequest`].
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ClientResponse {
+    /// The transaction executed; the replica's signed reply.
+    Reply(Signed<Reply>),
+    /// The replica gave up on the submitted transaction.
+    Rejected(SubmitRejected),
+    Balance(BalanceInfo),
+    /// `None` if the replica has not executed such a transaction.
+    Tx(Option<TxInfo>),
+    /// `None` if the replica has no block at that height.
+    Block(Option<BlockInfo>),
+    Status(StatusInfo),
+    /// The request frame could not be decoded.
+    Malformed,
+}
+
+impl ClientRequest {
+    pub fn to_frame(&self) -> Vec<u8> {
+        codec::encode_frame(self)
+    }
+    pub fn from_frame(frame: &[u8]) -> Result<ClientRequest, CodecError> {
+        codec::decode_frame(frame, REQUEST_BYTES_MAX)
+    }
+}
+
+impl ClientResponse {
+    pub fn to_frame(&self) -> Vec<u8> {
+        codec::encode_frame(self)
+    }
+    pub fn from_frame(frame: &[u8]) -> Result<ClientResponse, CodecError> {
+        codec::decode_frame(frame, RESPONSE_BYTES_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{KeyPair, NetworkId};
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_refused() {
+        let net = NetworkId(Digest([7; 32]));
+        let a = KeyPair::from_label("proto-a");
+        let tx = Transaction::transfer(net, &a, a.public(), 5, 1);
+        for req in [
+            ClientRequest::Submit(tx.clone()),
+            ClientRequest::Balance(a.public()),
+            ClientRequest::Tx(tx.id()),
+            ClientRequest::Block(3),
+            ClientRequest::Status,
+        ] {
+            assert_eq!(ClientRequest::from_frame(&req.to_frame()).unwrap(), req);
+        }
+        let resp = ClientResponse::Rejected(SubmitRejected::StaleNonce { account_nonce: 4 });
+        assert_eq!(ClientResponse::from_frame(&resp.to_frame()).unwrap(), resp);
+        assert!(ClientRequest::from_frame(&[1, 2, 3]).is_err());
+        assert!(ClientRequest::from_frame(&vec![1; REQUEST_BYTES_MAX + 1]).is_err());
+    }
+}

@@ -1,0 +1,549 @@
+//! [`Client`]: ask every replica at once, combine the answers.
+
+use super::proto::{
+    BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
+};
+use crate::crypto::{Digest, KeyPair, PublicKey};
+use crate::genesis::Genesis;
+use crate::net::{ClientConnector, NetError};
+use crate::tx::{Receipt, Transaction};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Longest a single dial may take (within the operation's timeout).
+const DIAL_TIMEOUT_MAX: Duration = Duration::from_secs(2);
+/// First and largest pause before re-asking a replica that failed.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// After f+1 query answers are in, how long to wait for the others.
+const QUERY_GRACE: Duration = Duration::from_millis(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The client endpoint could not be created.
+    #[error("cannot start the client endpoint: {0}")]
+    Setup(NetError),
+    /// No replica answered at all.
+    #[error("no replica reachable within {timeout_ms} ms ({detail})")]
+    Unreachable { timeout_ms: u64, detail: String },
+    /// Some replicas answered, but not f+1 in agreement, before the timeout.
+    #[error("no {needed} matching answers within {timeout_ms} ms ({detail})")]
+    Timeout {
+        needed: usize,
+        timeout_ms: u64,
+        detail: String,
+    },
+    /// f+1 replicas refused the transaction for the same reason.
+    #[error("transaction rejected by {count} replicas: {reason}")]
+    Rejected { reason: SubmitRejected, count: usize },
+    /// f+1 replicas executed a *different* transaction with this nonce.
+    #[error("nonce {nonce} was already used by transaction {other}")]
+    NonceConflict { nonce: u64, other: Digest },
+    /// The answers cannot reach f+1 agreement any more.
+    #[error("replicas disagree: {0}")]
+    Disagree(String),
+}
+
+impl ClientError {
+    /// The process exit code (see `node::config::exit`).
+    pub fn exit_code(&self) -> i32 {
+        use crate::node::config::exit;
+        match self {
+            ClientError::Unreachable { .. } | ClientError::Timeout { .. } => exit::TIMEOUT,
+            ClientError::Rejected { .. } | ClientError::NonceConflict { .. } => exit::REJECTED,
+            ClientError::Setup(_) | ClientError::Disagree(_) => exit::FAILURE,
+        }
+    }
+}
+
+/// A transaction that f+1 replicas confirmed executed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub tx_id: Digest,
+    pub nonce: u64,
+    /// Height of the block holding it.
+    pub height: u64,
+    pub receipt: Receipt,
+    /// Replicas whose matching signed replies were accepted.
+    pub replicas: Vec<u32>,
+    pub latency: Duration,
+}
+
+/// One replica's answer to a query, or why there is none.
+pub type ReplicaAnswer<T> = (usize, Result<T, String>);
+
+/// The answers of every replica to one query.
+#[derive(Clone, Debug)]
+pub struct Gathered<T> {
+    pub answers: Vec<ReplicaAnswer<T>>,
+    /// f+1.
+    pub needed: usize,
+}
+
+/// A value and how many replicas gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryAnswer<T> {
+    pub value: T,
+    pub replicas: usize,
+}
+
+impl<T> Gathered<T> {
+    pub fn ok(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.answers
+            .iter()
+            .filter_map(|(i, a)| a.as_ref().ok().map(|v| (*i, v)))
+    }
+
+    pub fn ok_count(&self) -> usize {
+        self.ok().count()
+    }
+
+    /// `replica i: reason` for every failed replica, `; `-separated.
+    pub fn failures(&self) -> String {
+        let failed: Vec<String> = self
+            .answers
+            .iter()
+            .filter_map(|(i, a)| a.as_ref().err().map(|e| format!("replica {i}: {e}")))
+            .collect();
+        failed.join("; ")
+    }
+}
+
+impl<T: Clone> Gathered<T> {
+    /// The value at least f+1 replicas agree on (by `key`), preferring the
+    /// one the most replicas gave.
+    pub fn agreed<K: Ord>(&self, key: impl Fn(&T) -> K) -> Option<QueryAnswer<T>> {
+        let mut groups: BTreeMap<K, (usize, &T)> = BTreeMap::new();
+        for (_, a) in &self.answers {
+            if let Ok(v) = a {
+                groups.entry(key(v)).or_insert((0, v)).0 += 1;
+            }
+        }
+        groups
+            .into_values()
+            .filter(|(count, _)| *count >= self.needed)
+            .max_by_key(|(count, _)| *count)
+            .map(|(replicas, v)| QueryAnswer {
+                value: v.clone(),
+                replicas,
+            })
+    }
+}
+
+/// A client of one network.
+pub struct Client {
+    genesis: Genesis,
+    key: KeyPair,
+    connector: Arc<ClientConnector>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Client({:?}, {:?})", self.key.public(), self.timeout)
+    }
+}
+
+fn retryable(e: &NetError) -> bool {
+    matches!(
+        e,
+        NetError::Unreachable(_) | NetError::Closed(_) | NetError::Timeout
+    )
+}
+
+/// Asks replica `i` until it gives a final answer or `deadline` passes.
+/// With `retry`, transport failures and transient refusals are retried
+/// with backoff (resubmitting is safe: replicas deduplicate by nonce).
+async fn ask(
+    connector: Arc<ClientConnector>,
+    i: usize,
+    frame: Arc<Vec<u8>>,
+    deadline: Instant,
+    retry: bool,
+) -> (usize, Result<ClientResponse, NetError>) {
+    let mut pause = RETRY_MIN;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (i, Err(NetError::Timeout));
+        }
+        let result = connector.request(i, &frame, left).await.and_then(|bytes| {
+            ClientResponse::from_frame(&bytes)
+                .map_err(|e| NetError::Closed(format!("undecodable response: {e}")))
+        });
+        let again = match &result {
+            Err(e) => retryable(e),
+            Ok(ClientResponse::Rejected(
+                SubmitRejected::Busy | SubmitRejected::Timeout | SubmitRejected::ShuttingDown,
+            )) => true,
+            Ok(_) => false,
+        };
+        if !(retry && again && Instant::now() + pause < deadline) {
+            return (i, result);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+}
+
+fn describe(e: &NetError) -> String {
+    match e {
+        NetError::Timeout => "timed out".into(),
+        other => other.to_string(),
+    }
+}
+
+impl Client {
+    /// A client of `genesis`'s network with `key`, every operation bounded
+    /// by `timeout`. Must be called inside a tokio runtime.
+    pub fn new(genesis: Genesis, key: KeyPair, timeout: Duration) -> Result<Client, ClientError> {
+        let replicas = genesis
+            .replica_keys
+            .iter()
+            .copied()
+            .zip(genesis.client_addrs.iter().copied())
+            .collect();
+        let connector = ClientConnector::new(&key, replicas, timeout.min(DIAL_TIMEOUT_MAX))
+            .map_err(ClientError::Setup)?;
+        Ok(Client {
+            genesis,
+            key,
+            connector: Arc::new(connector),
+            timeout,
+        })
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+    pub fn key(&self) -> &KeyPair {
+        &self.key
+    }
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    /// f+1: the number of matching answers that include a correct replica.
+    pub fn needed(&self) -> usize {
+        self.genesis.cluster.weak_quorum()
+    }
+    fn timeout_ms(&self) -> u64 {
+        self.timeout.as_millis() as u64
+    }
+
+    /// Closes every connection (waits at most a second).
+    pub async fn close(self) {
+        if let Ok(connector) = Arc::try_unwrap(self.connector) {
+            connector.close().await;
+        }
+    }
+
+    /// Sends `request` to every replica at once and collects answers until
+    /// `enough` holds (then waits at most `grace` for the rest), every
+    /// replica answered, or the timeout passed.
+    async fn gather(
+        &self,
+        request: &ClientRequest,
+        retry: bool,
+        grace: Duration,
+        mut enough: impl FnMut(&[(usize, Result<ClientResponse, NetError>)]) -> bool,
+    ) -> Vec<(usize, Result<ClientResponse, NetError>)> {
+        let mut deadline = Instant::now() + self.timeout;
+        let frame = Arc::new(request.to_frame());
+        let mut tasks = JoinSet::new();
+        let n = self.connector.replica_count();
+        for i in 0..n {
+            tasks.spawn(ask(
+                self.connector.clone(),
+                i,
+                frame.clone(),
+                deadline,
+                retry,
+            ));
+        }
+        let mut answers = Vec::with_capacity(n);
+        let mut satisfied = false;
+        while let Ok(Some(joined)) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            if let Ok(answer) = joined {
+                answers.push(answer);
+            }
+            if !satisfied && enough(&answers) {
+                satisfied = true;
+                if grace.is_zero() {
+                    break;
+                }
+                deadline = deadline.min(Instant::now() + grace);
+            }
+        }
+        tasks.abort_all();
+        answered_or_timed_out(answers, n)
+    }
+
+    /// Submits `tx` to every replica and waits for f+1 matching signed
+    /// replies.
+    pub async fn submit(&self, tx: &Transaction) -> Result<Committed, ClientError> {
+        let start = Instant::now();
+        let verdict = Verdict {
+            client: self,
+            tx_id: tx.id(),
+            from: tx.from,
+            nonce: tx.nonce,
+        };
+        let request = ClientRequest::Submit(tx.clone());
+        let answers = self
+            .gather(&request, true, Duration::ZERO, |a| verdict.decide(a, false).is_some())
+            .await;
+        match verdict.decide(&answers, true) {
+            Some(Ok(mut committed)) => {
+                committed.latency = start.elapsed();
+                Ok(committed)
+            }
+            Some(Err(e)) => Err(e),
+            None => unreachable!("decide(final = true) always decides"),
+        }
+    }
+
+    /// Signs a transfer with the client's key using the next nonce (the
+    /// highest nonce f+1 replicas report, plus one) and submits it.
+    pub async fn transfer(&self, to: PublicKey, amount: u64) -> Result<(Transaction, Committed), ClientError> {
+        let nonce = self.next_nonce().await?;
+        let tx = Transaction::transfer(self.genesis.network, &self.key, to, amount, nonce);
+        let committed = self.submit(&tx).await?;
+        Ok((tx, committed))
+    }
+
+    /// The next nonce for this client's account: one above the highest
+    /// last-used nonce among the answers (at least f+1 of them).
+    pub async fn next_nonce(&self) -> Result<u64, ClientError> {
+        let g = self.balance(self.key.public()).await?;
+        let highest = g.ok().map(|(_, b)| b.nonce).max().unwrap_or(0);
+        Ok(highest + 1)
+    }
+
+    /// Every replica's view of `account`; fails unless f+1 answered.
+    pub async fn balance(&self, account: PublicKey) -> Result<Gathered<BalanceInfo>, ClientError> {
+        self.query(ClientRequest::Balance(account), |r| match r {
+            ClientResponse::Balance(b) if b.account == account => Some(b),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every replica's record of transaction `id` (`None`: not executed there).
+    pub async fn tx(&self, id: Digest) -> Result<Gathered<Option<TxInfo>>, ClientError> {
+        self.query(ClientRequest::Tx(id), |r| match r {
+            ClientResponse::Tx(t) if t.as_ref().is_none_or(|t| t.tx_id == id) => Some(t),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every replica's block at `height` (`None`: not there yet).
+    pub async fn block(&self, height: u64) -> Result<Gathered<Option<BlockInfo>>, ClientError> {
+        self.query(ClientRequest::Block(height), |r| match r {
+            ClientResponse::Block(b) if b.as_ref().is_none_or(|b| b.height == height) => Some(b),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every replica's status, or why it could not be reached. Never fails:
+    /// an unreachable network is n failed answers.
+    pub async fn status(&self) -> Gathered<StatusInfo> {
+        let answers = self
+            .gather(&ClientRequest::Status, false, Duration::ZERO, |_| false)
+            .await;
+        Gathered {
+            answers: convert(answers, |r| match r {
+                ClientResponse::Status(s) => Some(s),
+                _ => None,
+            }),
+            needed: self.needed(),
+        }
+    }
+
+    /// Asks every replica; succeeds once f+1 gave a well-formed answer
+    /// (waiting briefly for the rest), fails if fewer did in time.
+    async fn query<T>(
+        &self,
+        request: ClientRequest,
+        extract: impl Fn(ClientResponse) -> Option<T>,
+    ) -> Result<Gathered<T>, ClientError> {
+        let needed = self.needed();
+        let answers = self
+            .gather(&request, true, QUERY_GRACE, |a| {
+                a.iter().filter(|(_, r)| r.is_ok()).count() >= needed
+            })
+            .await;
+        let g = Gathered {
+            answers: convert(answers, extract),
+            needed,
+        };
+        if g.ok_count() >= needed {
+            return Ok(g);
+        }
+        Err(if g.ok_count() == 0 {
+            ClientError::Unreachable {
+                timeout_ms: self.timeout_ms(),
+                detail: g.failures(),
+            }
+        } else {
+            ClientError::Timeout {
+                needed,
+                timeout_ms: self.timeout_ms(),
+                detail: format!("{} answered; {}", g.ok_count(), g.failures()),
+            }
+        })
+    }
+}
+
+/// Answers sorted by replica, with a timeout recorded for every replica
+/// that gave none.
+fn answered_or_timed_out(
+    mut answers: Vec<(usize, Result<ClientResponse, NetError>)>,
+    n: usize,
+) -> Vec<(usize, Result<ClientResponse, NetError>)> {
+    for i in 0..n {
+        if !answers.iter().any(|(j, _)| *j == i) {
+            answers.push((i, Err(NetError::Timeout)));
+        }
+    }
+    answers.sort_by_key(|(i, _)| *i);
+    answers
+}
+
+fn convert<T>(
+    answers: Vec<(usize, Result<ClientResponse, NetError>)>,
+    extract: impl Fn(ClientResponse) -> Option<T>,
+) -> Vec<ReplicaAnswer<T>> {
+    answers
+        .into_iter()
+        .map(|(i, r)| {
+            let r = match r {
+                Ok(ClientResponse::Malformed) => Err("replica could not decode the request".into()),
+                Ok(resp) => extract(resp).ok_or_else(|| "unexpected answer".to_string()),
+                Err(e) => Err(describe(&e)),
+            };
+            (i, r)
+        })
+        .collect()
+}
+
+/// Judges the answers to one submission.
+struct Verdict<'a> {
+    client: &'a Client,
+    tx_id: Digest,
+    from: PublicKey,
+    nonce: u64,
+}
+
+impl Verdict<'_> {
+    /// `Some` once the outcome is certain; with `fin`, always `Some` (the
+    /// answers are all there will be).
+    fn decide(
+        &self,
+        answers: &[(usize, Result<ClientResponse, NetError>)],
+        fin: bool,
+    ) -> Option<Result<Committed, ClientError>> {
+        let c = self.client;
+        let needed = c.needed();
+        let n = c.connector.replica_count();
+        let mut groups: BTreeMap<(u64, u8), Vec<u32>> = BTreeMap::new();
+        let mut receipts: BTreeMap<(u64, u8), Receipt> = BTreeMap::new();
+        let mut conflicts: BTreeMap<Digest, usize> = BTreeMap::new();
+        let mut rejections: Vec<SubmitRejected> = Vec::new();
+        let mut notes: Vec<String> = Vec::new();
+        let mut unreachable = 0;
+        let mut transient = 0;
+        for (i, r) in answers {
+            match r {
+                Ok(ClientResponse::Reply(signed)) => {
+                    if signed.signer.index() != *i {
+                        notes.push(format!("replica {i}: reply signed by another replica"));
+                        continue;
+                    }
+                    let Ok(reply) = c.genesis.verifier.verify(signed) else {
+                        notes.push(format!("replica {i}: reply signature invalid"));
+                        continue;
+                    };
+                    if reply.client != self.from || reply.nonce != self.nonce {
+                        notes.push(format!("replica {i}: reply for another request"));
+                    } else if reply.tx_id != self.tx_id {
+                        *conflicts.entry(reply.tx_id).or_default() += 1;
+                    } else {
+                        let k = (reply.seq.0, crate::node::persist::receipt_code(reply.receipt));
+                        groups.entry(k).or_default().push(*i as u32);
+                        receipts.insert(k, reply.receipt);
+                    }
+                }
+                Ok(ClientResponse::Rejected(reason)) => {
+                    notes.push(format!("replica {i}: {reason}"));
+                    match reason {
+                        // Final: the replica will never execute it.
+                        SubmitRejected::BadSignature | SubmitRejected::StaleNonce { .. } => {
+                            rejections.push(*reason)
+                        }
+                        // Transient, and already retried until the deadline.
+                        _ => transient += 1,
+                    }
+                }
+                Ok(_) => notes.push(format!("replica {i}: unexpected answer")),
+                Err(e) => {
+                    unreachable += 1;
+                    notes.push(format!("replica {i}: {}", describe(e)));
+                }
+            }
+        }
+        if let Some((k, replicas)) = groups.iter().find(|(_, v)| v.len() >= needed) {
+            return Some(Ok(Committed {
+                tx_id: self.tx_id,
+                nonce: self.nonce,
+                height: k.0,
+                receipt: receipts[k],
+                replicas: replicas.clone(),
+                latency: Duration::ZERO,
+            }));
+        }
+        if let Some((other, _)) = conflicts.iter().find(|(_, n)| **n >= needed) {
+            return Some(Err(ClientError::NonceConflict {
+                nonce: self.nonce,
+                other: *other,
+            }));
+        }
+        for reason in &rejections {
+            let count = rejections.iter().filter(|r| same_kind(r, reason)).count();
+            if count >= needed {
+                return Some(Err(ClientError::Rejected {
+                    reason: *reason,
+                    count,
+                }));
+            }
+        }
+        let best = groups.values().map(Vec::len).max().unwrap_or(0);
+        let outstanding = n.saturating_sub(answers.len());
+        if !fin && best + outstanding >= needed {
+            return None;
+        }
+        let detail = notes.join("; ");
+        Some(Err(if unreachable == answers.len() {
+            ClientError::Unreachable {
+                timeout_ms: c.timeout_ms(),
+                detail,
+            }
+        } else if outstanding == 0 && unreachable == 0 && transient == 0 {
+            ClientError::Disagree(detail)
+        } else {
+            ClientError::Timeout {
+                needed,
+                timeout_ms: c.timeout_ms(),
+                detail,
+            }
+        }))
+    }
+}
+
+fn same_kind(a: &SubmitRejected, b: &SubmitRejected) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}

@@ -1,0 +1,526 @@
+//! A replica's `config.toml`, its validation, and the exit codes of the
+//! binaries.
+//!
+//! The file lives in the replica's home directory; relative paths in it
+//! resolve against that directory. Unknown keys are refused
+//! (`deny_unknown_fields`), every key has a default, and an invalid value is
+//! reported with the key's dotted name, e.g. `p2p.keep_alive_ms`.
+//!
+//! Protocol parameters are *not* here: they must be identical at every
+//! replica, so they live in genesis (`consensus::Config`). This file holds
+//! only what one operator may choose for one replica: where its files are,
+//! how it logs, which addresses it binds and its local bounds and timeouts.
+
+use crate::crypto::KeyPair;
+use crate::genesis::Genesis;
+use crate::net::{NetConfig, PeerInfo};
+use crate::types::ReplicaId;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Process exit codes shared by `pbft-replica` and `pbft-client`.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A runtime failure (network, I/O, a command that failed).
+    pub const FAILURE: i32 = 1;
+    /// Bad command-line usage (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The configuration, genesis or a key file is invalid.
+    pub const CONFIG: i32 = 3;
+    /// The store is corrupt, locked, from another network or another version.
+    pub const STORAGE: i32 = 4;
+    /// Client: no f+1 matching answers in time (network unreachable or slow).
+    pub const TIMEOUT: i32 = 5;
+    /// Client: the transaction was rejected or executed with a failed receipt.
+    pub const REJECTED: i32 = 6;
+}
+
+/// The name of the configuration file in a replica's home.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// How log lines are written (to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "plain" => Ok(LogFormat::Plain),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("'{other}' is not a log format (use plain or json)")),
+        }
+    }
+}
+
+/// `config.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaConfig {
+    /// Genesis file (relative to the home directory).
+    pub genesis_file: PathBuf,
+    /// This replica's key file (hex seed, mode 0600).
+    pub key_file: PathBuf,
+    /// RocksDB directory.
+    pub data_dir: PathBuf,
+    /// Tracing filter directives, e.g. `info` or `pbft_ledger::net=debug,info`.
+    pub log_level: String,
+    /// `plain` or `json`.
+    pub log_format: LogFormat,
+    pub p2p: P2pConfig,
+    pub client: ClientConfig,
+}
+
+/// `[p2p]`: the replica mesh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// Address to bind; empty means this replica's `p2p_addr` in genesis.
+    pub listen: String,
+    pub dial_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub keep_alive_ms: u64,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// Outbound frames queued per peer (the oldest is dropped when full).
+    pub peer_queue_max: usize,
+    /// Inbound frames queued for the node (newer ones are dropped when full).
+    pub inbound_queue_max: usize,
+    /// Largest frame accepted from a peer.
+    pub frame_bytes_max: usize,
+}
+
+/// `[client]`: the client endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    /// Address to bind; empty means this replica's `client_addr` in genesis.
+    pub listen: String,
+    /// Client requests in flight (queued or awaiting an answer).
+    pub queue_max: usize,
+    /// How long a submitted transaction may wait to execute before the
+    /// replica answers "timeout".
+    pub submit_timeout_ms: u64,
+    /// Submitted transactions awaiting execution; more are answered "busy".
+    pub submit_waiters_max: usize,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> ReplicaConfig {
+        ReplicaConfig {
+            genesis_file: "genesis.json".into(),
+            key_file: "node.key".into(),
+            data_dir: "data".into(),
+            log_level: "info".into(),
+            log_format: LogFormat::Plain,
+            p2p: P2pConfig::default(),
+            client: ClientConfig::default(),
+        }
+    }
+}
+
+impl Default for P2pConfig {
+    fn default() -> P2pConfig {
+        P2pConfig {
+            listen: String::new(),
+            dial_timeout_ms: 2_000,
+            idle_timeout_ms: 10_000,
+            keep_alive_ms: 2_000,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 5_000,
+            peer_queue_max: 4_096,
+            inbound_queue_max: 8_192,
+            frame_bytes_max: crate::codec::FRAME_BYTES_MAX,
+        }
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            listen: String::new(),
+            queue_max: 4_096,
+            submit_timeout_ms: 30_000,
+            submit_waiters_max: 4_096,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type).
+    #[error("{path}: {detail}")]
+    Parse { path: String, detail: String },
+    /// A value is out of range; the message names the key.
+    #[error("{path}: {detail}")]
+    Invalid { path: String, detail: String },
+    /// Genesis could not be loaded.
+    #[error(transparent)]
+    Genesis(#[from] crate::genesis::GenesisError),
+    /// The key file could not be read.
+    #[error("key_file: {0}")]
+    Key(#[from] super::keyfile::KeyFileError),
+}
+
+/// Everything `runtime::run` needs, resolved and checked.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    pub genesis: Genesis,
+    pub key: KeyPair,
+    pub me: ReplicaId,
+    pub data_dir: PathBuf,
+    pub net: NetConfig,
+    pub client_listen: SocketAddr,
+    pub client_queue_max: usize,
+    pub submit_timeout: Duration,
+    pub submit_waiters_max: usize,
+}
+
+/// A loaded home directory: the file as written and what it resolves to.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: ReplicaConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// Parses `config.toml` text. `path` only labels messages, which name the
+/// offending key with its section (`client.bogus`) and its line.
+pub fn parse(text: &str, path: &str) -> Result<ReplicaConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().replace('\n', " ");
+        let detail = match e.span().map(|s| s.start.min(text.len())) {
+            Some(at) => {
+                let line = text[..at].matches('\n').count() + 1;
+                match key_at(text, at) {
+                    Some(key) if message.starts_with("unknown field") => {
+                        let expected = message.split_once(", ").map_or("", |(_, rest)| rest);
+                        format!("line {line}: unknown key `{key}` ({expected})")
+                    }
+                    Some(key) => format!("line {line}: `{key}`: {message}"),
+                    None => format!("line {line}: {message}"),
+                }
+            }
+            None => message,
+        };
+        ConfigError::Parse {
+            path: path.to_string(),
+            detail,
+        }
+    })
+}
+
+/// The dotted key defined on the line holding byte `at`, qualified by the
+/// nearest `[section]` header above it.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let section = text[..start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']')).then(|| l.trim_matches(['[', ']']).trim())
+    });
+    Some(match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+fn resolve(home: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        home.join(p)
+    }
+}
+
+/// Reads only `home/config.toml` (no genesis, no key): for `inspect`.
+pub fn read(home: &Path) -> Result<ReplicaConfig, ConfigError> {
+    let path = home.join(CONFIG_FILE);
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse(&text, &shown)
+}
+
+impl ReplicaConfig {
+    pub fn genesis_path(&self, home: &Path) -> PathBuf {
+        resolve(home, &self.genesis_file)
+    }
+    pub fn key_path(&self, home: &Path) -> PathBuf {
+        resolve(home, &self.key_file)
+    }
+    pub fn data_path(&self, home: &Path) -> PathBuf {
+        resolve(home, &self.data_dir)
+    }
+
+    /// Checks every value that does not need genesis; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = &self.p2p;
+        let positive = [
+            ("p2p.dial_timeout_ms", p.dial_timeout_ms),
+            ("p2p.idle_timeout_ms", p.idle_timeout_ms),
+            ("p2p.keep_alive_ms", p.keep_alive_ms),
+            ("p2p.reconnect_min_ms", p.reconnect_min_ms),
+            ("p2p.peer_queue_max", p.peer_queue_max as u64),
+            ("p2p.inbound_queue_max", p.inbound_queue_max as u64),
+            ("p2p.frame_bytes_max", p.frame_bytes_max as u64),
+            ("client.queue_max", self.client.queue_max as u64),
+            ("client.submit_timeout_ms", self.client.submit_timeout_ms),
+            ("client.submit_waiters_max", self.client.submit_waiters_max as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key} must be positive"));
+            }
+        }
+        if p.keep_alive_ms >= p.idle_timeout_ms {
+            return Err(format!(
+                "p2p.keep_alive_ms ({}) must be below p2p.idle_timeout_ms ({})",
+                p.keep_alive_ms, p.idle_timeout_ms
+            ));
+        }
+        if p.reconnect_max_ms < p.reconnect_min_ms {
+            return Err(format!(
+                "p2p.reconnect_max_ms ({}) must be at least p2p.reconnect_min_ms ({})",
+                p.reconnect_max_ms, p.reconnect_min_ms
+            ));
+        }
+        // A frame must at least hold a full batch in a PRE-PREPARE.
+        let floor = crate::tx::BATCH_BYTES_MAX + 64 * 1024;
+        if p.frame_bytes_max < floor {
+            return Err(format!("p2p.frame_bytes_max must be at least {floor}"));
+        }
+        if self.client.submit_timeout_ms > 3_600_000 {
+            return Err("client.submit_timeout_ms must be at most 3600000 (one hour)".into());
+        }
+        for (key, value) in [("p2p.listen", &p.listen), ("client.listen", &self.client.listen)] {
+            if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
+                return Err(format!("{key} '{value}' is not an ip:port address"));
+            }
+        }
+        if self.log_level.trim().is_empty() {
+            return Err("log_level must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Loads `home/config.toml`, the genesis and the key it names, and resolves
+/// them into a [`RuntimeConfig`].
+pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
+    let config = read(home)?;
+    let shown = home.join(CONFIG_FILE).display().to_string();
+    let invalid = |detail: String| ConfigError::Invalid {
+        path: shown.clone(),
+        detail,
+    };
+    config.validate().map_err(invalid)?;
+    let genesis = Genesis::load(&config.genesis_path(home))?;
+    if genesis.p2p_addrs.len() != genesis.replica_keys.len() {
+        return Err(invalid(format!(
+            "genesis_file {} has no network addresses (a simulation genesis?)",
+            config.genesis_path(home).display()
+        )));
+    }
+    let key = super::keyfile::read(&config.key_path(home))?;
+    let me = genesis
+        .replica_keys
+        .iter()
+        .position(|k| *k == key.public())
+        .ok_or_else(|| {
+            invalid(format!(
+                "key_file {} holds key {}, which is not a replica in genesis",
+                config.key_path(home).display(),
+                key.public().to_hex()
+            ))
+        })?;
+    let me = ReplicaId(me as u32);
+    let addr = |configured: &str, from_genesis: SocketAddr| {
+        if configured.is_empty() {
+            from_genesis
+        } else {
+            configured.parse().expect("validated above")
+        }
+    };
+    let peers = genesis
+        .replica_keys
+        .iter()
+        .zip(&genesis.p2p_addrs)
+        .enumerate()
+        .map(|(i, (k, a))| PeerInfo {
+            id: ReplicaId(i as u32),
+            public_key: *k,
+            addr: *a,
+        })
+        .collect();
+    let p = &config.p2p;
+    let mut net = NetConfig::new(me, addr(&p.listen, genesis.p2p_addrs[me.index()]), peers);
+    net.dial_timeout = Duration::from_millis(p.dial_timeout_ms);
+    net.idle_timeout = Duration::from_millis(p.idle_timeout_ms);
+    net.keep_alive = Duration::from_millis(p.keep_alive_ms);
+    net.reconnect_min = Duration::from_millis(p.reconnect_min_ms);
+    net.reconnect_max = Duration::from_millis(p.reconnect_max_ms);
+    net.peer_queue_max = p.peer_queue_max;
+    net.inbound_queue_max = p.inbound_queue_max;
+    net.frame_bytes_max = p.frame_bytes_max;
+    net.validate().map_err(|e| invalid(e.to_string()))?;
+    let runtime = RuntimeConfig {
+        client_listen: addr(&config.client.listen, genesis.client_addrs[me.index()]),
+        genesis,
+        key,
+        me,
+        data_dir: config.data_path(home),
+        net,
+        client_queue_max: config.client.queue_max,
+        submit_timeout: Duration::from_millis(config.client.submit_timeout_ms),
+        submit_waiters_max: config.client.submit_waiters_max,
+    };
+    Ok(Loaded { config, runtime })
+}
+
+/// A `config.toml` with every key written out and documented; `testnet`
+/// writes one per replica and `configs/replica.toml` is one of them.
+pub fn render(c: &ReplicaConfig) -> String {
+    let q = |p: &Path| toml_string(&p.display().to_string());
+    let format = match c.log_format {
+        LogFormat::Plain => "plain",
+        LogFormat::Json => "json",
+    };
+    format!(
+        r#"# pbft-replica configuration. Relative paths resolve against this file's
+# directory (the replica's home). Unknown keys are refused. Protocol
+# parameters are not here: they are in genesis ("consensus"), because every
+# replica must use the same ones.
+
+# Genesis file: replicas, keys, addresses, funded accounts, consensus params.
+genesis_file = {genesis}
+# This replica's ed25519 key (hex of the 32-byte seed, mode 0600). The replica
+# id is the position of this key in genesis.
+key_file = {key}
+# RocksDB directory (created on first start).
+data_dir = {data}
+# Tracing filter directives (RUST_LOG syntax), e.g. "info" or
+# "pbft_ledger::net=debug,info". `start --log-level` overrides it.
+log_level = {level}
+# "plain" or "json"; logs go to stderr. `start --log-format` overrides it.
+log_format = "{format}"
+
+[p2p]
+# Replica-to-replica QUIC/UDP address to bind; "" = this replica's p2p_addr in
+# genesis (bind 0.0.0.0:PORT here to listen on every interface).
+listen = {p2p_listen}
+# Bound on one dial to a peer, handshake included.
+dial_timeout_ms = {dial}
+# A connection silent for this long is considered dead.
+idle_timeout_ms = {idle}
+# Keep-alive interval; must be below idle_timeout_ms.
+keep_alive_ms = {keep}
+# Reconnect backoff: jittered, doubling from min to max.
+reconnect_min_ms = {rmin}
+reconnect_max_ms = {rmax}
+# Outbound frames queued per peer; the oldest is dropped when full (PBFT
+# retransmits what matters).
+peer_queue_max = {pq}
+# Inbound frames queued for the node; more are dropped when full.
+inbound_queue_max = {iq}
+# Largest frame accepted from a peer, in bytes.
+frame_bytes_max = {fb}
+
+[client]
+# Client QUIC/UDP address to bind; "" = this replica's client_addr in genesis.
+listen = {client_listen}
+# Client requests in flight (queued or awaiting an answer); more are refused
+# as busy.
+queue_max = {cq}
+# A submitted transaction not executed within this time is answered "timeout".
+submit_timeout_ms = {st}
+# Submitted transactions awaiting execution at once; more are answered "busy".
+submit_waiters_max = {sw}
+"#,
+        genesis = q(&c.genesis_file),
+        key = q(&c.key_file),
+        data = q(&c.data_dir),
+        level = toml_string(&c.log_level),
+        p2p_listen = toml_string(&c.p2p.listen),
+        dial = c.p2p.dial_timeout_ms,
+        idle = c.p2p.idle_timeout_ms,
+        keep = c.p2p.keep_alive_ms,
+        rmin = c.p2p.reconnect_min_ms,
+        rmax = c.p2p.reconnect_max_ms,
+        pq = c.p2p.peer_queue_max,
+        iq = c.p2p.inbound_queue_max,
+        fb = c.p2p.frame_bytes_max,
+        client_listen = toml_string(&c.client.listen),
+        cq = c.client.queue_max,
+        st = c.client.submit_timeout_ms,
+        sw = c.client.submit_waiters_max,
+    )
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_config_parses_back_identically() {
+        let mut c = ReplicaConfig::default();
+        c.p2p.listen = "127.0.0.1:26000".into();
+        c.log_format = LogFormat::Json;
+        assert_eq!(parse(&render(&c), "x").unwrap(), c);
+        assert_eq!(parse("", "x").unwrap(), ReplicaConfig::default());
+    }
+
+    #[test]
+    fn example_config_documents_every_key() {
+        let text = include_str!("../../configs/replica.toml");
+        let parsed = parse(text, "configs/replica.toml").unwrap();
+        parsed.validate().unwrap();
+        assert_eq!(text, render(&parsed), "configs/replica.toml is out of date");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = parse("log_level = \"info\"\nbogus_key = 1\n", "c.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("bogus_key") && msg.contains("line 2"), "{msg}");
+        let e = parse("[p2p]\nlisten_addr = \"x\"\n", "c.toml").unwrap_err();
+        assert!(e.to_string().contains("`p2p.listen_addr`"), "{e}");
+        let e = parse("[p2p]\nkeep_alive_ms = \"soon\"\n", "c.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("line 2") && msg.contains("`p2p.keep_alive_ms`"), "{msg}");
+        let mut c = ReplicaConfig::default();
+        c.p2p.keep_alive_ms = 20_000;
+        assert!(c.validate().unwrap_err().contains("p2p.keep_alive_ms"));
+        let mut c = ReplicaConfig::default();
+        c.client.listen = "nowhere".into();
+        assert!(c.validate().unwrap_err().contains("client.listen"));
+        let mut c = ReplicaConfig::default();
+        c.client.submit_timeout_ms = 0;
+        assert!(c.validate().unwrap_err().contains("client.submit_timeout_ms"));
+    }
+}

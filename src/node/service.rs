@@ -1,0 +1,340 @@
+//! The replica's side of the client protocol (`client::proto`): queries are
+//! answered from the node's state at once; a submitted transaction is handed
+//! to the node and its client waits until the node emits the signed reply.
+//!
+//! Waiting submissions are keyed by `(client, nonce)` — the key the reply
+//! cache and the core's pending set use — and bounded in number and time:
+//!
+//! * the node emits `ToClient` for `(client, nonce)` → every waiter on that
+//!   key gets the reply (the client checks the transaction id; a different
+//!   transaction with the same nonce is a conflict it reports), and waiters
+//!   on *lower* nonces of that client are answered "stale nonce": their
+//!   nonce was overtaken, so they will execute as stale without a reply;
+//! * a nonce the account already used, with no reply cached for it, is
+//!   answered "stale nonce" right after submission;
+//! * `submit_timeout` passes → "timeout"; at most `waiters_max` waiters, a
+//!   submission beyond that is answered "busy".
+
+use super::{Node, NodeError};
+use crate::client::proto::{
+    BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
+};
+use crate::consensus::messages::Reply;
+use crate::crypto::{Digest, Payload, PublicKey, Signed};
+use crate::net;
+use crate::storage::Store;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::debug;
+
+type Key = (PublicKey, u64);
+
+struct Waiter {
+    tx_id: Digest,
+    respond: oneshot::Sender<Vec<u8>>,
+    deadline: Instant,
+}
+
+/// Counters of the client service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    pub requests: u64,
+    pub malformed: u64,
+    pub submitted: u64,
+    pub replied: u64,
+    pub rejected: u64,
+    pub timed_out: u64,
+}
+
+/// Submissions awaiting execution, and the query answers.
+pub struct ClientService {
+    waiters: BTreeMap<Key, Vec<Waiter>>,
+    /// Expiry order; all waiters share one timeout, so this is FIFO.
+    expiries: VecDeque<(Instant, Key)>,
+    count: usize,
+    waiters_max: usize,
+    submit_timeout: Duration,
+    stats: ServiceStats,
+}
+
+/// What the runtime must do after [`ClientService::on_request`].
+pub enum Handled {
+    /// Answered (or dropped); nothing more to do.
+    Done,
+    /// Feed this transaction to the node, drain its outbox, then call
+    /// [`ClientService::after_submit`] with the key.
+    Submit(crate::tx::Transaction),
+}
+
+impl ClientService {
+    pub fn new(submit_timeout: Duration, waiters_max: usize) -> ClientService {
+        ClientService {
+            waiters: BTreeMap::new(),
+            expiries: VecDeque::new(),
+            count: 0,
+            waiters_max,
+            submit_timeout,
+            stats: ServiceStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> ServiceStats {
+        self.stats
+    }
+
+    /// Submissions currently waiting.
+    pub fn waiting(&self) -> usize {
+        self.count
+    }
+
+    /// Decodes and answers one request, or registers a submission.
+    pub fn on_request<S: Store>(
+        &mut self,
+        node: &Node<S>,
+        request: net::ClientRequest,
+        connected_peers: u32,
+    ) -> Result<Handled, NodeError> {
+        self.stats.requests += 1;
+        let net::ClientRequest { frame, respond, .. } = request;
+        let decoded = match ClientRequest::from_frame(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.malformed += 1;
+                debug!(target: "pbft::client", reason = %e, "malformed client request");
+                let _ = respond.send(ClientResponse::Malformed.to_frame());
+                return Ok(Handled::Done);
+            }
+        };
+        let answer = match decoded {
+            ClientRequest::Submit(tx) => {
+                self.stats.submitted += 1;
+                if !tx.verify(node.replica().network()) {
+                    self.reject(respond, SubmitRejected::BadSignature);
+                    return Ok(Handled::Done);
+                }
+                if self.count >= self.waiters_max {
+                    self.reject(respond, SubmitRejected::Busy);
+                    return Ok(Handled::Done);
+                }
+                let key = (tx.from, tx.nonce);
+                let deadline = Instant::now() + self.submit_timeout;
+                self.waiters.entry(key).or_default().push(Waiter {
+                    tx_id: tx.id(),
+                    respond,
+                    deadline,
+                });
+                self.count += 1;
+                self.expiries.push_back((deadline, key));
+                self.compact_expiries();
+                return Ok(Handled::Submit(tx));
+            }
+            ClientRequest::Balance(account) => {
+                let a = node.account(&account);
+                ClientResponse::Balance(BalanceInfo {
+                    account,
+                    exists: a.is_some(),
+                    balance: a.map_or(0, |a| a.balance),
+                    nonce: a.map_or(0, |a| a.nonce),
+                    height: node.height(),
+                })
+            }
+            ClientRequest::Tx(id) => ClientResponse::Tx(tx_info(node, &id)?),
+            ClientRequest::Block(height) => ClientResponse::Block(block_info(node, height)?),
+            ClientRequest::Status => ClientResponse::Status(status(node, connected_peers)),
+        };
+        let _ = respond.send(answer.to_frame());
+        Ok(Handled::Done)
+    }
+
+    /// Called after the node handled a submission and its outbox was
+    /// drained: a nonce the account already used, with no cached reply
+    /// delivered, will never be answered by execution.
+    pub fn after_submit<S: Store>(&mut self, node: &Node<S>, key: Key) {
+        if !self.waiters.contains_key(&key) {
+            return;
+        }
+        if let Some(account) = node.account(&key.0) {
+            if key.1 <= account.nonce {
+                self.fail(
+                    &key,
+                    SubmitRejected::StaleNonce {
+                        account_nonce: account.nonce,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The node emitted a signed reply for `client`.
+    pub fn on_reply(&mut self, client: PublicKey, reply: Signed<Reply>) {
+        let Ok(r) = Reply::decode(&reply.payload) else {
+            // Our own signature over our own encoding always decodes.
+            debug!(target: "pbft::client", "own reply does not decode");
+            return;
+        };
+        let key = (client, r.nonce);
+        if let Some(waiters) = self.waiters.remove(&key) {
+            self.count -= waiters.len();
+            let frame = ClientResponse::Reply(reply).to_frame();
+            for w in waiters {
+                if w.tx_id != r.tx_id {
+                    debug!(target: "pbft::client", client = ?client, nonce = r.nonce,
+                        "nonce executed by a different transaction");
+                }
+                self.stats.replied += 1;
+                let _ = w.respond.send(frame.clone());
+            }
+        }
+        // Lower nonces of this client were overtaken: they execute as stale.
+        let overtaken: Vec<Key> = self
+            .waiters
+            .range((client, 0)..(client, r.nonce))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in overtaken {
+            self.fail(
+                &key,
+                SubmitRejected::StaleNonce {
+                    account_nonce: r.nonce,
+                },
+            );
+        }
+    }
+
+    /// Answers the waiters whose time is up.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some((at, key)) = self.expiries.front().copied() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_front();
+            let Some(list) = self.waiters.get_mut(&key) else {
+                continue;
+            };
+            let (due, keep): (Vec<Waiter>, Vec<Waiter>) =
+                std::mem::take(list).into_iter().partition(|w| w.deadline <= now);
+            if keep.is_empty() {
+                self.waiters.remove(&key);
+            } else {
+                *list = keep;
+            }
+            self.count -= due.len();
+            for w in due {
+                self.stats.timed_out += 1;
+                self.reject(w.respond, SubmitRejected::Timeout);
+            }
+        }
+    }
+
+    /// Keeps the expiry queue proportional to the waiters: entries of
+    /// waiters already answered are dropped once they outnumber the bound.
+    fn compact_expiries(&mut self) {
+        if self.expiries.len() <= 2 * self.waiters_max + 16 {
+            return;
+        }
+        let waiters = &self.waiters;
+        self.expiries.retain(|(at, key)| {
+            waiters
+                .get(key)
+                .is_some_and(|list| list.iter().any(|w| w.deadline == *at))
+        });
+    }
+
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiries.front().map(|(at, _)| *at)
+    }
+
+    /// Answers every waiter: the replica is shutting down.
+    pub fn shutdown(&mut self) {
+        let keys: Vec<Key> = self.waiters.keys().copied().collect();
+        for key in keys {
+            self.fail(&key, SubmitRejected::ShuttingDown);
+        }
+        self.expiries.clear();
+    }
+
+    fn fail(&mut self, key: &Key, reason: SubmitRejected) {
+        if let Some(waiters) = self.waiters.remove(key) {
+            self.count -= waiters.len();
+            for w in waiters {
+                self.reject(w.respond, reason);
+            }
+        }
+    }
+
+    fn reject(&mut self, respond: oneshot::Sender<Vec<u8>>, reason: SubmitRejected) {
+        self.stats.rejected += 1;
+        let _ = respond.send(ClientResponse::Rejected(reason).to_frame());
+    }
+}
+
+fn tx_info<S: Store>(node: &Node<S>, id: &Digest) -> Result<Option<TxInfo>, NodeError> {
+    let Some(loc) = node.tx(id)? else {
+        return Ok(None);
+    };
+    let Some(block) = node.block(loc.height)? else {
+        return Ok(None);
+    };
+    let batch = block.batch()?;
+    let Some(tx) = batch.txs.get(loc.index as usize) else {
+        return Err(crate::storage::StorageError::Corrupt(format!(
+            "transaction index points past block {}",
+            loc.height
+        ))
+        .into());
+    };
+    Ok(Some(TxInfo {
+        tx_id: *id,
+        height: loc.height,
+        index: loc.index,
+        receipt: loc.receipt,
+        from: tx.from,
+        to: tx.to,
+        amount: tx.amount,
+        nonce: tx.nonce,
+    }))
+}
+
+fn block_info<S: Store>(node: &Node<S>, height: u64) -> Result<Option<BlockInfo>, NodeError> {
+    if height == 0 || height > node.height() {
+        return Ok(None);
+    }
+    let Some(block) = node.block(height)? else {
+        return Ok(None);
+    };
+    let tx_count = block.batch()?.txs.len() as u32;
+    let signers: BTreeSet<u32> = node
+        .certificate(height)?
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.signer.0)
+        .collect();
+    Ok(Some(BlockInfo {
+        height,
+        block_hash: block.header.hash(),
+        parent_hash: block.header.parent_hash,
+        batch_digest: block.header.batch_digest,
+        tx_root: block.header.tx_root,
+        state_root: block.header.state_root,
+        timestamp_ms: block.header.timestamp_ms,
+        tx_count,
+        commit_signers: signers.len() as u32,
+    }))
+}
+
+fn status<S: Store>(node: &Node<S>, connected_peers: u32) -> StatusInfo {
+    let r = node.replica();
+    StatusInfo {
+        replica: node.id().0,
+        view: r.view().0,
+        changing_to: r.changing_to().map(|v| v.0),
+        primary: r.primary().0,
+        height: node.height(),
+        block_hash: node.tip().block_hash,
+        stable_checkpoint: r.low_watermark().0,
+        pending_requests: r.pending_requests() as u64,
+        connected_peers,
+    }
+}

@@ -1,0 +1,206 @@
+//! `pbft-replica testnet`: keys, genesis and per-replica homes for a local
+//! network (after CometBFT's `testnet`).
+//!
+//! ```text
+//! DIR/genesis.json
+//! DIR/replica-I/{config.toml, genesis.json, node.key}
+//! DIR/clients/client-K.key          (funded in genesis)
+//! ```
+//!
+//! Ports follow the CometBFT/BFT-SMaRt convention of spaced blocks per
+//! replica: p2p `base + 10*i`, client `base + 10*i + 1`.
+
+use super::config::{render, ReplicaConfig};
+use super::keyfile::{self, KeyFileError};
+use crate::consensus::Config;
+use crate::crypto::{KeyPair, PublicKey};
+use crate::genesis::{self, GenesisError};
+use std::path::{Path, PathBuf};
+
+/// Default first port.
+pub const BASE_PORT: u16 = 26000;
+
+#[derive(Clone, Debug)]
+pub struct TestnetOptions {
+    pub replicas: u32,
+    pub out: PathBuf,
+    pub base_port: u16,
+    pub host: String,
+    pub clients: u32,
+    pub balance: u64,
+    pub chain_id: String,
+    pub consensus: Config,
+}
+
+impl TestnetOptions {
+    pub fn new(replicas: u32, out: PathBuf) -> TestnetOptions {
+        TestnetOptions {
+            replicas,
+            out,
+            base_port: BASE_PORT,
+            host: "127.0.0.1".into(),
+            clients: 2,
+            balance: 1_000_000,
+            chain_id: "pbft-testnet".into(),
+            consensus: Config::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestnetError {
+    /// The output directory already holds a network; nothing is overwritten.
+    #[error("{0} already holds a testnet (genesis.json exists); remove it first")]
+    Exists(String),
+    /// The options are out of range; the message names the option.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What was written.
+#[derive(Clone, Debug)]
+pub struct Testnet {
+    pub genesis_path: PathBuf,
+    pub network: crate::crypto::NetworkId,
+    pub homes: Vec<PathBuf>,
+    pub client_keys: Vec<(PathBuf, PublicKey)>,
+}
+
+impl TestnetError {
+    /// The process exit code (see `config::exit`).
+    pub fn exit_code(&self) -> i32 {
+        use super::config::exit;
+        match self {
+            TestnetError::Invalid(_) | TestnetError::Genesis(_) => exit::CONFIG,
+            TestnetError::Exists(_) | TestnetError::Key(_) | TestnetError::Io { .. } => {
+                exit::FAILURE
+            }
+        }
+    }
+}
+
+/// What `testnet` prints: every replica's home and ports, every client key.
+pub fn summary(opts: &TestnetOptions, t: &Testnet) -> String {
+    let mut s = format!(
+        "wrote a {}-replica testnet to {} (network {})\n",
+        opts.replicas,
+        opts.out.display(),
+        t.network.0
+    );
+    for (i, home) in t.homes.iter().enumerate() {
+        let p = opts.base_port as u32 + 10 * i as u32;
+        s += &format!(
+            "  replica {i}  {}  p2p {}:{p}  client {}:{}\n",
+            home.display(),
+            opts.host,
+            opts.host,
+            p + 1
+        );
+    }
+    for (path, account) in &t.client_keys {
+        s += &format!(
+            "  client  {}  account {account}  balance {}\n",
+            path.display(),
+            opts.balance
+        );
+    }
+    s
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TestnetError + '_ {
+    move |source| TestnetError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Generates the testnet described by `opts`.
+pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
+    let n = opts.replicas;
+    crate::cluster::Cluster::new(n).map_err(|e| TestnetError::Invalid(format!("--replicas: {e}")))?;
+    let top = opts.base_port as u32 + 10 * (n - 1) + 1;
+    if top > u16::MAX as u32 || opts.base_port == 0 {
+        return Err(TestnetError::Invalid(format!(
+            "--base-port {}: ports base..base+10*(n-1)+1 must fit in 1..=65535",
+            opts.base_port
+        )));
+    }
+    let genesis_path = opts.out.join("genesis.json");
+    if genesis_path.exists() {
+        return Err(TestnetError::Exists(opts.out.display().to_string()));
+    }
+    std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
+
+    let replica_keys: Vec<KeyPair> = (0..n).map(|_| KeyPair::generate()).collect();
+    let client_keys: Vec<KeyPair> = (0..opts.clients).map(|_| KeyPair::generate()).collect();
+    let addrs: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let p = opts.base_port as u32 + 10 * i;
+            (format!("{}:{p}", opts.host), format!("{}:{}", opts.host, p + 1))
+        })
+        .collect();
+    let accounts: Vec<(PublicKey, u64)> = client_keys.iter().map(|k| (k.public(), opts.balance)).collect();
+    let publics: Vec<PublicKey> = replica_keys.iter().map(|k| k.public()).collect();
+    let genesis = genesis::build(&opts.chain_id, &publics, &addrs, &accounts, opts.consensus.clone())?;
+
+    let mut homes = Vec::new();
+    for (i, key) in replica_keys.iter().enumerate() {
+        let home = opts.out.join(format!("replica-{i}"));
+        std::fs::create_dir_all(&home).map_err(io(&home))?;
+        keyfile::write(&home.join("node.key"), key)?;
+        let g = home.join("genesis.json");
+        genesis.save(&g).map_err(io(&g))?;
+        let c = home.join(super::config::CONFIG_FILE);
+        std::fs::write(&c, render(&ReplicaConfig::default())).map_err(io(&c))?;
+        homes.push(home);
+    }
+    let mut clients = Vec::new();
+    for (k, key) in client_keys.iter().enumerate() {
+        let path = opts.out.join("clients").join(format!("client-{k}.key"));
+        keyfile::write(&path, key)?;
+        clients.push((path, key.public()));
+    }
+    // Written last: its presence marks a complete testnet.
+    genesis.save(&genesis_path).map_err(io(&genesis_path))?;
+    Ok(Testnet {
+        genesis_path,
+        network: genesis.network,
+        homes,
+        client_keys: clients,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_loadable_homes_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = TestnetOptions::new(4, dir.path().join("net"));
+        opts.base_port = 31000;
+        let t = generate(&opts).unwrap();
+        assert_eq!(t.homes.len(), 4);
+        assert_eq!(t.client_keys.len(), 2);
+        for (i, home) in t.homes.iter().enumerate() {
+            let loaded = super::super::config::load(home).unwrap();
+            assert_eq!(loaded.runtime.me.index(), i);
+            assert_eq!(loaded.runtime.genesis.network, t.network);
+            assert_eq!(loaded.runtime.net.listen.port(), 31000 + 10 * i as u16);
+            assert_eq!(loaded.runtime.client_listen.port(), 31001 + 10 * i as u16);
+        }
+        assert!(matches!(generate(&opts), Err(TestnetError::Exists(_))));
+        let mut bad = TestnetOptions::new(5, dir.path().join("other"));
+        bad.base_port = 31100;
+        assert!(generate(&bad).unwrap_err().to_string().contains("--replicas"));
+    }
+}
