@@ -5,6 +5,7 @@
 //! DIR/genesis.json
 //! DIR/replica-I/{config.toml, genesis.json, node.key}
 //! DIR/clients/client-K.key          (funded in genesis)
+//! DIR/clients/client-K.pub          (its account, hex)
 //! ```
 //!
 //! Ports follow the CometBFT/BFT-SMaRt convention of spaced blocks per
@@ -167,6 +168,9 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
     for (k, key) in client_keys.iter().enumerate() {
         let path = opts.out.join("clients").join(format!("client-{k}.key"));
         keyfile::write(&path, key)?;
+        // The account (public key) beside it, for scripts: `--to $(cat …pub)`.
+        let public = path.with_extension("pub");
+        std::fs::write(&public, format!("{}\n", key.public())).map_err(io(&public))?;
         clients.push((path, key.public()));
     }
     // Written last: its presence marks a complete testnet.
