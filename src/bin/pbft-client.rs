@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "pbft-client", version, about = "Client of a PBFT replicated ledger")]
+#[command(
+    name = "pbft-client",
+    version,
+    about = "Client of a PBFT replicated ledger"
+)]
 struct Cli {
     /// Testnet directory holding genesis.json.
     #[arg(long, global = true, value_name = "DIR", env = "PBFT_NETWORK")]

@@ -8,7 +8,11 @@ use pbft_ledger::node::{inspect, keyfile, runtime, testnet};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "pbft-replica", version, about = "A replica of a PBFT replicated ledger")]
+#[command(
+    name = "pbft-replica",
+    version,
+    about = "A replica of a PBFT replicated ledger"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -129,7 +133,10 @@ fn run_testnet(a: TestnetArgs) -> i32 {
         }
     };
     set(a.request_timeout_ms, &mut consensus.request_timeout_ms);
-    set(a.view_change_timeout_max_ms, &mut consensus.view_change_timeout_max_ms);
+    set(
+        a.view_change_timeout_max_ms,
+        &mut consensus.view_change_timeout_max_ms,
+    );
     set(a.retransmit_ms, &mut consensus.retransmit_ms);
     set(a.checkpoint_interval, &mut consensus.checkpoint_interval);
     set(a.watermark_window, &mut consensus.watermark_window);

@@ -50,7 +50,8 @@ pub fn parse_account(s: &str) -> Result<PublicKey, String> {
 
 /// Parses a transaction hash: 64 hex digits.
 pub fn parse_digest(s: &str) -> Result<Digest, String> {
-    Digest::from_hex(s.trim()).ok_or_else(|| format!("'{s}' is not a transaction hash (64 hex digits)"))
+    Digest::from_hex(s.trim())
+        .ok_or_else(|| format!("'{s}' is not a transaction hash (64 hex digits)"))
 }
 
 /// Where the network is described: `--network DIR` (DIR/genesis.json) or
@@ -83,8 +84,16 @@ pub fn load_key(path: &Path) -> Result<KeyPair, CliError> {
 
 /// Opens a client (inside a tokio runtime). Without a key file the client
 /// uses a throwaway key: queries need a TLS identity, not an account.
-pub fn connect(genesis: Genesis, key: Option<KeyPair>, timeout: Duration) -> Result<Client, CliError> {
-    Ok(Client::new(genesis, key.unwrap_or_else(KeyPair::generate), timeout)?)
+pub fn connect(
+    genesis: Genesis,
+    key: Option<KeyPair>,
+    timeout: Duration,
+) -> Result<Client, CliError> {
+    Ok(Client::new(
+        genesis,
+        key.unwrap_or_else(KeyPair::generate),
+        timeout,
+    )?)
 }
 
 fn join(ids: &[u32]) -> String {
@@ -122,7 +131,10 @@ pub async fn balance(client: &Client, account: PublicKey) -> Result<(), CliError
     let g = client.balance(account).await?;
     let Some(a) = g.agreed(|b| (b.exists, b.balance, b.nonce)) else {
         for (i, b) in g.ok() {
-            eprintln!("replica {i}: balance {} nonce {} at height {}", b.balance, b.nonce, b.height);
+            eprintln!(
+                "replica {i}: balance {} nonce {} at height {}",
+                b.balance, b.nonce, b.height
+            );
         }
         return Err(fail(
             exit::FAILURE,
@@ -142,7 +154,15 @@ pub async fn balance(client: &Client, account: PublicKey) -> Result<(), CliError
 /// `tx`: where a transaction landed.
 pub async fn tx(client: &Client, id: Digest) -> Result<(), CliError> {
     let g = client.tx(id).await?;
-    match g.agreed(|t| t.clone().map(|t| (t.height, t.index, crate::node::persist::receipt_code(t.receipt)))) {
+    match g.agreed(|t| {
+        t.clone().map(|t| {
+            (
+                t.height,
+                t.index,
+                crate::node::persist::receipt_code(t.receipt),
+            )
+        })
+    }) {
         Some(a) => match a.value {
             Some(t) => {
                 println!("tx       {}", t.tx_id);
@@ -160,7 +180,10 @@ pub async fn tx(client: &Client, id: Digest) -> Result<(), CliError> {
         },
         None => Err(fail(
             exit::FAILURE,
-            format!("fewer than {} replicas agree on transaction {id}; try again", g.needed),
+            format!(
+                "fewer than {} replicas agree on transaction {id}; try again",
+                g.needed
+            ),
         )),
     }
 }
@@ -180,14 +203,24 @@ pub async fn block(client: &Client, height: u64) -> Result<(), CliError> {
                 println!("timestamp_ms    {}", b.timestamp_ms);
                 println!("txs             {}", b.tx_count);
                 println!("commit_signers  {}", b.commit_signers);
-                println!("agreed          {} of {} replicas", a.replicas, g.answers.len());
+                println!(
+                    "agreed          {} of {} replicas",
+                    a.replicas,
+                    g.answers.len()
+                );
                 Ok(())
             }
-            None => Err(fail(exit::FAILURE, format!("no block at height {height} yet"))),
+            None => Err(fail(
+                exit::FAILURE,
+                format!("no block at height {height} yet"),
+            )),
         },
         None => Err(fail(
             exit::FAILURE,
-            format!("fewer than {} replicas agree on block {height}; try again", g.needed),
+            format!(
+                "fewer than {} replicas agree on block {height}; try again",
+                g.needed
+            ),
         )),
     }
 }

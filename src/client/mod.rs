@@ -17,6 +17,4 @@ pub mod cli;
 pub mod proto;
 mod session;
 
-pub use session::{
-    Client, ClientError, Committed, Gathered, QueryAnswer, ReplicaAnswer,
-};
+pub use session::{Client, ClientError, Committed, Gathered, QueryAnswer, ReplicaAnswer};

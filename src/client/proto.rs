@@ -57,7 +57,10 @@ impl std::fmt::Display for SubmitRejected {
         match self {
             SubmitRejected::BadSignature => write!(f, "bad signature"),
             SubmitRejected::StaleNonce { account_nonce } => {
-                write!(f, "nonce already used (account's last nonce is {account_nonce})")
+                write!(
+                    f,
+                    "nonce already used (account's last nonce is {account_nonce})"
+                )
             }
             SubmitRejected::Timeout => write!(f, "not executed within the replica's timeout"),
             SubmitRejected::Busy => write!(f, "replica busy"),

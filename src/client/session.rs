@@ -38,7 +38,10 @@ pub enum ClientError {
     },
     /// f+1 replicas refused the transaction for the same reason.
     #[error("transaction rejected by {count} replicas: {reason}")]
-    Rejected { reason: SubmitRejected, count: usize },
+    Rejected {
+        reason: SubmitRejected,
+        count: usize,
+    },
     /// f+1 replicas executed a *different* transaction with this nonce.
     #[error("nonce {nonce} was already used by transaction {other}")]
     NonceConflict { nonce: u64, other: Digest },
@@ -293,7 +296,9 @@ impl Client {
         };
         let request = ClientRequest::Submit(tx.clone());
         let answers = self
-            .gather(&request, true, Duration::ZERO, |a| verdict.decide(a, false).is_some())
+            .gather(&request, true, Duration::ZERO, |a| {
+                verdict.decide(a, false).is_some()
+            })
             .await;
         match verdict.decide(&answers, true) {
             Some(Ok(mut committed)) => {
@@ -307,7 +312,11 @@ impl Client {
 
     /// Signs a transfer with the client's key using the next nonce (the
     /// highest nonce f+1 replicas report, plus one) and submits it.
-    pub async fn transfer(&self, to: PublicKey, amount: u64) -> Result<(Transaction, Committed), ClientError> {
+    pub async fn transfer(
+        &self,
+        to: PublicKey,
+        amount: u64,
+    ) -> Result<(Transaction, Committed), ClientError> {
         let nonce = self.next_nonce().await?;
         let tx = Transaction::transfer(self.genesis.network, &self.key, to, amount, nonce);
         let committed = self.submit(&tx).await?;
@@ -473,7 +482,10 @@ impl Verdict<'_> {
                     } else if reply.tx_id != self.tx_id {
                         *conflicts.entry(reply.tx_id).or_default() += 1;
                     } else {
-                        let k = (reply.seq.0, crate::node::persist::receipt_code(reply.receipt));
+                        let k = (
+                            reply.seq.0,
+                            crate::node::persist::receipt_code(reply.receipt),
+                        );
                         groups.entry(k).or_default().push(*i as u32);
                         receipts.insert(k, reply.receipt);
                     }

@@ -287,7 +287,10 @@ impl ReplicaConfig {
             ("p2p.frame_bytes_max", p.frame_bytes_max as u64),
             ("client.queue_max", self.client.queue_max as u64),
             ("client.submit_timeout_ms", self.client.submit_timeout_ms),
-            ("client.submit_waiters_max", self.client.submit_waiters_max as u64),
+            (
+                "client.submit_waiters_max",
+                self.client.submit_waiters_max as u64,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -314,7 +317,10 @@ impl ReplicaConfig {
         if self.client.submit_timeout_ms > 3_600_000 {
             return Err("client.submit_timeout_ms must be at most 3600000 (one hour)".into());
         }
-        for (key, value) in [("p2p.listen", &p.listen), ("client.listen", &self.client.listen)] {
+        for (key, value) in [
+            ("p2p.listen", &p.listen),
+            ("client.listen", &self.client.listen),
+        ] {
             if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
                 return Err(format!("{key} '{value}' is not an ip:port address"));
             }
@@ -512,7 +518,10 @@ mod tests {
         assert!(e.to_string().contains("`p2p.listen_addr`"), "{e}");
         let e = parse("[p2p]\nkeep_alive_ms = \"soon\"\n", "c.toml").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("line 2") && msg.contains("`p2p.keep_alive_ms`"), "{msg}");
+        assert!(
+            msg.contains("line 2") && msg.contains("`p2p.keep_alive_ms`"),
+            "{msg}"
+        );
         let mut c = ReplicaConfig::default();
         c.p2p.keep_alive_ms = 20_000;
         assert!(c.validate().unwrap_err().contains("p2p.keep_alive_ms"));
@@ -521,6 +530,9 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("client.listen"));
         let mut c = ReplicaConfig::default();
         c.client.submit_timeout_ms = 0;
-        assert!(c.validate().unwrap_err().contains("client.submit_timeout_ms"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("client.submit_timeout_ms"));
     }
 }

@@ -84,8 +84,9 @@ pub fn inspect_store(
     let mut blocks = Vec::new();
     if with_blocks {
         for h in 1..=node.height() {
-            let block = persist::read_block(node.store(), h)?
-                .ok_or_else(|| StorageError::Corrupt(format!("block {h} is missing below the tip")))?;
+            let block = persist::read_block(node.store(), h)?.ok_or_else(|| {
+                StorageError::Corrupt(format!("block {h} is missing below the tip"))
+            })?;
             blocks.push((h, block.header.hash(), block.batch()?.txs.len()));
         }
     }

@@ -213,7 +213,15 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), RuntimeError> {
     // view change in progress): let it act once at start.
     let mut outcome: Result<(), RuntimeError> = d.handle(NodeInput::Tick).map_err(Into::into);
     if outcome.is_ok() {
-        outcome = serve(&mut d, &mut inbound, &mut requests, &mut sigterm, &mut sigint, frame_cap).await;
+        outcome = serve(
+            &mut d,
+            &mut inbound,
+            &mut requests,
+            &mut sigterm,
+            &mut sigint,
+            frame_cap,
+        )
+        .await;
     }
     if let Err(e) = &outcome {
         error!(replica = %me, error = %e, "fatal error; stopping");
@@ -290,7 +298,11 @@ async fn sleep_until_opt(at: Option<Instant>) {
 /// runs the replica on a multi-threaded runtime and returns the exit code.
 /// `log_format` and `log_level` override the configuration; without a
 /// `log_level`, `RUST_LOG` overrides it.
-pub fn start(home: &std::path::Path, log_format: Option<LogFormat>, log_level: Option<String>) -> i32 {
+pub fn start(
+    home: &std::path::Path,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+) -> i32 {
     let loaded = match super::config::load(home) {
         Ok(l) => l,
         Err(e) => {
@@ -299,7 +311,11 @@ pub fn start(home: &std::path::Path, log_format: Option<LogFormat>, log_level: O
         }
     };
     let level = log_level
-        .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("RUST_LOG")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
         .unwrap_or_else(|| loaded.config.log_level.clone());
     let format = log_format.unwrap_or(loaded.config.log_format);
     if let Err(e) = super::telemetry::init(&level, format) {

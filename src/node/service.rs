@@ -213,8 +213,9 @@ impl ClientService {
             let Some(list) = self.waiters.get_mut(&key) else {
                 continue;
             };
-            let (due, keep): (Vec<Waiter>, Vec<Waiter>) =
-                std::mem::take(list).into_iter().partition(|w| w.deadline <= now);
+            let (due, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(list)
+                .into_iter()
+                .partition(|w| w.deadline <= now);
             if keep.is_empty() {
                 self.waiters.remove(&key);
             } else {

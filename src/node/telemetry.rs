@@ -14,7 +14,9 @@ pub fn init(directives: &str, format: LogFormat) -> Result<(), String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Plain => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Plain => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     result.map_err(|e| format!("cannot install the log subscriber: {e}"))

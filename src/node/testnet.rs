@@ -127,7 +127,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TestnetError + '_ {
 /// Generates the testnet described by `opts`.
 pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
     let n = opts.replicas;
-    crate::cluster::Cluster::new(n).map_err(|e| TestnetError::Invalid(format!("--replicas: {e}")))?;
+    crate::cluster::Cluster::new(n)
+        .map_err(|e| TestnetError::Invalid(format!("--replicas: {e}")))?;
     let top = opts.base_port as u32 + 10 * (n - 1) + 1;
     if top > u16::MAX as u32 || opts.base_port == 0 {
         return Err(TestnetError::Invalid(format!(
@@ -146,12 +147,24 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
     let addrs: Vec<(String, String)> = (0..n)
         .map(|i| {
             let p = opts.base_port as u32 + 10 * i;
-            (format!("{}:{p}", opts.host), format!("{}:{}", opts.host, p + 1))
+            (
+                format!("{}:{p}", opts.host),
+                format!("{}:{}", opts.host, p + 1),
+            )
         })
         .collect();
-    let accounts: Vec<(PublicKey, u64)> = client_keys.iter().map(|k| (k.public(), opts.balance)).collect();
+    let accounts: Vec<(PublicKey, u64)> = client_keys
+        .iter()
+        .map(|k| (k.public(), opts.balance))
+        .collect();
     let publics: Vec<PublicKey> = replica_keys.iter().map(|k| k.public()).collect();
-    let genesis = genesis::build(&opts.chain_id, &publics, &addrs, &accounts, opts.consensus.clone())?;
+    let genesis = genesis::build(
+        &opts.chain_id,
+        &publics,
+        &addrs,
+        &accounts,
+        opts.consensus.clone(),
+    )?;
 
     let mut homes = Vec::new();
     for (i, key) in replica_keys.iter().enumerate() {
@@ -205,6 +218,9 @@ mod tests {
         assert!(matches!(generate(&opts), Err(TestnetError::Exists(_))));
         let mut bad = TestnetOptions::new(5, dir.path().join("other"));
         bad.base_port = 31100;
-        assert!(generate(&bad).unwrap_err().to_string().contains("--replicas"));
+        assert!(generate(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("--replicas"));
     }
 }
