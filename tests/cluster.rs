@@ -466,6 +466,7 @@ fn four_replicas_agree_and_conserve_supply() {
     let out = c.client(&["block", &tx["height"]]);
     let b = fields(&text(&out.stdout));
     assert!(b["commit_signers"].parse::<u32>().unwrap() >= 3, "{b:?}");
+    resubmissions_use_the_reply_cache(&c);
 
     c.stop_all();
     let stores: Vec<Inspected> = (0..N).map(|i| c.inspect(i)).collect();
@@ -474,6 +475,47 @@ fn four_replicas_agree_and_conserve_supply() {
     for s in &stores {
         assert_eq!(s.total_supply, (BALANCE * CLIENTS as u64) as u128);
     }
+}
+
+/// Through the client library: a re-submitted transaction is answered from
+/// the replicas' reply cache (same height and receipt, PBFT §4.1); another
+/// transaction reusing that nonce is a conflict; an old nonce is stale.
+fn resubmissions_use_the_reply_cache(c: &Cluster) {
+    use pbft_ledger::client::proto::SubmitRejected;
+    use pbft_ledger::client::{Client, ClientError};
+    use pbft_ledger::crypto::PublicKey;
+    use pbft_ledger::tx::Transaction;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let genesis = pbft_ledger::genesis::Genesis::load(&c.root.join("genesis.json")).unwrap();
+        let key = pbft_ledger::node::keyfile::read(Path::new(&c.key(0))).unwrap();
+        let client = Client::new(genesis.clone(), key.clone(), Duration::from_secs(15)).unwrap();
+        let to = PublicKey::from_hex(&c.accounts[1]).unwrap();
+        let nonce = client.next_nonce().await.unwrap();
+        let tx = Transaction::transfer(genesis.network, &key, to, 2, nonce);
+        let first = client.submit(&tx).await.unwrap();
+        let again = client.submit(&tx).await.unwrap();
+        assert_eq!((first.height, first.receipt), (again.height, again.receipt));
+        let other = Transaction::transfer(genesis.network, &key, to, 3, nonce);
+        let err = client.submit(&other).await.unwrap_err();
+        assert!(matches!(err, ClientError::NonceConflict { .. }), "{err}");
+        let old = Transaction::transfer(genesis.network, &key, to, 3, 1);
+        let err = client.submit(&old).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Rejected {
+                    reason: SubmitRejected::StaleNonce { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        client.close().await;
+    });
 }
 
 /// Setup: four replicas, one transfer committed in view 0, then `kill -9` of
