@@ -232,6 +232,9 @@ impl Client {
     pub fn needed(&self) -> usize {
         self.genesis.cluster.weak_quorum()
     }
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
     fn timeout_ms(&self) -> u64 {
         self.timeout.as_millis() as u64
     }
@@ -245,15 +248,15 @@ impl Client {
 
     /// Sends `request` to every replica at once and collects answers until
     /// `enough` holds (then waits at most `grace` for the rest), every
-    /// replica answered, or the timeout passed.
+    /// replica answered, or `deadline` passed.
     async fn gather(
         &self,
         request: &ClientRequest,
         retry: bool,
         grace: Duration,
+        mut deadline: Instant,
         mut enough: impl FnMut(&[(usize, Result<ClientResponse, NetError>)]) -> bool,
     ) -> Vec<(usize, Result<ClientResponse, NetError>)> {
-        let mut deadline = Instant::now() + self.timeout;
         let frame = Arc::new(request.to_frame());
         let mut tasks = JoinSet::new();
         let n = self.connector.replica_count();
@@ -280,13 +283,24 @@ impl Client {
                 deadline = deadline.min(Instant::now() + grace);
             }
         }
+        // Reap the aborted tasks so they release the connector (close()
+        // can then close the connections instead of leaving them to idle out).
         tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
         answered_or_timed_out(answers, n)
     }
 
     /// Submits `tx` to every replica and waits for f+1 matching signed
     /// replies.
     pub async fn submit(&self, tx: &Transaction) -> Result<Committed, ClientError> {
+        self.submit_by(tx, Instant::now() + self.timeout).await
+    }
+
+    async fn submit_by(
+        &self,
+        tx: &Transaction,
+        deadline: Instant,
+    ) -> Result<Committed, ClientError> {
         let start = Instant::now();
         let verdict = Verdict {
             client: self,
@@ -296,7 +310,7 @@ impl Client {
         };
         let request = ClientRequest::Submit(tx.clone());
         let answers = self
-            .gather(&request, true, Duration::ZERO, |a| {
+            .gather(&request, true, Duration::ZERO, deadline, |a| {
                 verdict.decide(a, false).is_some()
             })
             .await;
@@ -311,38 +325,54 @@ impl Client {
     }
 
     /// Signs a transfer with the client's key using the next nonce (the
-    /// highest nonce f+1 replicas report, plus one) and submits it.
+    /// highest nonce f+1 replicas report, plus one) and submits it; the
+    /// nonce query and the submission share one timeout.
     pub async fn transfer(
         &self,
         to: PublicKey,
         amount: u64,
     ) -> Result<(Transaction, Committed), ClientError> {
-        let nonce = self.next_nonce().await?;
+        let deadline = Instant::now() + self.timeout;
+        let nonce = self.next_nonce_by(deadline).await?;
         let tx = Transaction::transfer(self.genesis.network, &self.key, to, amount, nonce);
-        let committed = self.submit(&tx).await?;
+        let committed = self.submit_by(&tx, deadline).await?;
         Ok((tx, committed))
     }
 
     /// The next nonce for this client's account: one above the highest
     /// last-used nonce among the answers (at least f+1 of them).
     pub async fn next_nonce(&self) -> Result<u64, ClientError> {
-        let g = self.balance(self.key.public()).await?;
+        self.next_nonce_by(Instant::now() + self.timeout).await
+    }
+
+    async fn next_nonce_by(&self, deadline: Instant) -> Result<u64, ClientError> {
+        let account = self.key.public();
+        let g = self
+            .query(ClientRequest::Balance(account), deadline, |r| match r {
+                ClientResponse::Balance(b) if b.account == account => Some(b),
+                _ => None,
+            })
+            .await?;
         let highest = g.ok().map(|(_, b)| b.nonce).max().unwrap_or(0);
         Ok(highest + 1)
     }
 
     /// Every replica's view of `account`; fails unless f+1 answered.
     pub async fn balance(&self, account: PublicKey) -> Result<Gathered<BalanceInfo>, ClientError> {
-        self.query(ClientRequest::Balance(account), |r| match r {
-            ClientResponse::Balance(b) if b.account == account => Some(b),
-            _ => None,
-        })
+        self.query(
+            ClientRequest::Balance(account),
+            self.deadline(),
+            |r| match r {
+                ClientResponse::Balance(b) if b.account == account => Some(b),
+                _ => None,
+            },
+        )
         .await
     }
 
     /// Every replica's record of transaction `id` (`None`: not executed there).
     pub async fn tx(&self, id: Digest) -> Result<Gathered<Option<TxInfo>>, ClientError> {
-        self.query(ClientRequest::Tx(id), |r| match r {
+        self.query(ClientRequest::Tx(id), self.deadline(), |r| match r {
             ClientResponse::Tx(t) if t.as_ref().is_none_or(|t| t.tx_id == id) => Some(t),
             _ => None,
         })
@@ -351,7 +381,7 @@ impl Client {
 
     /// Every replica's block at `height` (`None`: not there yet).
     pub async fn block(&self, height: u64) -> Result<Gathered<Option<BlockInfo>>, ClientError> {
-        self.query(ClientRequest::Block(height), |r| match r {
+        self.query(ClientRequest::Block(height), self.deadline(), |r| match r {
             ClientResponse::Block(b) if b.as_ref().is_none_or(|b| b.height == height) => Some(b),
             _ => None,
         })
@@ -362,7 +392,13 @@ impl Client {
     /// an unreachable network is n failed answers.
     pub async fn status(&self) -> Gathered<StatusInfo> {
         let answers = self
-            .gather(&ClientRequest::Status, false, Duration::ZERO, |_| false)
+            .gather(
+                &ClientRequest::Status,
+                false,
+                Duration::ZERO,
+                self.deadline(),
+                |_| false,
+            )
             .await;
         Gathered {
             answers: convert(answers, |r| match r {
@@ -378,11 +414,12 @@ impl Client {
     async fn query<T>(
         &self,
         request: ClientRequest,
+        deadline: Instant,
         extract: impl Fn(ClientResponse) -> Option<T>,
     ) -> Result<Gathered<T>, ClientError> {
         let needed = self.needed();
         let answers = self
-            .gather(&request, true, QUERY_GRACE, |a| {
+            .gather(&request, true, QUERY_GRACE, deadline, |a| {
                 a.iter().filter(|(_, r)| r.is_ok()).count() >= needed
             })
             .await;
