@@ -33,3 +33,4 @@ pub mod types;
 pub mod ledger;
 pub mod net;
 pub mod node;
+pub mod sim;

@@ -82,6 +82,14 @@ pub struct NewView {
 }
 impl_payload!(NewView, Domain::NewView);
 
+/// ⟨SUSPECT, v⟩: the signer's request timer expired in view `v`. A replica
+/// leaves view `v` only once f+1 replicas suspect it (see `view_change`).
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suspect {
+    pub view: View,
+}
+impl_payload!(Suspect, Domain::Suspect);
+
 /// A replica's signed answer to a client for one executed transaction.
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -118,6 +126,10 @@ pub enum Message {
     Checkpoint(Signed<Checkpoint>),
     ViewChange(Signed<ViewChange>),
     NewView(Signed<NewView>),
+    Suspect(Signed<Suspect>),
+    /// "I am in `view` and see messages of a later one: send me the NEW-VIEW
+    /// that took you there." Unsigned: it asks, it proves nothing.
+    NewViewRequest { view: View },
     /// Ask for committed batches `from..=to` (catch-up).
     Fetch { from: Seq, to: Seq },
     /// Committed batches in increasing seq order.
@@ -136,6 +148,8 @@ impl Message {
             Message::Checkpoint(_) => "checkpoint",
             Message::ViewChange(_) => "view-change",
             Message::NewView(_) => "new-view",
+            Message::Suspect(_) => "suspect",
+            Message::NewViewRequest { .. } => "new-view-request",
             Message::Fetch { .. } => "fetch",
             Message::Batches(_) => "batches",
             Message::Reply(_) => "reply",

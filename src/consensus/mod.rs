@@ -248,6 +248,9 @@ struct Slot {
     prepares: BTreeMap<ReplicaId, Verified<Prepare>>,
     commits: BTreeMap<ReplicaId, Verified<Commit>>,
     sent_commit: bool,
+    /// Peers whose re-sent votes we answered since our own last retransmission
+    /// (at most one answer each, so two replicas never bounce duplicates).
+    answered: std::collections::BTreeSet<ReplicaId>,
     /// Prepared certificate from the highest view this replica prepared in.
     prepared: Option<(View, PreparedProof)>,
     committed: Option<CommittedEntry>,
@@ -293,12 +296,20 @@ pub struct Replica {
     changing_to: Option<View>,
     /// Failed view-change attempts since the last executed batch.
     vc_attempts: u32,
+    /// Request-timer expiries since the last executed batch or new view.
+    timer_strikes: u32,
+    /// Latest view each replica suspects (bounded by `n`).
+    suspects: BTreeMap<ReplicaId, View>,
     /// Latest valid VIEW-CHANGE per sender (bounded by `n`).
     view_changes: BTreeMap<ReplicaId, Verified<ViewChange>>,
     own_view_change: Option<Signed<ViewChange>>,
     /// The NEW-VIEW that brought us into the current view (re-sent to stragglers).
     latest_new_view: Option<Signed<NewView>>,
     new_view_answered: std::collections::BTreeSet<(ReplicaId, View)>,
+    /// (peer, view) pairs we asked for a NEW-VIEW since entering our view.
+    new_view_requested: std::collections::BTreeSet<(ReplicaId, View)>,
+    /// Highest seq we saw 2f+1 matching COMMITs for (committed somewhere).
+    known_committed: Seq,
 
     /// `h`: the stable checkpoint and its proof.
     low: Seq,
@@ -318,7 +329,7 @@ pub struct Replica {
     retransmit_deadline: Option<Time>,
     fetch: Option<Fetch>,
     fetched: BTreeMap<Seq, CommittedEntry>,
-    /// Highest seq each replica has shown it prepared (COMMIT) or executed (CHECKPOINT).
+    /// Highest seq each replica has shown, by a CHECKPOINT, that it executed.
     progress_claims: BTreeMap<ReplicaId, Seq>,
     future: VecDeque<(ReplicaId, ViewMessage)>,
 
@@ -349,10 +360,14 @@ impl Replica {
             view: View(0),
             changing_to: None,
             vc_attempts: 0,
+            timer_strikes: 0,
+            suspects: BTreeMap::new(),
             view_changes: BTreeMap::new(),
             own_view_change: None,
             latest_new_view: None,
             new_view_answered: Default::default(),
+            new_view_requested: Default::default(),
+            known_committed: Seq(0),
             low: Seq(0),
             stable_proof: Vec::new(),
             slots: BTreeMap::new(),
@@ -451,7 +466,21 @@ impl Replica {
                         self.view_changes.insert(self.me, v);
                     }
                 }
-                PersistOp::NewView(nv) => self.latest_new_view = Some(nv),
+                PersistOp::NewView(nv) => {
+                    // As new primary we signed its PRE-PREPAREs: guard them.
+                    if let Ok(v) = NewView::decode(&nv.payload) {
+                        for pp in v.pre_prepares.iter().filter(|p| p.signer == self.me) {
+                            if let Ok(pp) = PrePrepare::decode(&pp.payload) {
+                                self.votes
+                                    .insert((VoteKind::PrePrepare, pp.view, pp.seq), pp.digest);
+                                if pp.view == self.view {
+                                    self.next_seq = self.next_seq.max(pp.seq.next());
+                                }
+                            }
+                        }
+                    }
+                    self.latest_new_view = Some(nv);
+                }
             }
         }
         self.slots.retain(|s, _| *s > self.low);
@@ -465,8 +494,8 @@ impl Replica {
         }
         if self.changing_to.is_some() {
             // Resume waiting for the NEW-VIEW: re-send our VIEW-CHANGE soon.
+            // The NEW-VIEW timer restarts once 2f+1 VIEW-CHANGEs are in again.
             self.retransmit_deadline = Some(Time::ZERO);
-            self.view_change_deadline = Some(Time::ZERO.plus_millis(self.view_change_timeout_ms()));
         }
     }
 
@@ -607,6 +636,11 @@ impl Replica {
                 Ok(nv) => self.on_new_view(nv),
                 Err(_) => self.ignore("new-view: bad signature or payload"),
             },
+            Message::Suspect(sus) => match self.verifier.verify(&sus) {
+                Ok(sus) => self.on_suspect(sus),
+                Err(_) => self.ignore("suspect: bad signature or payload"),
+            },
+            Message::NewViewRequest { view } => self.help_straggler(from, view.next()),
             Message::Batches(batches) => self.on_batches(from, batches),
             Message::Fetch { .. } => self.ignore("fetch reached the core (the node serves it)"),
             Message::Reply(_) => self.ignore("reply sent to a replica"),
@@ -643,6 +677,13 @@ impl Replica {
         if msg.view() > level.next().next() {
             self.ignore("message for a far-future view");
             return;
+        }
+        if self.changing_to.is_none() && self.new_view_requested.insert((from, msg.view())) {
+            // The sender is in a later view we never saw a NEW-VIEW for.
+            self.actions.push_back(Action::Send {
+                to: from,
+                message: Message::NewViewRequest { view: self.view },
+            });
         }
         let share = (self.cfg.future_messages_max / self.cluster.n() as usize).max(1);
         let mine = self.future.iter().filter(|(f, _)| *f == from).count();

@@ -19,6 +19,7 @@ use super::{Action, CommittedEntry, PersistOp, Replica, Slot, VoteKind};
 use crate::crypto::{Digest, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
 use crate::types::{ReplicaId, Seq};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 impl Replica {
@@ -62,11 +63,12 @@ impl Replica {
                 .pre_prepare
                 .as_ref()
                 .is_some_and(|p| p.digest == digest);
-            return self.ignore(if same {
-                "pre-prepare: duplicate"
-            } else {
-                "pre-prepare: conflicting digest (equivocation)"
-            });
+            if same {
+                // The primary re-sent it: it may lack our votes.
+                self.answer_retransmission(from, seq);
+                return self.ignore("pre-prepare: duplicate");
+            }
+            return self.ignore("pre-prepare: conflicting digest (equivocation)");
         }
         if self.vote_conflicts(VoteKind::Prepare, view, seq, digest) {
             return self.ignore("pre-prepare: conflicts with a prepare we signed");
@@ -166,12 +168,11 @@ impl Replica {
         let signer = p.signer();
         let slot = self.slot_mut(seq);
         if let Some(prev) = slot.prepares.get(&signer) {
-            let same = prev.digest == p.digest;
-            return self.ignore(if same {
-                "prepare: duplicate"
-            } else {
-                "prepare: second digest from one signer (equivocation)"
-            });
+            if prev.digest == p.digest {
+                self.answer_retransmission(signer, seq);
+                return self.ignore("prepare: duplicate");
+            }
+            return self.ignore("prepare: second digest from one signer (equivocation)");
         }
         slot.prepares.insert(signer, p);
         self.check_prepared(seq);
@@ -182,19 +183,86 @@ impl Replica {
         if !self.in_window(seq) {
             return self.ignore("commit: seq outside the watermark window");
         }
-        self.note_progress(c.signer(), seq);
         let signer = c.signer();
         let slot = self.slot_mut(seq);
         if let Some(prev) = slot.commits.get(&signer) {
-            let same = prev.digest == c.digest;
-            return self.ignore(if same {
-                "commit: duplicate"
-            } else {
-                "commit: second digest from one signer (equivocation)"
-            });
+            if prev.digest == c.digest {
+                self.answer_retransmission(signer, seq);
+                return self.ignore("commit: duplicate");
+            }
+            return self.ignore("commit: second digest from one signer (equivocation)");
         }
         slot.commits.insert(signer, c);
+        self.note_commit_quorum(seq);
         self.check_committed(seq);
+    }
+
+    /// 2f+1 matching COMMITs prove `seq` committed at a correct replica, even
+    /// if we never saw its PRE-PREPARE: evidence that we may be behind.
+    fn note_commit_quorum(&mut self, seq: Seq) {
+        let Some(slot) = self.slots.get(&seq) else {
+            return;
+        };
+        if slot.pre_prepare.is_some() || seq <= self.known_committed {
+            return;
+        }
+        let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
+        for c in slot.commits.values() {
+            *counts.entry(c.digest).or_default() += 1;
+        }
+        if counts.values().any(|n| *n >= self.cluster.quorum()) {
+            self.known_committed = seq;
+        }
+    }
+
+    /// A peer re-sent a vote for `seq`: it has not made progress there, so it
+    /// may be missing ours. Send it our PREPARE and COMMIT for the slot.
+    fn answer_retransmission(&mut self, peer: ReplicaId, seq: Seq) {
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        if !slot.answered.insert(peer) {
+            return;
+        }
+        let mut out = Vec::new();
+        if let Some(p) = slot.prepares.get(&self.me) {
+            out.push(Message::Prepare(p.signed().clone()));
+        }
+        if let Some(c) = slot.commits.get(&self.me) {
+            out.push(Message::Commit(c.signed().clone()));
+        }
+        for message in out {
+            self.actions.push_back(Action::Send { to: peer, message });
+        }
+    }
+
+    /// Re-broadcasts our own votes for every uncommitted slot of this view.
+    pub(super) fn retransmit_votes(&mut self) {
+        let mut out = Vec::new();
+        let executed = self.last_executed;
+        for (seq, slot) in self.slots.iter_mut() {
+            slot.answered.clear();
+            if slot.view != self.view || slot.committed.is_some() || *seq <= executed {
+                continue;
+            }
+            if let (Some(pp), Some((_, bytes))) = (&slot.pre_prepare, &slot.batch) {
+                if pp.signer() == self.me {
+                    out.push(Message::PrePrepare {
+                        pre_prepare: pp.signed().clone(),
+                        batch: bytes.to_vec(),
+                    });
+                }
+            }
+            if let Some(p) = slot.prepares.get(&self.me) {
+                out.push(Message::Prepare(p.signed().clone()));
+            }
+            if let Some(c) = slot.commits.get(&self.me) {
+                out.push(Message::Commit(c.signed().clone()));
+            }
+        }
+        for m in out {
+            self.actions.push_back(Action::Broadcast(m));
+        }
     }
 
     /// Prepared = PRE-PREPARE + 2f matching PREPAREs from distinct backups.
@@ -311,6 +379,7 @@ impl Replica {
         }
         if progressed {
             self.vc_attempts = 0;
+            self.timer_strikes = 0;
             self.request_deadline = if self.pending.is_empty() || self.changing_to.is_some() {
                 None
             } else {
@@ -334,7 +403,7 @@ impl Replica {
     }
 
     /// The highest seq at least f+1 replicas (so at least one correct one)
-    /// have shown progress on.
+    /// have shown, by a CHECKPOINT, that they executed.
     pub(super) fn claimed_progress(&self) -> Seq {
         let mut claims: Vec<Seq> = self.progress_claims.values().copied().collect();
         claims.sort_unstable_by(|a, b| b.cmp(a));
@@ -345,7 +414,7 @@ impl Replica {
     }
 
     pub(super) fn behind_peers(&self) -> bool {
-        self.claimed_progress() > self.last_executed
+        self.claimed_progress().max(self.known_committed) > self.last_executed
     }
 
     /// A digest for the null request that fills gaps in a new view.

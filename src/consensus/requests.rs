@@ -155,21 +155,27 @@ impl Replica {
     }
 
     /// The request timer fired: nothing executed for a whole timeout while
-    /// requests were pending.
+    /// requests were pending. First re-send our own votes of the view (a lost
+    /// message is the likeliest cause); if the next expiry still finds no
+    /// progress, suspect the primary.
     pub(super) fn on_request_timer(&mut self) {
         if self.pending.is_empty() || self.changing_to.is_some() {
             return;
         }
+        self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
         if self.behind_peers() {
-            // Others made progress we have not executed: catch up, then judge.
-            let target = self.claimed_progress();
+            // Others executed what we have not: catch up, then judge.
+            let target = self.claimed_progress().max(self.known_committed);
             self.start_fetch(target);
-            self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
             return;
         }
-        tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
-            "request timer expired; suspecting the primary");
-        self.start_view_change(self.view.next());
+        self.timer_strikes = self.timer_strikes.saturating_add(1);
+        self.retransmit_votes();
+        if self.timer_strikes >= 2 && !self.is_primary() {
+            tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
+                "request timer expired again; suspecting the primary");
+            self.suspect_primary();
+        }
     }
 
     /// Proposes batches while we are primary, hold unproposed requests, and

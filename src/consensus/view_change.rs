@@ -9,6 +9,18 @@
 //! the gaps. Why backups recompute O instead of trusting it: a Byzantine new
 //! primary could otherwise omit a prepared (perhaps committed) request.
 //!
+//! Suspicion before view change: a backup whose request timer expires does
+//! not leave the view at once; it broadcasts a signed ⟨SUSPECT, v⟩, keeps
+//! working in `v`, and re-sends it each time the timer expires again. It
+//! starts the view change when f+1 replicas (so at least one correct one)
+//! suspect `v`. Why: in the paper a replica that timed out alone — because it
+//! was partitioned, say — sends a VIEW-CHANGE nobody joins, and may never
+//! return to the live view, since accepting messages of `v` after signing a
+//! VIEW-CHANGE for `v+1` would be unsafe. Waiting for f+1 suspicions keeps
+//! such a replica in the view (it catches up once it hears from the others),
+//! and one Byzantine replica alone still cannot force a view change. Once
+//! any view change is under way the paper's rules below apply unchanged.
+//!
 //! Liveness: a replica joins a view change once f+1 replicas ask for views
 //! above its own (so at least one correct replica suspects the primary); the
 //! timeout for waiting on a NEW-VIEW doubles with each failed attempt, up to
@@ -16,7 +28,7 @@
 //! replica already in a later view answers a straggler's VIEW-CHANGE with the
 //! NEW-VIEW that took it there.
 
-use super::messages::{Message, NewView, PrePrepare, PreparedProof, ViewChange};
+use super::messages::{Message, NewView, PrePrepare, PreparedProof, Suspect, ViewChange};
 use super::proofs::OSet;
 use super::{Action, PersistOp, Replica, VoteKind};
 use crate::crypto::Verified;
@@ -26,6 +38,42 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 impl Replica {
+    /// Our request timer expired: tell everyone we suspect the primary.
+    pub(super) fn suspect_primary(&mut self) {
+        let view = self.view;
+        self.suspects.insert(self.me, view);
+        let s = self.sign(Suspect { view });
+        self.actions
+            .push_back(Action::Broadcast(Message::Suspect(s.into_signed())));
+        self.check_suspects();
+    }
+
+    pub(super) fn on_suspect(&mut self, s: Verified<Suspect>) {
+        if s.view < self.view {
+            // It is still in a view we left: it missed the NEW-VIEW.
+            self.help_straggler(s.signer(), s.view.next());
+            return self.ignore("suspect: for an older view");
+        }
+        let signer = s.signer();
+        if self.suspects.get(&signer).is_some_and(|v| *v >= s.view) {
+            return self.ignore("suspect: not newer than the sender's last");
+        }
+        self.suspects.insert(signer, s.view);
+        self.check_suspects();
+    }
+
+    /// f+1 replicas suspect the current view: change it.
+    fn check_suspects(&mut self) {
+        if self.changing_to.is_some() {
+            return;
+        }
+        let view = self.view;
+        let count = self.suspects.values().filter(|v| **v == view).count();
+        if count >= self.cluster.weak_quorum() {
+            self.start_view_change(view.next());
+        }
+    }
+
     /// Leaves the current view and asks for `target`.
     pub(super) fn start_view_change(&mut self, target: View) {
         let level = self.changing_to.unwrap_or(self.view);
@@ -33,6 +81,7 @@ impl Replica {
             return;
         }
         self.vc_attempts = self.vc_attempts.saturating_add(1);
+        self.timer_strikes = 0;
         self.changing_to = Some(target);
         self.request_deadline = None;
         self.stats.view_changes_started += 1;
@@ -61,10 +110,27 @@ impl Replica {
             .push_back(Action::Broadcast(Message::ViewChange(vc.signed().clone())));
         self.own_view_change = Some(vc.signed().clone());
         self.view_changes.insert(self.me, vc);
-        self.view_change_deadline = Some(self.now.plus_millis(self.view_change_timeout_ms()));
+        self.view_change_deadline = None;
         self.retransmit_deadline = Some(self.now.plus_millis(self.cfg.retransmit_ms));
         self.future.retain(|(_, m)| m.view() >= target);
+        self.arm_view_change_timer();
         self.maybe_send_new_view(target);
+    }
+
+    /// Starts the NEW-VIEW timer once 2f+1 VIEW-CHANGEs for our target are
+    /// in (§4.5.2). Why not on sending: a replica that alone asks for a view
+    /// would otherwise climb views by itself and never meet the others.
+    fn arm_view_change_timer(&mut self) {
+        let Some(target) = self.changing_to else {
+            return;
+        };
+        if self.view_change_deadline.is_some() {
+            return;
+        }
+        let count = self.view_changes.values().filter(|v| v.new_view == target).count();
+        if count >= self.cluster.quorum() {
+            self.view_change_deadline = Some(self.now.plus_millis(self.view_change_timeout_ms()));
+        }
     }
 
     /// No NEW-VIEW arrived in time: try the next view, with a doubled timeout.
@@ -117,12 +183,13 @@ impl Replica {
             let smallest = *higher.iter().min().expect("non-empty");
             self.start_view_change(smallest);
         }
+        self.arm_view_change_timer();
         self.maybe_send_new_view(target);
     }
 
     /// A replica still asks for a view we already entered: it missed the
     /// NEW-VIEW. Send it once per (replica, view).
-    fn help_straggler(&mut self, replica: crate::types::ReplicaId, target: View) {
+    pub(super) fn help_straggler(&mut self, replica: crate::types::ReplicaId, target: View) {
         if self.changing_to.is_some() {
             return;
         }
@@ -276,22 +343,17 @@ impl Replica {
         self.retransmit_deadline = None;
         self.own_view_change = None;
         self.new_view_answered.clear();
+        self.new_view_requested.clear();
+        self.timer_strikes = 0;
         self.view_changes.retain(|_, vc| vc.new_view > view);
         self.stats.new_views_entered += 1;
         self.actions.push_back(Action::EnteredView(view));
 
-        // The O-set's stable checkpoint: adopt it, or catch up to it.
-        if o.min_s > self.low {
-            for c in &o.checkpoint_proof {
-                if let Ok(c) = self.verifier.verify(c) {
-                    if !self.checkpoints.get(&c.seq).is_some_and(|m| m.contains_key(&c.signer())) {
-                        self.checkpoints.entry(c.seq).or_default().insert(c.signer(), c);
-                    }
-                }
-            }
-            self.check_stable(o.min_s);
-        }
         let max_s = o.entries.last().map_or(o.min_s, |e| e.seq);
+        // Before anything below can propose: seqs up to max_s belong to O.
+        if self.cluster.primary(view) == self.me {
+            self.next_seq = max_s.max(self.last_executed).max(self.low).next();
+        }
         self.new_view_ceiling = self.new_view_ceiling.max(max_s);
 
         for slot in self.slots.values_mut() {
@@ -312,8 +374,16 @@ impl Replica {
             self.accept_pre_prepare(pp, Arc::new(batch), entry.batch.into());
         }
         self.reset_proposals(&in_flight);
-        if self.cluster.primary(view) == self.me {
-            self.next_seq = max_s.max(self.last_executed).max(self.low).next();
+        // The O-set's stable checkpoint: adopt it, or catch up to it.
+        if o.min_s > self.low {
+            for c in &o.checkpoint_proof {
+                if let Ok(c) = self.verifier.verify(c) {
+                    if !self.checkpoints.get(&c.seq).is_some_and(|m| m.contains_key(&c.signer())) {
+                        self.checkpoints.entry(c.seq).or_default().insert(c.signer(), c);
+                    }
+                }
+            }
+            self.check_stable(o.min_s);
         }
         self.replay_future();
         self.request_deadline = if self.pending.is_empty() {

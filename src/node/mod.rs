@@ -61,8 +61,8 @@ pub struct CommittedBlock {
     pub height: u64,
     pub block_hash: Digest,
     pub batch_digest: Digest,
-    pub tx_ids: Vec<Digest>,
-    pub ok_txs: usize,
+    /// Every transaction's id, sender, nonce and receipt, in block order.
+    pub txs: Vec<(Digest, PublicKey, u64, crate::tx::Receipt)>,
 }
 
 pub struct Node<S: Store> {
@@ -344,8 +344,13 @@ impl<S: Store> Node<S> {
             height: seq.0,
             block_hash: executed.block_hash,
             batch_digest: digest,
-            ok_txs: executed.receipts.iter().filter(|r| r.is_ok()).count(),
-            tx_ids,
+            txs: batch
+                .txs
+                .iter()
+                .zip(&tx_ids)
+                .zip(&executed.receipts)
+                .map(|((tx, id), r)| (*id, tx.from, tx.nonce, *r))
+                .collect(),
         });
         Ok(ledger::checkpoint_digest(executed.block_hash, executed.state_root_after))
     }

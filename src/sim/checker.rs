@@ -1,0 +1,186 @@
+//! Invariants checked while a simulation runs (TESTING.md).
+//!
+//! The checker sees every block each replica commits, every vote each replica
+//! sends, and the durable state a replica comes back with after a crash. It
+//! reports a violation as soon as one is visible; it never stops the run.
+
+use crate::consensus::messages::{Commit, Message, PrePrepare, Prepare, ViewChange};
+use crate::crypto::{Digest, Payload, Signed};
+use crate::node::CommittedBlock;
+use crate::tx::Receipt;
+use crate::types::{ReplicaId, View};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Default)]
+pub struct Checker {
+    /// The first block seen committed at each height (by any replica).
+    canonical: BTreeMap<u64, Digest>,
+    /// Each replica's committed chain, by height.
+    chains: BTreeMap<ReplicaId, Vec<Digest>>,
+    /// Successful executions per transaction id in the canonical chain.
+    executed_ok: BTreeMap<Digest, u64>,
+    /// Ids of every transaction a correct client signed.
+    pub submitted: BTreeSet<Digest>,
+    /// (replica, kind, view, seq) → digest of each vote a replica signed.
+    votes: BTreeMap<(ReplicaId, u8, u64, u64), Digest>,
+    pub violations: Vec<String>,
+}
+
+impl Checker {
+    fn violation(&mut self, v: String) {
+        if self.violations.len() < 20 {
+            self.violations.push(v);
+        }
+    }
+
+    /// S1 agreement, S2 chain, S4 validity / exactly-once.
+    pub fn on_commit(&mut self, replica: ReplicaId, block: &CommittedBlock) {
+        let chain = self.chains.entry(replica).or_default();
+        if block.height != chain.len() as u64 + 1 {
+            let have = chain.len();
+            self.violation(format!(
+                "S2 chain: {replica:?} committed height {} after height {have}",
+                block.height
+            ));
+            return;
+        }
+        chain.push(block.block_hash);
+        match self.canonical.get(&block.height) {
+            Some(h) if *h != block.block_hash => {
+                let h = *h;
+                self.violation(format!(
+                    "S1 agreement: {replica:?} committed {:?} at height {} but another replica committed {h:?}",
+                    block.block_hash, block.height
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.canonical.insert(block.height, block.block_hash);
+                for (id, _, _, receipt) in &block.txs {
+                    if !self.submitted.contains(id) {
+                        self.violation(format!(
+                            "S4 validity: height {} holds transaction {id:?} no client signed",
+                            block.height
+                        ));
+                    }
+                    if *receipt == Receipt::Ok {
+                        let n = self.executed_ok.entry(*id).or_default();
+                        *n += 1;
+                        if *n > 1 {
+                            self.violation(format!(
+                                "S4 exactly-once: transaction {id:?} executed successfully twice (height {})",
+                                block.height
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// S3 durability: a restarted replica's chain must extend what it had.
+    pub fn on_restart(&mut self, replica: ReplicaId, height: u64, tip_hash: Digest) {
+        let chain = self.chains.entry(replica).or_default().clone();
+        if height < chain.len() as u64 {
+            self.violation(format!(
+                "S3 durability: {replica:?} restarted at height {height} after committing {}",
+                chain.len()
+            ));
+        } else if height > chain.len() as u64 {
+            self.violation(format!(
+                "S3 durability: {replica:?} restarted at height {height} beyond the {} it committed",
+                chain.len()
+            ));
+        } else if height > 0 && chain[height as usize - 1] != tip_hash {
+            self.violation(format!(
+                "S3 durability: {replica:?} restarted with a different block at height {height}"
+            ));
+        }
+    }
+
+    /// S7: a correct replica never signs two different votes for one slot.
+    pub fn on_send(&mut self, sender: ReplicaId, message: &Message) {
+        match message {
+            Message::PrePrepare { pre_prepare, .. } => self.vote(sender, 0, pre_prepare),
+            Message::Prepare(p) => self.vote(sender, 1, p),
+            Message::Commit(c) => self.vote(sender, 2, c),
+            Message::ViewChange(vc) if vc.signer == sender => {
+                if let Ok(v) = ViewChange::decode(&vc.payload) {
+                    let d = crate::crypto::digest(crate::crypto::Domain::ViewChange, &[&vc.payload]);
+                    self.record(sender, 3, v.new_view, 0, d);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn vote<T: Payload + VoteFields>(&mut self, sender: ReplicaId, kind: u8, s: &Signed<T>) {
+        if s.signer != sender {
+            return;
+        }
+        if let Ok(v) = T::decode(&s.payload) {
+            let (view, seq, digest) = v.fields();
+            self.record(sender, kind, view, seq, digest);
+        }
+    }
+
+    fn record(&mut self, sender: ReplicaId, kind: u8, view: View, seq: u64, digest: Digest) {
+        match self.votes.get(&(sender, kind, view.0, seq)) {
+            Some(d) if *d != digest => {
+                let name = ["pre-prepare", "prepare", "commit", "view-change"][kind as usize];
+                self.violation(format!(
+                    "S7 equivocation: {sender:?} signed two different {name}s for view {} seq {seq}",
+                    view.0
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.votes.insert((sender, kind, view.0, seq), digest);
+            }
+        }
+    }
+
+    pub fn chain(&self, replica: ReplicaId) -> &[Digest] {
+        self.chains.get(&replica).map_or(&[], |c| c.as_slice())
+    }
+
+    pub fn max_height(&self) -> u64 {
+        self.canonical.len() as u64
+    }
+
+    pub fn succeeded(&self, id: &Digest) -> bool {
+        self.executed_ok.contains_key(id)
+    }
+
+    /// Supply check helper (S9).
+    pub fn check_supply(&mut self, replica: ReplicaId, supply: u128, expected: u128) {
+        if supply != expected {
+            self.violation(format!(
+                "S9 supply: {replica:?} holds total supply {supply}, genesis had {expected}"
+            ));
+        }
+    }
+
+    pub fn report(&mut self, v: String) {
+        self.violation(v);
+    }
+}
+
+trait VoteFields {
+    fn fields(&self) -> (View, u64, Digest);
+}
+impl VoteFields for PrePrepare {
+    fn fields(&self) -> (View, u64, Digest) {
+        (self.view, self.seq.0, self.digest)
+    }
+}
+impl VoteFields for Prepare {
+    fn fields(&self) -> (View, u64, Digest) {
+        (self.view, self.seq.0, self.digest)
+    }
+}
+impl VoteFields for Commit {
+    fn fields(&self) -> (View, u64, Digest) {
+        (self.view, self.seq.0, self.digest)
+    }
+}

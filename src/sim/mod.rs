@@ -1,0 +1,753 @@
+//! The deterministic simulator (L5): a whole cluster from one seed.
+//!
+//! Real [`Node`]s — the production consensus core, ledger and bank — run on
+//! [`MemoryStore`]s over a simulated network with a virtual clock. One seed
+//! fixes everything: the scenario (fault rates and faults), message delays,
+//! loss, duplication and reordering, crashes and restarts from durable
+//! state, partitions, and the clients' workload. Nothing reads the wall clock
+//! or an unseeded RNG and every collection iterated is ordered, so a seed
+//! replays exactly; the trace hash proves it.
+//!
+//! Safety is checked after every step ([`checker`]); after the faults stop the
+//! run continues on a reliable network with every replica up, and liveness
+//! is judged: every client's transfers commit, every replica reaches the
+//! same height, and a crashed primary was replaced by a view change.
+
+pub mod campaign;
+pub mod checker;
+pub mod scenario;
+
+use crate::consensus::messages::{Message, Reply};
+use crate::consensus::Config;
+use crate::crypto::{Digest, KeyPair, PublicKey, Verifier};
+use crate::genesis::{self, Genesis};
+use crate::node::{Node, NodeInput, Outgoing};
+use crate::storage::memory::MemoryStore;
+use crate::tx::{Receipt, Transaction};
+use crate::types::{ReplicaId, Seq, Time};
+use checker::Checker;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use scenario::Scenario;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a simulated message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Endpoint {
+    Replica(ReplicaId),
+    Client(usize),
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: Endpoint,
+        to: Endpoint,
+        message: Message,
+    },
+    Wake(ReplicaId),
+    Crash(ReplicaId),
+    Restart(ReplicaId),
+    ClientTick(usize),
+    FaultsEnd,
+}
+
+const CLIENT_BALANCE: u64 = 1_000;
+
+struct Outstanding {
+    tx: Transaction,
+    first_sent: Time,
+    sent_at: Time,
+    replies: BTreeMap<ReplicaId, (Digest, Seq, Receipt)>,
+}
+
+struct Client {
+    key: KeyPair,
+    nonce: u64,
+    submitted: u64,
+    target: u64,
+    outstanding: Option<Outstanding>,
+    /// Ids of transfers this client saw commit, with their receipts.
+    results: Vec<(Digest, Receipt)>,
+    latencies_ms: Vec<u64>,
+}
+
+/// What one seed produced.
+#[derive(Clone, Debug, Default)]
+pub struct SeedOutcome {
+    pub seed: u64,
+    pub violations: Vec<String>,
+    /// Height of the longest committed chain.
+    pub commits: u64,
+    /// Transfers the clients saw commit.
+    pub txs_committed: u64,
+    /// Views entered after view 0 (highest view reached by any replica).
+    pub view_changes: u64,
+    pub trace_hash: Digest,
+    pub trace: Vec<String>,
+    pub steps: u64,
+    pub virtual_ms: u64,
+    pub scenario: String,
+    pub batches_fetched: u64,
+    pub stable_checkpoints: u64,
+    pub latencies_ms: Vec<u64>,
+}
+
+/// Options that do not change what a seed does.
+#[derive(Clone, Debug, Default)]
+pub struct SimOptions {
+    pub replicas: u32,
+    /// Keep a human-readable trace (slower).
+    pub verbose: bool,
+}
+
+/// Runs the random scenario of `seed`.
+pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let scenario = Scenario::random(&mut rng, opts.replicas.max(4));
+    run_scenario(seed, scenario, opts)
+}
+
+/// Runs a given scenario; `seed` drives delays, loss and the workload.
+pub fn run_scenario(seed: u64, scenario: Scenario, opts: &SimOptions) -> SeedOutcome {
+    let mut sim = Sim::new(seed, scenario, opts.verbose);
+    sim.run();
+    sim.finish()
+}
+
+struct Sim {
+    scenario: Scenario,
+    genesis: Genesis,
+    keys: Vec<KeyPair>,
+    nodes: Vec<Option<Node<MemoryStore>>>,
+    stores: Vec<MemoryStore>,
+    wake_at: Vec<Option<Time>>,
+    clients: Vec<Client>,
+    client_index: BTreeMap<PublicKey, usize>,
+    verifier: Verifier,
+    queue: BTreeMap<(Time, u64), Event>,
+    next_id: u64,
+    now: Time,
+    net_rng: ChaCha8Rng,
+    client_rng: ChaCha8Rng,
+    faults_active: bool,
+    checker: Checker,
+    supply: u128,
+    trace_hasher: blake3::Hasher,
+    trace: Option<Vec<String>>,
+    steps: u64,
+    seed: u64,
+    max_view: u64,
+    primary_down_long: bool,
+    /// Crash time and the highest view then, per crashed replica.
+    down_since: BTreeMap<ReplicaId, (Time, u64)>,
+    /// Last time a client's request had waited more than 10 request timeouts.
+    last_stall: Option<Time>,
+}
+
+/// Bound on simulated steps per seed: a run that needs more is a liveness bug.
+const STEPS_MAX: u64 = 2_000_000;
+
+impl Sim {
+    fn new(seed: u64, scenario: Scenario, verbose: bool) -> Sim {
+        let n = scenario.replicas;
+        let keys: Vec<KeyPair> = (0..n)
+            .map(|i| KeyPair::from_label(&format!("sim-{seed}-replica-{i}")))
+            .collect();
+        let client_keys: Vec<KeyPair> = (0..scenario.clients)
+            .map(|i| KeyPair::from_label(&format!("sim-{seed}-client-{i}")))
+            .collect();
+        let cfg = Config {
+            checkpoint_interval: scenario.checkpoint_interval,
+            watermark_window: scenario.watermark_window,
+            batch_txs_max: scenario.batch_txs_max,
+            pipeline_depth: 2.min(scenario.watermark_window),
+            request_timeout_ms: scenario.request_timeout_ms,
+            view_change_timeout_max_ms: scenario.request_timeout_ms * 8,
+            retransmit_ms: scenario.request_timeout_ms / 3,
+            ..Config::default()
+        };
+        let addrs: Vec<(String, String)> = (0..n).map(|_| ("sim".into(), "sim".into())).collect();
+        let balances: Vec<(PublicKey, u64)> = client_keys.iter().map(|k| (k.public(), CLIENT_BALANCE)).collect();
+        let genesis = genesis::build(
+            &format!("sim-{seed}"),
+            &keys.iter().map(|k| k.public()).collect::<Vec<_>>(),
+            &addrs,
+            &balances,
+            cfg,
+        )
+        .expect("simulated genesis is valid");
+        let stores: Vec<MemoryStore> = (0..n).map(|_| MemoryStore::new()).collect();
+        let nodes = (0..n)
+            .map(|i| {
+                Some(
+                    Node::open(&genesis, ReplicaId(i), keys[i as usize].clone(), stores[i as usize].clone())
+                        .expect("fresh memory store opens"),
+                )
+            })
+            .collect();
+        let clients: Vec<Client> = client_keys
+            .into_iter()
+            .map(|key| Client {
+                key,
+                nonce: 0,
+                submitted: 0,
+                target: scenario.txs_per_client,
+                outstanding: None,
+                results: Vec::new(),
+                latencies_ms: Vec::new(),
+            })
+            .collect();
+        let client_index = clients.iter().enumerate().map(|(i, c)| (c.key.public(), i)).collect();
+        let verifier = genesis.verifier.clone();
+        let supply = genesis.total_supply();
+        let mut sim = Sim {
+            genesis,
+            keys,
+            nodes,
+            stores,
+            wake_at: vec![None; n as usize],
+            clients,
+            client_index,
+            verifier,
+            queue: BTreeMap::new(),
+            next_id: 0,
+            now: Time::ZERO,
+            net_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00),
+            client_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x636c_6965_6e74_0000),
+            faults_active: true,
+            checker: Checker::default(),
+            supply,
+            trace_hasher: blake3::Hasher::new(),
+            trace: verbose.then(Vec::new),
+            steps: 0,
+            seed,
+            max_view: 0,
+            primary_down_long: false,
+            down_since: BTreeMap::new(),
+            last_stall: None,
+            scenario,
+        };
+        sim.schedule_faults();
+        for i in 0..sim.clients.len() {
+            let at = Time::from_millis(sim.client_rng.gen_range(0..20));
+            sim.push(at, Event::ClientTick(i));
+        }
+        sim
+    }
+
+    fn push(&mut self, at: Time, event: Event) {
+        self.next_id += 1;
+        self.queue.insert((at, self.next_id), event);
+    }
+
+    fn schedule_faults(&mut self) {
+        for c in self.scenario.crashes.clone() {
+            self.push(c.at, Event::Crash(c.replica));
+            if let Some(ms) = c.down_ms {
+                let back = c.at.plus_millis(ms).min(self.scenario.faults_end);
+                self.push(back, Event::Restart(c.replica));
+            }
+        }
+        self.push(self.scenario.faults_end, Event::FaultsEnd);
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.trace {
+            t.push(format!("{:>9.3}s {}", self.now.0 as f64 / 1e6, line()));
+        }
+    }
+
+    fn hash_event(&mut self, kind: u8, a: u64, b: u64, extra: &[u8]) {
+        self.trace_hasher.update(&self.now.0.to_le_bytes());
+        self.trace_hasher.update(&[kind]);
+        self.trace_hasher.update(&a.to_le_bytes());
+        self.trace_hasher.update(&b.to_le_bytes());
+        self.trace_hasher.update(extra);
+    }
+
+    fn partitioned(&self, now: Time, a: ReplicaId, b: ReplicaId) -> bool {
+        if !self.faults_active {
+            return false;
+        }
+        self.scenario.partitions.iter().any(|p| {
+            p.start <= now && now < p.end && (p.isolated.contains(&a) != p.isolated.contains(&b))
+        })
+    }
+
+    /// Puts a message on the simulated network.
+    fn send(&mut self, from: Endpoint, to: Endpoint, message: Message) {
+        if let (Endpoint::Replica(a), Endpoint::Replica(b)) = (from, to) {
+            if self.partitioned(self.now, a, b) {
+                return;
+            }
+        }
+        let (loss, dup, lo, hi) = if self.faults_active {
+            (
+                self.scenario.loss,
+                self.scenario.duplicate,
+                self.scenario.delay_min_ms,
+                self.scenario.delay_max_ms,
+            )
+        } else {
+            (0.0, 0.0, 1, 5)
+        };
+        if loss > 0.0 && self.net_rng.gen_bool(loss) {
+            return;
+        }
+        let copies = if dup > 0.0 && self.net_rng.gen_bool(dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay_us = self.net_rng.gen_range(lo * 1000..=hi * 1000);
+            let at = Time(self.now.0 + delay_us);
+            self.push(
+                at,
+                Event::Deliver {
+                    from,
+                    to,
+                    message: message.clone(),
+                },
+            );
+        }
+    }
+
+    fn run(&mut self) {
+        let settle_deadline = self.scenario.faults_end.plus_millis(self.scenario.settle_ms);
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            self.now = at;
+            self.steps += 1;
+            if self.steps > STEPS_MAX {
+                self.checker.report(format!("liveness: more than {STEPS_MAX} steps"));
+                break;
+            }
+            if at > settle_deadline {
+                break;
+            }
+            self.step(event);
+            if !self.faults_active && self.settled() {
+                break;
+            }
+        }
+    }
+
+    fn step(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, message } => {
+                let (fa, ta) = (endpoint_code(from), endpoint_code(to));
+                let kind = message.kind();
+                self.hash_event(1, fa, ta, kind.as_bytes());
+                match to {
+                    Endpoint::Replica(r) => {
+                        if self.nodes[r.index()].is_none() {
+                            return;
+                        }
+                        self.log(|| format!("{from:?} -> {r:?} {}", describe(&message)));
+                        let input = match (from, message) {
+                            (Endpoint::Client(_), Message::Request(tx)) => NodeInput::Request(tx),
+                            (Endpoint::Replica(f), message) => NodeInput::Message { from: f, message },
+                            (Endpoint::Client(_), _) => return,
+                        };
+                        self.deliver_to_node(r, input);
+                    }
+                    Endpoint::Client(c) => {
+                        if let Message::Reply(reply) = message {
+                            self.on_reply(c, reply);
+                        }
+                    }
+                }
+            }
+            Event::Wake(r) => {
+                if self.wake_at[r.index()] == Some(self.now) {
+                    self.wake_at[r.index()] = None;
+                }
+                if self.nodes[r.index()].is_some() {
+                    self.hash_event(2, r.0 as u64, 0, &[]);
+                    self.deliver_to_node(r, NodeInput::Tick);
+                }
+            }
+            Event::Crash(r) => {
+                if self.nodes[r.index()].take().is_some() {
+                    self.hash_event(3, r.0 as u64, 0, &[]);
+                    self.log(|| format!("CRASH {r:?}"));
+                    self.wake_at[r.index()] = None;
+                    self.down_since.insert(r, (self.now, self.max_view));
+                }
+            }
+            Event::Restart(r) => self.restart(r),
+            Event::ClientTick(c) => self.client_tick(c),
+            Event::FaultsEnd => {
+                self.hash_event(5, 0, 0, &[]);
+                self.log(|| "FAULTS END: network reliable, all replicas restart".into());
+                self.faults_active = false;
+                for r in 0..self.scenario.replicas {
+                    if self.nodes[r as usize].is_none() {
+                        self.restart(ReplicaId(r));
+                    }
+                }
+                for c in &mut self.clients {
+                    c.target += self.scenario.tail_txs_per_client;
+                }
+                for c in 0..self.clients.len() {
+                    self.push(self.now, Event::ClientTick(c));
+                }
+            }
+        }
+    }
+
+    fn restart(&mut self, r: ReplicaId) {
+        if self.nodes[r.index()].is_some() {
+            return;
+        }
+        if let Some((since, view_then)) = self.down_since.remove(&r) {
+            // L2: the primary was down long, the others were all up and
+            // connected, a request stalled meanwhile, yet no view change.
+            let timeout = self.scenario.request_timeout_ms;
+            let long = self.now.saturating_sub_millis(since) > 20 * timeout;
+            let was_primary = self.genesis.cluster.primary(crate::types::View(view_then)) == r;
+            let others_fine = self.down_since.is_empty()
+                && !self
+                    .scenario
+                    .partitions
+                    .iter()
+                    .any(|p| p.start < self.now && p.end > since);
+            let stalled = self.last_stall.is_some_and(|t| t > since);
+            if long && was_primary && others_fine && stalled && self.max_view == view_then {
+                self.primary_down_long = true;
+            }
+        }
+        self.hash_event(4, r.0 as u64, 0, &[]);
+        match Node::open(&self.genesis, r, self.keys[r.index()].clone(), self.stores[r.index()].clone()) {
+            Ok(node) => {
+                self.checker.on_restart(r, node.height(), node.tip().block_hash);
+                self.log(|| format!("RESTART {r:?} at height {}", node.height()));
+                self.nodes[r.index()] = Some(node);
+                self.deliver_to_node(r, NodeInput::Tick);
+            }
+            Err(e) => self.checker.report(format!("S3 durability: {r:?} failed to reopen its store: {e}")),
+        }
+    }
+
+    fn deliver_to_node(&mut self, r: ReplicaId, input: NodeInput) {
+        let now = self.now;
+        let node = self.nodes[r.index()].as_mut().expect("caller checked");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.handle(now, input)));
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.checker.report(format!("{r:?} stopped on a node error: {e}"));
+                self.nodes[r.index()] = None;
+                return;
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                self.checker.report(format!("{r:?} panicked: {msg}"));
+                self.nodes[r.index()] = None;
+                return;
+            }
+        }
+        self.after_node_step(r);
+    }
+
+    fn after_node_step(&mut self, r: ReplicaId) {
+        let n = self.scenario.replicas;
+        let mut out = Vec::new();
+        let mut committed = Vec::new();
+        {
+            let node = self.nodes[r.index()].as_mut().expect("alive");
+            while let Some(o) = node.pop_outgoing() {
+                out.push(o);
+            }
+            committed.extend(node.drain_committed());
+            node.drain_views_entered();
+            self.max_view = self.max_view.max(node.replica().view().0);
+        }
+        for block in &committed {
+            self.log(|| format!("{r:?} COMMIT height {} {:?} ({} txs)", block.height, block.block_hash, block.txs.len()));
+            self.checker.on_commit(r, block);
+        }
+        if !committed.is_empty() {
+            let node = self.nodes[r.index()].as_ref().expect("alive");
+            let supply = node.bank().total_supply();
+            self.checker.check_supply(r, supply, self.supply);
+        }
+        {
+            let node = self.nodes[r.index()].as_ref().expect("alive");
+            let exceeded = node.replica().footprint().exceeded(&node.replica().footprint_limits());
+            if !exceeded.is_empty() {
+                self.checker.report(format!("S8 bounded: {r:?} exceeds its limits on {exceeded:?}"));
+            }
+        }
+        for o in out {
+            match o {
+                Outgoing::ToReplica { to, message } => {
+                    self.checker.on_send(r, &message);
+                    self.send(Endpoint::Replica(r), Endpoint::Replica(to), message);
+                }
+                Outgoing::Broadcast(message) => {
+                    self.checker.on_send(r, &message);
+                    for to in (0..n).map(ReplicaId).filter(|t| *t != r) {
+                        self.send(Endpoint::Replica(r), Endpoint::Replica(to), message.clone());
+                    }
+                }
+                Outgoing::ToClient { client, reply } => {
+                    if let Some(&c) = self.client_index.get(&client) {
+                        self.send(Endpoint::Replica(r), Endpoint::Client(c), Message::Reply(reply));
+                    }
+                }
+            }
+        }
+        // Schedule the node's next timer if it is earlier than the one pending.
+        let deadline = self.nodes[r.index()].as_ref().and_then(|n| n.next_deadline());
+        if let Some(d) = deadline {
+            let d = d.max(self.now);
+            if self.wake_at[r.index()].is_none_or(|w| d < w) {
+                self.wake_at[r.index()] = Some(d);
+                self.push(d, Event::Wake(r));
+            }
+        }
+    }
+
+    fn client_timeout_ms(&self) -> u64 {
+        self.scenario.request_timeout_ms * 2
+    }
+
+    fn client_tick(&mut self, c: usize) {
+        let now = self.now;
+        let timeout = self.client_timeout_ms();
+        if self.clients[c]
+            .outstanding
+            .as_ref()
+            .is_some_and(|o| now.saturating_sub_millis(o.first_sent) > 10 * self.scenario.request_timeout_ms)
+        {
+            self.last_stall = Some(now);
+        }
+        let client = &mut self.clients[c];
+        let resend = match &client.outstanding {
+            Some(o) if now.saturating_sub_millis(o.sent_at) >= timeout => Some(o.tx.clone()),
+            Some(_) => None,
+            None if client.submitted < client.target => {
+                client.nonce += 1;
+                client.submitted += 1;
+                let others: Vec<PublicKey> = self
+                    .client_index
+                    .keys()
+                    .filter(|k| **k != client.key.public())
+                    .copied()
+                    .collect();
+                let to = others[self.client_rng.gen_range(0..others.len())];
+                // Mostly affordable amounts, sometimes more than any balance.
+                let amount = if self.client_rng.gen_bool(0.1) {
+                    CLIENT_BALANCE * 10
+                } else {
+                    self.client_rng.gen_range(1..=CLIENT_BALANCE / 4)
+                };
+                let tx = Transaction::transfer(self.genesis.network, &client.key, to, amount, client.nonce);
+                self.checker.submitted.insert(tx.id());
+                client.outstanding = Some(Outstanding {
+                    tx: tx.clone(),
+                    first_sent: now,
+                    sent_at: now,
+                    replies: BTreeMap::new(),
+                });
+                Some(tx)
+            }
+            None => None,
+        };
+        if let Some(tx) = resend {
+            if let Some(o) = &mut self.clients[c].outstanding {
+                o.sent_at = now;
+            }
+            self.hash_event(6, c as u64, tx.nonce, &[]);
+            for r in 0..self.scenario.replicas {
+                self.send(Endpoint::Client(c), Endpoint::Replica(ReplicaId(r)), Message::Request(tx.clone()));
+            }
+        }
+        if self.clients[c].outstanding.is_some() || self.clients[c].submitted < self.clients[c].target {
+            self.push(now.plus_millis(timeout / 2), Event::ClientTick(c));
+        }
+    }
+
+    /// A client accepts a result on f+1 matching signed replies.
+    fn on_reply(&mut self, c: usize, reply: crate::crypto::Signed<Reply>) {
+        let Ok(v) = self.verifier.verify::<Reply>(&reply) else {
+            self.checker.report(format!("client {c} received a reply with a bad signature"));
+            return;
+        };
+        let weak = self.genesis.cluster.weak_quorum();
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let Some(o) = &mut client.outstanding else {
+            return;
+        };
+        if v.client != client.key.public() || v.nonce != o.tx.nonce || v.tx_id != o.tx.id() {
+            return;
+        }
+        o.replies.insert(v.signer(), (v.tx_id, v.seq, v.receipt));
+        let wanted = (v.tx_id, v.seq, v.receipt);
+        let matching = o.replies.values().filter(|r| **r == wanted).count();
+        if matching >= weak {
+            let latency = now.saturating_sub_millis(o.first_sent);
+            client.results.push((v.tx_id, v.receipt));
+            client.latencies_ms.push(latency);
+            client.outstanding = None;
+            self.hash_event(7, c as u64, v.nonce, &[]);
+            let think = self.client_rng.gen_range(0..5);
+            self.push(now.plus_millis(think), Event::ClientTick(c));
+        }
+    }
+
+    /// After faults: every client is done and every replica is up, at the
+    /// same height, and in the same view.
+    fn settled(&self) -> bool {
+        if self.clients.iter().any(|c| c.outstanding.is_some() || c.submitted < c.target) {
+            return false;
+        }
+        let Some(Some(first)) = self.nodes.first() else {
+            return false;
+        };
+        let (h, v) = (first.height(), first.replica().view());
+        self.nodes.iter().all(|n| {
+            n.as_ref().is_some_and(|n| {
+                n.height() == h && n.replica().view() == v && n.replica().changing_to().is_none()
+            })
+        })
+    }
+
+    fn finish(mut self) -> SeedOutcome {
+        // Liveness, judged after faults stopped.
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.outstanding.is_some() || c.submitted < c.target {
+                let v = format!(
+                    "L1 liveness: client {i} finished {} of {} transfers",
+                    c.results.len(),
+                    c.target
+                );
+                self.checker.report(v);
+            }
+        }
+        let heights: Vec<Option<u64>> = self.nodes.iter().map(|n| n.as_ref().map(|n| n.height())).collect();
+        let max = self.checker.max_height();
+        if heights.iter().any(|h| *h != Some(max)) {
+            self.checker
+                .report(format!("L4 catch-up: heights {heights:?} at the end, chain height {max}"));
+        }
+        let views: Vec<Option<(u64, bool)>> = self
+            .nodes
+            .iter()
+            .map(|n| n.as_ref().map(|n| (n.replica().view().0, n.replica().changing_to().is_some())))
+            .collect();
+        if views.windows(2).any(|w| w[0] != w[1]) || views.iter().any(|v| v.is_some_and(|(_, c)| c)) {
+            self.checker.report(format!("L2 view sync: (view, changing) {views:?} at the end"));
+        }
+        if self.primary_down_long && self.max_view == 0 {
+            self.checker
+                .report("L2 liveness: the primary was down for long but no view change happened".into());
+        }
+        // Every client result is what the chain holds (S4 from the client's side).
+        for (i, c) in self.clients.iter().enumerate() {
+            for (id, receipt) in &c.results {
+                if receipt.is_ok() && !self.checker.succeeded(id) {
+                    let v = format!("S4 client {i} saw {id:?} succeed but the chain disagrees");
+                    self.checker.report(v);
+                }
+            }
+        }
+        // Chains match block for block, and certificates verify (S5), on one replica.
+        self.check_certificates();
+        let mut latencies = Vec::new();
+        for c in &self.clients {
+            latencies.extend(&c.latencies_ms);
+        }
+        let stats: Vec<_> = self.nodes.iter().flatten().map(|n| n.replica().stats().clone()).collect();
+        SeedOutcome {
+            seed: self.seed,
+            violations: std::mem::take(&mut self.checker.violations),
+            commits: max,
+            txs_committed: self.clients.iter().map(|c| c.results.len() as u64).sum(),
+            view_changes: self.max_view,
+            trace_hash: Digest(*self.trace_hasher.finalize().as_bytes()),
+            trace: self.trace.take().unwrap_or_default(),
+            steps: self.steps,
+            virtual_ms: self.now.as_millis(),
+            scenario: self.scenario.describe(),
+            batches_fetched: stats.iter().map(|s| s.batches_fetched).sum(),
+            stable_checkpoints: stats.iter().map(|s| s.stable_checkpoints).sum(),
+            latencies_ms: latencies,
+        }
+    }
+
+    /// S5: each stored commit certificate has 2f+1 distinct valid signers
+    /// over this seq and the digest of the stored batch.
+    fn check_certificates(&mut self) {
+        let Some(node) = self.nodes.iter().flatten().next() else {
+            return;
+        };
+        let quorum = self.genesis.cluster.quorum();
+        let mut problems = Vec::new();
+        for h in 1..=node.height() {
+            let (Ok(Some(block)), Ok(Some(cert))) = (node.block(h), node.certificate(h)) else {
+                problems.push(format!("S5 height {h}: block or certificate missing"));
+                continue;
+            };
+            if block.header.hash() != self.checker.chain(node.id())[h as usize - 1] {
+                problems.push(format!("S3 height {h}: stored block differs from the committed one"));
+            }
+            let digest = crate::tx::batch_digest(&block.batch_bytes);
+            let signers: BTreeSet<ReplicaId> = cert
+                .iter()
+                .filter_map(|c| self.verifier.verify(c).ok())
+                .filter(|c| c.seq == Seq(h) && c.digest == digest)
+                .map(|c| c.signer())
+                .collect();
+            if signers.len() < quorum {
+                problems.push(format!("S5 height {h}: certificate has {} valid signers", signers.len()));
+            }
+        }
+        for p in problems {
+            self.checker.report(p);
+        }
+    }
+}
+
+fn endpoint_code(e: Endpoint) -> u64 {
+    match e {
+        Endpoint::Replica(r) => r.0 as u64,
+        Endpoint::Client(c) => 1_000 + c as u64,
+    }
+}
+
+fn describe(m: &Message) -> String {
+    use crate::crypto::Payload;
+    use crate::consensus::messages::*;
+    match m {
+        Message::PrePrepare { pre_prepare, .. } => PrePrepare::decode(&pre_prepare.payload)
+            .map(|p| format!("pre-prepare {:?} {:?} {:?}", p.view, p.seq, p.digest))
+            .unwrap_or_else(|_| "pre-prepare (malformed)".into()),
+        Message::Prepare(p) => Prepare::decode(&p.payload)
+            .map(|p| format!("prepare {:?} {:?} {:?}", p.view, p.seq, p.digest))
+            .unwrap_or_else(|_| "prepare (malformed)".into()),
+        Message::Commit(c) => Commit::decode(&c.payload)
+            .map(|c| format!("commit {:?} {:?} {:?}", c.view, c.seq, c.digest))
+            .unwrap_or_else(|_| "commit (malformed)".into()),
+        Message::Checkpoint(c) => Checkpoint::decode(&c.payload)
+            .map(|c| format!("checkpoint {:?} {:?}", c.seq, c.digest))
+            .unwrap_or_else(|_| "checkpoint (malformed)".into()),
+        Message::ViewChange(v) => ViewChange::decode(&v.payload)
+            .map(|v| format!("view-change to {:?} stable {:?} prepared {}", v.new_view, v.stable_seq, v.prepared.len()))
+            .unwrap_or_else(|_| "view-change (malformed)".into()),
+        Message::NewView(v) => NewView::decode(&v.payload)
+            .map(|v| format!("new-view {:?} with {} pre-prepares", v.view, v.pre_prepares.len()))
+            .unwrap_or_else(|_| "new-view (malformed)".into()),
+        Message::Suspect(s) => Suspect::decode(&s.payload)
+            .map(|s| format!("suspect {:?}", s.view))
+            .unwrap_or_else(|_| "suspect (malformed)".into()),
+        Message::Request(tx) => format!("request nonce {} from {:?}", tx.nonce, tx.from),
+        Message::NewViewRequest { view } => format!("new-view-request from {view:?}"),
+        Message::Fetch { from, to } => format!("fetch {from:?}..={to:?}"),
+        Message::Batches(b) => format!("batches {:?}", b.iter().map(|b| b.seq.0).collect::<Vec<_>>()),
+        Message::Reply(_) => "reply".into(),
+    }
+}
