@@ -110,6 +110,22 @@ stop_one() {
   echo "replica $i stopped"
 }
 
+# Waits (at most 15 s, never fatal) until every replica reports a connection
+# to every other one, so the first transfer does not race the mesh's
+# reconnect backoff.
+wait_mesh() {
+  local full="peers $((REPLICAS - 1))" n=0
+  while [ "$n" -lt 150 ]; do
+    if [ "$("$BIN/pbft-client" --network "$NET" --timeout-ms 2000 status 2>/dev/null | grep -c "$full")" = "$REPLICAS" ]; then
+      echo "all replicas connected"
+      return 0
+    fi
+    sleep 0.1
+    n=$((n + 1))
+  done
+  echo "warning: the replicas are not all connected yet (see '$0 status')" >&2
+}
+
 examples() {
   local c="$BIN/pbft-client" rel
   rel="$(realpath --relative-to="$PWD" "$NET")"
@@ -141,6 +157,7 @@ case "$cmd" in
       "$BIN/pbft-replica" testnet --replicas "$REPLICAS" --out "$NET" --base-port "$BASE_PORT"
     fi
     for i in $(seq 0 $((REPLICAS - 1))); do start_one "$i"; done
+    wait_mesh
     examples
     ;;
   down)

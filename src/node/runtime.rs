@@ -148,13 +148,15 @@ impl Driver {
     }
 
     fn on_client(&mut self, request: net::ClientRequest) -> Result<(), NodeError> {
-        let connected = self
-            .transport
-            .stats()
-            .peers
-            .iter()
-            .filter(|p| p.connected)
-            .count() as u32;
+        let transport = &self.transport;
+        let connected = || {
+            transport
+                .stats()
+                .peers
+                .iter()
+                .filter(|p| p.connected)
+                .count() as u32
+        };
         if let Handled::Submit(tx) = self.service.on_request(&self.node, request, connected)? {
             let key = (tx.from, tx.nonce);
             self.handle(NodeInput::Request(tx))?;
@@ -262,8 +264,9 @@ async fn serve(
     loop {
         let deadline = d.node.next_deadline().map(instant_of);
         let expiry = d.service.next_expiry();
+        // Unbiased: no source can starve another (the core also checks its
+        // timers on every input, so a busy mesh cannot postpone them).
         tokio::select! {
-            biased;
             _ = sigterm.recv() => {
                 info!(replica = %d.me, signal = "SIGTERM", "shutting down");
                 return Ok(());

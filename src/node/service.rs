@@ -94,7 +94,7 @@ impl ClientService {
         &mut self,
         node: &Node<S>,
         request: net::ClientRequest,
-        connected_peers: u32,
+        connected_peers: impl FnOnce() -> u32,
     ) -> Result<Handled, NodeError> {
         self.stats.requests += 1;
         let net::ClientRequest { frame, respond, .. } = request;
@@ -142,7 +142,7 @@ impl ClientService {
             }
             ClientRequest::Tx(id) => ClientResponse::Tx(tx_info(node, &id)?),
             ClientRequest::Block(height) => ClientResponse::Block(block_info(node, height)?),
-            ClientRequest::Status => ClientResponse::Status(status(node, connected_peers)),
+            ClientRequest::Status => ClientResponse::Status(status(node, connected_peers())),
         };
         let _ = respond.send(answer.to_frame());
         Ok(Handled::Done)
