@@ -310,6 +310,10 @@ pub struct Replica {
     new_view_requested: std::collections::BTreeSet<(ReplicaId, View)>,
     /// Highest seq we saw 2f+1 matching COMMITs for (committed somewhere).
     known_committed: Seq,
+    /// COMMITs seen above our window, as evidence we are behind (bounded).
+    far_commits: BTreeMap<Seq, BTreeMap<ReplicaId, Digest>>,
+    /// (peer, our height) pairs we already helped after a SUSPECT (bounded).
+    lagging_answered: std::collections::BTreeSet<(ReplicaId, Seq)>,
 
     /// `h`: the stable checkpoint and its proof.
     low: Seq,
@@ -368,6 +372,8 @@ impl Replica {
             new_view_answered: Default::default(),
             new_view_requested: Default::default(),
             known_committed: Seq(0),
+            far_commits: BTreeMap::new(),
+            lagging_answered: Default::default(),
             low: Seq(0),
             stable_proof: Vec::new(),
             slots: BTreeMap::new(),

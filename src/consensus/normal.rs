@@ -180,6 +180,10 @@ impl Replica {
 
     pub(super) fn on_commit(&mut self, c: Verified<Commit>) {
         let seq = c.seq;
+        if seq > self.high_watermark() {
+            self.note_far_commit(&c);
+            return self.ignore("commit: seq above the watermark window");
+        }
         if !self.in_window(seq) {
             return self.ignore("commit: seq outside the watermark window");
         }
@@ -195,6 +199,23 @@ impl Replica {
         slot.commits.insert(signer, c);
         self.note_commit_quorum(seq);
         self.check_committed(seq);
+    }
+
+    /// Keeps a COMMIT above our window; 2f+1 matching ones for a seq mean we
+    /// are behind. At most `FAR_COMMIT_SEQS` seqs are kept (the highest).
+    fn note_far_commit(&mut self, c: &Verified<Commit>) {
+        const FAR_COMMIT_SEQS: usize = 4;
+        let votes = self.far_commits.entry(c.seq).or_default();
+        votes.insert(c.signer(), c.digest);
+        let quorum = votes.values().filter(|d| **d == c.digest).count() >= self.cluster.quorum();
+        if quorum {
+            self.known_committed = self.known_committed.max(c.seq);
+        }
+        while self.far_commits.len() > FAR_COMMIT_SEQS {
+            self.far_commits.pop_first();
+        }
+        let executed = self.last_executed;
+        self.far_commits.retain(|s, _| *s > executed);
     }
 
     /// 2f+1 matching COMMITs prove `seq` committed at a correct replica, even
@@ -413,8 +434,21 @@ impl Replica {
             .unwrap_or_default()
     }
 
+    /// The highest seq we know committed somewhere: f+1 CHECKPOINTs, 2f+1
+    /// COMMITs, or a slot we committed ourselves beyond a gap.
+    pub(super) fn catch_up_target(&self) -> Seq {
+        let gap_above = self
+            .slots
+            .range(self.last_executed.next()..)
+            .filter(|(_, s)| s.committed.is_some())
+            .map(|(seq, _)| *seq)
+            .next_back()
+            .unwrap_or_default();
+        self.claimed_progress().max(self.known_committed).max(gap_above)
+    }
+
     pub(super) fn behind_peers(&self) -> bool {
-        self.claimed_progress().max(self.known_committed) > self.last_executed
+        self.catch_up_target() > self.last_executed
     }
 
     /// A digest for the null request that fills gaps in a new view.

@@ -155,19 +155,21 @@ impl Replica {
     }
 
     /// The request timer fired: nothing executed for a whole timeout while
-    /// requests were pending. First re-send our own votes of the view (a lost
-    /// message is the likeliest cause); if the next expiry still finds no
-    /// progress, suspect the primary.
+    /// requests were pending. Fetch if peers are ahead; re-send our own votes
+    /// of the view (a lost message is the likeliest cause); if the next expiry
+    /// still finds no progress, suspect the primary.
     pub(super) fn on_request_timer(&mut self) {
         if self.pending.is_empty() || self.changing_to.is_some() {
             return;
         }
         self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
         if self.behind_peers() {
-            // Others executed what we have not: catch up, then judge.
-            let target = self.claimed_progress().max(self.known_committed);
+            // Others committed what we have not: fetch it. Strikes still
+            // count, but any executed batch resets them, so a replica that is
+            // catching up never suspects while a stuck fetch cannot hide a
+            // faulty primary.
+            let target = self.catch_up_target();
             self.start_fetch(target);
-            return;
         }
         self.timer_strikes = self.timer_strikes.saturating_add(1);
         self.retransmit_votes();

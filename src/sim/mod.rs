@@ -599,50 +599,77 @@ impl Sim {
         }
     }
 
-    /// After faults: every client is done and every replica is up, at the
-    /// same height, and in the same view.
-    fn settled(&self) -> bool {
-        if self.clients.iter().any(|c| c.outstanding.is_some() || c.submitted < c.target) {
-            return false;
+    /// The view that at least 2f+1 replicas are in (not changing), if any.
+    fn operating_view(&self) -> Option<crate::types::View> {
+        let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+        for n in self.nodes.iter().flatten() {
+            if n.replica().changing_to().is_none() {
+                *counts.entry(n.replica().view().0).or_default() += 1;
+            }
         }
-        let Some(Some(first)) = self.nodes.first() else {
-            return false;
+        let quorum = self.genesis.cluster.quorum();
+        counts
+            .into_iter()
+            .find(|(_, c)| *c >= quorum)
+            .map(|(v, _)| crate::types::View(v))
+    }
+
+    /// Liveness problems at this moment (after faults): clients not done; no
+    /// quorum operating in one view; a replica of that view below the chain
+    /// height. A replica left alone in a view change to a *later* view (its
+    /// NEW-VIEW timer fired just before the NEW-VIEW arrived) cannot safely
+    /// return, and one replica alone must not drag the others along, so it
+    /// only has to have caught up to the last checkpoint: it rejoins at the
+    /// next view change.
+    fn liveness_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.outstanding.is_some() || c.submitted < c.target {
+                problems.push(format!(
+                    "L1 liveness: client {i} finished {} of {} transfers",
+                    c.results.len(),
+                    c.target
+                ));
+            }
+        }
+        let max = self.checker.max_height();
+        let k = self.scenario.checkpoint_interval;
+        let states: Vec<Option<(u64, u64, Option<u64>)>> = self
+            .nodes
+            .iter()
+            .map(|n| n.as_ref().map(|n| (n.height(), n.replica().view().0, n.replica().changing_to().map(|v| v.0))))
+            .collect();
+        let Some(view) = self.operating_view() else {
+            problems.push(format!("L2 view sync: no 2f+1 replicas share a view; (height, view, changing-to) {states:?}"));
+            return problems;
         };
-        let (h, v) = (first.height(), first.replica().view());
-        self.nodes.iter().all(|n| {
-            n.as_ref().is_some_and(|n| {
-                n.height() == h && n.replica().view() == v && n.replica().changing_to().is_none()
-            })
-        })
+        for (i, st) in states.iter().enumerate() {
+            let ok = match st {
+                None => false,
+                Some((h, v, None)) => *v == view.0 && *h == max,
+                Some((h, _, Some(t))) => *t > view.0 && *h >= max / k * k,
+            };
+            if !ok {
+                problems.push(format!(
+                    "L4 catch-up: r{i} (height, view, changing-to) {st:?}; quorum view {}, chain height {max}",
+                    view.0
+                ));
+            }
+        }
+        problems
+    }
+
+    fn settled(&self) -> bool {
+        self.liveness_problems().is_empty()
     }
 
     fn finish(mut self) -> SeedOutcome {
         // Liveness, judged after faults stopped.
-        for (i, c) in self.clients.iter().enumerate() {
-            if c.outstanding.is_some() || c.submitted < c.target {
-                let v = format!(
-                    "L1 liveness: client {i} finished {} of {} transfers",
-                    c.results.len(),
-                    c.target
-                );
-                self.checker.report(v);
-            }
-        }
-        let heights: Vec<Option<u64>> = self.nodes.iter().map(|n| n.as_ref().map(|n| n.height())).collect();
         let max = self.checker.max_height();
-        if heights.iter().any(|h| *h != Some(max)) {
-            self.checker
-                .report(format!("L4 catch-up: heights {heights:?} at the end, chain height {max}"));
+        for p in self.liveness_problems() {
+            self.checker.report(p);
         }
-        let views: Vec<Option<(u64, bool)>> = self
-            .nodes
-            .iter()
-            .map(|n| n.as_ref().map(|n| (n.replica().view().0, n.replica().changing_to().is_some())))
-            .collect();
-        if views.windows(2).any(|w| w[0] != w[1]) || views.iter().any(|v| v.is_some_and(|(_, c)| c)) {
-            self.checker.report(format!("L2 view sync: (view, changing) {views:?} at the end"));
-        }
-        if self.primary_down_long && self.max_view == 0 {
+        if self.primary_down_long {
             self.checker
                 .report("L2 liveness: the primary was down for long but no view change happened".into());
         }
