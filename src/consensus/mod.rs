@@ -679,17 +679,22 @@ impl Replica {
     /// Keeps a message for a future view. Each sender gets an equal share of
     /// the buffer, so a flooding replica only evicts its own messages.
     fn buffer_future(&mut self, from: ReplicaId, msg: ViewMessage) {
-        let level = self.changing_to.unwrap_or(self.view);
-        if msg.view() > level.next().next() {
-            self.ignore("message for a far-future view");
-            return;
-        }
-        if self.changing_to.is_none() && self.new_view_requested.insert((from, msg.view())) {
+        if self.changing_to.is_none() && !self.new_view_requested.contains(&(from, msg.view())) {
             // The sender is in a later view we never saw a NEW-VIEW for.
+            // Bounded: one request per peer and view, at most n*4 remembered.
+            if self.new_view_requested.len() >= 4 * self.cluster.n() as usize {
+                self.new_view_requested.pop_first();
+            }
+            self.new_view_requested.insert((from, msg.view()));
             self.actions.push_back(Action::Send {
                 to: from,
                 message: Message::NewViewRequest { view: self.view },
             });
+        }
+        let level = self.changing_to.unwrap_or(self.view);
+        if msg.view() > level.next().next() {
+            self.ignore("message for a far-future view");
+            return;
         }
         let share = (self.cfg.future_messages_max / self.cluster.n() as usize).max(1);
         let mine = self.future.iter().filter(|(f, _)| *f == from).count();
