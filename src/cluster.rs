@@ -19,7 +19,7 @@ pub enum ClusterError {
 
 impl Cluster {
     pub fn new(n: u32) -> Result<Cluster, ClusterError> {
-        if n < 4 || (n - 1) % 3 != 0 {
+        if n < 4 || !(n - 1).is_multiple_of(3) {
             return Err(ClusterError::BadSize(n));
         }
         Ok(Cluster { n, f: (n - 1) / 3 })

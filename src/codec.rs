@@ -62,7 +62,7 @@ where
         });
     }
     let align = std::mem::align_of::<u128>();
-    let result = if (bytes.as_ptr() as usize) % align == 0 {
+    let result = if (bytes.as_ptr() as usize).is_multiple_of(align) {
         rkyv::from_bytes::<T, rancor::Error>(bytes)
     } else {
         let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
@@ -129,7 +129,10 @@ mod tests {
 
     #[test]
     fn refuses_oversized_unknown_and_garbage() {
-        let frame = encode_frame(&Sample { a: 1, b: vec![0; 64] });
+        let frame = encode_frame(&Sample {
+            a: 1,
+            b: vec![0; 64],
+        });
         assert!(matches!(
             decode_frame::<Sample>(&frame, 16),
             Err(CodecError::TooLarge { .. })

@@ -19,7 +19,9 @@ use std::fmt;
 use std::marker::PhantomData;
 
 /// A 32-byte blake3 digest.
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub struct Digest(pub [u8; 32]);
 
@@ -110,7 +112,9 @@ pub fn signing_digest(domain: Domain, network: NetworkId, payload: &[u8]) -> Dig
 }
 
 /// An ed25519 public key: a replica's identity, or a client's account.
-#[derive(Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default,
+)]
 #[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord))]
 pub struct PublicKey(pub [u8; 32]);
 
@@ -263,7 +267,10 @@ impl<T> fmt::Debug for Signed<T> {
         write!(
             f,
             "Signed<{}>(by {:?}, {} bytes)",
-            std::any::type_name::<T>().rsplit("::").next().unwrap_or("?"),
+            std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("?"),
             self.signer,
             self.payload.len()
         )
@@ -397,7 +404,9 @@ mod tests {
     impl_payload!(Pong, Domain::Commit);
 
     fn setup() -> (Vec<KeyPair>, Verifier) {
-        let keys: Vec<_> = (0..4).map(|i| KeyPair::from_label(&format!("k{i}"))).collect();
+        let keys: Vec<_> = (0..4)
+            .map(|i| KeyPair::from_label(&format!("k{i}")))
+            .collect();
         let pubs: Vec<_> = keys.iter().map(|k| k.public()).collect();
         let net = NetworkId(digest(Domain::Genesis, &[b"test"]));
         (keys, Verifier::new(net, &pubs).unwrap())
@@ -415,7 +424,9 @@ mod tests {
     #[test]
     fn rejects_wrong_signer_kind_network_and_tampering() {
         let (keys, v) = setup();
-        let s = keys[1].sign(v.network(), ReplicaId(1), Ping(5)).into_signed();
+        let s = keys[1]
+            .sign(v.network(), ReplicaId(1), Ping(5))
+            .into_signed();
         // Claimed by another replica.
         let other = Signed::<Ping>::from_parts(s.payload.clone(), ReplicaId(2), s.signature);
         assert_eq!(v.verify(&other).unwrap_err(), VerifyError::BadSignature);
@@ -440,7 +451,9 @@ mod tests {
         // Adding the group order L to s gives a signature that non-strict
         // verifiers may accept; verify_strict must not.
         let (keys, v) = setup();
-        let s = keys[0].sign(v.network(), ReplicaId(0), Ping(1)).into_signed();
+        let s = keys[0]
+            .sign(v.network(), ReplicaId(0), Ping(1))
+            .into_signed();
         let mut sig = s.signature;
         const L: [u8; 32] = [
             0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,

@@ -107,25 +107,36 @@ impl Genesis {
             }
             let key = PublicKey::from_hex(&r.public_key)
                 .filter(|k| k.verifying_key().is_some())
-                .ok_or_else(|| invalid(format!("replicas[{i}].public_key is not an ed25519 key")))?;
+                .ok_or_else(|| {
+                    invalid(format!("replicas[{i}].public_key is not an ed25519 key"))
+                })?;
             if replica_keys.contains(&key) {
-                return Err(invalid(format!("replicas[{i}].public_key repeats another replica's key")));
+                return Err(invalid(format!(
+                    "replicas[{i}].public_key repeats another replica's key"
+                )));
             }
             replica_keys.push(key);
             if r.p2p_addr != "sim" {
                 p2p_addrs.push(r.p2p_addr.parse().map_err(|_| {
-                    invalid(format!("replicas[{i}].p2p_addr '{}' is not host:port", r.p2p_addr))
+                    invalid(format!(
+                        "replicas[{i}].p2p_addr '{}' is not host:port",
+                        r.p2p_addr
+                    ))
                 })?);
                 client_addrs.push(r.client_addr.parse().map_err(|_| {
-                    invalid(format!("replicas[{i}].client_addr '{}' is not host:port", r.client_addr))
+                    invalid(format!(
+                        "replicas[{i}].client_addr '{}' is not host:port",
+                        r.client_addr
+                    ))
                 })?);
             }
         }
         let mut balances = Vec::new();
         let mut total: u64 = 0;
         for (i, a) in file.accounts.iter().enumerate() {
-            let key = PublicKey::from_hex(&a.account)
-                .ok_or_else(|| invalid(format!("accounts[{i}].account is not a 64-hex-digit key")))?;
+            let key = PublicKey::from_hex(&a.account).ok_or_else(|| {
+                invalid(format!("accounts[{i}].account is not a 64-hex-digit key"))
+            })?;
             total = total
                 .checked_add(a.balance)
                 .ok_or_else(|| invalid("accounts: total supply overflows u64".into()))?;
@@ -236,9 +247,16 @@ mod tests {
     use crate::crypto::KeyPair;
 
     fn sample() -> Genesis {
-        let keys: Vec<_> = (0..4).map(|i| KeyPair::from_label(&format!("g{i}")).public()).collect();
+        let keys: Vec<_> = (0..4)
+            .map(|i| KeyPair::from_label(&format!("g{i}")).public())
+            .collect();
         let addrs: Vec<_> = (0..4)
-            .map(|i| (format!("127.0.0.1:{}", 7000 + i * 10), format!("127.0.0.1:{}", 7001 + i * 10)))
+            .map(|i| {
+                (
+                    format!("127.0.0.1:{}", 7000 + i * 10),
+                    format!("127.0.0.1:{}", 7001 + i * 10),
+                )
+            })
             .collect();
         let acct = KeyPair::from_label("acct").public();
         build("test", &keys, &addrs, &[(acct, 1000)], Config::default()).unwrap()
@@ -280,7 +298,9 @@ mod tests {
         f.accounts[0].account = "nothex".into();
         let e = Genesis::from_file(f).unwrap_err().to_string();
         assert!(e.contains("accounts[0].account"), "{e}");
-        let json = serde_json::to_string(&g.file).unwrap().replacen("{", "{\"extra\":1,", 1);
+        let json = serde_json::to_string(&g.file)
+            .unwrap()
+            .replacen("{", "{\"extra\":1,", 1);
         assert!(serde_json::from_str::<GenesisFile>(&json).is_err());
     }
 }

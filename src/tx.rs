@@ -69,7 +69,9 @@ impl Transaction {
     /// Strict ed25519 check against the sender's key.
     pub fn verify(&self, network: NetworkId) -> bool {
         match self.from.verifying_key() {
-            Some(key) => crypto::verify_digest(&key, &self.signing_digest(network), &self.signature),
+            Some(key) => {
+                crypto::verify_digest(&key, &self.signing_digest(network), &self.signature)
+            }
             None => false,
         }
     }

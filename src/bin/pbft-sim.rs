@@ -5,7 +5,11 @@ use pbft_ledger::sim::{self, campaign, SimOptions};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pbft-sim", version, about = "Deterministic PBFT simulation campaigns")]
+#[command(
+    name = "pbft-sim",
+    version,
+    about = "Deterministic PBFT simulation campaigns"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,9 +67,8 @@ fn main() -> ExitCode {
                 replicas,
                 verbose: false,
             };
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            });
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let summary = campaign::run(start_seed, seeds, &opts, threads, progress, &|o| {
                 println!("seed {}: {}", o.seed, o.violations.join("; "));

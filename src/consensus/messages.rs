@@ -129,9 +129,14 @@ pub enum Message {
     Suspect(Signed<Suspect>),
     /// "I am in `view` and see messages of a later one: send me the NEW-VIEW
     /// that took you there." Unsigned: it asks, it proves nothing.
-    NewViewRequest { view: View },
+    NewViewRequest {
+        view: View,
+    },
     /// Ask for committed batches `from..=to` (catch-up).
-    Fetch { from: Seq, to: Seq },
+    Fetch {
+        from: Seq,
+        to: Seq,
+    },
     /// Committed batches in increasing seq order.
     Batches(Vec<CommittedBatch>),
     Reply(Signed<Reply>),

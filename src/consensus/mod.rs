@@ -108,7 +108,7 @@ impl Config {
         if k == 0 {
             return Err("checkpoint_interval must be at least 1".into());
         }
-        if self.watermark_window < 2 * k || self.watermark_window % k != 0 {
+        if self.watermark_window < 2 * k || !self.watermark_window.is_multiple_of(k) {
             return Err(format!(
                 "watermark_window ({}) must be a multiple of checkpoint_interval ({k}) and at least twice it",
                 self.watermark_window
@@ -161,9 +161,15 @@ pub enum Input {
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum PersistOp {
     /// The current view and, during a view change, the view being changed to.
-    View { view: View, changing_to: Option<View> },
+    View {
+        view: View,
+        changing_to: Option<View>,
+    },
     /// Our own PRE-PREPARE (as primary) with its batch.
-    PrePrepare { pre_prepare: Signed<PrePrepare>, batch: Vec<u8> },
+    PrePrepare {
+        pre_prepare: Signed<PrePrepare>,
+        batch: Vec<u8>,
+    },
     /// Our own PREPARE.
     Prepare(Signed<Prepare>),
     /// Our own COMMIT.
@@ -175,7 +181,10 @@ pub enum PersistOp {
     /// Our own NEW-VIEW (as new primary).
     NewView(Signed<NewView>),
     /// A new stable checkpoint; everything of the log at or below it may go.
-    StableCheckpoint { seq: Seq, proof: Vec<Signed<Checkpoint>> },
+    StableCheckpoint {
+        seq: Seq,
+        proof: Vec<Signed<Checkpoint>>,
+    },
 }
 
 /// What the core asks the driver to do, in order.
@@ -183,7 +192,10 @@ pub enum PersistOp {
 pub enum Action {
     /// Make these durable (one synced write) before executing any later action.
     Persist(Vec<PersistOp>),
-    Send { to: ReplicaId, message: Message },
+    Send {
+        to: ReplicaId,
+        message: Message,
+    },
     /// To every other replica.
     Broadcast(Message),
     /// Execute the committed batch at `seq`. Seqs arrive strictly in order,
@@ -450,7 +462,8 @@ impl Replica {
                 }
                 PersistOp::Commit(c) => {
                     if let Ok(v) = self.verifier.verify(&c) {
-                        self.votes.insert((VoteKind::Commit, v.view, v.seq), v.digest);
+                        self.votes
+                            .insert((VoteKind::Commit, v.view, v.seq), v.digest);
                         let slot = self.slots.entry(v.seq).or_default();
                         if slot.view == v.view {
                             slot.sent_commit = true;
@@ -763,7 +776,9 @@ impl Replica {
     }
 
     fn fetch_window(&self) -> u64 {
-        self.cfg.watermark_window.max(2 * self.cfg.fetch_batches_max)
+        self.cfg
+            .watermark_window
+            .max(2 * self.cfg.fetch_batches_max)
     }
 
     fn on_timers(&mut self) {
@@ -808,9 +823,21 @@ impl Footprint {
     pub fn exceeded(&self, limits: &Footprint) -> Vec<&'static str> {
         let pairs = [
             ("slots", self.slots, limits.slots),
-            ("future_messages", self.future_messages, limits.future_messages),
-            ("pending_requests", self.pending_requests, limits.pending_requests),
-            ("checkpoint_votes", self.checkpoint_votes, limits.checkpoint_votes),
+            (
+                "future_messages",
+                self.future_messages,
+                limits.future_messages,
+            ),
+            (
+                "pending_requests",
+                self.pending_requests,
+                limits.pending_requests,
+            ),
+            (
+                "checkpoint_votes",
+                self.checkpoint_votes,
+                limits.checkpoint_votes,
+            ),
             ("view_changes", self.view_changes, limits.view_changes),
             ("fetched", self.fetched, limits.fetched),
             ("votes", self.votes, limits.votes),

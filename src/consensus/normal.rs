@@ -58,7 +58,11 @@ impl Replica {
         if !self.in_window(seq) {
             return self.ignore("pre-prepare: seq outside the watermark window");
         }
-        if self.slots.get(&seq).is_some_and(|s| s.pre_prepare.is_some()) {
+        if self
+            .slots
+            .get(&seq)
+            .is_some_and(|s| s.pre_prepare.is_some())
+        {
             let same = self.slots[&seq]
                 .pre_prepare
                 .as_ref()
@@ -312,7 +316,12 @@ impl Replica {
         if self.vote_conflicts(VoteKind::Commit, view, seq, digest) {
             return self.ignore("prepared: conflicts with a commit we signed");
         }
-        let bytes = slot.batch.as_ref().expect("pre-prepare kept with its batch").1.clone();
+        let bytes = slot
+            .batch
+            .as_ref()
+            .expect("pre-prepare kept with its batch")
+            .1
+            .clone();
         let proof = PreparedProof {
             pre_prepare: pp.signed().clone(),
             prepares: matching,
@@ -444,7 +453,9 @@ impl Replica {
             .map(|(seq, _)| *seq)
             .next_back()
             .unwrap_or_default();
-        self.claimed_progress().max(self.known_committed).max(gap_above)
+        self.claimed_progress()
+            .max(self.known_committed)
+            .max(gap_above)
     }
 
     pub(super) fn behind_peers(&self) -> bool {

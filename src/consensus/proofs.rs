@@ -49,7 +49,7 @@ impl Replica {
                 Err("view-change: proof for the genesis checkpoint")
             };
         }
-        if seq.0 % self.cfg.checkpoint_interval != 0 {
+        if !seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
             return Err("view-change: stable seq is not a checkpoint seq");
         }
         let mut signers = BTreeSet::new();
@@ -148,7 +148,9 @@ impl Replica {
                 }
                 let better = match chosen.get(&seq) {
                     None => true,
-                    Some((v, d, _)) => (view, std::cmp::Reverse(digest)) > (*v, std::cmp::Reverse(*d)),
+                    Some((v, d, _)) => {
+                        (view, std::cmp::Reverse(digest)) > (*v, std::cmp::Reverse(*d))
+                    }
                 };
                 if better {
                     chosen.insert(seq, (view, digest, &proof.batch));

@@ -216,10 +216,11 @@ impl Replica {
             PrePrepare { view, seq, digest },
         );
         self.next_seq = seq.next();
-        self.actions.push_back(Action::Persist(vec![PersistOp::PrePrepare {
-            pre_prepare: pp.signed().clone(),
-            batch: bytes.to_vec(),
-        }]));
+        self.actions
+            .push_back(Action::Persist(vec![PersistOp::PrePrepare {
+                pre_prepare: pp.signed().clone(),
+                batch: bytes.to_vec(),
+            }]));
         self.actions
             .push_back(Action::Broadcast(super::messages::Message::PrePrepare {
                 pre_prepare: pp.signed().clone(),

@@ -162,7 +162,11 @@ impl Replica {
         if self.view_change_deadline.is_some() {
             return;
         }
-        let count = self.view_changes.values().filter(|v| v.new_view == target).count();
+        let count = self
+            .view_changes
+            .values()
+            .filter(|v| v.new_view == target)
+            .count();
         if count >= self.cluster.quorum() {
             self.view_change_deadline = Some(self.now.plus_millis(self.view_change_timeout_ms()));
         }
@@ -231,10 +235,14 @@ impl Replica {
         let Some(nv) = self.latest_new_view.clone() else {
             return;
         };
-        let Ok(nv_view) = crate::crypto::Payload::decode(&nv.payload).map(|n: NewView| n.view) else {
+        let Ok(nv_view) = crate::crypto::Payload::decode(&nv.payload).map(|n: NewView| n.view)
+        else {
             return;
         };
-        if nv_view == self.view && nv_view >= target && self.new_view_answered.insert((replica, target)) {
+        if nv_view == self.view
+            && nv_view >= target
+            && self.new_view_answered.insert((replica, target))
+        {
             self.actions.push_back(Action::Send {
                 to: replica,
                 message: Message::NewView(nv),
@@ -250,7 +258,11 @@ impl Replica {
         }
         let quorum = self.cluster.quorum();
         let mut vcs: Vec<Verified<ViewChange>> = Vec::with_capacity(quorum);
-        if let Some(own) = self.view_changes.get(&self.me).filter(|v| v.new_view == target) {
+        if let Some(own) = self
+            .view_changes
+            .get(&self.me)
+            .filter(|v| v.new_view == target)
+        {
             vcs.push(own.clone());
         } else {
             return;
@@ -413,8 +425,15 @@ impl Replica {
         if o.min_s > self.low {
             for c in &o.checkpoint_proof {
                 if let Ok(c) = self.verifier.verify(c) {
-                    if !self.checkpoints.get(&c.seq).is_some_and(|m| m.contains_key(&c.signer())) {
-                        self.checkpoints.entry(c.seq).or_default().insert(c.signer(), c);
+                    if !self
+                        .checkpoints
+                        .get(&c.seq)
+                        .is_some_and(|m| m.contains_key(&c.signer()))
+                    {
+                        self.checkpoints
+                            .entry(c.seq)
+                            .or_default()
+                            .insert(c.signer(), c);
                     }
                 }
             }

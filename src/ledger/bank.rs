@@ -143,8 +143,8 @@ impl StateMachine for Bank {
                 .as_slice()
                 .try_into()
                 .map_err(|_| format!("account key of {} bytes", k.len()))?;
-            let account =
-                Account::from_bytes(v).ok_or_else(|| format!("account record of {} bytes", v.len()))?;
+            let account = Account::from_bytes(v)
+                .ok_or_else(|| format!("account record of {} bytes", v.len()))?;
             accounts.insert(PublicKey(key), account);
         }
         self.accounts = accounts;
@@ -179,16 +179,23 @@ mod tests {
     #[test]
     fn transfers_receipts_and_supply() {
         let (net, a, b, mut bank) = setup();
-        let t = |k: &KeyPair, to: &KeyPair, amt, n| Transaction::transfer(net, k, to.public(), amt, n);
+        let t =
+            |k: &KeyPair, to: &KeyPair, amt, n| Transaction::transfer(net, k, to.public(), amt, n);
         assert_eq!(bank.transfer(&t(&a, &b, 30, 1)), Receipt::Ok);
         assert_eq!(bank.transfer(&t(&a, &b, 30, 1)), Receipt::StaleNonce);
-        assert_eq!(bank.transfer(&t(&b, &a, 1000, 1)), Receipt::InsufficientFunds);
+        assert_eq!(
+            bank.transfer(&t(&b, &a, 1000, 1)),
+            Receipt::InsufficientFunds
+        );
         // The failed transfer consumed nonce 1: a replay stays stale even with funds.
         assert_eq!(bank.transfer(&t(&b, &a, 10, 1)), Receipt::StaleNonce);
         assert_eq!(bank.transfer(&t(&b, &a, 10, 3)), Receipt::Ok);
         assert_eq!(bank.transfer(&t(&a, &a, 1, 2)), Receipt::Invalid);
         let stranger = KeyPair::from_label("stranger");
-        assert_eq!(bank.transfer(&t(&stranger, &a, 1, 1)), Receipt::UnknownAccount);
+        assert_eq!(
+            bank.transfer(&t(&stranger, &a, 1, 1)),
+            Receipt::UnknownAccount
+        );
         assert_eq!(bank.balance(&a.public()), 80);
         assert_eq!(bank.balance(&b.public()), 25);
         assert_eq!(bank.total_supply(), 105);

@@ -98,7 +98,10 @@ pub fn tx_root(txs: &[Transaction]) -> Digest {
 /// The digest a CHECKPOINT message signs for a seq: the block hash at that
 /// height and the application state root after executing it.
 pub fn checkpoint_digest(block_hash: Digest, state_root_after: Digest) -> Digest {
-    crypto::digest(Domain::CheckpointState, &[&block_hash.0, &state_root_after.0])
+    crypto::digest(
+        Domain::CheckpointState,
+        &[&block_hash.0, &state_root_after.0],
+    )
 }
 
 /// A deterministic replicated application.

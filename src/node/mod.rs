@@ -24,7 +24,7 @@ use crate::crypto::{Digest, KeyPair, PublicKey, Signed};
 use crate::genesis::Genesis;
 use crate::ledger::bank::{Account, Bank};
 use crate::ledger::{self, ChainTip, StateMachine};
-use crate::storage::{Cf, Store, StorageError, WriteBatch};
+use crate::storage::{Cf, StorageError, Store, WriteBatch};
 use crate::types::{ReplicaId, Seq, Time, View};
 use persist::{StoredBlock, TxLocation};
 use std::collections::{BTreeMap, VecDeque};
@@ -32,9 +32,15 @@ use std::collections::{BTreeMap, VecDeque};
 /// Something for the driver to deliver.
 #[derive(Clone, Debug)]
 pub enum Outgoing {
-    ToReplica { to: ReplicaId, message: Message },
+    ToReplica {
+        to: ReplicaId,
+        message: Message,
+    },
     Broadcast(Message),
-    ToClient { client: PublicKey, reply: Signed<Reply> },
+    ToClient {
+        client: PublicKey,
+        reply: Signed<Reply>,
+    },
 }
 
 /// Input to a node.
@@ -83,7 +89,12 @@ pub struct Node<S: Store> {
 impl<S: Store> Node<S> {
     /// Opens a node on `store`: initialises an empty store from genesis, or
     /// recovers the chain, application state and consensus state from it.
-    pub fn open(genesis: &Genesis, me: ReplicaId, key: KeyPair, mut store: S) -> Result<Node<S>, NodeError> {
+    pub fn open(
+        genesis: &Genesis,
+        me: ReplicaId,
+        key: KeyPair,
+        mut store: S,
+    ) -> Result<Node<S>, NodeError> {
         let network = genesis.network.0;
         match store.get(Cf::Meta, persist::KEY_GENESIS)? {
             Some(g) if g != network.0 => {
@@ -96,7 +107,10 @@ impl<S: Store> Node<S> {
             Some(_) => {}
             None => {
                 if store.last(Cf::Blocks)?.is_some() || store.last(Cf::Consensus)?.is_some() {
-                    return Err(StorageError::Corrupt("blocks present but no genesis record".into()).into());
+                    return Err(StorageError::Corrupt(
+                        "blocks present but no genesis record".into(),
+                    )
+                    .into());
                 }
                 let mut bank = Bank::new(&genesis.balances).map_err(StorageError::Corrupt)?;
                 let mut batch = WriteBatch::default();
@@ -105,7 +119,11 @@ impl<S: Store> Node<S> {
                         batch.put(Cf::State, k, v);
                     }
                 }
-                batch.put(Cf::Meta, persist::KEY_SCHEMA, persist::SCHEMA_VERSION.to_be_bytes().to_vec());
+                batch.put(
+                    Cf::Meta,
+                    persist::KEY_SCHEMA,
+                    persist::SCHEMA_VERSION.to_be_bytes().to_vec(),
+                );
                 batch.put(Cf::Meta, persist::KEY_GENESIS, network.0.to_vec());
                 store.write(batch)?;
             }
@@ -149,7 +167,7 @@ impl<S: Store> Node<S> {
         let recovered = Recovered {
             ops: persist::load_ops(&store)?,
             last_executed: Seq(tip.height),
-            last_checkpoint_digest: (tip.height > 0 && tip.height % k == 0)
+            last_checkpoint_digest: (tip.height > 0 && tip.height.is_multiple_of(k))
                 .then(|| ledger::checkpoint_digest(tip.block_hash, state_root)),
         };
         let replica = Replica::new(
@@ -219,7 +237,9 @@ impl<S: Store> Node<S> {
 
     fn serve_fetch(&mut self, peer: ReplicaId, from: Seq, to: Seq) -> Result<(), NodeError> {
         let lo = from.0.max(1);
-        let hi = to.0.min(self.tip.height).min(lo.saturating_add(SERVE_FETCH_MAX - 1));
+        let hi =
+            to.0.min(self.tip.height)
+                .min(lo.saturating_add(SERVE_FETCH_MAX - 1));
         if lo > hi {
             return Ok(());
         }
@@ -241,7 +261,9 @@ impl<S: Store> Node<S> {
                     persist::add_ops(&mut batch, &ops);
                     self.store.write(batch)?;
                 }
-                Action::Send { to, message } => self.outbox.push_back(Outgoing::ToReplica { to, message }),
+                Action::Send { to, message } => {
+                    self.outbox.push_back(Outgoing::ToReplica { to, message })
+                }
                 Action::Broadcast(message) => self.outbox.push_back(Outgoing::Broadcast(message)),
                 Action::Execute {
                     seq,
@@ -250,7 +272,8 @@ impl<S: Store> Node<S> {
                     batch_bytes,
                     certificate,
                 } => {
-                    let checkpoint = self.execute(seq, digest, &batch, &batch_bytes, &certificate)?;
+                    let checkpoint =
+                        self.execute(seq, digest, &batch, &batch_bytes, &certificate)?;
                     self.replica.on_input(
                         now,
                         Input::Executed {
@@ -284,7 +307,11 @@ impl<S: Store> Node<S> {
             batch_bytes: batch_bytes.to_vec(),
         };
         wb.put(Cf::Blocks, persist::block_key(seq.0), block.encode());
-        wb.put(Cf::Certs, seq.0.to_be_bytes().to_vec(), persist::encode_certificate(certificate));
+        wb.put(
+            Cf::Certs,
+            seq.0.to_be_bytes().to_vec(),
+            persist::encode_certificate(certificate),
+        );
         for (k, v) in self.bank.take_changes() {
             match v {
                 Some(v) => wb.put(Cf::State, k, v),
@@ -302,13 +329,22 @@ impl<S: Store> Node<S> {
                     index: i as u32,
                     receipt: *receipt,
                 };
-                wb.put(Cf::Blocks, persist::tx_key(&id), persist::encode_tx_location(&loc));
+                wb.put(
+                    Cf::Blocks,
+                    persist::tx_key(&id),
+                    persist::encode_tx_location(&loc),
+                );
             }
         }
         wb.put(
             Cf::Meta,
             persist::KEY_TIP,
-            persist::encode_tip(seq.0, &executed.block_hash, executed.header.timestamp_ms, &executed.state_root_after),
+            persist::encode_tip(
+                seq.0,
+                &executed.block_hash,
+                executed.header.timestamp_ms,
+                &executed.state_root_after,
+            ),
         );
         self.store.write(wb)?;
         self.tip = ChainTip {
@@ -338,7 +374,10 @@ impl<S: Store> Node<S> {
                 )
                 .into_signed();
             self.reply_cache.insert(tx.from, (tx.nonce, reply.clone()));
-            self.outbox.push_back(Outgoing::ToClient { client: tx.from, reply });
+            self.outbox.push_back(Outgoing::ToClient {
+                client: tx.from,
+                reply,
+            });
         }
         self.committed.push_back(CommittedBlock {
             height: seq.0,
@@ -352,7 +391,10 @@ impl<S: Store> Node<S> {
                 .map(|((tx, id), r)| (*id, tx.from, tx.nonce, *r))
                 .collect(),
         });
-        Ok(ledger::checkpoint_digest(executed.block_hash, executed.state_root_after))
+        Ok(ledger::checkpoint_digest(
+            executed.block_hash,
+            executed.state_root_after,
+        ))
     }
 
     // ----- driver and observer interface -----------------------------------

@@ -22,7 +22,7 @@ use crate::consensus::messages::{Commit, CommittedBatch};
 use crate::consensus::PersistOp;
 use crate::crypto::{Digest, Payload, Signed};
 use crate::ledger::{BlockHeader, HEADER_BYTES};
-use crate::storage::{Cf, Store, StorageError, WriteBatch};
+use crate::storage::{Cf, StorageError, Store, WriteBatch};
 use crate::tx::{Batch, Receipt};
 use crate::types::Seq;
 
@@ -69,7 +69,8 @@ pub fn add_ops(batch: &mut WriteBatch, ops: &[PersistOp]) {
             PersistOp::ViewChange(_) => batch.put(Cf::Consensus, KEY_VC, value),
             PersistOp::NewView(_) => batch.put(Cf::Consensus, KEY_NV, value),
             PersistOp::PrePrepare { pre_prepare, .. } => {
-                let (seq, view) = vote_coords::<crate::consensus::messages::PrePrepare>(pre_prepare);
+                let (seq, view) =
+                    vote_coords::<crate::consensus::messages::PrePrepare>(pre_prepare);
                 batch.put(Cf::Consensus, vote_key(seq, view, 0), value)
             }
             PersistOp::Prepare(p) => {
@@ -81,7 +82,8 @@ pub fn add_ops(batch: &mut WriteBatch, ops: &[PersistOp]) {
                 batch.put(Cf::Consensus, vote_key(seq, view, 2), value)
             }
             PersistOp::Prepared(proof) => {
-                let (seq, _) = vote_coords::<crate::consensus::messages::PrePrepare>(&proof.pre_prepare);
+                let (seq, _) =
+                    vote_coords::<crate::consensus::messages::PrePrepare>(&proof.pre_prepare);
                 batch.put(Cf::Consensus, seq_key(b'p', seq), value)
             }
             PersistOp::StableCheckpoint { seq, .. } => {
@@ -155,7 +157,9 @@ impl StoredBlock {
     }
     pub fn decode(bytes: &[u8]) -> Result<StoredBlock, StorageError> {
         if bytes.len() < HEADER_BYTES {
-            return Err(StorageError::Corrupt("block record shorter than a header".into()));
+            return Err(StorageError::Corrupt(
+                "block record shorter than a header".into(),
+            ));
         }
         let header = BlockHeader::from_bytes(&bytes[..HEADER_BYTES])
             .ok_or_else(|| StorageError::Corrupt("block header".into()))?;
@@ -202,7 +206,8 @@ pub fn read_committed(
 ) -> Result<Vec<CommittedBatch>, StorageError> {
     let mut out = Vec::new();
     for h in from..=to {
-        let (Some(block), Some(certificate)) = (read_block(store, h)?, read_certificate(store, h)?) else {
+        let (Some(block), Some(certificate)) = (read_block(store, h)?, read_certificate(store, h)?)
+        else {
             break;
         };
         out.push(CommittedBatch {

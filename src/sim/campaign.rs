@@ -73,7 +73,7 @@ pub fn run(
                 }
                 results.lock().unwrap().push(outcome);
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if progress && (d % 50 == 0 || d == count) {
+                if progress && (d.is_multiple_of(50) || d == count) {
                     let rate = d as f64 / started.elapsed().as_secs_f64().max(1e-9);
                     eprint!("\r{d}/{count} seeds ({rate:.0}/s)   ");
                     let _ = std::io::stderr().flush();
@@ -86,7 +86,10 @@ pub fn run(
     }
     let mut outcomes = std::mem::take(&mut *results.lock().unwrap());
     outcomes.sort_by_key(|o| o.seed);
-    let mut latencies: Vec<u64> = outcomes.iter().flat_map(|o| o.latencies_ms.iter().copied()).collect();
+    let mut latencies: Vec<u64> = outcomes
+        .iter()
+        .flat_map(|o| o.latencies_ms.iter().copied())
+        .collect();
     latencies.sort_unstable();
     let pct = |p: f64| -> u64 {
         if latencies.is_empty() {
@@ -106,6 +109,9 @@ pub fn run(
         elapsed: started.elapsed(),
         latency_p50_ms: pct(0.5),
         latency_p99_ms: pct(0.99),
-        failing: outcomes.into_iter().filter(|o| !o.violations.is_empty()).collect(),
+        failing: outcomes
+            .into_iter()
+            .filter(|o| !o.violations.is_empty())
+            .collect(),
     }
 }

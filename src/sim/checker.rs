@@ -106,7 +106,8 @@ impl Checker {
             Message::Commit(c) => self.vote(sender, 2, c),
             Message::ViewChange(vc) if vc.signer == sender => {
                 if let Ok(v) = ViewChange::decode(&vc.payload) {
-                    let d = crate::crypto::digest(crate::crypto::Domain::ViewChange, &[&vc.payload]);
+                    let d =
+                        crate::crypto::digest(crate::crypto::Domain::ViewChange, &[&vc.payload]);
                     self.record(sender, 3, v.new_view, 0, d);
                 }
             }

@@ -168,7 +168,10 @@ impl Sim {
             ..Config::default()
         };
         let addrs: Vec<(String, String)> = (0..n).map(|_| ("sim".into(), "sim".into())).collect();
-        let balances: Vec<(PublicKey, u64)> = client_keys.iter().map(|k| (k.public(), CLIENT_BALANCE)).collect();
+        let balances: Vec<(PublicKey, u64)> = client_keys
+            .iter()
+            .map(|k| (k.public(), CLIENT_BALANCE))
+            .collect();
         let genesis = genesis::build(
             &format!("sim-{seed}"),
             &keys.iter().map(|k| k.public()).collect::<Vec<_>>(),
@@ -181,8 +184,13 @@ impl Sim {
         let nodes = (0..n)
             .map(|i| {
                 Some(
-                    Node::open(&genesis, ReplicaId(i), keys[i as usize].clone(), stores[i as usize].clone())
-                        .expect("fresh memory store opens"),
+                    Node::open(
+                        &genesis,
+                        ReplicaId(i),
+                        keys[i as usize].clone(),
+                        stores[i as usize].clone(),
+                    )
+                    .expect("fresh memory store opens"),
                 )
             })
             .collect();
@@ -198,7 +206,11 @@ impl Sim {
                 latencies_ms: Vec::new(),
             })
             .collect();
-        let client_index = clients.iter().enumerate().map(|(i, c)| (c.key.public(), i)).collect();
+        let client_index = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.key.public(), i))
+            .collect();
         let verifier = genesis.verifier.clone();
         let supply = genesis.total_supply();
         let mut sim = Sim {
@@ -295,7 +307,11 @@ impl Sim {
         if loss > 0.0 && self.net_rng.gen_bool(loss) {
             return;
         }
-        let copies = if dup > 0.0 && self.net_rng.gen_bool(dup) { 2 } else { 1 };
+        let copies = if dup > 0.0 && self.net_rng.gen_bool(dup) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let delay_us = self.net_rng.gen_range(lo * 1000..=hi * 1000);
             let at = Time(self.now.0 + delay_us);
@@ -311,12 +327,16 @@ impl Sim {
     }
 
     fn run(&mut self) {
-        let settle_deadline = self.scenario.faults_end.plus_millis(self.scenario.settle_ms);
+        let settle_deadline = self
+            .scenario
+            .faults_end
+            .plus_millis(self.scenario.settle_ms);
         while let Some(((at, _), event)) = self.queue.pop_first() {
             self.now = at;
             self.steps += 1;
             if self.steps > STEPS_MAX {
-                self.checker.report(format!("liveness: more than {STEPS_MAX} steps"));
+                self.checker
+                    .report(format!("liveness: more than {STEPS_MAX} steps"));
                 break;
             }
             if at > settle_deadline {
@@ -343,7 +363,9 @@ impl Sim {
                         self.log(|| format!("{from:?} -> {r:?} {}", describe(&message)));
                         let input = match (from, message) {
                             (Endpoint::Client(_), Message::Request(tx)) => NodeInput::Request(tx),
-                            (Endpoint::Replica(f), message) => NodeInput::Message { from: f, message },
+                            (Endpoint::Replica(f), message) => {
+                                NodeInput::Message { from: f, message }
+                            }
                             (Endpoint::Client(_), _) => return,
                         };
                         self.deliver_to_node(r, input);
@@ -415,25 +437,35 @@ impl Sim {
             }
         }
         self.hash_event(4, r.0 as u64, 0, &[]);
-        match Node::open(&self.genesis, r, self.keys[r.index()].clone(), self.stores[r.index()].clone()) {
+        match Node::open(
+            &self.genesis,
+            r,
+            self.keys[r.index()].clone(),
+            self.stores[r.index()].clone(),
+        ) {
             Ok(node) => {
-                self.checker.on_restart(r, node.height(), node.tip().block_hash);
+                self.checker
+                    .on_restart(r, node.height(), node.tip().block_hash);
                 self.log(|| format!("RESTART {r:?} at height {}", node.height()));
                 self.nodes[r.index()] = Some(node);
                 self.deliver_to_node(r, NodeInput::Tick);
             }
-            Err(e) => self.checker.report(format!("S3 durability: {r:?} failed to reopen its store: {e}")),
+            Err(e) => self.checker.report(format!(
+                "S3 durability: {r:?} failed to reopen its store: {e}"
+            )),
         }
     }
 
     fn deliver_to_node(&mut self, r: ReplicaId, input: NodeInput) {
         let now = self.now;
         let node = self.nodes[r.index()].as_mut().expect("caller checked");
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.handle(now, input)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.handle(now, input)));
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                self.checker.report(format!("{r:?} stopped on a node error: {e}"));
+                self.checker
+                    .report(format!("{r:?} stopped on a node error: {e}"));
                 self.nodes[r.index()] = None;
                 return;
             }
@@ -465,7 +497,14 @@ impl Sim {
             self.max_view = self.max_view.max(node.replica().view().0);
         }
         for block in &committed {
-            self.log(|| format!("{r:?} COMMIT height {} {:?} ({} txs)", block.height, block.block_hash, block.txs.len()));
+            self.log(|| {
+                format!(
+                    "{r:?} COMMIT height {} {:?} ({} txs)",
+                    block.height,
+                    block.block_hash,
+                    block.txs.len()
+                )
+            });
             self.checker.on_commit(r, block);
         }
         if !committed.is_empty() {
@@ -475,9 +514,14 @@ impl Sim {
         }
         {
             let node = self.nodes[r.index()].as_ref().expect("alive");
-            let exceeded = node.replica().footprint().exceeded(&node.replica().footprint_limits());
+            let exceeded = node
+                .replica()
+                .footprint()
+                .exceeded(&node.replica().footprint_limits());
             if !exceeded.is_empty() {
-                self.checker.report(format!("S8 bounded: {r:?} exceeds its limits on {exceeded:?}"));
+                self.checker.report(format!(
+                    "S8 bounded: {r:?} exceeds its limits on {exceeded:?}"
+                ));
             }
         }
         for o in out {
@@ -494,13 +538,19 @@ impl Sim {
                 }
                 Outgoing::ToClient { client, reply } => {
                     if let Some(&c) = self.client_index.get(&client) {
-                        self.send(Endpoint::Replica(r), Endpoint::Client(c), Message::Reply(reply));
+                        self.send(
+                            Endpoint::Replica(r),
+                            Endpoint::Client(c),
+                            Message::Reply(reply),
+                        );
                     }
                 }
             }
         }
         // Schedule the node's next timer if it is earlier than the one pending.
-        let deadline = self.nodes[r.index()].as_ref().and_then(|n| n.next_deadline());
+        let deadline = self.nodes[r.index()]
+            .as_ref()
+            .and_then(|n| n.next_deadline());
         if let Some(d) = deadline {
             let d = d.max(self.now);
             if self.wake_at[r.index()].is_none_or(|w| d < w) {
@@ -517,11 +567,9 @@ impl Sim {
     fn client_tick(&mut self, c: usize) {
         let now = self.now;
         let timeout = self.client_timeout_ms();
-        if self.clients[c]
-            .outstanding
-            .as_ref()
-            .is_some_and(|o| now.saturating_sub_millis(o.first_sent) > 10 * self.scenario.request_timeout_ms)
-        {
+        if self.clients[c].outstanding.as_ref().is_some_and(|o| {
+            now.saturating_sub_millis(o.first_sent) > 10 * self.scenario.request_timeout_ms
+        }) {
             self.last_stall = Some(now);
         }
         let client = &mut self.clients[c];
@@ -544,7 +592,13 @@ impl Sim {
                 } else {
                     self.client_rng.gen_range(1..=CLIENT_BALANCE / 4)
                 };
-                let tx = Transaction::transfer(self.genesis.network, &client.key, to, amount, client.nonce);
+                let tx = Transaction::transfer(
+                    self.genesis.network,
+                    &client.key,
+                    to,
+                    amount,
+                    client.nonce,
+                );
                 self.checker.submitted.insert(tx.id());
                 client.outstanding = Some(Outstanding {
                     tx: tx.clone(),
@@ -562,10 +616,16 @@ impl Sim {
             }
             self.hash_event(6, c as u64, tx.nonce, &[]);
             for r in 0..self.scenario.replicas {
-                self.send(Endpoint::Client(c), Endpoint::Replica(ReplicaId(r)), Message::Request(tx.clone()));
+                self.send(
+                    Endpoint::Client(c),
+                    Endpoint::Replica(ReplicaId(r)),
+                    Message::Request(tx.clone()),
+                );
             }
         }
-        if self.clients[c].outstanding.is_some() || self.clients[c].submitted < self.clients[c].target {
+        if self.clients[c].outstanding.is_some()
+            || self.clients[c].submitted < self.clients[c].target
+        {
             self.push(now.plus_millis(timeout / 2), Event::ClientTick(c));
         }
     }
@@ -573,7 +633,8 @@ impl Sim {
     /// A client accepts a result on f+1 matching signed replies.
     fn on_reply(&mut self, c: usize, reply: crate::crypto::Signed<Reply>) {
         let Ok(v) = self.verifier.verify::<Reply>(&reply) else {
-            self.checker.report(format!("client {c} received a reply with a bad signature"));
+            self.checker
+                .report(format!("client {c} received a reply with a bad signature"));
             return;
         };
         let weak = self.genesis.cluster.weak_quorum();
@@ -637,7 +698,15 @@ impl Sim {
         let states: Vec<Option<(u64, u64, Option<u64>)>> = self
             .nodes
             .iter()
-            .map(|n| n.as_ref().map(|n| (n.height(), n.replica().view().0, n.replica().changing_to().map(|v| v.0))))
+            .map(|n| {
+                n.as_ref().map(|n| {
+                    (
+                        n.height(),
+                        n.replica().view().0,
+                        n.replica().changing_to().map(|v| v.0),
+                    )
+                })
+            })
             .collect();
         let Some(view) = self.operating_view() else {
             problems.push(format!("L2 view sync: no 2f+1 replicas share a view; (height, view, changing-to) {states:?}"));
@@ -670,8 +739,9 @@ impl Sim {
             self.checker.report(p);
         }
         if self.primary_down_long {
-            self.checker
-                .report("L2 liveness: the primary was down for long but no view change happened".into());
+            self.checker.report(
+                "L2 liveness: the primary was down for long but no view change happened".into(),
+            );
         }
         // Every client result is what the chain holds (S4 from the client's side).
         for (i, c) in self.clients.iter().enumerate() {
@@ -688,7 +758,12 @@ impl Sim {
         for c in &self.clients {
             latencies.extend(&c.latencies_ms);
         }
-        let stats: Vec<_> = self.nodes.iter().flatten().map(|n| n.replica().stats().clone()).collect();
+        let stats: Vec<_> = self
+            .nodes
+            .iter()
+            .flatten()
+            .map(|n| n.replica().stats().clone())
+            .collect();
         SeedOutcome {
             seed: self.seed,
             violations: std::mem::take(&mut self.checker.violations),
@@ -720,7 +795,9 @@ impl Sim {
                 continue;
             };
             if block.header.hash() != self.checker.chain(node.id())[h as usize - 1] {
-                problems.push(format!("S3 height {h}: stored block differs from the committed one"));
+                problems.push(format!(
+                    "S3 height {h}: stored block differs from the committed one"
+                ));
             }
             let digest = crate::tx::batch_digest(&block.batch_bytes);
             let signers: BTreeSet<ReplicaId> = cert
@@ -730,7 +807,10 @@ impl Sim {
                 .map(|c| c.signer())
                 .collect();
             if signers.len() < quorum {
-                problems.push(format!("S5 height {h}: certificate has {} valid signers", signers.len()));
+                problems.push(format!(
+                    "S5 height {h}: certificate has {} valid signers",
+                    signers.len()
+                ));
             }
         }
         for p in problems {
@@ -747,8 +827,8 @@ fn endpoint_code(e: Endpoint) -> u64 {
 }
 
 fn describe(m: &Message) -> String {
-    use crate::crypto::Payload;
     use crate::consensus::messages::*;
+    use crate::crypto::Payload;
     match m {
         Message::PrePrepare { pre_prepare, .. } => PrePrepare::decode(&pre_prepare.payload)
             .map(|p| format!("pre-prepare {:?} {:?} {:?}", p.view, p.seq, p.digest))
@@ -763,10 +843,23 @@ fn describe(m: &Message) -> String {
             .map(|c| format!("checkpoint {:?} {:?}", c.seq, c.digest))
             .unwrap_or_else(|_| "checkpoint (malformed)".into()),
         Message::ViewChange(v) => ViewChange::decode(&v.payload)
-            .map(|v| format!("view-change to {:?} stable {:?} prepared {}", v.new_view, v.stable_seq, v.prepared.len()))
+            .map(|v| {
+                format!(
+                    "view-change to {:?} stable {:?} prepared {}",
+                    v.new_view,
+                    v.stable_seq,
+                    v.prepared.len()
+                )
+            })
             .unwrap_or_else(|_| "view-change (malformed)".into()),
         Message::NewView(v) => NewView::decode(&v.payload)
-            .map(|v| format!("new-view {:?} with {} pre-prepares", v.view, v.pre_prepares.len()))
+            .map(|v| {
+                format!(
+                    "new-view {:?} with {} pre-prepares",
+                    v.view,
+                    v.pre_prepares.len()
+                )
+            })
             .unwrap_or_else(|_| "new-view (malformed)".into()),
         Message::Suspect(s) => Suspect::decode(&s.payload)
             .map(|s| format!("suspect {:?}", s.view))
@@ -774,7 +867,10 @@ fn describe(m: &Message) -> String {
         Message::Request(tx) => format!("request nonce {} from {:?}", tx.nonce, tx.from),
         Message::NewViewRequest { view } => format!("new-view-request from {view:?}"),
         Message::Fetch { from, to } => format!("fetch {from:?}..={to:?}"),
-        Message::Batches(b) => format!("batches {:?}", b.iter().map(|b| b.seq.0).collect::<Vec<_>>()),
+        Message::Batches(b) => format!(
+            "batches {:?}",
+            b.iter().map(|b| b.seq.0).collect::<Vec<_>>()
+        ),
         Message::Reply(_) => "reply".into(),
     }
 }

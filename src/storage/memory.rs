@@ -5,7 +5,7 @@
 //! synced: it is durable once it returns, exactly like the RocksDB store with
 //! `sync = true`.
 
-use super::{Cf, Store, StorageError, WriteBatch};
+use super::{Cf, StorageError, Store, WriteBatch};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
@@ -31,11 +31,7 @@ impl MemoryStore {
     }
     /// Number of keys in one column family.
     pub fn keys(&self, cf: Cf) -> usize {
-        self.tables
-            .lock()
-            .unwrap()
-            .get(&cf)
-            .map_or(0, |m| m.len())
+        self.tables.lock().unwrap().get(&cf).map_or(0, |m| m.len())
     }
 }
 

@@ -99,6 +99,9 @@ pub enum StorageError {
     Io(String),
 }
 
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A durable key-value store with column families.
 pub trait Store: Send {
     /// Applies `batch` atomically and returns once it is durable.
@@ -111,7 +114,7 @@ pub trait Store: Send {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<Vec<KeyValue>, StorageError>;
     /// The greatest key in a column family with its value.
-    fn last(&self, cf: Cf) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn last(&self, cf: Cf) -> Result<Option<KeyValue>, StorageError>;
 }

@@ -1,0 +1,96 @@
+//! A campaign of 1,000 random seeds (swarm testing: each seed draws its own
+//! fault rates), and the proof that the checker can fail.
+
+use pbft_ledger::consensus::messages::{Message, Prepare};
+use pbft_ledger::crypto::{Digest, KeyPair, NetworkId};
+use pbft_ledger::node::CommittedBlock;
+use pbft_ledger::sim::checker::Checker;
+use pbft_ledger::sim::{campaign, SimOptions};
+use pbft_ledger::types::{ReplicaId, Seq, View};
+
+/// 1,000 seeds, 0 violations, and view changes happen in the seeds that
+/// crash or partition a primary.
+#[test]
+fn thousand_seeds_without_violations() {
+    let opts = SimOptions {
+        replicas: 4,
+        verbose: false,
+    };
+    let summary = campaign::run(10_000, 1_000, &opts, 2, false, &|o| {
+        eprintln!("seed {}: {:?}", o.seed, o.violations);
+    });
+    eprintln!("{}", summary.line());
+    assert_eq!(
+        summary.violations,
+        0,
+        "failing seeds: {:?}",
+        summary.failing.iter().map(|o| o.seed).collect::<Vec<_>>()
+    );
+    assert!(summary.seeds_with_view_change > 50, "{}", summary.line());
+    assert!(summary.commits > 10_000);
+}
+
+fn block(height: u64, hash: u8) -> CommittedBlock {
+    CommittedBlock {
+        height,
+        block_hash: Digest([hash; 32]),
+        batch_digest: Digest([hash; 32]),
+        txs: Vec::new(),
+    }
+}
+
+/// Fed conflicting commits, the checker reports an agreement violation.
+#[test]
+fn checker_reports_conflicting_commits() {
+    let mut c = Checker::default();
+    c.on_commit(ReplicaId(0), &block(1, 1));
+    c.on_commit(ReplicaId(1), &block(1, 1));
+    assert!(c.violations.is_empty());
+    c.on_commit(ReplicaId(2), &block(1, 2));
+    assert_eq!(c.violations.len(), 1);
+    assert!(
+        c.violations[0].starts_with("S1 agreement"),
+        "{:?}",
+        c.violations
+    );
+}
+
+/// A skipped height, a restart that lost a block, and a double vote are
+/// each reported.
+#[test]
+fn checker_reports_gaps_lost_blocks_and_equivocation() {
+    let mut c = Checker::default();
+    c.on_commit(ReplicaId(0), &block(1, 1));
+    c.on_commit(ReplicaId(0), &block(3, 3));
+    assert!(c.violations.iter().any(|v| v.starts_with("S2 chain")));
+
+    let mut c = Checker::default();
+    c.on_commit(ReplicaId(0), &block(1, 1));
+    c.on_commit(ReplicaId(0), &block(2, 2));
+    c.on_restart(ReplicaId(0), 1, Digest([1; 32]));
+    assert!(c.violations.iter().any(|v| v.starts_with("S3 durability")));
+
+    let mut c = Checker::default();
+    let key = KeyPair::from_label("r0");
+    let net = NetworkId(Digest([5; 32]));
+    let vote = |d: u8| {
+        key.sign(
+            net,
+            ReplicaId(0),
+            Prepare {
+                view: View(0),
+                seq: Seq(1),
+                digest: Digest([d; 32]),
+            },
+        )
+        .into_signed()
+    };
+    c.on_send(ReplicaId(0), &Message::Prepare(vote(1)));
+    c.on_send(ReplicaId(0), &Message::Prepare(vote(1)));
+    assert!(c.violations.is_empty());
+    c.on_send(ReplicaId(0), &Message::Prepare(vote(2)));
+    assert!(c
+        .violations
+        .iter()
+        .any(|v| v.starts_with("S7 equivocation")));
+}
