@@ -18,6 +18,8 @@ const DIAL_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 /// First and largest pause before re-asking a replica that failed.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Longest `close` waits for the close frames to be sent.
+const CLOSE_WAIT: Duration = Duration::from_millis(200);
 /// After f+1 query answers are in, how long to wait for the others.
 const QUERY_GRACE: Duration = Duration::from_millis(300);
 
@@ -239,10 +241,13 @@ impl Client {
         self.timeout.as_millis() as u64
     }
 
-    /// Closes every connection (waits at most a second).
+    /// Closes every connection. Waits at most `CLOSE_WAIT` for the close to
+    /// go out: a dial still pending to a dead replica would otherwise hold
+    /// the endpoint open for a second, and the replicas' idle timeout cleans
+    /// up anything not told.
     pub async fn close(self) {
         if let Ok(connector) = Arc::try_unwrap(self.connector) {
-            connector.close().await;
+            let _ = tokio::time::timeout(CLOSE_WAIT, connector.close()).await;
         }
     }
 
