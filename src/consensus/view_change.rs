@@ -103,7 +103,15 @@ impl Replica {
             return;
         }
         let view = self.view;
-        let count = self.suspects.values().filter(|v| **v == view).count();
+        // A VIEW-CHANGE for a later view implies its sender suspects this one.
+        let count = self
+            .cluster
+            .replicas()
+            .filter(|r| {
+                self.suspects.get(r).is_some_and(|v| *v == view)
+                    || self.view_changes.get(r).is_some_and(|vc| vc.new_view > view)
+            })
+            .count();
         if count >= self.cluster.weak_quorum() {
             self.start_view_change(view.next());
         }
@@ -209,6 +217,7 @@ impl Replica {
             return self.ignore(reason);
         }
         self.view_changes.insert(signer, vc);
+        self.check_suspects();
 
         // Join once f+1 others ask for views above ours (§4.5.2).
         let level = self.changing_to.unwrap_or(self.view);

@@ -141,6 +141,8 @@ struct Sim {
     primary_down_long: bool,
     /// Crash time and the highest view then, per crashed replica.
     down_since: BTreeMap<ReplicaId, (Time, u64)>,
+    /// Completed outages: (replica, down, up).
+    outages: Vec<(ReplicaId, Time, Time)>,
     /// Last time a client's request had waited more than 10 request timeouts.
     last_stall: Option<Time>,
 }
@@ -238,6 +240,7 @@ impl Sim {
             primary_down_long: false,
             down_since: BTreeMap::new(),
             last_stall: None,
+            outages: Vec::new(),
             scenario,
         };
         sim.schedule_faults();
@@ -425,7 +428,13 @@ impl Sim {
             let timeout = self.scenario.request_timeout_ms;
             let long = self.now.saturating_sub_millis(since) > 20 * timeout;
             let was_primary = self.genesis.cluster.primary(crate::types::View(view_then)) == r;
+            let now = self.now;
+            let overlapping_outage = self
+                .outages
+                .iter()
+                .any(|(o, down, up)| *o != r && *down < now && *up > since);
             let others_fine = self.down_since.is_empty()
+                && !overlapping_outage
                 && !self
                     .scenario
                     .partitions
@@ -435,6 +444,7 @@ impl Sim {
             if long && was_primary && others_fine && stalled && self.max_view == view_then {
                 self.primary_down_long = true;
             }
+            self.outages.push((r, since, self.now));
         }
         self.hash_event(4, r.0 as u64, 0, &[]);
         match Node::open(
