@@ -14,6 +14,8 @@ echo "== cargo clippy --release --all-targets -- -D warnings"
 cargo clippy --release --all-targets -- -D warnings
 echo "== cargo clippy --release --all-targets --features byzantine -- -D warnings"
 cargo clippy --release --all-targets --features byzantine -- -D warnings
-echo "== cargo test --release"
-cargo test --release --all-targets -- --test-threads=2
+echo "== cargo test --release (library, binaries, integration tests)"
+cargo test --release --lib --bins --tests -- --test-threads=2
+echo "== cargo test --release --benches (each bench runs once as a smoke test)"
+cargo test --release --benches
 echo "== all checks passed"

@@ -410,53 +410,48 @@ impl Replica {
         r
     }
 
+    /// Rebuilds the replica from its persisted ops. The result does not
+    /// depend on the order of the ops: the view is the last `View` op, a
+    /// slot keeps the votes of the highest view seen for it, and the double-sign
+    /// guard learns every vote whatever its view.
     fn restore(&mut self, rec: Recovered) {
         if let Some(d) = rec.last_checkpoint_digest {
             self.own_checkpoints.insert(rec.last_executed, d);
         }
-        for op in rec.ops {
+        for op in &rec.ops {
             match op {
                 PersistOp::View { view, changing_to } => {
-                    self.view = view;
-                    self.changing_to = changing_to;
+                    self.view = *view;
+                    self.changing_to = *changing_to;
                 }
-                PersistOp::StableCheckpoint { seq, proof } => {
-                    self.low = seq;
-                    self.stable_proof = proof;
-                    self.slots.retain(|s, _| *s > seq);
-                    self.votes.retain(|(_, _, s), _| *s > seq);
+                PersistOp::StableCheckpoint { seq, proof } if *seq >= self.low => {
+                    self.low = *seq;
+                    self.stable_proof = proof.clone();
                 }
+                _ => {}
+            }
+        }
+        let mut new_views = Vec::new();
+        for op in rec.ops {
+            match op {
+                PersistOp::View { .. } | PersistOp::StableCheckpoint { .. } => {}
                 PersistOp::PrePrepare { pre_prepare, batch } => {
-                    if let Ok(pp) = PrePrepare::decode(&pre_prepare.payload) {
-                        self.votes
-                            .insert((VoteKind::PrePrepare, pp.view, pp.seq), pp.digest);
-                        if let (Ok(v), Ok(b)) =
-                            (self.verifier.verify(&pre_prepare), Batch::decode(&batch))
-                        {
-                            let slot = self.slots.entry(pp.seq).or_default();
-                            if slot.view <= pp.view {
-                                *slot = Slot {
-                                    view: pp.view,
-                                    prepared: slot.prepared.take(),
-                                    ..Slot::default()
-                                };
-                                slot.pre_prepare = Some(v);
-                                slot.batch = Some((Arc::new(b), batch.into()));
-                            }
-                        }
-                        if pp.view == self.view {
-                            self.next_seq = self.next_seq.max(pp.seq.next());
-                        }
+                    let Ok(pp) = self.verifier.verify::<PrePrepare>(&pre_prepare) else {
+                        continue;
+                    };
+                    self.votes
+                        .insert((VoteKind::PrePrepare, pp.view, pp.seq), pp.digest);
+                    if let Ok(b) = Batch::decode(&batch) {
+                        self.restore_pre_prepare(pp, b, batch.into());
                     }
                 }
                 PersistOp::Prepare(p) => {
                     if let Ok(v) = self.verifier.verify(&p) {
                         self.votes
                             .insert((VoteKind::Prepare, v.view, v.seq), v.digest);
-                        let slot = self.slots.entry(v.seq).or_default();
-                        if slot.view == v.view || slot.pre_prepare.is_none() {
-                            slot.view = v.view;
-                            slot.prepares.insert(self.me, v);
+                        let me = self.me;
+                        if let Some(slot) = self.restored_slot(v.seq, v.view) {
+                            slot.prepares.insert(me, v);
                         }
                     }
                 }
@@ -464,10 +459,10 @@ impl Replica {
                     if let Ok(v) = self.verifier.verify(&c) {
                         self.votes
                             .insert((VoteKind::Commit, v.view, v.seq), v.digest);
-                        let slot = self.slots.entry(v.seq).or_default();
-                        if slot.view == v.view {
+                        let me = self.me;
+                        if let Some(slot) = self.restored_slot(v.seq, v.view) {
                             slot.sent_commit = true;
-                            slot.commits.insert(self.me, v);
+                            slot.commits.insert(me, v);
                         }
                     }
                 }
@@ -481,31 +476,40 @@ impl Replica {
                 }
                 PersistOp::ViewChange(vc) => {
                     if let Ok(v) = self.verifier.verify(&vc) {
-                        self.own_view_change = Some(vc);
-                        self.view_changes.insert(self.me, v);
+                        let newer = self
+                            .view_changes
+                            .get(&self.me)
+                            .is_none_or(|old| old.new_view <= v.new_view);
+                        if newer {
+                            self.own_view_change = Some(vc);
+                            self.view_changes.insert(self.me, v);
+                        }
                     }
                 }
                 PersistOp::NewView(nv) => {
-                    // As new primary we signed its PRE-PREPAREs: guard them.
-                    if let Ok(v) = NewView::decode(&nv.payload) {
-                        for pp in v.pre_prepares.iter().filter(|p| p.signer == self.me) {
-                            if let Ok(pp) = PrePrepare::decode(&pp.payload) {
-                                self.votes
-                                    .insert((VoteKind::PrePrepare, pp.view, pp.seq), pp.digest);
-                                if pp.view == self.view {
-                                    self.next_seq = self.next_seq.max(pp.seq.next());
-                                }
-                            }
-                        }
+                    if let Ok(v) = self.verifier.verify::<NewView>(&nv) {
+                        new_views.push(v);
                     }
-                    self.latest_new_view = Some(nv);
                 }
             }
         }
+        new_views.sort_by_key(|nv| nv.view);
+        for nv in new_views {
+            self.restore_new_view(nv);
+        }
         self.slots.retain(|s, _| *s > self.low);
-        self.next_seq = self.next_seq.max(self.last_executed.next());
-        // Slots that hold votes from an older view than ours start afresh.
+        self.votes.retain(|(_, _, s), _| *s > self.low);
+        // Next proposal: above everything we pre-prepared in this view.
         let view = self.view;
+        let proposed = self
+            .votes
+            .keys()
+            .filter(|(kind, v, _)| *kind == VoteKind::PrePrepare && *v == view)
+            .map(|(_, _, seq)| *seq)
+            .max()
+            .unwrap_or(Seq(0));
+        self.next_seq = proposed.max(self.last_executed).max(self.low).next();
+        // Slots that hold votes from an older view than ours start afresh.
         for slot in self.slots.values_mut() {
             if slot.view < view {
                 slot.reset_to(view);
@@ -515,6 +519,67 @@ impl Replica {
             // Resume waiting for the NEW-VIEW: re-send our VIEW-CHANGE soon.
             // The NEW-VIEW timer restarts once 2f+1 VIEW-CHANGEs are in again.
             self.retransmit_deadline = Some(Time::ZERO);
+        }
+    }
+
+    /// The slot for a restored vote of `view`, reset if it held an older
+    /// view; `None` if it already holds a later view.
+    fn restored_slot(&mut self, seq: Seq, view: View) -> Option<&mut Slot> {
+        let slot = self.slots.entry(seq).or_insert_with(|| Slot {
+            view,
+            ..Slot::default()
+        });
+        if slot.view < view {
+            slot.reset_to(view);
+        }
+        (slot.view == view).then_some(slot)
+    }
+
+    fn restore_pre_prepare(&mut self, pp: Verified<PrePrepare>, batch: Batch, bytes: Arc<[u8]>) {
+        if let Some(slot) = self.restored_slot(pp.seq, pp.view) {
+            if slot.pre_prepare.is_none() {
+                slot.pre_prepare = Some(pp);
+                slot.batch = Some((Arc::new(batch), bytes));
+            }
+        }
+    }
+
+    /// A NEW-VIEW we accepted (or sent) before the restart: its O-set's
+    /// PRE-PREPAREs are back in their slots, so the view goes on where it was.
+    /// The batches come from recomputing O from its VIEW-CHANGEs.
+    fn restore_new_view(&mut self, nv: Verified<NewView>) {
+        let vcs: Result<Vec<Verified<ViewChange>>, _> = nv
+            .view_changes
+            .iter()
+            .map(|vc| self.verifier.verify::<ViewChange>(vc))
+            .collect();
+        if let Ok(vcs) = vcs {
+            let o = self.compute_o_set(&vcs);
+            let max_s = o.entries.last().map_or(o.min_s, |e| e.seq);
+            self.new_view_ceiling = self.new_view_ceiling.max(max_s);
+            for (entry, pp) in o.entries.into_iter().zip(&nv.pre_prepares) {
+                let Ok(pp) = self.verifier.verify::<PrePrepare>(pp) else {
+                    continue;
+                };
+                if pp.seq != entry.seq || pp.digest != entry.digest || pp.view != nv.view {
+                    continue;
+                }
+                if pp.signer() == self.me {
+                    self.votes
+                        .insert((VoteKind::PrePrepare, pp.view, pp.seq), pp.digest);
+                }
+                if let Ok(batch) = Batch::decode(&entry.batch) {
+                    self.restore_pre_prepare(pp, batch, entry.batch.into());
+                }
+            }
+        }
+        if self
+            .latest_new_view
+            .as_ref()
+            .and_then(|l| NewView::decode(&l.payload).ok())
+            .is_none_or(|l| l.view <= nv.view)
+        {
+            self.latest_new_view = Some(nv.into_signed());
         }
     }
 

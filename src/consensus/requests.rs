@@ -13,21 +13,30 @@ use super::messages::PrePrepare;
 use super::{Action, PersistOp, Replica, Slot, VoteKind};
 use crate::crypto::PublicKey;
 use crate::tx::{batch_digest, Batch, Transaction};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 type TxKey = (PublicKey, u64);
 
 /// Requests known but not yet executed, bounded in total and per client.
+///
+/// Every index below holds only keys present in `txs`, so all of them are
+/// bounded by `max` (a hostile client cannot grow any of them).
 #[derive(Clone, Debug)]
 pub struct Pending {
-    txs: BTreeMap<TxKey, Transaction>,
+    txs: BTreeMap<TxKey, PendingTx>,
     per_client: BTreeMap<PublicKey, usize>,
-    /// Arrival order of requests not yet proposed by us as primary.
-    unproposed: VecDeque<TxKey>,
-    proposed: BTreeSet<TxKey>,
+    /// Requests not yet proposed by us as primary, by arrival number.
+    unproposed: BTreeMap<u64, TxKey>,
+    next_arrival: u64,
     max: usize,
     per_client_max: usize,
+}
+
+#[derive(Clone, Debug)]
+struct PendingTx {
+    tx: Transaction,
+    arrival: u64,
 }
 
 /// Why a request was not added.
@@ -43,8 +52,8 @@ impl Pending {
         Pending {
             txs: BTreeMap::new(),
             per_client: BTreeMap::new(),
-            unproposed: VecDeque::new(),
-            proposed: BTreeSet::new(),
+            unproposed: BTreeMap::new(),
+            next_arrival: 0,
             max,
             per_client_max,
         }
@@ -68,8 +77,10 @@ impl Pending {
             return Err(Rejected::ClientFull);
         }
         *count += 1;
-        self.txs.insert(key, tx);
-        self.unproposed.push_back(key);
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.txs.insert(key, PendingTx { tx, arrival });
+        self.unproposed.insert(arrival, key);
         Ok(())
     }
     /// Forgets every request of `client` with a nonce up to `nonce`: it
@@ -81,8 +92,9 @@ impl Pending {
             .map(|(k, _)| *k)
             .collect();
         for key in doomed {
-            self.txs.remove(&key);
-            self.proposed.remove(&key);
+            if let Some(p) = self.txs.remove(&key) {
+                self.unproposed.remove(&p.arrival);
+            }
             if let Some(c) = self.per_client.get_mut(&client) {
                 *c -= 1;
                 if *c == 0 {
@@ -95,38 +107,32 @@ impl Pending {
     fn take_batch(&mut self, max: usize) -> Vec<Transaction> {
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(key) = self.unproposed.pop_front() else {
+            let Some((_, key)) = self.unproposed.pop_first() else {
                 break;
             };
-            if self.proposed.contains(&key) {
-                continue;
-            }
-            if let Some(tx) = self.txs.get(&key) {
-                self.proposed.insert(key);
-                out.push(tx.clone());
+            if let Some(p) = self.txs.get(&key) {
+                out.push(p.tx.clone());
             }
         }
         out
     }
     fn has_unproposed(&self) -> bool {
-        self.unproposed
-            .iter()
-            .any(|k| self.txs.contains_key(k) && !self.proposed.contains(k))
+        !self.unproposed.is_empty()
     }
     /// A new view: nothing is proposed by us any more, except what the
     /// NEW-VIEW itself re-proposes (`in_flight`).
     fn reset_proposals(&mut self, in_flight: &BTreeSet<TxKey>) {
-        self.proposed = in_flight
-            .iter()
-            .filter(|k| self.txs.contains_key(k))
-            .copied()
-            .collect();
-        self.unproposed = self
-            .txs
-            .keys()
-            .filter(|k| !self.proposed.contains(k))
-            .copied()
-            .collect();
+        self.unproposed.clear();
+        for (key, p) in &self.txs {
+            if !in_flight.contains(key) {
+                self.unproposed.insert(p.arrival, *key);
+            }
+        }
+    }
+    /// Requests waiting to be proposed (for tests of the bounds).
+    #[cfg(test)]
+    pub(super) fn unproposed_len(&self) -> usize {
+        self.unproposed.len()
     }
 }
 

@@ -109,7 +109,10 @@ impl Replica {
             .replicas()
             .filter(|r| {
                 self.suspects.get(r).is_some_and(|v| *v == view)
-                    || self.view_changes.get(r).is_some_and(|vc| vc.new_view > view)
+                    || self
+                        .view_changes
+                        .get(r)
+                        .is_some_and(|vc| vc.new_view > view)
             })
             .count();
         if count >= self.cluster.weak_quorum() {
