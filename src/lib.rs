@@ -21,6 +21,7 @@
 //! `Signed<T>` into a `Verified<T>` must validate the payload bytes, and only
 //! `crypto` may make a `Verified<T>`.
 
+pub mod adversary;
 pub mod client;
 pub mod cluster;
 pub mod codec;

@@ -317,7 +317,10 @@ pub struct Replica {
     own_view_change: Option<Signed<ViewChange>>,
     /// The NEW-VIEW that brought us into the current view (re-sent to stragglers).
     latest_new_view: Option<Signed<NewView>>,
-    new_view_answered: std::collections::BTreeSet<(ReplicaId, View)>,
+    /// When we last sent each replica our NEW-VIEW (bounded by `n`): a
+    /// straggler is answered again only after a request timeout, so a lost
+    /// answer is repaired and a Byzantine asker gains no amplification.
+    new_view_answered: BTreeMap<ReplicaId, Time>,
     /// (peer, view) pairs we asked for a NEW-VIEW since entering our view.
     new_view_requested: std::collections::BTreeSet<(ReplicaId, View)>,
     /// Highest seq we saw 2f+1 matching COMMITs for (committed somewhere).

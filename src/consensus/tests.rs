@@ -2085,3 +2085,29 @@ fn restarted_backup_prepares_the_new_views_o_set() {
         );
     }
 }
+
+/// §4.4 liveness: a replica that asks for a view we already entered missed
+/// the NEW-VIEW. The answer can be lost, or reach the asker while it is down,
+/// so it is repeated — but at most once per request timeout per asker.
+///
+/// Setup: replica 0 entered view 1; replica 2 keeps sending VIEW-CHANGE(v1).
+/// Expect: NEW-VIEW to 2 on the first; nothing on a second just after; the
+/// NEW-VIEW again once a request timeout passed. (A seed of 10,000 once
+/// ended with a replica asking for ever after its one answer was lost.)
+#[test]
+fn straggler_gets_the_new_view_again_after_a_timeout() {
+    let net = Net::new(4);
+    let nv = new_view_v1(&net);
+    let mut r0 = net.replica(0);
+    deliver(&mut r0, at(0), 1, Message::NewView(nv));
+    assert_eq!(r0.view(), View(1));
+    let asked = || Message::ViewChange(net.view_change(2, 1, vec![]));
+    let timeout = config().request_timeout_ms;
+    let nv = "NewView(v1,V@[r1,r2,r3],O=[PrePrepare(v1,s1,null)@r1,PrePrepare(v1,s2,B)@r1])@r1";
+    let first = deliver(&mut r0, at(10), 2, asked());
+    assert_eq!(net.describe(&first), [format!("Send(r2,{nv})")]);
+    let again = deliver(&mut r0, at(20), 2, asked());
+    assert_eq!(net.describe(&again), Vec::<String>::new());
+    let later = deliver(&mut r0, at(10 + timeout), 2, asked());
+    assert_eq!(net.describe(&later), [format!("Send(r2,{nv})")]);
+}

@@ -239,7 +239,8 @@ impl Replica {
     }
 
     /// A replica still asks for a view we already entered: it missed the
-    /// NEW-VIEW. Send it once per (replica, view).
+    /// NEW-VIEW. Send it, at most once per request timeout per replica (the
+    /// answer may be lost, or arrive while the asker is down).
     pub(super) fn help_straggler(&mut self, replica: crate::types::ReplicaId, target: View) {
         if self.changing_to.is_some() {
             return;
@@ -251,10 +252,12 @@ impl Replica {
         else {
             return;
         };
-        if nv_view == self.view
-            && nv_view >= target
-            && self.new_view_answered.insert((replica, target))
-        {
+        let quiet = self
+            .new_view_answered
+            .get(&replica)
+            .is_none_or(|t| self.now >= t.plus_millis(self.cfg.request_timeout_ms));
+        if nv_view == self.view && nv_view >= target && quiet {
+            self.new_view_answered.insert(replica, self.now);
             self.actions.push_back(Action::Send {
                 to: replica,
                 message: Message::NewView(nv),

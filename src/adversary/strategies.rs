@@ -1,0 +1,922 @@
+//! The catalogue of Byzantine behaviours (TESTING.md, "Faults to inject").
+//!
+//! Each strategy only uses what a malicious replica has: its own key, the
+//! messages it receives and sends, and (for colluders) what other Byzantine
+//! replicas tell it. Messages it attributes to others carry signatures it
+//! cannot make, so they are either replays of real ones or forgeries.
+
+use super::{Ctx, Send, Strategy, Wire};
+use crate::consensus::messages::{
+    Checkpoint, Commit, CommittedBatch, Message, NewView, PrePrepare, Prepare, PreparedProof,
+    Suspect, ViewChange,
+};
+use crate::crypto::{Digest, Payload, Signed};
+use crate::tx::{batch_digest, Batch, Transaction};
+use crate::types::{ReplicaId, Seq, View};
+use rand::Rng;
+use std::collections::{BTreeMap, VecDeque};
+
+/// The adversaries `pbft-sim` knows, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Equivocate,
+    DoubleVote,
+    Silent,
+    Slow,
+    Omit,
+    Mutate,
+    Replay,
+    SigReuse,
+    Forge,
+    BadTxs,
+    BadCheckpoint,
+    ForgedViewChange,
+    BadNewView,
+    ViewChangeStorm,
+    FarFlood,
+    Malformed,
+    Clients,
+    Twins,
+}
+
+/// Name, kind and one-line description of every adversary.
+pub const CATALOGUE: &[(&str, Kind, &str)] = &[
+    ("equivocate", Kind::Equivocate, "primary sends conflicting PRE-PREPAREs for each seq to two groups of replicas; colluders vote for both sides"),
+    ("double-vote", Kind::DoubleVote, "signs a second PREPARE and COMMIT for another digest in every slot, sent to part of the replicas"),
+    ("silent", Kind::Silent, "sends nothing while it is the primary (but keeps receiving)"),
+    ("slow", Kind::Slow, "primary holds every PRE-PREPARE back for 90% of the request timeout"),
+    ("omit", Kind::Omit, "selective omission: nothing reaches one honest replica, no COMMIT reaches another"),
+    ("mutate", Kind::Mutate, "ByzzFuzz small-scope mutation: re-signs messages with view, seq or digest nudged, or drops them, per recipient"),
+    ("replay", Kind::Replay, "re-sends old messages (its own and others') to random replicas"),
+    ("sig-reuse", Kind::SigReuse, "re-labels signed votes as another phase or view without re-signing, its own and others'"),
+    ("forge", Kind::Forge, "votes, checkpoints and catch-up batches with forged signatures or signers, and bit-flipped signatures"),
+    ("bad-txs", Kind::BadTxs, "primary puts a badly signed transaction into every batch"),
+    ("bad-checkpoint", Kind::BadCheckpoint, "CHECKPOINTs with wrong digests, and claims of checkpoints it never reached"),
+    ("forged-view-change", Kind::ForgedViewChange, "VIEW-CHANGEs carrying fake prepared certificates (duplicate or forged PREPAREs) for committed seqs"),
+    ("bad-new-view", Kind::BadNewView, "as new primary, sends a NEW-VIEW whose O-set replaces prepared requests with null requests"),
+    ("view-change-storm", Kind::ViewChangeStorm, "valid SUSPECTs and VIEW-CHANGEs for ever-higher views, all the time"),
+    ("far-flood", Kind::FarFlood, "floods votes, checkpoints and fetches for seqs and views far beyond the window"),
+    ("malformed", Kind::Malformed, "garbage, truncated, corrupted and oversized frames"),
+    ("clients", Kind::Clients, "Byzantine clients: bad signatures, replayed and conflicting nonces, request floods"),
+    ("twins", Kind::Twins, "two instances of one replica share its key, each talking to part of the network"),
+];
+
+/// Looks an adversary up by name.
+pub fn by_name(name: &str) -> Option<Kind> {
+    CATALOGUE
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, k, _)| *k)
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        CATALOGUE
+            .iter()
+            .find(|(_, k, _)| *k == self)
+            .map(|(n, _, _)| *n)
+            .expect("every kind is catalogued")
+    }
+
+    /// Whether the Byzantine replica should be the primary of view 0 (the
+    /// behaviour only shows in a primary).
+    pub fn wants_primary(self) -> bool {
+        matches!(
+            self,
+            Kind::Equivocate | Kind::Silent | Kind::Slow | Kind::BadTxs
+        )
+    }
+
+    /// Whether the behaviour only shows during a view change, so the
+    /// scenario must force one (the Byzantine replica is then the primary
+    /// of view 1, and the primary of view 0 crashes for a while).
+    pub fn wants_view_change(self) -> bool {
+        matches!(self, Kind::BadNewView | Kind::ForgedViewChange)
+    }
+
+    /// The strategy a Byzantine replica runs (`None` for adversaries that
+    /// are not replica strategies: clients and twins).
+    pub fn strategy(self) -> Option<Box<dyn Strategy>> {
+        Some(match self {
+            Kind::Equivocate => Box::new(Equivocate::default()),
+            Kind::DoubleVote => Box::new(DoubleVote),
+            Kind::Silent => Box::new(Silent),
+            Kind::Slow => Box::new(Slow),
+            Kind::Omit => Box::new(Omit),
+            Kind::Mutate => Box::new(Mutate),
+            Kind::Replay => Box::new(Replay::default()),
+            Kind::SigReuse => Box::new(SigReuse::default()),
+            Kind::Forge => Box::new(Forge),
+            Kind::BadTxs => Box::new(BadTxs::default()),
+            Kind::BadCheckpoint => Box::new(BadCheckpoint),
+            Kind::ForgedViewChange => Box::new(ForgedViewChange::default()),
+            Kind::BadNewView => Box::new(BadNewView),
+            Kind::ViewChangeStorm => Box::new(ViewChangeStorm),
+            Kind::FarFlood => Box::new(FarFlood),
+            Kind::Malformed => Box::new(Malformed),
+            Kind::Clients | Kind::Twins => return None,
+        })
+    }
+}
+
+fn pass(to: ReplicaId, message: Message) -> Vec<Send> {
+    vec![Send::now(to, message)]
+}
+
+fn random_digest(ctx: &mut Ctx) -> Digest {
+    Digest(ctx.rng.gen())
+}
+
+/// Honest replicas split in two: the first (larger) group and the second.
+fn in_second_group(ctx: &Ctx, to: ReplicaId) -> bool {
+    let honest = ctx.honest();
+    let split = honest.len().div_ceil(2);
+    honest[split..].contains(&to)
+}
+
+/// Our own vote as (view, seq, digest), if `message` is one.
+fn own_vote(ctx: &Ctx, message: &Message) -> Option<(u8, View, Seq, Digest)> {
+    match message {
+        Message::Prepare(p) if p.signer == ctx.me => Prepare::decode(&p.payload)
+            .ok()
+            .map(|p| (1, p.view, p.seq, p.digest)),
+        Message::Commit(c) if c.signer == ctx.me => Commit::decode(&c.payload)
+            .ok()
+            .map(|c| (2, c.view, c.seq, c.digest)),
+        _ => None,
+    }
+}
+
+/// Re-signs one of our votes with other fields.
+fn vote(ctx: &Ctx, kind: u8, view: View, seq: Seq, digest: Digest) -> Message {
+    if kind == 1 {
+        Message::Prepare(ctx.sign(Prepare { view, seq, digest }))
+    } else {
+        Message::Commit(ctx.sign(Commit { view, seq, digest }))
+    }
+}
+
+// ----- equivocation -----------------------------------------------------------
+
+/// The primary shows batch A to the first group and a different, equally
+/// valid batch B (same transactions, reordered, other timestamp) to the
+/// second; colluding backups vote A to the first group and B to the second.
+#[derive(Default)]
+pub struct Equivocate {
+    alternatives: BTreeMap<(View, Seq), (Signed<PrePrepare>, Vec<u8>)>,
+}
+
+impl Strategy for Equivocate {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        match &message {
+            Message::PrePrepare { pre_prepare, batch } if pre_prepare.signer == ctx.me => {
+                let (Ok(pp), Ok(b)) = (
+                    PrePrepare::decode(&pre_prepare.payload),
+                    Batch::decode(batch),
+                ) else {
+                    return pass(to, message);
+                };
+                if !in_second_group(ctx, to) {
+                    return pass(to, message);
+                }
+                self.alternatives
+                    .entry((pp.view, pp.seq))
+                    .or_insert_with(|| {
+                        let mut txs = b.txs.clone();
+                        txs.reverse();
+                        let alt = Batch {
+                            timestamp_ms: b.timestamp_ms + 1,
+                            txs,
+                        };
+                        let bytes = alt.encode();
+                        let digest = batch_digest(&bytes);
+                        let signed = ctx.sign(PrePrepare {
+                            view: pp.view,
+                            seq: pp.seq,
+                            digest,
+                        });
+                        ctx.collusion
+                            .equivocations
+                            .insert((pp.view, pp.seq), (pp.digest, digest));
+                        (signed, bytes)
+                    });
+                if self.alternatives.len() > 256 {
+                    self.alternatives.pop_first();
+                }
+                let alt = self.alternatives.get(&(pp.view, pp.seq)).cloned();
+                match alt {
+                    Some((pre_prepare, batch)) => {
+                        pass(to, Message::PrePrepare { pre_prepare, batch })
+                    }
+                    None => pass(to, message),
+                }
+            }
+            _ => {
+                // Votes: whatever the first group saw, the second group gets
+                // the same vote for the alternative.
+                if let Some((kind, view, seq, digest)) = own_vote(ctx, &message) {
+                    if let Some((a, b)) = ctx.collusion.equivocations.get(&(view, seq)).copied() {
+                        if digest == a && in_second_group(ctx, to) {
+                            return pass(to, vote(ctx, kind, view, seq, b));
+                        }
+                    }
+                }
+                pass(to, message)
+            }
+        }
+    }
+}
+
+/// For every vote it casts, part of the replicas get a vote for another
+/// digest instead, and sometimes both.
+pub struct DoubleVote;
+
+impl Strategy for DoubleVote {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let Some((kind, view, seq, _)) = own_vote(ctx, &message) else {
+            return pass(to, message);
+        };
+        let digest = random_digest(ctx);
+        let other = vote(ctx, kind, view, seq, digest);
+        if in_second_group(ctx, to) {
+            pass(to, other)
+        } else if ctx.rng.gen_bool(0.5) {
+            vec![Send::now(to, message), Send::now(to, other)]
+        } else {
+            vec![Send::now(to, other), Send::now(to, message)]
+        }
+    }
+}
+
+// ----- omission and timing ------------------------------------------------------
+
+pub struct Silent;
+
+impl Strategy for Silent {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        if ctx.is_primary() {
+            Vec::new()
+        } else {
+            pass(to, message)
+        }
+    }
+    fn replies_to_clients(&self) -> bool {
+        false
+    }
+}
+
+pub struct Slow;
+
+impl Strategy for Slow {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let delay_ms = match &message {
+            Message::PrePrepare { .. } if ctx.is_primary() => ctx.request_timeout_ms * 9 / 10,
+            _ => 0,
+        };
+        vec![Send {
+            to,
+            wire: Wire::Message(message),
+            delay_ms,
+        }]
+    }
+}
+
+pub struct Omit;
+
+impl Strategy for Omit {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let honest = ctx.honest();
+        if honest.first() == Some(&to) {
+            return Vec::new();
+        }
+        if honest.get(1) == Some(&to) && matches!(message, Message::Commit(_)) {
+            return Vec::new();
+        }
+        pass(to, message)
+    }
+}
+
+// ----- mutation (ByzzFuzz) --------------------------------------------------------
+
+/// Small-scope mutation: each (message, recipient) is, with probability
+/// 0.3, dropped or re-signed with one field nudged.
+pub struct Mutate;
+
+fn nudge_view(ctx: &mut Ctx, v: View) -> View {
+    if ctx.rng.gen_bool(0.5) {
+        View(v.0 + 1)
+    } else {
+        View(v.0.saturating_sub(1))
+    }
+}
+fn nudge_seq(ctx: &mut Ctx, s: Seq) -> Seq {
+    if ctx.rng.gen_bool(0.5) {
+        Seq(s.0 + 1)
+    } else {
+        Seq(s.0.saturating_sub(1))
+    }
+}
+
+impl Strategy for Mutate {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        if !ctx.rng.gen_bool(0.3) {
+            return pass(to, message);
+        }
+        let field = ctx.rng.gen_range(0..4);
+        if field == 0 {
+            return Vec::new();
+        }
+        let mutated = match &message {
+            Message::PrePrepare { pre_prepare, batch } if pre_prepare.signer == ctx.me => {
+                let Ok(mut pp) = PrePrepare::decode(&pre_prepare.payload) else {
+                    return pass(to, message);
+                };
+                match field {
+                    1 => pp.view = nudge_view(ctx, pp.view),
+                    2 => pp.seq = nudge_seq(ctx, pp.seq),
+                    _ => pp.digest = random_digest(ctx),
+                }
+                Message::PrePrepare {
+                    pre_prepare: ctx.sign(pp),
+                    batch: batch.clone(),
+                }
+            }
+            Message::Prepare(_) | Message::Commit(_) => {
+                let Some((kind, mut view, mut seq, mut digest)) = own_vote(ctx, &message) else {
+                    return pass(to, message);
+                };
+                match field {
+                    1 => view = nudge_view(ctx, view),
+                    2 => seq = nudge_seq(ctx, seq),
+                    _ => digest = random_digest(ctx),
+                }
+                vote(ctx, kind, view, seq, digest)
+            }
+            Message::Checkpoint(c) if c.signer == ctx.me => {
+                let Ok(mut cp) = Checkpoint::decode(&c.payload) else {
+                    return pass(to, message);
+                };
+                if field == 2 {
+                    cp.seq = nudge_seq(ctx, cp.seq);
+                } else {
+                    cp.digest = random_digest(ctx);
+                }
+                Message::Checkpoint(ctx.sign(cp))
+            }
+            Message::Suspect(s) if s.signer == ctx.me => {
+                let Ok(sus) = Suspect::decode(&s.payload) else {
+                    return pass(to, message);
+                };
+                let view = nudge_view(ctx, sus.view);
+                Message::Suspect(ctx.sign(Suspect { view }))
+            }
+            Message::ViewChange(v) if v.signer == ctx.me => {
+                let Ok(mut vc) = ViewChange::decode(&v.payload) else {
+                    return pass(to, message);
+                };
+                match field {
+                    1 => vc.new_view = nudge_view(ctx, vc.new_view),
+                    2 => vc.stable_seq = nudge_seq(ctx, vc.stable_seq),
+                    _ => {
+                        vc.prepared.pop();
+                    }
+                }
+                Message::ViewChange(ctx.sign(vc))
+            }
+            _ => return pass(to, message),
+        };
+        pass(to, mutated)
+    }
+}
+
+// ----- replay and signature reuse -------------------------------------------------
+
+/// Keeps the last messages it saw or sent and re-sends random ones.
+#[derive(Default)]
+pub struct Replay {
+    seen: VecDeque<Message>,
+}
+
+const REMEMBERED_MAX: usize = 512;
+
+fn remember(seen: &mut VecDeque<Message>, message: &Message) {
+    if matches!(message, Message::Request(_) | Message::Reply(_)) {
+        return;
+    }
+    if seen.len() == REMEMBERED_MAX {
+        seen.pop_front();
+    }
+    seen.push_back(message.clone());
+}
+
+impl Strategy for Replay {
+    fn outgoing(&mut self, _ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        remember(&mut self.seen, &message);
+        pass(to, message)
+    }
+    fn incoming(&mut self, _ctx: &mut Ctx, _from: ReplicaId, message: &Message) {
+        remember(&mut self.seen, message);
+    }
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        let mut out = Vec::new();
+        let others = ctx.others();
+        for _ in 0..4 {
+            if self.seen.is_empty() {
+                break;
+            }
+            // Bias towards old messages: they are the interesting replays.
+            let i = ctx.rng.gen_range(0..self.seen.len().div_ceil(2));
+            let to = others[ctx.rng.gen_range(0..others.len())];
+            out.push(Send::now(to, self.seen[i].clone()));
+        }
+        out
+    }
+}
+
+/// Moves valid signatures onto other message kinds and views: a PREPARE's
+/// signature presented as a COMMIT (its payload bytes are identical), a vote
+/// presented for the next view, a CHECKPOINT's as a SUSPECT. Works on its
+/// own votes and on votes it received from honest replicas.
+#[derive(Default)]
+pub struct SigReuse {
+    received: VecDeque<Message>,
+}
+
+fn relabel(message: &Message) -> Vec<Message> {
+    match message {
+        Message::Prepare(p) => {
+            let mut out = vec![Message::Commit(Signed::from_parts(
+                p.payload.clone(),
+                p.signer,
+                p.signature,
+            ))];
+            if let Ok(mut v) = Prepare::decode(&p.payload) {
+                v.view = View(v.view.0 + 1);
+                out.push(Message::Prepare(Signed::from_parts(
+                    v.encode(),
+                    p.signer,
+                    p.signature,
+                )));
+            }
+            out
+        }
+        Message::Commit(c) => {
+            let mut out = vec![Message::Prepare(Signed::from_parts(
+                c.payload.clone(),
+                c.signer,
+                c.signature,
+            ))];
+            if let Ok(mut v) = Commit::decode(&c.payload) {
+                v.seq = Seq(v.seq.0 + 1);
+                out.push(Message::Commit(Signed::from_parts(
+                    v.encode(),
+                    c.signer,
+                    c.signature,
+                )));
+            }
+            out
+        }
+        Message::PrePrepare { pre_prepare, batch } => vec![
+            Message::Prepare(Signed::from_parts(
+                pre_prepare.payload.clone(),
+                pre_prepare.signer,
+                pre_prepare.signature,
+            )),
+            Message::Commit(Signed::from_parts(
+                pre_prepare.payload.clone(),
+                pre_prepare.signer,
+                pre_prepare.signature,
+            )),
+            // The PRE-PREPARE with another batch under the same signature.
+            Message::PrePrepare {
+                pre_prepare: pre_prepare.clone(),
+                batch: {
+                    let mut b = Batch::decode(batch).unwrap_or_default();
+                    b.timestamp_ms += 1;
+                    b.encode()
+                },
+            },
+        ],
+        Message::Checkpoint(c) => vec![Message::Suspect(Signed::from_parts(
+            c.payload.clone(),
+            c.signer,
+            c.signature,
+        ))],
+        _ => Vec::new(),
+    }
+}
+
+impl Strategy for SigReuse {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let mut out = pass(to, message.clone());
+        if ctx.rng.gen_bool(0.5) {
+            out.extend(relabel(&message).into_iter().map(|m| Send::now(to, m)));
+        }
+        out
+    }
+    fn incoming(&mut self, _ctx: &mut Ctx, _from: ReplicaId, message: &Message) {
+        if matches!(
+            message,
+            Message::Prepare(_) | Message::Commit(_) | Message::PrePrepare { .. }
+        ) {
+            if self.received.len() == 64 {
+                self.received.pop_front();
+            }
+            self.received.push_back(message.clone());
+        }
+    }
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        let others = ctx.others();
+        let mut out = Vec::new();
+        if let Some(m) = self.received.pop_front() {
+            for relabelled in relabel(&m) {
+                let to = others[ctx.rng.gen_range(0..others.len())];
+                out.push(Send::now(to, relabelled));
+            }
+        }
+        out
+    }
+}
+
+// ----- forgery ------------------------------------------------------------------
+
+/// Sends, next to each of its messages, forged ones: a random signature
+/// claiming another replica, a bit-flipped copy of its own signature; and on
+/// its timer, catch-up batches with forged commit certificates.
+pub struct Forge;
+
+fn random_signature(ctx: &mut Ctx) -> [u8; 64] {
+    let mut s = [0u8; 64];
+    ctx.rng.fill(&mut s[..]);
+    s
+}
+
+impl Strategy for Forge {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let mut out = pass(to, message.clone());
+        let Some((kind, view, seq, _)) = own_vote(ctx, &message) else {
+            return out;
+        };
+        let others = ctx.others();
+        let victim = others[ctx.rng.gen_range(0..others.len())];
+        let digest = random_digest(ctx);
+        let payload = if kind == 1 {
+            Prepare { view, seq, digest }.encode()
+        } else {
+            Commit { view, seq, digest }.encode()
+        };
+        let forged_sig = random_signature(ctx);
+        let mut flipped = match &message {
+            Message::Prepare(p) => p.signature,
+            Message::Commit(c) => c.signature,
+            _ => unreachable!("own_vote matched a vote"),
+        };
+        let bit = ctx.rng.gen_range(0..512);
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        let own_payload = match &message {
+            Message::Prepare(p) => p.payload.clone(),
+            Message::Commit(c) => c.payload.clone(),
+            _ => unreachable!("own_vote matched a vote"),
+        };
+        let forged = |payload: Vec<u8>, signer, sig| {
+            if kind == 1 {
+                Message::Prepare(Signed::from_parts(payload, signer, sig))
+            } else {
+                Message::Commit(Signed::from_parts(payload, signer, sig))
+            }
+        };
+        out.push(Send::now(to, forged(payload, victim, forged_sig)));
+        out.push(Send::now(to, forged(own_payload, ctx.me, flipped)));
+        out
+    }
+
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        // A made-up next block, "certified" by our own COMMIT repeated and by
+        // COMMITs forged in the others' names.
+        let seq = Seq(ctx.height.0 + 1);
+        let batch = Batch {
+            timestamp_ms: ctx.now.as_millis().max(1),
+            txs: Vec::new(),
+        }
+        .encode();
+        let digest = batch_digest(&batch);
+        let view = ctx.view;
+        let own = ctx.sign(Commit { view, seq, digest });
+        let mut certificate = vec![own.clone(), own];
+        for r in ctx.others() {
+            let sig = random_signature(ctx);
+            certificate.push(Signed::from_parts(
+                Commit { view, seq, digest }.encode(),
+                r,
+                sig,
+            ));
+        }
+        let to = ctx.others()[ctx.rng.gen_range(0..ctx.others().len())];
+        vec![Send::now(
+            to,
+            Message::Batches(vec![CommittedBatch {
+                seq,
+                batch,
+                certificate,
+            }]),
+        )]
+    }
+}
+
+/// The primary adds a transaction whose signature does not verify (a real
+/// one with its amount changed) to every batch, and signs the result.
+#[derive(Default)]
+pub struct BadTxs {
+    rewritten: BTreeMap<(View, Seq), (Signed<PrePrepare>, Vec<u8>)>,
+}
+
+impl Strategy for BadTxs {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let Message::PrePrepare { pre_prepare, batch } = &message else {
+            return pass(to, message);
+        };
+        if pre_prepare.signer != ctx.me {
+            return pass(to, message);
+        }
+        let (Ok(pp), Ok(mut b)) = (
+            PrePrepare::decode(&pre_prepare.payload),
+            Batch::decode(batch),
+        ) else {
+            return pass(to, message);
+        };
+        let Some(first) = b.txs.first().cloned() else {
+            return pass(to, message);
+        };
+        if !self.rewritten.contains_key(&(pp.view, pp.seq)) {
+            b.txs.push(Transaction {
+                amount: first.amount.wrapping_add(1_000),
+                ..first
+            });
+            let bytes = b.encode();
+            let digest = batch_digest(&bytes);
+            let signed = ctx.sign(PrePrepare {
+                view: pp.view,
+                seq: pp.seq,
+                digest,
+            });
+            self.rewritten.insert((pp.view, pp.seq), (signed, bytes));
+            if self.rewritten.len() > 256 {
+                self.rewritten.pop_first();
+            }
+        }
+        match self.rewritten.get(&(pp.view, pp.seq)).cloned() {
+            Some((pre_prepare, batch)) => pass(to, Message::PrePrepare { pre_prepare, batch }),
+            None => pass(to, message),
+        }
+    }
+}
+
+/// Wrong checkpoint digests, and checkpoints claimed far ahead.
+pub struct BadCheckpoint;
+
+impl Strategy for BadCheckpoint {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        match &message {
+            Message::Checkpoint(c) if c.signer == ctx.me => {
+                let Ok(cp) = Checkpoint::decode(&c.payload) else {
+                    return pass(to, message);
+                };
+                let digest = random_digest(ctx);
+                pass(
+                    to,
+                    Message::Checkpoint(ctx.sign(Checkpoint {
+                        seq: cp.seq,
+                        digest,
+                    })),
+                )
+            }
+            _ => pass(to, message),
+        }
+    }
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        let ahead = ctx.rng.gen_range(1..64);
+        let seq = Seq(ctx.height.0 + ahead);
+        let digest = random_digest(ctx);
+        let cp = ctx.sign(Checkpoint { seq, digest });
+        ctx.others()
+            .into_iter()
+            .map(|to| Send::now(to, Message::Checkpoint(cp.clone())))
+            .collect()
+    }
+}
+
+// ----- view change ----------------------------------------------------------------
+
+/// Replaces its VIEW-CHANGEs with ones whose prepared certificates are fake:
+/// for the seqs just above its stable checkpoint (already committed by the
+/// honest replicas), a batch that never prepared, "proved" by its own PREPARE
+/// repeated 2f times or by PREPAREs forged in others' names.
+#[derive(Default)]
+pub struct ForgedViewChange {
+    requests: VecDeque<Transaction>,
+}
+
+impl ForgedViewChange {
+    fn fake_proof(&self, ctx: &mut Ctx, view: View, seq: Seq) -> PreparedProof {
+        let txs: Vec<Transaction> = self.requests.iter().take(2).cloned().collect();
+        let batch = Batch {
+            timestamp_ms: ctx.now.as_millis().max(1) + 7,
+            txs,
+        }
+        .encode();
+        let digest = batch_digest(&batch);
+        let primary = ctx.cluster.primary(view);
+        let pre_prepare = if primary == ctx.me {
+            ctx.sign(PrePrepare { view, seq, digest })
+        } else {
+            let sig = random_signature(ctx);
+            Signed::from_parts(PrePrepare { view, seq, digest }.encode(), primary, sig)
+        };
+        let quorum = ctx.cluster.quorum();
+        let prepares = if ctx.rng.gen_bool(0.5) {
+            let own = ctx.sign(Prepare { view, seq, digest });
+            vec![own; quorum - 1]
+        } else {
+            let mut v = vec![ctx.sign(Prepare { view, seq, digest })];
+            for r in ctx.others().into_iter().filter(|r| *r != primary) {
+                if v.len() == quorum - 1 {
+                    break;
+                }
+                let sig = random_signature(ctx);
+                v.push(Signed::from_parts(
+                    Prepare { view, seq, digest }.encode(),
+                    r,
+                    sig,
+                ));
+            }
+            v
+        };
+        PreparedProof {
+            pre_prepare,
+            prepares,
+            batch,
+        }
+    }
+}
+
+impl Strategy for ForgedViewChange {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let Message::ViewChange(s) = &message else {
+            return pass(to, message);
+        };
+        if s.signer != ctx.me {
+            return pass(to, message);
+        }
+        let Ok(mut vc) = ViewChange::decode(&s.payload) else {
+            return pass(to, message);
+        };
+        let claimed = View(vc.new_view.0.saturating_sub(1));
+        let first = vc.stable_seq.0 + 1;
+        vc.prepared.clear();
+        for seq in first..first + 2 {
+            let proof = self.fake_proof(ctx, claimed, Seq(seq));
+            vc.prepared.push(proof);
+        }
+        pass(to, Message::ViewChange(ctx.sign(vc)))
+    }
+    fn incoming(&mut self, _ctx: &mut Ctx, _from: ReplicaId, message: &Message) {
+        if let Message::PrePrepare { batch, .. } = message {
+            if let Ok(b) = Batch::decode(batch) {
+                for tx in b.txs {
+                    if self.requests.len() == 16 {
+                        self.requests.pop_front();
+                    }
+                    self.requests.push_back(tx);
+                }
+            }
+        }
+    }
+}
+
+/// As the new primary, re-signs its NEW-VIEW with every re-proposed batch
+/// replaced by a null request: prepared (possibly committed) requests dropped.
+pub struct BadNewView;
+
+impl Strategy for BadNewView {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let Message::NewView(s) = &message else {
+            return pass(to, message);
+        };
+        let Ok(mut nv) = NewView::decode(&s.payload) else {
+            return pass(to, message);
+        };
+        let null = batch_digest(&Batch::null().encode());
+        for pp in &mut nv.pre_prepares {
+            if let Ok(mut p) = PrePrepare::decode(&pp.payload) {
+                p.digest = null;
+                *pp = ctx.sign(p);
+            }
+        }
+        pass(to, Message::NewView(ctx.sign(nv)))
+    }
+}
+
+/// Valid SUSPECTs and VIEW-CHANGEs (genesis checkpoint, no prepared
+/// certificates) for the next views, every tick.
+pub struct ViewChangeStorm;
+
+impl Strategy for ViewChangeStorm {
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        let mut out = Vec::new();
+        let target = View(ctx.view.0 + ctx.rng.gen_range(1..4));
+        let suspect = ctx.sign(Suspect { view: ctx.view });
+        let vc = ctx.sign(ViewChange {
+            new_view: target,
+            stable_seq: Seq(0),
+            checkpoint_proof: Vec::new(),
+            prepared: Vec::new(),
+        });
+        for to in ctx.others() {
+            out.push(Send::now(to, Message::Suspect(suspect.clone())));
+            out.push(Send::now(to, Message::ViewChange(vc.clone())));
+        }
+        out
+    }
+    fn outgoing(&mut self, _ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        pass(to, message)
+    }
+}
+
+// ----- floods and malformed input -------------------------------------------------
+
+/// Messages for seqs and views far beyond anything real, and huge fetches.
+pub struct FarFlood;
+
+impl Strategy for FarFlood {
+    fn outgoing(&mut self, _ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        pass(to, message)
+    }
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        let mut out = Vec::new();
+        let others = ctx.others();
+        for _ in 0..16 {
+            let to = others[ctx.rng.gen_range(0..others.len())];
+            let far_seq = Seq(ctx.height.0 + ctx.rng.gen_range(1_000..u64::MAX / 4));
+            let far_view = View(ctx.view.0 + ctx.rng.gen_range(1..u64::MAX / 4));
+            let near_view = View(ctx.view.0 + ctx.rng.gen_range(1..8));
+            let digest = random_digest(ctx);
+            let m = match ctx.rng.gen_range(0..8) {
+                0 => vote(ctx, 1, ctx.view, far_seq, digest),
+                1 => vote(ctx, 2, ctx.view, far_seq, digest),
+                2 => vote(ctx, 1, far_view, Seq(ctx.height.0 + 1), digest),
+                3 => vote(ctx, 2, near_view, Seq(ctx.height.0 + 1), digest),
+                4 => Message::Checkpoint(ctx.sign(Checkpoint {
+                    seq: far_seq,
+                    digest,
+                })),
+                5 => Message::Suspect(ctx.sign(Suspect { view: far_view })),
+                6 => Message::NewViewRequest { view: far_view },
+                _ => Message::Fetch {
+                    from: Seq(1),
+                    to: Seq(u64::MAX),
+                },
+            };
+            out.push(Send::now(to, m));
+        }
+        out
+    }
+}
+
+/// Frames that must be refused before anything trusts them.
+pub struct Malformed;
+
+impl Strategy for Malformed {
+    fn outgoing(&mut self, _ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        pass(to, message)
+    }
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        let others = ctx.others();
+        let to = others[ctx.rng.gen_range(0..others.len())];
+        let real = Message::Suspect(ctx.sign(Suspect { view: ctx.view })).to_frame();
+        let frame = match ctx.rng.gen_range(0..40) {
+            0..=9 => {
+                let len = ctx.rng.gen_range(0..512);
+                (0..len).map(|_| ctx.rng.gen()).collect()
+            }
+            10..=19 => real[..ctx.rng.gen_range(0..real.len())].to_vec(),
+            20..=36 => {
+                let mut f = real;
+                let i = ctx.rng.gen_range(0..f.len());
+                f[i] ^= 1 << ctx.rng.gen_range(0..8);
+                f
+            }
+            37 => {
+                // Rarely (16 MiB): refused on the size cap alone.
+                let mut f = real;
+                f.resize(crate::codec::FRAME_BYTES_MAX + 1, 0);
+                f
+            }
+            _ => Vec::new(),
+        };
+        vec![Send {
+            to,
+            wire: Wire::Frame(frame),
+            delay_ms: 0,
+        }]
+    }
+}
