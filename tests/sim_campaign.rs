@@ -15,6 +15,7 @@ fn thousand_seeds_without_violations() {
     let opts = SimOptions {
         replicas: 4,
         verbose: false,
+        ..SimOptions::default()
     };
     let summary = campaign::run(10_000, 1_000, &opts, 2, false, &|o| {
         eprintln!("seed {}: {:?}", o.seed, o.violations);

@@ -152,6 +152,7 @@ fn replay_is_exact() {
     let opts = SimOptions {
         replicas: 4,
         verbose: false,
+        ..SimOptions::default()
     };
     let a = run_seed(42, &opts);
     let b = run_seed(42, &opts);

@@ -1,7 +1,9 @@
 //! `pbft-sim`: deterministic simulation campaigns and exact seed replay.
 
 use clap::{Parser, Subcommand};
-use pbft_ledger::sim::{self, campaign, SimOptions};
+use pbft_ledger::adversary::{self, CATALOGUE};
+use pbft_ledger::sim::scenario::{Scenario, TWIN_CHOICES_PER_ROUND};
+use pbft_ledger::sim::{self, campaign, AdversaryChoice, SimOptions};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -31,6 +33,34 @@ enum Command {
         /// Worker threads (default: available cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Put replicas (or clients) under an adversary: a name from
+        /// `pbft-sim list`, or `all` to spread the seeds over every one.
+        #[arg(long)]
+        adversary: Option<String>,
+        /// How many replicas the adversary controls (default f). More than
+        /// f is the negative control: violations are expected then.
+        #[arg(long)]
+        byzantine_replicas: Option<u32>,
+        /// Skip re-running attacked seeds without the adversary (no
+        /// throughput ratio, half the time).
+        #[arg(long)]
+        no_baseline: bool,
+    },
+    /// List the adversaries with a one-line description each.
+    List,
+    /// Twins (n = 4, replica 0 runs as two instances with one key):
+    /// partitions and leaders per round, every combination for few rounds,
+    /// a sample of them for many.
+    Twins {
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+        /// Scenarios to run when there are more combinations than this.
+        #[arg(long, default_value_t = 2_000)]
+        sample: u64,
+        #[arg(long, default_value_t = 0)]
+        start_seed: u64,
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Re-run one seed exactly and print its trace hash.
     Replay {
@@ -41,6 +71,11 @@ enum Command {
         /// Print the scenario and the event trace.
         #[arg(long)]
         verbose: bool,
+        /// The adversary the seed ran with (as given to `run`).
+        #[arg(long)]
+        adversary: Option<String>,
+        #[arg(long)]
+        byzantine_replicas: Option<u32>,
     },
 }
 
@@ -50,46 +85,174 @@ fn check_replicas(n: u32) -> Result<(), String> {
         .map_err(|e| format!("--replicas: {e}"))
 }
 
+fn parse_adversary(name: Option<&str>) -> Result<Option<AdversaryChoice>, String> {
+    match name {
+        None => Ok(None),
+        Some("all") => Ok(Some(AdversaryChoice::All)),
+        Some(n) => adversary::by_name(n)
+            .map(|k| Some(AdversaryChoice::One(k)))
+            .ok_or_else(|| {
+                let names: Vec<&str> = CATALOGUE.iter().map(|(n, _, _)| *n).collect();
+                format!(
+                    "--adversary: unknown adversary {n:?}; expected all or one of: {}",
+                    names.join(", ")
+                )
+            }),
+    }
+}
+
+fn threads_or_cores(threads: Option<usize>) -> usize {
+    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Prints the summary (and per-adversary lines); exit 1 iff violations.
+fn report(summary: &campaign::Summary) -> ExitCode {
+    for line in summary.adversary_lines() {
+        println!("{line}");
+    }
+    println!("{}", summary.line());
+    if summary.violations > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let print_failure = |o: &sim::SeedOutcome| {
+        let adversary = o
+            .adversary
+            .map_or(String::new(), |k| format!(" [{}]", k.name()));
+        println!("seed {}{adversary}: {}", o.seed, o.violations.join("; "));
+    };
     match cli.command {
+        Command::List => {
+            for (name, _, description) in CATALOGUE {
+                println!("{name:<20} {description}");
+            }
+            ExitCode::SUCCESS
+        }
         Command::Run {
             seeds,
             start_seed,
             replicas,
             threads,
+            adversary,
+            byzantine_replicas,
+            no_baseline,
         } => {
             if let Err(e) = check_replicas(replicas) {
                 eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            let adversary = match parse_adversary(adversary.as_deref()) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if byzantine_replicas.is_some() && adversary.is_none() {
+                eprintln!("error: --byzantine-replicas needs --adversary");
+                return ExitCode::from(2);
+            }
+            if byzantine_replicas.is_some_and(|k| k > replicas) {
+                eprintln!("error: --byzantine-replicas: at most {replicas} replicas exist");
                 return ExitCode::from(2);
             }
             let opts = SimOptions {
                 replicas,
                 verbose: false,
+                adversary,
+                byzantine_replicas,
+                baseline: adversary.is_some() && !no_baseline,
             };
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let summary = campaign::run(start_seed, seeds, &opts, threads, progress, &|o| {
-                println!("seed {}: {}", o.seed, o.violations.join("; "));
-            });
-            println!("{}", summary.line());
-            if summary.violations > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
+            let summary = campaign::run(
+                start_seed,
+                seeds,
+                &opts,
+                threads_or_cores(threads),
+                progress,
+                &print_failure,
+            );
+            report(&summary)
+        }
+        Command::Twins {
+            rounds,
+            sample,
+            start_seed,
+            threads,
+        } => {
+            if rounds == 0 || rounds > 12 {
+                eprintln!("error: --rounds must be between 1 and 12");
+                return ExitCode::from(2);
             }
+            let total = TWIN_CHOICES_PER_ROUND
+                .checked_pow(rounds)
+                .unwrap_or(u64::MAX);
+            let exhaustive = total <= sample;
+            let count = total.min(sample);
+            println!(
+                "twins: {rounds} rounds, {total} combinations, running {} ({count})",
+                if exhaustive { "all" } else { "a random sample" }
+            );
+            let job = |i: u64| {
+                let index = if exhaustive {
+                    i
+                } else {
+                    // A fixed pseudo-random sample: index drawn from the job number.
+                    let h = blake3::hash(&(start_seed ^ i.rotate_left(17)).to_le_bytes());
+                    u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes")) % total
+                };
+                let mut o = sim::run_scenario(
+                    start_seed + i,
+                    Scenario::twins(rounds, index),
+                    &SimOptions {
+                        replicas: 4,
+                        ..SimOptions::default()
+                    },
+                );
+                if !o.violations.is_empty() {
+                    o.violations.insert(0, format!("twins scenario {index}"));
+                }
+                o
+            };
+            let summary = campaign::run_jobs(
+                count,
+                threads_or_cores(threads),
+                progress,
+                &print_failure,
+                &job,
+            );
+            report(&summary)
         }
         Command::Replay {
             seed,
             replicas,
             verbose,
+            adversary,
+            byzantine_replicas,
         } => {
             if let Err(e) = check_replicas(replicas) {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            let opts = SimOptions { replicas, verbose };
+            let adversary = match parse_adversary(adversary.as_deref()) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = SimOptions {
+                replicas,
+                verbose,
+                adversary,
+                byzantine_replicas,
+                baseline: false,
+            };
             let o = sim::run_seed(seed, &opts);
             if verbose {
                 println!("scenario: {}", o.scenario);

@@ -325,6 +325,10 @@ pub struct Replica {
     new_view_requested: std::collections::BTreeSet<(ReplicaId, View)>,
     /// Highest seq we saw 2f+1 matching COMMITs for (committed somewhere).
     known_committed: Seq,
+    /// Highest seq we saw f+1 matching COMMITs for: prepared at a correct
+    /// replica, so likely committed there. Checked only when the request
+    /// timer finds us stuck, as a reason to fetch.
+    weakly_committed: Seq,
     /// COMMITs seen above our window, as evidence we are behind (bounded).
     far_commits: BTreeMap<Seq, BTreeMap<ReplicaId, Digest>>,
     /// (peer, our height) pairs we already helped after a SUSPECT (bounded).
@@ -387,6 +391,7 @@ impl Replica {
             new_view_answered: Default::default(),
             new_view_requested: Default::default(),
             known_committed: Seq(0),
+            weakly_committed: Seq(0),
             far_commits: BTreeMap::new(),
             lagging_answered: Default::default(),
             low: Seq(0),

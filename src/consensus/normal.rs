@@ -211,9 +211,12 @@ impl Replica {
         const FAR_COMMIT_SEQS: usize = 4;
         let votes = self.far_commits.entry(c.seq).or_default();
         votes.insert(c.signer(), c.digest);
-        let quorum = votes.values().filter(|d| **d == c.digest).count() >= self.cluster.quorum();
-        if quorum {
+        let matching = votes.values().filter(|d| **d == c.digest).count();
+        if matching >= self.cluster.quorum() {
             self.known_committed = self.known_committed.max(c.seq);
+        }
+        if matching >= self.cluster.weak_quorum() {
+            self.weakly_committed = self.weakly_committed.max(c.seq);
         }
         while self.far_commits.len() > FAR_COMMIT_SEQS {
             self.far_commits.pop_first();
@@ -224,19 +227,36 @@ impl Replica {
 
     /// 2f+1 matching COMMITs prove `seq` committed at a correct replica, even
     /// if we never saw its PRE-PREPARE: evidence that we may be behind.
+    ///
+    /// f+1 matching COMMITs for a digest other than the PRE-PREPARE we hold
+    /// mean a correct replica prepared that digest, so ours can never commit
+    /// in this view: the primary equivocated and showed us the losing side.
+    /// We fetch the seq (a peer that commits it serves it with its 2f+1
+    /// certificate) instead of waiting for a view change nobody else needs.
     fn note_commit_quorum(&mut self, seq: Seq) {
         let Some(slot) = self.slots.get(&seq) else {
             return;
         };
-        if slot.pre_prepare.is_some() || seq <= self.known_committed {
+        if seq <= self.known_committed || seq <= self.last_executed {
             return;
         }
+        let ours = slot.pre_prepare.as_ref().map(|p| p.digest);
         let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
         for c in slot.commits.values() {
             *counts.entry(c.digest).or_default() += 1;
         }
-        if counts.values().any(|n| *n >= self.cluster.quorum()) {
+        if ours.is_none() && counts.values().any(|n| *n >= self.cluster.quorum()) {
             self.known_committed = seq;
+        }
+        if counts.values().any(|n| *n >= self.cluster.weak_quorum()) {
+            self.weakly_committed = self.weakly_committed.max(seq);
+        }
+        let lost = counts
+            .iter()
+            .any(|(d, n)| Some(*d) != ours && ours.is_some() && *n >= self.cluster.weak_quorum());
+        if lost {
+            self.ignore("commit: f+1 commit a digest other than our pre-prepare's; fetching");
+            self.start_fetch(seq);
         }
     }
 
@@ -460,6 +480,13 @@ impl Replica {
 
     pub(super) fn behind_peers(&self) -> bool {
         self.catch_up_target() > self.last_executed
+    }
+
+    /// When the request timer finds us stuck: the highest seq that f+1
+    /// COMMITs show prepared at a correct replica, if we have not executed
+    /// it (we may have missed its PRE-PREPARE for good).
+    pub(super) fn stuck_below(&self) -> Option<Seq> {
+        (self.weakly_committed > self.last_executed).then_some(self.weakly_committed)
     }
 
     /// A digest for the null request that fills gaps in a new view.

@@ -176,6 +176,8 @@ impl Replica {
             // faulty primary.
             let target = self.catch_up_target();
             self.start_fetch(target);
+        } else if let Some(target) = self.stuck_below() {
+            self.start_fetch(target);
         }
         self.timer_strikes = self.timer_strikes.saturating_add(1);
         self.retransmit_votes();

@@ -1417,13 +1417,14 @@ fn one_suspect_is_not_enough_f_plus_1_start_a_view_change() {
 /// §4.5.2: "if a replica receives a set of f+1 valid VIEW-CHANGE messages from
 /// other replicas for views greater than its current view, it sends a
 /// VIEW-CHANGE message for the smallest view in the set"; the NEW-VIEW timer
-/// starts once 2f+1 VIEW-CHANGEs for its target are in.
+/// starts once 2f+1 replicas asked for its target or a later view.
 ///
 /// Setup: backup 2 in view 0.
 /// Expect: VIEW-CHANGE v1 from 3 — nothing; VIEW-CHANGE v2 from 0 — joins the
-/// smallest, v1: Persist([View v0->v1, VIEW-CHANGE v1]), Broadcast; no NEW-VIEW
-/// timer yet (2 VIEW-CHANGEs for v1). VIEW-CHANGE v1 from 1 makes 2f+1: the
-/// timer runs for `request_timeout_ms` (first attempt).
+/// smallest, v1: Persist([View v0->v1, VIEW-CHANGE v1]), Broadcast; with 3
+/// (v1), 0 (v2) and itself (v1) that is 2f+1 at v1 or later, so the NEW-VIEW
+/// timer runs for `request_timeout_ms` (first attempt). VIEW-CHANGE v1 from 1
+/// changes nothing.
 #[test]
 fn f_plus_1_higher_view_changes_make_a_replica_join() {
     let net = Net::new(4);
@@ -1449,7 +1450,7 @@ fn f_plus_1_higher_view_changes_make_a_replica_join() {
             "Broadcast(ViewChange(v1,h0,C@[],P=[])@r2)",
         ]
     );
-    assert_eq!(r2.view_change_deadline, None);
+    assert_eq!(r2.view_change_deadline, Some(at(1_000)));
     assert_eq!(r2.next_deadline(), Some(at(300)));
 
     let acts = deliver(
@@ -2110,4 +2111,57 @@ fn straggler_gets_the_new_view_again_after_a_timeout() {
     assert_eq!(net.describe(&again), Vec::<String>::new());
     let later = deliver(&mut r0, at(10 + timeout), 2, asked());
     assert_eq!(net.describe(&later), [format!("Send(r2,{nv})")]);
+}
+
+/// An equivocating primary showed us the losing side: f+1 COMMITs for
+/// another digest mean a correct replica prepared it, so ours cannot commit
+/// in this view. We fetch the seq rather than wait for a view change that
+/// the others (who are making progress) will never join.
+///
+/// Setup: replica 3 accepts PRE-PREPARE(v0,s1,B); COMMITs for A arrive from
+/// 1, then 2.
+/// Expect: nothing after the first; after the second, a Fetch of s1.
+#[test]
+fn f_plus_1_commits_for_another_digest_start_a_fetch() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let b = net.batch("B", T0_MS + 1, vec![net.tx(0, 1)]);
+    let mut r3 = net.replica(3);
+    deliver(&mut r3, at(0), 0, net.pre_prepare(0, 1, &b));
+    let first = deliver(&mut r3, at(1), 1, net.commit(1, 0, 1, a.digest));
+    assert_eq!(net.describe(&first), Vec::<String>::new());
+    let second = deliver(&mut r3, at(2), 2, net.commit(2, 0, 1, a.digest));
+    assert_eq!(net.describe(&second), ["Send(r0,Fetch(s1..s1))"]);
+}
+
+/// The NEW-VIEW timer counts replicas that asked for our target view *or a
+/// later one*: one whose timer already moved it past our target no longer
+/// backs the target, and waiting for 2f+1 VIEW-CHANGEs for the target alone
+/// can then last for ever (a silent-primary campaign seed ended with two
+/// replicas waiting for view 1 and the third alone in view 2).
+///
+/// Setup: backup 2 changing to v1 after SUSPECTs from 1 and 3; VIEW-CHANGE
+/// v1 from 1; then VIEW-CHANGE v2 from 3.
+/// Expect: no NEW-VIEW timer with two replicas at v1; with 3 at v2 it runs.
+#[test]
+fn new_view_timer_counts_view_changes_for_later_views() {
+    let net = Net::new(4);
+    let mut r2 = net.replica(2);
+    deliver(&mut r2, at(0), 1, net.suspect(1, 0));
+    deliver(&mut r2, at(0), 3, net.suspect(3, 0));
+    assert_eq!(r2.changing_to(), Some(View(1)));
+    deliver(
+        &mut r2,
+        at(0),
+        1,
+        Message::ViewChange(net.view_change(1, 1, vec![])),
+    );
+    assert_eq!(r2.view_change_deadline, None, "2 of 3 needed");
+    deliver(
+        &mut r2,
+        at(0),
+        3,
+        Message::ViewChange(net.view_change(3, 2, vec![])),
+    );
+    assert_eq!(r2.view_change_deadline, Some(at(1_000)));
 }

@@ -163,9 +163,15 @@ impl Replica {
         self.maybe_send_new_view(target);
     }
 
-    /// Starts the NEW-VIEW timer once 2f+1 VIEW-CHANGEs for our target are
-    /// in (§4.5.2). Why not on sending: a replica that alone asks for a view
-    /// would otherwise climb views by itself and never meet the others.
+    /// Starts the NEW-VIEW timer once 2f+1 replicas asked for our target
+    /// view or a later one (§4.5.2 counts VIEW-CHANGEs for the target only).
+    /// Why not on sending: a replica that alone asks for a view would
+    /// otherwise climb views by itself and never meet the others. Why later
+    /// views count: a replica whose timer already moved it past our target
+    /// no longer backs the target, and counting only the target would leave
+    /// the others waiting for a NEW-VIEW that cannot come (a campaign seed
+    /// with a silent primary ended with two replicas waiting for view 1 and
+    /// the third alone in view 2).
     fn arm_view_change_timer(&mut self) {
         let Some(target) = self.changing_to else {
             return;
@@ -176,7 +182,7 @@ impl Replica {
         let count = self
             .view_changes
             .values()
-            .filter(|v| v.new_view == target)
+            .filter(|v| v.new_view >= target)
             .count();
         if count >= self.cluster.quorum() {
             self.view_change_deadline = Some(self.now.plus_millis(self.view_change_timeout_ms()));

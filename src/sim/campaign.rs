@@ -22,13 +22,40 @@ pub struct Summary {
     pub failing: Vec<SeedOutcome>,
     pub latency_p50_ms: u64,
     pub latency_p99_ms: u64,
+    /// Per adversary: (seeds, seeds with violations, median throughput
+    /// relative to the same seeds without it, if baselines ran).
+    pub by_adversary: Vec<(&'static str, u64, u64, Option<f64>)>,
+    pub frames_refused: u64,
 }
 
 impl Summary {
+    /// Median throughput under attack relative to no attack, over all
+    /// attacked seeds that ran a baseline.
+    pub fn throughput_ratio(&self) -> Option<f64> {
+        let ratios: Vec<f64> = self.by_adversary.iter().filter_map(|a| a.3).collect();
+        median(ratios)
+    }
+
+    /// One line per adversary (printed before the summary by `run`).
+    pub fn adversary_lines(&self) -> Vec<String> {
+        self.by_adversary
+            .iter()
+            .map(|(name, seeds, bad, ratio)| {
+                format!(
+                    "adversary {name:<20} seeds: {seeds:>6} violations: {bad:>4} throughput-vs-none: {}",
+                    ratio.map_or("-".to_string(), |r| format!("{r:.2}"))
+                )
+            })
+            .collect()
+    }
+
     /// The one summary line `pbft-sim run` ends with.
     pub fn line(&self) -> String {
+        let ratio = self
+            .throughput_ratio()
+            .map_or(String::new(), |r| format!(" throughput-vs-none: {r:.2}"));
         format!(
-            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} elapsed-s: {:.1}",
+            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {}{ratio} elapsed-s: {:.1}",
             self.seeds,
             self.violations,
             self.commits,
@@ -38,6 +65,7 @@ impl Summary {
             self.batches_fetched,
             self.latency_p50_ms,
             self.latency_p99_ms,
+            self.frames_refused,
             self.elapsed.as_secs_f64()
         )
     }
@@ -54,6 +82,19 @@ pub fn run(
     progress: bool,
     on_failure: &(dyn Fn(&SeedOutcome) + Sync),
 ) -> Summary {
+    run_jobs(count, threads, progress, on_failure, &|i| {
+        run_seed(start + i, opts)
+    })
+}
+
+/// Runs jobs `0..count` (each one seed's outcome) on `threads` threads.
+pub fn run_jobs(
+    count: u64,
+    threads: usize,
+    progress: bool,
+    on_failure: &(dyn Fn(&SeedOutcome) + Sync),
+    job: &(dyn Fn(u64) -> SeedOutcome + Sync),
+) -> Summary {
     let started = Instant::now();
     let next = AtomicU64::new(0);
     let done = AtomicU64::new(0);
@@ -66,7 +107,8 @@ pub fn run(
                 if i >= count {
                     break;
                 }
-                let mut outcome = run_seed(start + i, opts);
+                let mut outcome = job(i);
+                outcome.latencies_ms.shrink_to_fit();
                 outcome.trace.clear();
                 if !outcome.violations.is_empty() {
                     on_failure(&outcome);
@@ -98,7 +140,22 @@ pub fn run(
             latencies[((latencies.len() - 1) as f64 * p) as usize]
         }
     };
+    let mut by_adversary = Vec::new();
+    for (name, kind, _) in crate::adversary::CATALOGUE {
+        let mine: Vec<&SeedOutcome> = outcomes
+            .iter()
+            .filter(|o| o.adversary == Some(*kind))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let bad = mine.iter().filter(|o| !o.violations.is_empty()).count() as u64;
+        let ratio = median(mine.iter().filter_map(|o| o.throughput_ratio()).collect());
+        by_adversary.push((*name, mine.len() as u64, bad, ratio));
+    }
     Summary {
+        by_adversary,
+        frames_refused: outcomes.iter().map(|o| o.frames_refused).sum(),
         seeds: count,
         violations: outcomes.iter().filter(|o| !o.violations.is_empty()).count() as u64,
         commits: outcomes.iter().map(|o| o.commits).sum(),
@@ -114,4 +171,12 @@ pub fn run(
             .filter(|o| !o.violations.is_empty())
             .collect(),
     }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
 }

@@ -24,6 +24,9 @@ pub struct Checker {
     /// (replica, kind, view, seq) → digest of each vote a replica signed.
     votes: BTreeMap<(ReplicaId, u8, u64, u64), Digest>,
     pub violations: Vec<String>,
+    /// Replicas under adversary control: none of their commits, votes or
+    /// restarts is judged (the invariants are about correct replicas).
+    pub byzantine: BTreeSet<ReplicaId>,
 }
 
 impl Checker {
@@ -35,6 +38,9 @@ impl Checker {
 
     /// S1 agreement, S2 chain, S4 validity / exactly-once.
     pub fn on_commit(&mut self, replica: ReplicaId, block: &CommittedBlock) {
+        if self.byzantine.contains(&replica) {
+            return;
+        }
         let chain = self.chains.entry(replica).or_default();
         if block.height != chain.len() as u64 + 1 {
             let have = chain.len();
@@ -80,6 +86,9 @@ impl Checker {
 
     /// S3 durability: a restarted replica's chain must extend what it had.
     pub fn on_restart(&mut self, replica: ReplicaId, height: u64, tip_hash: Digest) {
+        if self.byzantine.contains(&replica) {
+            return;
+        }
         let chain = self.chains.entry(replica).or_default().clone();
         if height < chain.len() as u64 {
             self.violation(format!(
@@ -100,6 +109,9 @@ impl Checker {
 
     /// S7: a correct replica never signs two different votes for one slot.
     pub fn on_send(&mut self, sender: ReplicaId, message: &Message) {
+        if self.byzantine.contains(&sender) {
+            return;
+        }
         match message {
             Message::PrePrepare { pre_prepare, .. } => self.vote(sender, 0, pre_prepare),
             Message::Prepare(p) => self.vote(sender, 1, p),
@@ -155,6 +167,9 @@ impl Checker {
 
     /// Supply check helper (S9).
     pub fn check_supply(&mut self, replica: ReplicaId, supply: u128, expected: u128) {
+        if self.byzantine.contains(&replica) {
+            return;
+        }
         if supply != expected {
             self.violation(format!(
                 "S9 supply: {replica:?} holds total supply {supply}, genesis had {expected}"

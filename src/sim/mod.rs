@@ -17,6 +17,7 @@ pub mod campaign;
 pub mod checker;
 pub mod scenario;
 
+use crate::adversary::{self, Collusion, Kind, Strategy, Wire};
 use crate::consensus::messages::{Message, Reply};
 use crate::consensus::Config;
 use crate::crypto::{Digest, KeyPair, PublicKey, Verifier};
@@ -35,7 +36,10 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Endpoint {
     Replica(ReplicaId),
+    /// The second instance of the twinned replica.
+    Twin,
     Client(usize),
+    ByzantineClient,
 }
 
 #[derive(Debug)]
@@ -45,11 +49,20 @@ enum Event {
         to: Endpoint,
         message: Message,
     },
-    Wake(ReplicaId),
+    /// A node's timer: by node slot (replicas, then the twin instance).
+    Wake(usize),
     Crash(ReplicaId),
     Restart(ReplicaId),
     ClientTick(usize),
     FaultsEnd,
+    /// Raw bytes from a Byzantine replica: decoded (or refused) on arrival.
+    DeliverFrame {
+        from: ReplicaId,
+        to: ReplicaId,
+        bytes: Vec<u8>,
+    },
+    AdversaryTick(ReplicaId),
+    ByzantineClientTick,
 }
 
 const CLIENT_BALANCE: u64 = 1_000;
@@ -91,6 +104,36 @@ pub struct SeedOutcome {
     pub batches_fetched: u64,
     pub stable_checkpoints: u64,
     pub latencies_ms: Vec<u64>,
+    /// The adversary of this seed, if any.
+    pub adversary: Option<Kind>,
+    /// Virtual time at which the correct clients' last transfer committed.
+    pub finish_ms: u64,
+    /// Mean commit latency the correct clients saw.
+    pub mean_latency_ms: f64,
+    /// `mean_latency_ms` of the same seed without the adversary.
+    pub baseline_mean_latency_ms: Option<f64>,
+    /// Frames refused by a correct replica's decoder.
+    pub frames_refused: u64,
+    /// Highest view a correct replica reached.
+    pub honest_view: u64,
+}
+
+impl SeedOutcome {
+    /// Throughput under attack relative to the same seed without it. The
+    /// clients are closed-loop (one transfer outstanding each), so their
+    /// throughput is inversely proportional to their mean latency.
+    pub fn throughput_ratio(&self) -> Option<f64> {
+        let base = self.baseline_mean_latency_ms?;
+        Some(base.max(0.5) / self.mean_latency_ms.max(0.5))
+    }
+}
+
+/// Which adversary a campaign runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdversaryChoice {
+    One(Kind),
+    /// Seeds spread round-robin over the whole catalogue.
+    All,
 }
 
 /// Options that do not change what a seed does.
@@ -99,13 +142,45 @@ pub struct SimOptions {
     pub replicas: u32,
     /// Keep a human-readable trace (slower).
     pub verbose: bool,
+    pub adversary: Option<AdversaryChoice>,
+    /// Replicas under adversary control (default f). More than f is the
+    /// negative control: violations are then expected.
+    pub byzantine_replicas: Option<u32>,
+    /// Also run each attacked seed without its adversary, for the
+    /// throughput ratio.
+    pub baseline: bool,
 }
 
 /// Runs the random scenario of `seed`.
 pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let scenario = Scenario::random(&mut rng, opts.replicas.max(4));
-    run_scenario(seed, scenario, opts)
+    let n = opts.replicas.max(4);
+    let mut scenario = Scenario::random(&mut rng, n);
+    if let Some(choice) = opts.adversary {
+        let kind = match choice {
+            AdversaryChoice::One(k) => k,
+            AdversaryChoice::All => {
+                adversary::CATALOGUE[(seed % adversary::CATALOGUE.len() as u64) as usize].1
+            }
+        };
+        let count = opts.byzantine_replicas.unwrap_or((n - 1) / 3);
+        scenario.attack(&mut rng, kind, count);
+    }
+    let calm = opts.baseline.then(|| Scenario {
+        adversary: None,
+        byzantine: Vec::new(),
+        twin_rounds: Vec::new(),
+        ..scenario.clone()
+    });
+    let mut outcome = run_scenario(seed, scenario, opts);
+    if let Some(calm) = calm.filter(|_| outcome.adversary.is_some()) {
+        let quiet = SimOptions {
+            verbose: false,
+            ..opts.clone()
+        };
+        outcome.baseline_mean_latency_ms = Some(run_scenario(seed, calm, &quiet).mean_latency_ms);
+    }
+    outcome
 }
 
 /// Runs a given scenario; `seed` drives delays, loss and the workload.
@@ -145,6 +220,25 @@ struct Sim {
     outages: Vec<(ReplicaId, Time, Time)>,
     /// Last time a client's request had waited more than 10 request timeouts.
     last_stall: Option<Time>,
+    /// Strategies of the Byzantine replicas, by replica.
+    strategies: BTreeMap<ReplicaId, Box<dyn Strategy>>,
+    byzantine: Vec<ReplicaId>,
+    collusion: Collusion,
+    adv_rng: ChaCha8Rng,
+    frames_refused: u64,
+    /// When the correct clients' last transfer committed.
+    finish: Time,
+    byzantine_client: Option<ByzantineClient>,
+    /// The replica run as two instances (Twins); slot `n` is its second.
+    twin_of: Option<ReplicaId>,
+}
+
+/// A client under adversary control: funded, with a real key.
+struct ByzantineClient {
+    key: KeyPair,
+    nonce: u64,
+    /// Its own transactions, for replays.
+    sent: Vec<Transaction>,
 }
 
 /// Bound on simulated steps per seed: a run that needs more is a liveness bug.
@@ -170,10 +264,23 @@ impl Sim {
             ..Config::default()
         };
         let addrs: Vec<(String, String)> = (0..n).map(|_| ("sim".into(), "sim".into())).collect();
-        let balances: Vec<(PublicKey, u64)> = client_keys
+        let mut balances: Vec<(PublicKey, u64)> = client_keys
             .iter()
             .map(|k| (k.public(), CLIENT_BALANCE))
             .collect();
+        let byzantine_client =
+            (scenario.adversary == Some(Kind::Clients)).then(|| ByzantineClient {
+                key: KeyPair::from_label(&format!("sim-{seed}-byzantine-client")),
+                nonce: 0,
+                sent: Vec::new(),
+            });
+        if let Some(b) = &byzantine_client {
+            balances.push((b.key.public(), CLIENT_BALANCE));
+        }
+        let twin_of = (scenario.adversary == Some(Kind::Twins))
+            .then(|| scenario.byzantine.first().copied())
+            .flatten();
+        let slots = n as usize + usize::from(twin_of.is_some());
         let genesis = genesis::build(
             &format!("sim-{seed}"),
             &keys.iter().map(|k| k.public()).collect::<Vec<_>>(),
@@ -182,17 +289,17 @@ impl Sim {
             cfg,
         )
         .expect("simulated genesis is valid");
-        let stores: Vec<MemoryStore> = (0..n).map(|_| MemoryStore::new()).collect();
-        let nodes = (0..n)
-            .map(|i| {
+        let stores: Vec<MemoryStore> = (0..slots).map(|_| MemoryStore::new()).collect();
+        let nodes = (0..slots)
+            .map(|slot| {
+                let id = if slot < n as usize {
+                    ReplicaId(slot as u32)
+                } else {
+                    twin_of.expect("slot n exists only with a twin")
+                };
                 Some(
-                    Node::open(
-                        &genesis,
-                        ReplicaId(i),
-                        keys[i as usize].clone(),
-                        stores[i as usize].clone(),
-                    )
-                    .expect("fresh memory store opens"),
+                    Node::open(&genesis, id, keys[id.index()].clone(), stores[slot].clone())
+                        .expect("fresh memory store opens"),
                 )
             })
             .collect();
@@ -215,12 +322,25 @@ impl Sim {
             .collect();
         let verifier = genesis.verifier.clone();
         let supply = genesis.total_supply();
+        let strategies = scenario
+            .byzantine
+            .iter()
+            .filter_map(|r| {
+                scenario
+                    .adversary
+                    .and_then(|k| k.strategy())
+                    .map(|s| (*r, s))
+            })
+            .collect();
+        let byzantine = scenario.byzantine.clone();
+        let mut checker = Checker::default();
+        checker.byzantine = byzantine.iter().copied().collect();
         let mut sim = Sim {
             genesis,
             keys,
             nodes,
             stores,
-            wake_at: vec![None; n as usize],
+            wake_at: vec![None; slots],
             clients,
             client_index,
             verifier,
@@ -230,7 +350,7 @@ impl Sim {
             net_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00),
             client_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x636c_6965_6e74_0000),
             faults_active: true,
-            checker: Checker::default(),
+            checker,
             supply,
             trace_hasher: blake3::Hasher::new(),
             trace: verbose.then(Vec::new),
@@ -241,8 +361,24 @@ impl Sim {
             down_since: BTreeMap::new(),
             last_stall: None,
             outages: Vec::new(),
+            strategies,
+            byzantine,
+            collusion: Collusion::default(),
+            adv_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6164_7665_7273_6172),
+            frames_refused: 0,
+            finish: Time::ZERO,
+            byzantine_client,
+            twin_of,
             scenario,
         };
+        let byzantine_replicas: Vec<ReplicaId> = sim.strategies.keys().copied().collect();
+        for r in byzantine_replicas {
+            let at = Time::from_millis(sim.adv_rng.gen_range(0..adversary::TICK_MS));
+            sim.push(at, Event::AdversaryTick(r));
+        }
+        if sim.byzantine_client.is_some() {
+            sim.push(Time::from_millis(50), Event::ByzantineClientTick);
+        }
         sim.schedule_faults();
         for i in 0..sim.clients.len() {
             let at = Time::from_millis(sim.client_rng.gen_range(0..20));
@@ -290,14 +426,54 @@ impl Sim {
         })
     }
 
-    /// Puts a message on the simulated network.
-    fn send(&mut self, from: Endpoint, to: Endpoint, message: Message) {
-        if let (Endpoint::Replica(a), Endpoint::Replica(b)) = (from, to) {
-            if self.partitioned(self.now, a, b) {
-                return;
+    /// The replica an endpoint speaks for.
+    fn endpoint_replica(&self, e: Endpoint) -> Option<ReplicaId> {
+        match e {
+            Endpoint::Replica(r) => Some(r),
+            Endpoint::Twin => self.twin_of,
+            _ => None,
+        }
+    }
+
+    /// Twins: where a message between replicas really goes in the current
+    /// round (`None`: the network drops it). Honest replicas of the round's
+    /// second group talk to the twin's second instance, the others to the
+    /// first; only the round's leader's proposals get through.
+    fn twin_route(&self, from: Endpoint, to: Endpoint, message: &Message) -> Option<Endpoint> {
+        let Some(t) = self.twin_of else {
+            return Some(to);
+        };
+        let now = self.now;
+        let round = self
+            .scenario
+            .twin_rounds
+            .iter()
+            .find(|r| r.start <= now && now < r.end);
+        if let Some(round) = round {
+            let proposal = matches!(message, Message::PrePrepare { .. } | Message::NewView(_));
+            if proposal && self.endpoint_replica(from) != Some(round.leader) {
+                return None;
             }
         }
-        let (loss, dup, lo, hi) = if self.faults_active {
+        let second = |r: ReplicaId| round.is_some_and(|rd| rd.second.contains(&r));
+        match (from, to) {
+            (Endpoint::Replica(a), Endpoint::Replica(b)) if b == t && a != t => {
+                Some(if second(a) { Endpoint::Twin } else { to })
+            }
+            (Endpoint::Replica(a), Endpoint::Replica(b)) if a == t => (!second(b)).then_some(to),
+            (Endpoint::Twin, Endpoint::Replica(b)) => second(b).then_some(to),
+            _ => Some(to),
+        }
+    }
+
+    /// Puts a message on the simulated network.
+    fn send(&mut self, from: Endpoint, to: Endpoint, message: Message) {
+        self.send_delayed(from, to, message, 0)
+    }
+
+    /// Loss and delay of the network as it is now: (loss, duplicate, min, max).
+    fn link(&self) -> (f64, f64, u64, u64) {
+        if self.faults_active {
             (
                 self.scenario.loss,
                 self.scenario.duplicate,
@@ -306,7 +482,34 @@ impl Sim {
             )
         } else {
             (0.0, 0.0, 1, 5)
+        }
+    }
+
+    /// Raw frame bytes from a Byzantine replica, over the same network.
+    fn send_frame(&mut self, from: ReplicaId, to: ReplicaId, bytes: Vec<u8>, extra_ms: u64) {
+        if self.partitioned(self.now, from, to) {
+            return;
+        }
+        let (loss, _, lo, hi) = self.link();
+        if loss > 0.0 && self.net_rng.gen_bool(loss) {
+            return;
+        }
+        let delay_us = self.net_rng.gen_range(lo * 1000..=hi * 1000) + extra_ms * 1000;
+        let at = Time(self.now.0 + delay_us);
+        self.push(at, Event::DeliverFrame { from, to, bytes });
+    }
+
+    /// Puts a message on the simulated network after `extra_ms` more.
+    fn send_delayed(&mut self, from: Endpoint, to: Endpoint, message: Message, extra_ms: u64) {
+        let Some(to) = self.twin_route(from, to, &message) else {
+            return;
         };
+        if let (Some(a), Some(b)) = (self.endpoint_replica(from), self.endpoint_replica(to)) {
+            if self.partitioned(self.now, a, b) {
+                return;
+            }
+        }
+        let (loss, dup, lo, hi) = self.link();
         if loss > 0.0 && self.net_rng.gen_bool(loss) {
             return;
         }
@@ -316,7 +519,7 @@ impl Sim {
             1
         };
         for _ in 0..copies {
-            let delay_us = self.net_rng.gen_range(lo * 1000..=hi * 1000);
+            let delay_us = self.net_rng.gen_range(lo * 1000..=hi * 1000) + extra_ms * 1000;
             let at = Time(self.now.0 + delay_us);
             self.push(
                 at,
@@ -358,37 +561,67 @@ impl Sim {
                 let (fa, ta) = (endpoint_code(from), endpoint_code(to));
                 let kind = message.kind();
                 self.hash_event(1, fa, ta, kind.as_bytes());
-                match to {
-                    Endpoint::Replica(r) => {
-                        if self.nodes[r.index()].is_none() {
-                            return;
-                        }
-                        self.log(|| format!("{from:?} -> {r:?} {}", describe(&message)));
-                        let input = match (from, message) {
-                            (Endpoint::Client(_), Message::Request(tx)) => NodeInput::Request(tx),
-                            (Endpoint::Replica(f), message) => {
-                                NodeInput::Message { from: f, message }
-                            }
-                            (Endpoint::Client(_), _) => return,
-                        };
-                        self.deliver_to_node(r, input);
-                    }
+                let slot = match to {
+                    Endpoint::Replica(r) => r.index(),
+                    Endpoint::Twin => self.scenario.replicas as usize,
                     Endpoint::Client(c) => {
                         if let Message::Reply(reply) = message {
                             self.on_reply(c, reply);
                         }
+                        return;
+                    }
+                    Endpoint::ByzantineClient => return,
+                };
+                if self.nodes[slot].is_none() {
+                    return;
+                }
+                self.log(|| format!("{from:?} -> {to:?} {}", describe(&message)));
+                let input = match (self.endpoint_replica(from), message) {
+                    (None, Message::Request(tx)) => NodeInput::Request(tx),
+                    (Some(f), message) => NodeInput::Message { from: f, message },
+                    (None, _) => return,
+                };
+                self.deliver_to_slot(slot, input);
+            }
+            Event::Wake(slot) => {
+                if self.wake_at[slot] == Some(self.now) {
+                    self.wake_at[slot] = None;
+                }
+                if self.nodes[slot].is_some() {
+                    self.hash_event(2, slot as u64, 0, &[]);
+                    self.deliver_to_slot(slot, NodeInput::Tick);
+                }
+            }
+            Event::DeliverFrame { from, to, bytes } => {
+                self.hash_event(8, from.0 as u64, to.0 as u64, &bytes[..bytes.len().min(64)]);
+                if self.nodes[to.index()].is_none() {
+                    return;
+                }
+                match Message::from_frame(&bytes, crate::codec::FRAME_BYTES_MAX) {
+                    Ok(message) => {
+                        self.log(|| format!("{from:?} -> {to:?} frame {}", describe(&message)));
+                        self.deliver_to_slot(to.index(), NodeInput::Message { from, message });
+                    }
+                    Err(e) => {
+                        self.log(|| format!("{from:?} -> {to:?} frame refused: {e}"));
+                        self.frames_refused += 1;
                     }
                 }
             }
-            Event::Wake(r) => {
-                if self.wake_at[r.index()] == Some(self.now) {
-                    self.wake_at[r.index()] = None;
-                }
+            Event::AdversaryTick(r) => {
+                self.hash_event(9, r.0 as u64, 0, &[]);
                 if self.nodes[r.index()].is_some() {
-                    self.hash_event(2, r.0 as u64, 0, &[]);
-                    self.deliver_to_node(r, NodeInput::Tick);
+                    let sends = self.with_strategy(r, |strategy, ctx| strategy.tick(ctx));
+                    for s in sends {
+                        self.adversary_send(r, s);
+                    }
                 }
+                self.push(
+                    self.now.plus_millis(adversary::TICK_MS),
+                    Event::AdversaryTick(r),
+                );
             }
+            Event::ByzantineClientTick => self.byzantine_client_tick(),
             Event::Crash(r) => {
                 if self.nodes[r.index()].take().is_some() {
                     self.hash_event(3, r.0 as u64, 0, &[]);
@@ -458,7 +691,7 @@ impl Sim {
                     .on_restart(r, node.height(), node.tip().block_hash);
                 self.log(|| format!("RESTART {r:?} at height {}", node.height()));
                 self.nodes[r.index()] = Some(node);
-                self.deliver_to_node(r, NodeInput::Tick);
+                self.deliver_to_slot(r.index(), NodeInput::Tick);
             }
             Err(e) => self.checker.report(format!(
                 "S3 durability: {r:?} failed to reopen its store: {e}"
@@ -466,9 +699,77 @@ impl Sim {
         }
     }
 
-    fn deliver_to_node(&mut self, r: ReplicaId, input: NodeInput) {
+    /// The replica a node slot runs.
+    fn slot_id(&self, slot: usize) -> ReplicaId {
+        if slot < self.scenario.replicas as usize {
+            ReplicaId(slot as u32)
+        } else {
+            self.twin_of.expect("slot n exists only with a twin")
+        }
+    }
+
+    fn slot_endpoint(&self, slot: usize) -> Endpoint {
+        if slot < self.scenario.replicas as usize {
+            Endpoint::Replica(ReplicaId(slot as u32))
+        } else {
+            Endpoint::Twin
+        }
+    }
+
+    /// Runs `f` with replica `r`'s strategy and a context built from its
+    /// node (the strategy is taken out for the call).
+    fn with_strategy<T: Default>(
+        &mut self,
+        r: ReplicaId,
+        f: impl FnOnce(&mut Box<dyn Strategy>, &mut adversary::Ctx) -> T,
+    ) -> T {
+        let Some(mut strategy) = self.strategies.remove(&r) else {
+            return T::default();
+        };
+        let (view, height) = self.nodes[r.index()]
+            .as_ref()
+            .map_or((crate::types::View(0), 0), |n| {
+                (n.replica().view(), n.height())
+            });
+        let colluders: Vec<ReplicaId> =
+            self.byzantine.iter().copied().filter(|b| *b != r).collect();
+        let mut ctx = adversary::Ctx {
+            me: r,
+            key: &self.keys[r.index()],
+            network: self.genesis.network,
+            cluster: self.genesis.cluster,
+            view,
+            height: Seq(height),
+            now: self.now,
+            request_timeout_ms: self.scenario.request_timeout_ms,
+            colluders: &colluders,
+            rng: &mut self.adv_rng,
+            collusion: &mut self.collusion,
+        };
+        let out = f(&mut strategy, &mut ctx);
+        self.strategies.insert(r, strategy);
+        out
+    }
+
+    fn adversary_send(&mut self, r: ReplicaId, s: adversary::Send) {
+        match s.wire {
+            Wire::Message(m) => {
+                self.send_delayed(Endpoint::Replica(r), Endpoint::Replica(s.to), m, s.delay_ms)
+            }
+            Wire::Frame(bytes) => self.send_frame(r, s.to, bytes, s.delay_ms),
+        }
+    }
+
+    fn deliver_to_slot(&mut self, slot: usize, input: NodeInput) {
         let now = self.now;
-        let node = self.nodes[r.index()].as_mut().expect("caller checked");
+        let r = self.slot_id(slot);
+        if let NodeInput::Message { from, message } = &input {
+            if self.strategies.contains_key(&r) && slot == r.index() {
+                let (from, message) = (*from, message.clone());
+                self.with_strategy(r, |strategy, ctx| strategy.incoming(ctx, from, &message));
+            }
+        }
+        let node = self.nodes[slot].as_mut().expect("caller checked");
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.handle(now, input)));
         match result {
@@ -476,7 +777,7 @@ impl Sim {
             Ok(Err(e)) => {
                 self.checker
                     .report(format!("{r:?} stopped on a node error: {e}"));
-                self.nodes[r.index()] = None;
+                self.nodes[slot] = None;
                 return;
             }
             Err(panic) => {
@@ -486,19 +787,22 @@ impl Sim {
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
                 self.checker.report(format!("{r:?} panicked: {msg}"));
-                self.nodes[r.index()] = None;
+                self.nodes[slot] = None;
                 return;
             }
         }
-        self.after_node_step(r);
+        self.after_node_step(slot);
     }
 
-    fn after_node_step(&mut self, r: ReplicaId) {
+    fn after_node_step(&mut self, slot: usize) {
         let n = self.scenario.replicas;
+        let r = self.slot_id(slot);
+        let me = self.slot_endpoint(slot);
+        let honest = !self.checker.byzantine.contains(&r);
         let mut out = Vec::new();
         let mut committed = Vec::new();
         {
-            let node = self.nodes[r.index()].as_mut().expect("alive");
+            let node = self.nodes[slot].as_mut().expect("alive");
             while let Some(o) = node.pop_outgoing() {
                 out.push(o);
             }
@@ -509,7 +813,7 @@ impl Sim {
         for block in &committed {
             self.log(|| {
                 format!(
-                    "{r:?} COMMIT height {} {:?} ({} txs)",
+                    "{me:?} COMMIT height {} {:?} ({} txs)",
                     block.height,
                     block.block_hash,
                     block.txs.len()
@@ -518,12 +822,12 @@ impl Sim {
             self.checker.on_commit(r, block);
         }
         if !committed.is_empty() {
-            let node = self.nodes[r.index()].as_ref().expect("alive");
+            let node = self.nodes[slot].as_ref().expect("alive");
             let supply = node.bank().total_supply();
             self.checker.check_supply(r, supply, self.supply);
         }
-        {
-            let node = self.nodes[r.index()].as_ref().expect("alive");
+        if honest {
+            let node = self.nodes[slot].as_ref().expect("alive");
             let exceeded = node
                 .replica()
                 .footprint()
@@ -534,38 +838,56 @@ impl Sim {
                 ));
             }
         }
+        let strategy = self.strategies.contains_key(&r) && slot == r.index();
         for o in out {
             match o {
                 Outgoing::ToReplica { to, message } => {
                     self.checker.on_send(r, &message);
-                    self.send(Endpoint::Replica(r), Endpoint::Replica(to), message);
+                    if strategy {
+                        let sends = self.with_strategy(r, |st, ctx| st.outgoing(ctx, to, message));
+                        for s in sends {
+                            self.adversary_send(r, s);
+                        }
+                    } else {
+                        self.send(me, Endpoint::Replica(to), message);
+                    }
                 }
                 Outgoing::Broadcast(message) => {
                     self.checker.on_send(r, &message);
                     for to in (0..n).map(ReplicaId).filter(|t| *t != r) {
-                        self.send(Endpoint::Replica(r), Endpoint::Replica(to), message.clone());
+                        if strategy {
+                            let m = message.clone();
+                            let sends = self.with_strategy(r, |st, ctx| st.outgoing(ctx, to, m));
+                            for s in sends {
+                                self.adversary_send(r, s);
+                            }
+                        } else {
+                            self.send(me, Endpoint::Replica(to), message.clone());
+                        }
                     }
                 }
                 Outgoing::ToClient { client, reply } => {
+                    let withheld = strategy
+                        && self
+                            .strategies
+                            .get(&r)
+                            .is_some_and(|s| !s.replies_to_clients());
+                    if withheld {
+                        continue;
+                    }
                     if let Some(&c) = self.client_index.get(&client) {
-                        self.send(
-                            Endpoint::Replica(r),
-                            Endpoint::Client(c),
-                            Message::Reply(reply),
-                        );
+                        self.send(me, Endpoint::Client(c), Message::Reply(reply));
                     }
                 }
             }
         }
         // Schedule the node's next timer if it is earlier than the one pending.
-        let deadline = self.nodes[r.index()]
-            .as_ref()
-            .and_then(|n| n.next_deadline());
+        let deadline = self.nodes[slot].as_ref().and_then(|n| n.next_deadline());
         if let Some(d) = deadline {
             let d = d.max(self.now);
-            if self.wake_at[r.index()].is_none_or(|w| d < w) {
-                self.wake_at[r.index()] = Some(d);
-                self.push(d, Event::Wake(r));
+            if self.wake_at[slot].is_none_or(|w| d < w) {
+                self.wake_at[slot] = Some(d);
+                self.push(d, Event::Wake(slot));
             }
         }
     }
@@ -625,19 +947,104 @@ impl Sim {
                 o.sent_at = now;
             }
             self.hash_event(6, c as u64, tx.nonce, &[]);
-            for r in 0..self.scenario.replicas {
-                self.send(
-                    Endpoint::Client(c),
-                    Endpoint::Replica(ReplicaId(r)),
-                    Message::Request(tx.clone()),
-                );
-            }
+            self.send_request(Endpoint::Client(c), &tx, None);
         }
         if self.clients[c].outstanding.is_some()
             || self.clients[c].submitted < self.clients[c].target
         {
             self.push(now.plus_millis(timeout / 2), Event::ClientTick(c));
         }
+    }
+
+    /// Sends a request to every replica (and the twin instance), or to the
+    /// replicas `only` selects.
+    fn send_request(
+        &mut self,
+        from: Endpoint,
+        tx: &Transaction,
+        only: Option<&dyn Fn(u32) -> bool>,
+    ) {
+        for r in 0..self.scenario.replicas {
+            if only.is_some_and(|f| !f(r)) {
+                continue;
+            }
+            self.send(
+                from,
+                Endpoint::Replica(ReplicaId(r)),
+                Message::Request(tx.clone()),
+            );
+            if self.twin_of == Some(ReplicaId(r)) {
+                self.send(from, Endpoint::Twin, Message::Request(tx.clone()));
+            }
+        }
+    }
+
+    /// A Byzantine client: bad signatures, replayed nonces, conflicting
+    /// transactions for one nonce, reordered nonces, and floods, all with a
+    /// real funded key (its valid transactions count as submitted).
+    fn byzantine_client_tick(&mut self) {
+        let Some(mut b) = self.byzantine_client.take() else {
+            return;
+        };
+        let network = self.genesis.network;
+        let me = Endpoint::ByzantineClient;
+        let victims: Vec<PublicKey> = self.client_index.keys().copied().collect();
+        let to = victims[self.client_rng.gen_range(0..victims.len())];
+        let action = self.client_rng.gen_range(0..6);
+        self.hash_event(10, action, b.nonce, &[]);
+        let valid = |b: &mut ByzantineClient, nonce: u64, amount: u64| {
+            let tx = Transaction::transfer(network, &b.key, to, amount, nonce);
+            b.sent.push(tx.clone());
+            tx
+        };
+        match action {
+            0 => {
+                b.nonce += 1;
+                let mut tx = Transaction::transfer(network, &b.key, to, 5, b.nonce);
+                tx.signature[7] ^= 0x40;
+                self.send_request(me, &tx, None);
+            }
+            1 => {
+                if !b.sent.is_empty() {
+                    let old = b.sent[self.client_rng.gen_range(0..b.sent.len())].clone();
+                    self.send_request(me, &old, None);
+                }
+            }
+            2 => {
+                b.nonce += 1;
+                let nonce = b.nonce;
+                let first = valid(&mut b, nonce, 3);
+                let second = valid(&mut b, nonce, 4);
+                self.checker.submitted.insert(first.id());
+                self.checker.submitted.insert(second.id());
+                self.send_request(me, &first, Some(&|r| r % 2 == 0));
+                self.send_request(me, &second, Some(&|r| r % 2 == 1));
+            }
+            3 => {
+                let (n1, n2) = (b.nonce + 1, b.nonce + 2);
+                b.nonce += 2;
+                let later = valid(&mut b, n2, 1);
+                let earlier = valid(&mut b, n1, 1);
+                self.checker.submitted.insert(later.id());
+                self.checker.submitted.insert(earlier.id());
+                self.send_request(me, &later, None);
+                self.send_request(me, &earlier, None);
+            }
+            _ => {
+                for _ in 0..40 {
+                    b.nonce += 1;
+                    let nonce = b.nonce;
+                    let tx = valid(&mut b, nonce, 1);
+                    self.checker.submitted.insert(tx.id());
+                    self.send_request(me, &tx, None);
+                }
+            }
+        }
+        if b.sent.len() > 256 {
+            b.sent.drain(..128);
+        }
+        self.byzantine_client = Some(b);
+        self.push(self.now.plus_millis(100), Event::ByzantineClientTick);
     }
 
     /// A client accepts a result on f+1 matching signed replies.
@@ -663,6 +1070,7 @@ impl Sim {
             let latency = now.saturating_sub_millis(o.first_sent);
             client.results.push((v.tx_id, v.receipt));
             client.latencies_ms.push(latency);
+            self.finish = now;
             client.outstanding = None;
             self.hash_event(7, c as u64, v.nonce, &[]);
             let think = self.client_rng.gen_range(0..5);
@@ -673,7 +1081,7 @@ impl Sim {
     /// The view that at least 2f+1 replicas are in (not changing), if any.
     fn operating_view(&self) -> Option<crate::types::View> {
         let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-        for n in self.nodes.iter().flatten() {
+        for n in self.honest_nodes() {
             if n.replica().changing_to().is_none() {
                 *counts.entry(n.replica().view().0).or_default() += 1;
             }
@@ -705,24 +1113,30 @@ impl Sim {
         }
         let max = self.checker.max_height();
         let k = self.scenario.checkpoint_interval;
-        let states: Vec<Option<(u64, u64, Option<u64>)>> = self
+        let states: Vec<(usize, Option<(u64, u64, Option<u64>)>)> = self
             .nodes
             .iter()
-            .map(|n| {
-                n.as_ref().map(|n| {
-                    (
-                        n.height(),
-                        n.replica().view().0,
-                        n.replica().changing_to().map(|v| v.0),
-                    )
-                })
+            .take(self.scenario.replicas as usize)
+            .enumerate()
+            .filter(|(i, _)| !self.checker.byzantine.contains(&ReplicaId(*i as u32)))
+            .map(|(i, n)| {
+                (
+                    i,
+                    n.as_ref().map(|n| {
+                        (
+                            n.height(),
+                            n.replica().view().0,
+                            n.replica().changing_to().map(|v| v.0),
+                        )
+                    }),
+                )
             })
             .collect();
         let Some(view) = self.operating_view() else {
             problems.push(format!("L2 view sync: no 2f+1 replicas share a view; (height, view, changing-to) {states:?}"));
             return problems;
         };
-        for (i, st) in states.iter().enumerate() {
+        for (i, st) in &states {
             let ok = match st {
                 None => false,
                 Some((h, v, None)) => *v == view.0 && *h == max,
@@ -738,6 +1152,17 @@ impl Sim {
         problems
     }
 
+    /// Nodes of correct replicas (twin instances and Byzantine replicas
+    /// excluded).
+    fn honest_nodes(&self) -> impl Iterator<Item = &Node<MemoryStore>> {
+        self.nodes
+            .iter()
+            .take(self.scenario.replicas as usize)
+            .enumerate()
+            .filter(|(i, _)| !self.checker.byzantine.contains(&ReplicaId(*i as u32)))
+            .filter_map(|(_, n)| n.as_ref())
+    }
+
     fn settled(&self) -> bool {
         self.liveness_problems().is_empty()
     }
@@ -747,6 +1172,22 @@ impl Sim {
         let max = self.checker.max_height();
         for p in self.liveness_problems() {
             self.checker.report(p);
+        }
+        // L3: with no honest fault and no Byzantine primary, no view change.
+        let byzantine_leads = self.scenario.byzantine.contains(&ReplicaId(0))
+            || self
+                .scenario
+                .adversary
+                .is_some_and(|k| k.wants_view_change());
+        let honest_view = self
+            .honest_nodes()
+            .map(|n| n.replica().view().0)
+            .max()
+            .unwrap_or(0);
+        if self.scenario.calm && !byzantine_leads && honest_view > 0 {
+            self.checker.report(format!(
+                "L3 liveness: view changed to {honest_view} without a faulty primary or any honest fault"
+            ));
         }
         if self.primary_down_long {
             self.checker.report(
@@ -768,10 +1209,9 @@ impl Sim {
         for c in &self.clients {
             latencies.extend(&c.latencies_ms);
         }
+        let mean_latency = latencies.iter().sum::<u64>() as f64 / latencies.len().max(1) as f64;
         let stats: Vec<_> = self
-            .nodes
-            .iter()
-            .flatten()
+            .honest_nodes()
             .map(|n| n.replica().stats().clone())
             .collect();
         SeedOutcome {
@@ -788,13 +1228,19 @@ impl Sim {
             batches_fetched: stats.iter().map(|s| s.batches_fetched).sum(),
             stable_checkpoints: stats.iter().map(|s| s.stable_checkpoints).sum(),
             latencies_ms: latencies,
+            adversary: self.scenario.adversary,
+            finish_ms: self.finish.as_millis(),
+            mean_latency_ms: mean_latency,
+            baseline_mean_latency_ms: None,
+            frames_refused: self.frames_refused,
+            honest_view,
         }
     }
 
     /// S5: each stored commit certificate has 2f+1 distinct valid signers
     /// over this seq and the digest of the stored batch.
     fn check_certificates(&mut self) {
-        let Some(node) = self.nodes.iter().flatten().next() else {
+        let Some(node) = self.honest_nodes().next() else {
             return;
         };
         let quorum = self.genesis.cluster.quorum();
@@ -833,6 +1279,8 @@ fn endpoint_code(e: Endpoint) -> u64 {
     match e {
         Endpoint::Replica(r) => r.0 as u64,
         Endpoint::Client(c) => 1_000 + c as u64,
+        Endpoint::Twin => 999,
+        Endpoint::ByzantineClient => 2_000,
     }
 }
 

@@ -5,6 +5,7 @@
 //! some crash the primary twice. Faults stop at `faults_end`; after it the
 //! network is reliable, every crashed replica restarts, and liveness is judged.
 
+use crate::adversary::Kind;
 use crate::types::{ReplicaId, Time};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -47,6 +48,29 @@ pub struct Scenario {
     pub watermark_window: u64,
     pub batch_txs_max: usize,
     pub request_timeout_ms: u64,
+    /// The adversary, if any, and the replicas it controls.
+    pub adversary: Option<Kind>,
+    pub byzantine: Vec<ReplicaId>,
+    /// Twins: per round, the honest replicas that talk to the second
+    /// instance, and the one replica allowed to lead (send PRE-PREPAREs and
+    /// NEW-VIEWs) in the round.
+    pub twin_rounds: Vec<TwinRound>,
+    /// Faults other than the adversary's (crash, partition, loss, slow
+    /// links) are absent: no view change may happen unless the adversary
+    /// is a primary (L3).
+    pub calm: bool,
+}
+
+/// One round of a Twins scenario.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TwinRound {
+    pub start: Time,
+    pub end: Time,
+    /// Honest replicas connected to the twin's second instance (the others
+    /// talk to the first).
+    pub second: Vec<ReplicaId>,
+    /// Only this replica's proposals (PRE-PREPARE, NEW-VIEW) are delivered.
+    pub leader: ReplicaId,
 }
 
 impl Scenario {
@@ -69,6 +93,10 @@ impl Scenario {
             watermark_window: 16,
             batch_txs_max: 8,
             request_timeout_ms: 1_000,
+            adversary: None,
+            byzantine: Vec::new(),
+            twin_rounds: Vec::new(),
+            calm: true,
         }
     }
 
@@ -77,6 +105,7 @@ impl Scenario {
         let mut s = Scenario::calm(replicas);
         let n = replicas;
         let f = (n - 1) / 3;
+        s.calm = false;
         let faults_ms: u64 = rng.gen_range(5_000..=20_000);
         s.faults_end = Time::from_millis(faults_ms);
         s.clients = rng.gen_range(2..=6);
@@ -132,10 +161,68 @@ impl Scenario {
         s
     }
 
+    /// Puts `count` replicas under the control of adversary `kind`. A
+    /// quarter of the seeds drop every honest fault, so throughput under
+    /// attack and L3 (no view change without a faulty primary) are measured
+    /// on a clean network.
+    pub fn attack(&mut self, rng: &mut ChaCha8Rng, kind: Kind, count: u32) {
+        let n = self.replicas;
+        self.adversary = Some(kind);
+        if rng.gen_bool(0.25) {
+            self.make_calm();
+        }
+        let faults_ms = self.faults_end.as_millis();
+        let mut byz: Vec<ReplicaId> = Vec::new();
+        if kind.wants_primary() || kind == Kind::Twins {
+            byz.push(ReplicaId(0));
+        }
+        if kind.wants_view_change() {
+            // The Byzantine replica leads view 1; view 0's primary crashes
+            // while requests flow, so view 1 starts.
+            byz.push(ReplicaId(1));
+            self.crashes.retain(|c| c.replica != ReplicaId(0));
+            self.crashes.push(Crash {
+                at: Time::from_millis(rng.gen_range(300..faults_ms / 2)),
+                replica: ReplicaId(0),
+                down_ms: Some(self.request_timeout_ms * 8),
+            });
+        }
+        if kind == Kind::Clients && count == (n - 1) / 3 {
+            // Byzantine clients only, unless more replicas were asked for.
+            return;
+        }
+        while (byz.len() as u32) < count.min(n) {
+            let r = ReplicaId(rng.gen_range(0..n));
+            if !byz.contains(&r) {
+                byz.push(r);
+            }
+        }
+        byz.truncate(count as usize);
+        byz.sort();
+        self.byzantine = byz;
+        if kind == Kind::Twins {
+            self.twin_rounds = random_twin_rounds(rng, self);
+        }
+    }
+
+    /// No honest faults and a fast network.
+    pub fn make_calm(&mut self) {
+        self.calm = true;
+        self.crashes.clear();
+        self.partitions.clear();
+        self.loss = 0.0;
+        self.duplicate = 0.0;
+        self.delay_min_ms = 1;
+        self.delay_max_ms = 5;
+    }
+
     /// One line describing the scenario, for `replay --verbose`.
     pub fn describe(&self) -> String {
         format!(
-            "n={} clients={} txs={}+{} loss={} dup={} delay={}..{}ms crashes={:?} partitions={:?} faults_end={}ms K={} L={} batch={} timeout={}ms",
+            "adversary={} byzantine={:?} twin-rounds={} n={} clients={} txs={}+{} loss={} dup={} delay={}..{}ms crashes={:?} partitions={:?} faults_end={}ms K={} L={} batch={} timeout={}ms",
+            self.adversary.map_or("none", |k| k.name()),
+            self.byzantine.iter().map(|r| r.0).collect::<Vec<_>>(),
+            self.twin_rounds.len(),
             self.replicas,
             self.clients,
             self.txs_per_client,
@@ -163,4 +250,68 @@ impl Scenario {
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
     &items[rng.gen_range(0..items.len())]
+}
+
+/// Random Twins rounds covering the faulty period (used by `run --adversary
+/// twins`; `pbft-sim twins` enumerates them instead).
+fn random_twin_rounds(rng: &mut ChaCha8Rng, s: &Scenario) -> Vec<TwinRound> {
+    let round_ms = s.request_timeout_ms * 3;
+    let rounds = (s.faults_end.as_millis() / round_ms).max(1);
+    let honest: Vec<ReplicaId> = (0..s.replicas)
+        .map(ReplicaId)
+        .filter(|r| !s.byzantine.contains(r))
+        .collect();
+    (0..rounds)
+        .map(|i| TwinRound {
+            start: Time::from_millis(i * round_ms),
+            end: Time::from_millis((i + 1) * round_ms),
+            second: honest
+                .iter()
+                .copied()
+                .filter(|_| rng.gen_bool(0.5))
+                .collect(),
+            leader: ReplicaId(rng.gen_range(0..s.replicas)),
+        })
+        .collect()
+}
+
+/// Twins at n = 4 with replica 0 doubled: per round, which of the three
+/// honest replicas talk to the second instance (8 choices) and which
+/// replica leads (4 choices).
+pub const TWIN_CHOICES_PER_ROUND: u64 = 8 * 4;
+
+impl Scenario {
+    /// The Twins scenario number `index` of `rounds` rounds: `index` read in
+    /// base [`TWIN_CHOICES_PER_ROUND`], one digit per round. PBFT fixes each
+    /// view's primary, so a round's leader is imposed by the network: only
+    /// its PRE-PREPAREs and NEW-VIEWs are delivered in that round.
+    pub fn twins(rounds: u32, index: u64) -> Scenario {
+        let mut s = Scenario::calm(4);
+        s.request_timeout_ms = 300;
+        s.txs_per_client = 6;
+        let round_ms = s.request_timeout_ms * 3;
+        s.faults_end = Time::from_millis(round_ms * rounds as u64);
+        s.adversary = Some(Kind::Twins);
+        s.byzantine = vec![ReplicaId(0)];
+        s.calm = false;
+        let honest = [ReplicaId(1), ReplicaId(2), ReplicaId(3)];
+        let mut digits = index;
+        for i in 0..rounds as u64 {
+            let choice = digits % TWIN_CHOICES_PER_ROUND;
+            digits /= TWIN_CHOICES_PER_ROUND;
+            let (mask, leader) = (choice % 8, choice / 8);
+            s.twin_rounds.push(TwinRound {
+                start: Time::from_millis(i * round_ms),
+                end: Time::from_millis((i + 1) * round_ms),
+                second: honest
+                    .iter()
+                    .enumerate()
+                    .filter(|(b, _)| mask & (1 << b) != 0)
+                    .map(|(_, r)| *r)
+                    .collect(),
+                leader: ReplicaId(leader as u32),
+            });
+        }
+        s
+    }
 }
