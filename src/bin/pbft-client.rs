@@ -60,7 +60,12 @@ enum Command {
     /// A committed block's header.
     Block { height: u64 },
     /// Each replica's view, height and primary, or that it is unreachable.
-    Status,
+    Status {
+        /// Also print each replica's view-change counters and the input its
+        /// core refused, by reason.
+        #[arg(long)]
+        stats: bool,
+    },
     /// Write a new key file and print its account.
     Keygen {
         #[arg(long, value_name = "FILE")]
@@ -116,7 +121,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Balance { account } => cli::balance(&client, account).await,
             Command::Tx { hash } => cli::tx(&client, hash).await,
             Command::Block { height } => cli::block(&client, height).await,
-            Command::Status => cli::status(&client).await,
+            Command::Status { stats } => cli::status(&client, stats).await,
             Command::Keygen { .. } => Ok(()),
         };
         client.close().await;

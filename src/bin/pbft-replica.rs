@@ -34,6 +34,12 @@ enum Command {
         /// (overrides RUST_LOG and config.toml's log_level).
         #[arg(long, value_name = "FILTER")]
         log_level: Option<String>,
+        /// Run as a Byzantine replica: its traffic passes through this
+        /// adversary (equivocate, silent, forge-signatures, flood,
+        /// stale-replay, or another adversary catalogue name). Only in
+        /// builds with `--features byzantine`; for testing.
+        #[arg(long, value_name = "BEHAVIOUR")]
+        byzantine: Option<String>,
     },
     /// Write a new key file and print its public key.
     Keygen {
@@ -100,7 +106,14 @@ fn main() {
             home,
             log_format,
             log_level,
-        } => runtime::start(&home, log_format, log_level),
+            byzantine,
+        } => match role(byzantine.as_deref()) {
+            Ok(role) => runtime::start(&home, log_format, log_level, role),
+            Err(message) => {
+                eprintln!("error: {message}");
+                exit::USAGE
+            }
+        },
         Command::Keygen { out } => match keyfile::generate(&out) {
             Ok(key) => {
                 println!("{}", key.public());
@@ -123,6 +136,26 @@ fn main() {
         },
     };
     std::process::exit(code);
+}
+
+/// The role `--byzantine` asks for.
+#[cfg(feature = "byzantine")]
+fn role(byzantine: Option<&str>) -> Result<runtime::Role, String> {
+    match byzantine {
+        None => Ok(runtime::Role::Honest),
+        Some(name) => runtime::byzantine::behaviour(name).map(runtime::Role::Byzantine),
+    }
+}
+
+/// The role `--byzantine` asks for: this build has none but honest.
+#[cfg(not(feature = "byzantine"))]
+fn role(byzantine: Option<&str>) -> Result<runtime::Role, String> {
+    match byzantine {
+        None => Ok(runtime::Role::Honest),
+        Some(_) => {
+            Err("this build has no Byzantine behaviours; rebuild with --features byzantine".into())
+        }
+    }
 }
 
 fn run_testnet(a: TestnetArgs) -> i32 {

@@ -225,8 +225,10 @@ pub async fn block(client: &Client, height: u64) -> Result<(), CliError> {
     }
 }
 
-/// `status`: one line per replica. Fails only if no replica is reachable.
-pub async fn status(client: &Client) -> Result<(), CliError> {
+/// `status`: one line per replica; with `stats`, then each reachable
+/// replica's view-change counters and the input its core refused, by
+/// reason. Fails only if no replica is reachable.
+pub async fn status(client: &Client, stats: bool) -> Result<(), CliError> {
     let g = client.status().await;
     for (i, a) in &g.answers {
         match a {
@@ -246,6 +248,24 @@ pub async fn status(client: &Client) -> Result<(), CliError> {
                 );
             }
             Err(e) => println!("replica {i}  unreachable  ({e})"),
+        }
+    }
+    if stats {
+        for (i, s) in g
+            .answers
+            .iter()
+            .filter_map(|(i, a)| Some((i, a.as_ref().ok()?)))
+        {
+            println!(
+                "replica {i}  counters     view_changes {}  new_views {}  undecodable {}  ignored {}",
+                s.view_changes_started,
+                s.new_views_entered,
+                s.undecodable_frames,
+                s.ignored.iter().map(|(_, n)| n).sum::<u64>(),
+            );
+            for (reason, n) in &s.ignored {
+                println!("replica {i}  ignored      {n}  {reason}");
+            }
         }
     }
     if g.ok_count() == 0 {

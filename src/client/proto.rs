@@ -126,6 +126,14 @@ pub struct StatusInfo {
     pub pending_requests: u64,
     /// Replicas with a live mesh connection (excluding itself).
     pub connected_peers: u32,
+    /// View changes this replica started (since it started).
+    pub view_changes_started: u64,
+    /// New views it entered (since it started).
+    pub new_views_entered: u64,
+    /// Frames from peers that did not decode as a message (dropped).
+    pub undecodable_frames: u64,
+    /// Peer and client input the core refused, by reason (since it started).
+    pub ignored: Vec<(String, u64)>,
 }
 
 /// A replica's answer to one [`ClientRequest`].

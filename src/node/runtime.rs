@@ -39,6 +39,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+#[cfg(feature = "byzantine")]
+pub mod byzantine;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The store could not be opened or failed while running (fatal).
@@ -70,6 +73,17 @@ impl RuntimeError {
     }
 }
 
+/// How a replica behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Runs the protocol.
+    Honest,
+    /// Runs the honest node, but its traffic passes through this adversary
+    /// strategy (cargo feature `byzantine`; see [`byzantine`]).
+    #[cfg(feature = "byzantine")]
+    Byzantine(crate::adversary::Kind),
+}
+
 /// Counters of the runtime loop.
 #[derive(Clone, Copy, Debug, Default)]
 struct LoopStats {
@@ -98,6 +112,8 @@ struct Driver {
     service: ClientService,
     me: ReplicaId,
     stats: LoopStats,
+    #[cfg(feature = "byzantine")]
+    adversary: Option<byzantine::Adversary>,
 }
 
 impl Driver {
@@ -110,6 +126,10 @@ impl Driver {
 
     fn flush(&mut self) {
         while let Some(out) = self.node.pop_outgoing() {
+            #[cfg(feature = "byzantine")]
+            let Some(out) = self.adversary_outgoing(out) else {
+                continue;
+            };
             match out {
                 Outgoing::ToReplica { to, message } => {
                     self.transport.send(to, Arc::from(message.to_frame()))
@@ -132,7 +152,11 @@ impl Driver {
     fn on_frame(&mut self, from: ReplicaId, frame: &[u8], cap: usize) -> Result<(), NodeError> {
         self.stats.frames += 1;
         match Message::from_frame(frame, cap) {
-            Ok(message) => self.handle(NodeInput::Message { from, message }),
+            Ok(message) => {
+                #[cfg(feature = "byzantine")]
+                self.adversary_incoming(from, &message);
+                self.handle(NodeInput::Message { from, message })
+            }
             Err(e) => {
                 self.stats.undecodable += 1;
                 // Logged at warn on powers of two so a flood cannot flood the log.
@@ -157,12 +181,80 @@ impl Driver {
                 .filter(|p| p.connected)
                 .count() as u32
         };
-        if let Handled::Submit(tx) = self.service.on_request(&self.node, request, connected)? {
+        let undecodable = self.stats.undecodable;
+        if let Handled::Submit(tx) =
+            self.service
+                .on_request(&self.node, request, connected, undecodable)?
+        {
             let key = (tx.from, tx.nonce);
             self.handle(NodeInput::Request(tx))?;
             self.service.after_submit(&self.node, key);
         }
         Ok(())
+    }
+}
+
+#[cfg(feature = "byzantine")]
+impl Driver {
+    fn core_state(&self) -> byzantine::CoreState {
+        byzantine::CoreState {
+            view: self.node.replica().view(),
+            height: self.node.height(),
+            now: wall_now(),
+        }
+    }
+
+    /// Routes a message the node wants to send through the adversary, if
+    /// this replica has one; returns what the honest path must still
+    /// deliver (client replies the strategy lets pass).
+    fn adversary_outgoing(&mut self, out: Outgoing) -> Option<Outgoing> {
+        if self.adversary.is_none() {
+            return Some(out);
+        }
+        let core = self.core_state();
+        let adversary = self.adversary.as_mut()?;
+        match out {
+            Outgoing::ToReplica { to, message } => {
+                adversary.outgoing(&self.transport, core, to, message);
+                None
+            }
+            Outgoing::Broadcast(message) => {
+                adversary.broadcast(&self.transport, core, &message);
+                None
+            }
+            Outgoing::ToClient { .. } => adversary.replies_to_clients().then_some(out),
+        }
+    }
+
+    fn adversary_incoming(&mut self, from: ReplicaId, message: &Message) {
+        if self.adversary.is_none() {
+            return;
+        }
+        let core = self.core_state();
+        if let Some(adversary) = self.adversary.as_mut() {
+            adversary.incoming(core, from, message);
+        }
+    }
+
+    /// The earlier of the core's deadline and the adversary's next tick.
+    fn adversary_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
+        match (&self.adversary, deadline) {
+            (None, d) => d,
+            (Some(a), None) => Some(a.next_tick()),
+            (Some(a), Some(d)) => Some(d.min(a.next_tick())),
+        }
+    }
+
+    /// Runs the adversary's tick if it is due; returns whether it was.
+    fn adversary_tick(&mut self) -> bool {
+        if self.adversary.is_none() {
+            return false;
+        }
+        let core = self.core_state();
+        match self.adversary.as_mut() {
+            Some(adversary) => adversary.tick_if_due(&self.transport, core),
+            None => false,
+        }
     }
 }
 
@@ -172,7 +264,7 @@ impl Driver {
 /// logs one `event="ready"` line, then serves. On a signal it stops
 /// accepting clients, answers waiting submissions, shuts the transport
 /// down and closes the store.
-pub async fn run(cfg: RuntimeConfig) -> Result<(), RuntimeError> {
+pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
     let me = cfg.me;
     let store = RocksStore::open(&cfg.data_dir)?;
     let node = Node::open(&cfg.genesis, me, cfg.key.clone(), store)?;
@@ -200,7 +292,34 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), RuntimeError> {
         service: ClientService::new(cfg.submit_timeout, cfg.submit_waiters_max),
         me,
         stats: LoopStats::default(),
+        #[cfg(feature = "byzantine")]
+        adversary: None,
     };
+    match role {
+        Role::Honest => {}
+        #[cfg(feature = "byzantine")]
+        Role::Byzantine(kind) => {
+            let created = byzantine::Adversary::new(
+                kind,
+                me,
+                cfg.key.clone(),
+                d.node.replica().network(),
+                cfg.genesis.cluster,
+                cfg.genesis.config().request_timeout_ms,
+            );
+            if let Some((adversary, seed)) = created {
+                warn!(
+                    event = "byzantine",
+                    replica = %me,
+                    behaviour = kind.name(),
+                    seed,
+                    "this replica is BYZANTINE: its outgoing traffic passes through the '{}' adversary",
+                    kind.name()
+                );
+                d.adversary = Some(adversary);
+            }
+        }
+    }
     info!(
         event = "ready",
         replica = %me,
@@ -239,15 +358,28 @@ pub async fn run(cfg: RuntimeConfig) -> Result<(), RuntimeError> {
     } = d;
     transport.shutdown().await;
     let height = node.height();
+    let core = node.replica().stats();
+    let ignored = core
+        .ignored
+        .iter()
+        .map(|(reason, n)| format!("{reason}={n}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let view = node.replica().view();
+    let (view_changes, new_views) = (core.view_changes_started, core.new_views_entered);
     drop(node);
     info!(
         event = "stopped",
         replica = %me,
         height,
+        %view,
         blocks = stats.blocks,
         frames = stats.frames,
         undecodable = stats.undecodable,
         client_requests = service.stats().requests,
+        view_changes,
+        new_views,
+        ignored = %ignored,
         "replica stopped"
     );
     outcome
@@ -263,6 +395,8 @@ async fn serve(
 ) -> Result<(), RuntimeError> {
     loop {
         let deadline = d.node.next_deadline().map(instant_of);
+        #[cfg(feature = "byzantine")]
+        let deadline = d.adversary_deadline(deadline);
         let expiry = d.service.next_expiry();
         // Unbiased: no source can starve another (the core also checks its
         // timers on every input, so a busy mesh cannot postpone them).
@@ -283,7 +417,15 @@ async fn serve(
                 Some(request) => d.on_client(request)?,
                 None => return Err(NetError::Closed("client endpoint stopped".into()).into()),
             },
-            _ = sleep_until_opt(deadline) => d.handle(NodeInput::Tick)?,
+            _ = sleep_until_opt(deadline) => {
+                // The adversary's tick shares the deadline; the core's
+                // tick, if also due, fires on the next turn.
+                #[cfg(feature = "byzantine")]
+                if d.adversary_tick() {
+                    continue;
+                }
+                d.handle(NodeInput::Tick)?
+            }
             _ = sleep_until_opt(expiry) => d.service.expire(Instant::now()),
         }
     }
@@ -305,6 +447,7 @@ pub fn start(
     home: &std::path::Path,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    role: Role,
 ) -> i32 {
     let loaded = match super::config::load(home) {
         Ok(l) => l,
@@ -336,7 +479,7 @@ pub fn start(
             return exit::FAILURE;
         }
     };
-    let result = runtime.block_on(run(loaded.runtime));
+    let result = runtime.block_on(run(loaded.runtime, role));
     // Background tasks (closing connections) get a moment, never a hang.
     runtime.shutdown_timeout(Duration::from_secs(2));
     match result {

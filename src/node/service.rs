@@ -95,6 +95,7 @@ impl ClientService {
         node: &Node<S>,
         request: net::ClientRequest,
         connected_peers: impl FnOnce() -> u32,
+        undecodable_frames: u64,
     ) -> Result<Handled, NodeError> {
         self.stats.requests += 1;
         let net::ClientRequest { frame, respond, .. } = request;
@@ -142,7 +143,9 @@ impl ClientService {
             }
             ClientRequest::Tx(id) => ClientResponse::Tx(tx_info(node, &id)?),
             ClientRequest::Block(height) => ClientResponse::Block(block_info(node, height)?),
-            ClientRequest::Status => ClientResponse::Status(status(node, connected_peers())),
+            ClientRequest::Status => {
+                ClientResponse::Status(status(node, connected_peers(), undecodable_frames))
+            }
         };
         let _ = respond.send(answer.to_frame());
         Ok(Handled::Done)
@@ -325,8 +328,9 @@ fn block_info<S: Store>(node: &Node<S>, height: u64) -> Result<Option<BlockInfo>
     }))
 }
 
-fn status<S: Store>(node: &Node<S>, connected_peers: u32) -> StatusInfo {
+fn status<S: Store>(node: &Node<S>, connected_peers: u32, undecodable_frames: u64) -> StatusInfo {
     let r = node.replica();
+    let stats = r.stats();
     StatusInfo {
         replica: node.id().0,
         view: r.view().0,
@@ -337,5 +341,13 @@ fn status<S: Store>(node: &Node<S>, connected_peers: u32) -> StatusInfo {
         stable_checkpoint: r.low_watermark().0,
         pending_requests: r.pending_requests() as u64,
         connected_peers,
+        view_changes_started: stats.view_changes_started,
+        new_views_entered: stats.new_views_entered,
+        undecodable_frames,
+        ignored: stats
+            .ignored
+            .iter()
+            .map(|(reason, n)| (reason.to_string(), *n))
+            .collect(),
     }
 }
