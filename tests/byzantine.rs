@@ -8,11 +8,13 @@
 //! backup) for `forge-signatures`, `flood` and `stale-replay` (their attacks
 //! do not depend on leading; replica 0 gets the same behaviours from
 //! `scripts/byzantine.sh`). A client commits a handful of transfers (each
-//! needs f+1 matching signed replies); then the three honest replicas are
-//! stopped and must hold the same block at every height and the genesis
-//! total supply. Under `equivocate` and `silent` the honest replicas must
-//! have left view 0. Every replica is a child process killed by PID when
-//! the test ends; every wait is bounded.
+//! needs f+1 matching signed replies); then every replica is stopped and
+//! the honest ones must hold the same block at every height and the genesis
+//! total supply. A silent primary is replaced by a view change. An
+//! equivocating primary among four replicas is not (it still forms a quorum
+//! with the larger honest group; see `equivocating_primary`); among seven
+//! it is. Every replica is a child process killed by PID when the test
+//! ends; every wait is bounded.
 //!
 //! `cargo test --release --features byzantine --test byzantine -- --test-threads=1`
 
@@ -595,24 +597,21 @@ fn refused(o: &Outcome, needle: &str) -> u64 {
 /// the same split. Expect: transfers commit and the honest replicas end on
 /// one chain. With a single Byzantine replica among four, the primary plus
 /// replicas 1 and 2 are a quorum (2f+1 = 3) for the first batch, so the
-/// primary is *not* replaced: only replica 3 is left behind (asserted after
-/// the first transfer) until the next stable checkpoint brings it up to
-/// date. The view change an equivocating primary causes is the next test.
+/// primary is *not* replaced (view 0 throughout); replica 3 notices f+1
+/// COMMITs for a digest other than its PRE-PREPARE's and fetches the
+/// committed batch (or, failing that, lags until the next stable
+/// checkpoint). The view change an equivocating primary causes is the next
+/// test.
 #[test]
 fn equivocating_primary() {
     let o = run(4, 0, "equivocate", 8);
-    let at = |i: usize| {
+    let three = &o.honest.iter().find(|(r, _)| *r == 3).unwrap().1;
+    let lagged = o.after_first.iter().any(|(r, s)| *r == 3 && s.height == 0);
+    assert!(
+        lagged || three.ignored_matching("digest other than") > 0,
+        "replica 3 was not split off: after the first transfer {:?}, at the end {three:?}",
         o.after_first
-            .iter()
-            .find(|(r, _)| *r == i)
-            .unwrap()
-            .1
-            .height
-    };
-    // The client returned after f+1 = 2 matching replies: replica 1 or 2
-    // executed the first transfer; replica 3 cannot have.
-    assert_eq!(at(1).max(at(2)), 1, "{:?}", o.after_first);
-    assert_eq!(at(3), 0, "replica 3 was not split off: {:?}", o.after_first);
+    );
     for (_, s) in &o.honest {
         assert_eq!(s.view, 0, "{:?}", o.honest);
     }
