@@ -872,6 +872,25 @@ impl Replica {
             self.request_deadline = None;
             self.on_request_timer();
         }
+        if self.request_deadline.is_none() && self.changing_to.is_none() && self.has_work() {
+            self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
+        }
+    }
+
+    /// Whether something should execute that has not: a pending request, a
+    /// PRE-PREPARE above our height, or a seq that f+1 COMMITs show prepared
+    /// at a correct replica. (A Byzantine backup alone can produce none of
+    /// these, so it cannot make correct replicas time out and suspect.) The
+    /// request timer runs while this holds, so a replica one block behind
+    /// when the clients fall silent still retransmits, fetches, or suspects.
+    pub(super) fn has_work(&self) -> bool {
+        if !self.pending.is_empty() || self.weakly_committed > self.last_executed {
+            return true;
+        }
+        let weak = self.cluster.weak_quorum();
+        self.slots
+            .range(self.last_executed.next()..)
+            .any(|(_, slot)| slot.pre_prepare.is_some() || slot.commits.len() >= weak)
     }
 }
 

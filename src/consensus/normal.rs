@@ -430,7 +430,7 @@ impl Replica {
         if progressed {
             self.vc_attempts = 0;
             self.timer_strikes = 0;
-            self.request_deadline = if self.pending.is_empty() || self.changing_to.is_some() {
+            self.request_deadline = if !self.has_work() || self.changing_to.is_some() {
                 None
             } else {
                 Some(self.now.plus_millis(self.cfg.request_timeout_ms))
@@ -486,7 +486,22 @@ impl Replica {
     /// COMMITs show prepared at a correct replica, if we have not executed
     /// it (we may have missed its PRE-PREPARE for good).
     pub(super) fn stuck_below(&self) -> Option<Seq> {
-        (self.weakly_committed > self.last_executed).then_some(self.weakly_committed)
+        let weak = self.cluster.weak_quorum();
+        let in_window = self
+            .slots
+            .range(self.last_executed.next()..)
+            .filter(|(_, slot)| {
+                let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
+                for c in slot.commits.values() {
+                    *counts.entry(c.digest).or_default() += 1;
+                }
+                counts.values().any(|n| *n >= weak)
+            })
+            .map(|(seq, _)| *seq)
+            .next_back()
+            .unwrap_or_default();
+        let target = self.weakly_committed.max(in_window);
+        (target > self.last_executed).then_some(target)
     }
 
     /// A digest for the null request that fills gaps in a new view.

@@ -165,7 +165,7 @@ impl Replica {
     /// of the view (a lost message is the likeliest cause); if the next expiry
     /// still finds no progress, suspect the primary.
     pub(super) fn on_request_timer(&mut self) {
-        if self.pending.is_empty() || self.changing_to.is_some() {
+        if !self.has_work() || self.changing_to.is_some() {
             return;
         }
         self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));

@@ -2109,8 +2109,12 @@ fn straggler_gets_the_new_view_again_after_a_timeout() {
     assert_eq!(net.describe(&first), [format!("Send(r2,{nv})")]);
     let again = deliver(&mut r0, at(20), 2, asked());
     assert_eq!(net.describe(&again), Vec::<String>::new());
+    // (The request timer fires at the same moment and re-sends r0's votes.)
     let later = deliver(&mut r0, at(10 + timeout), 2, asked());
-    assert_eq!(net.describe(&later), [format!("Send(r2,{nv})")]);
+    assert_eq!(
+        net.describe(&later).first(),
+        Some(&format!("Send(r2,{nv})"))
+    );
 }
 
 /// An equivocating primary showed us the losing side: f+1 COMMITs for

@@ -461,7 +461,7 @@ impl Replica {
             self.check_stable(o.min_s);
         }
         self.replay_future();
-        self.request_deadline = if self.pending.is_empty() {
+        self.request_deadline = if !self.has_work() {
             None
         } else {
             Some(self.now.plus_millis(self.cfg.request_timeout_ms))

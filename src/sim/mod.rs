@@ -1079,9 +1079,17 @@ impl Sim {
     }
 
     /// The view that at least 2f+1 replicas are in (not changing), if any.
+    /// Byzantine replicas count as their (honest) core reports: a quorum
+    /// that needs one works until it stops cooperating, and then f+1 correct
+    /// replicas suspect the primary and move on.
     fn operating_view(&self) -> Option<crate::types::View> {
         let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
-        for n in self.honest_nodes() {
+        for n in self
+            .nodes
+            .iter()
+            .take(self.scenario.replicas as usize)
+            .flatten()
+        {
             if n.replica().changing_to().is_none() {
                 *counts.entry(n.replica().view().0).or_default() += 1;
             }
