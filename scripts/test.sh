@@ -18,4 +18,7 @@ echo "== cargo test --release (library, binaries, integration tests)"
 cargo test --release --lib --bins --tests -- --test-threads=2
 echo "== cargo test --release --benches (each bench runs once as a smoke test)"
 cargo test --release --benches
+echo "== cargo test --release --features byzantine (real Byzantine replicas over QUIC, one test at a time)"
+cargo test --release --features byzantine --lib node::runtime::byzantine
+cargo test --release --features byzantine --test byzantine -- --test-threads=1
 echo "== all checks passed"

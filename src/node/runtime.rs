@@ -349,6 +349,22 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
     }
     d.service.shutdown();
     clients.shutdown().await;
+    #[cfg(feature = "byzantine")]
+    if let Some(a) = &d.adversary {
+        let s = a.stats();
+        warn!(
+            event = "byzantine-stopped",
+            replica = %me,
+            behaviour = a.kind().name(),
+            wanted = s.honest,
+            sent = s.sent,
+            injected = s.injected,
+            delayed = s.delayed,
+            raw_frames = s.raw_frames,
+            delayed_dropped = s.delayed_dropped,
+            "Byzantine adversary: messages the honest node wanted to send (per recipient) vs transmissions made"
+        );
+    }
     let Driver {
         node,
         transport,
