@@ -20,6 +20,11 @@
 //! inside `Node::handle`, before any message it produced is handed to the
 //! transport. Time is wall-clock microseconds since the Unix epoch.
 //!
+//! With the cargo feature `byzantine`, `pbft-replica start --byzantine B`
+//! runs [`Role::Byzantine`]: the same loop, but what the node sends passes
+//! through an adversary strategy (module `byzantine`); default builds have
+//! no such path.
+//!
 //! A [`NodeError`] is a storage failure: the replica cannot keep its
 //! promises (never forget a vote), so it stops and the binary exits with
 //! the storage exit code. Peer loss is never fatal: the transport keeps
