@@ -21,7 +21,7 @@
 //! transport. Time is wall-clock microseconds since the Unix epoch.
 //!
 //! With the cargo feature `byzantine`, `pbft-replica start --byzantine B`
-//! runs [`Role::Byzantine`]: the same loop, but what the node sends passes
+//! runs `Role::Byzantine`: the same loop, but what the node sends passes
 //! through an adversary strategy (module `byzantine`); default builds have
 //! no such path.
 //!
