@@ -263,6 +263,11 @@ fn main() -> ExitCode {
             for v in &o.violations {
                 println!("violation: {v}");
             }
+            if verbose {
+                for (reason, n) in &o.refused {
+                    println!("refused {n:>6} {reason}");
+                }
+            }
             println!(
                 "seed: {} trace-hash: {} commits: {} view-changes: {} steps: {} virtual-ms: {} violations: {}",
                 o.seed,

@@ -116,6 +116,8 @@ pub struct SeedOutcome {
     pub frames_refused: u64,
     /// Highest view a correct replica reached.
     pub honest_view: u64,
+    /// Input the correct replicas refused, by reason (summed).
+    pub refused: BTreeMap<&'static str, u64>,
 }
 
 impl SeedOutcome {
@@ -1242,6 +1244,12 @@ impl Sim {
             baseline_mean_latency_ms: None,
             frames_refused: self.frames_refused,
             honest_view,
+            refused: stats.iter().fold(BTreeMap::new(), |mut all, s| {
+                for (reason, n) in &s.ignored {
+                    *all.entry(*reason).or_default() += n;
+                }
+                all
+            }),
         }
     }
 

@@ -171,7 +171,6 @@ impl Scenario {
         if rng.gen_bool(0.25) {
             self.make_calm();
         }
-        let faults_ms = self.faults_end.as_millis();
         let mut byz: Vec<ReplicaId> = Vec::new();
         if kind.wants_primary() || kind == Kind::Twins {
             byz.push(ReplicaId(0));
@@ -182,7 +181,8 @@ impl Scenario {
             byz.push(ReplicaId(1));
             self.crashes.retain(|c| c.replica != ReplicaId(0));
             self.crashes.push(Crash {
-                at: Time::from_millis(rng.gen_range(300..faults_ms / 2)),
+                // Early, while the clients' first transfers are in flight.
+                at: Time::from_millis(rng.gen_range(30..300)),
                 replica: ReplicaId(0),
                 down_ms: Some(self.request_timeout_ms * 8),
             });
