@@ -647,27 +647,28 @@ impl Strategy for BadTxs {
         let Some(first) = b.txs.first().cloned() else {
             return pass(to, message);
         };
-        if !self.rewritten.contains_key(&(pp.view, pp.seq)) {
-            b.txs.push(Transaction {
-                amount: first.amount.wrapping_add(1_000),
-                ..first
-            });
-            let bytes = b.encode();
-            let digest = batch_digest(&bytes);
-            let signed = ctx.sign(PrePrepare {
-                view: pp.view,
-                seq: pp.seq,
-                digest,
-            });
-            self.rewritten.insert((pp.view, pp.seq), (signed, bytes));
-            if self.rewritten.len() > 256 {
-                self.rewritten.pop_first();
-            }
+        let (pre_prepare, batch) = self
+            .rewritten
+            .entry((pp.view, pp.seq))
+            .or_insert_with(|| {
+                b.txs.push(Transaction {
+                    amount: first.amount.wrapping_add(1_000),
+                    ..first
+                });
+                let bytes = b.encode();
+                let digest = batch_digest(&bytes);
+                let signed = ctx.sign(PrePrepare {
+                    view: pp.view,
+                    seq: pp.seq,
+                    digest,
+                });
+                (signed, bytes)
+            })
+            .clone();
+        if self.rewritten.len() > 256 {
+            self.rewritten.pop_first();
         }
-        match self.rewritten.get(&(pp.view, pp.seq)).cloned() {
-            Some((pre_prepare, batch)) => pass(to, Message::PrePrepare { pre_prepare, batch }),
-            None => pass(to, message),
-        }
+        pass(to, Message::PrePrepare { pre_prepare, batch })
     }
 }
 

@@ -1123,7 +1123,9 @@ impl Sim {
         }
         let max = self.checker.max_height();
         let k = self.scenario.checkpoint_interval;
-        let states: Vec<(usize, Option<(u64, u64, Option<u64>)>)> = self
+        // (replica, its (height, view, changing-to) if up)
+        type State = (usize, Option<(u64, u64, Option<u64>)>);
+        let states: Vec<State> = self
             .nodes
             .iter()
             .take(self.scenario.replicas as usize)
