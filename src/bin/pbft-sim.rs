@@ -76,6 +76,10 @@ enum Command {
         adversary: Option<String>,
         #[arg(long)]
         byzantine_replicas: Option<u32>,
+        /// Replay Twins scenario number I of R rounds (as `twins` prints
+        /// it; the seed is the job's seed): `--twins R:I`.
+        #[arg(long, value_name = "R:I")]
+        twins: Option<String>,
     },
 }
 
@@ -99,6 +103,19 @@ fn parse_adversary(name: Option<&str>) -> Result<Option<AdversaryChoice>, String
                 )
             }),
     }
+}
+
+/// `R:I` → (rounds, scenario index).
+fn parse_twins(text: &str) -> Result<(u32, u64), String> {
+    let (r, i) = text
+        .split_once(':')
+        .ok_or_else(|| format!("expected ROUNDS:INDEX, got {text:?}"))?;
+    let rounds: u32 = r.parse().map_err(|_| format!("bad round count {r:?}"))?;
+    let index: u64 = i.parse().map_err(|_| format!("bad scenario index {i:?}"))?;
+    if rounds == 0 || rounds > 12 {
+        return Err("rounds must be between 1 and 12".into());
+    }
+    Ok((rounds, index))
 }
 
 fn threads_or_cores(threads: Option<usize>) -> usize {
@@ -215,7 +232,11 @@ fn main() -> ExitCode {
                     },
                 );
                 if !o.violations.is_empty() {
-                    o.violations.insert(0, format!("twins scenario {index}"));
+                    let replay = format!(
+                        "replay with: pbft-sim replay --seed {} --twins {rounds}:{index}",
+                        start_seed + i
+                    );
+                    o.violations.insert(0, replay);
                 }
                 o
             };
@@ -234,6 +255,7 @@ fn main() -> ExitCode {
             verbose,
             adversary,
             byzantine_replicas,
+            twins,
         } => {
             if let Err(e) = check_replicas(replicas) {
                 eprintln!("error: {e}");
@@ -253,7 +275,19 @@ fn main() -> ExitCode {
                 byzantine_replicas,
                 baseline: false,
             };
-            let o = sim::run_seed(seed, &opts);
+            let twins = match twins.as_deref().map(parse_twins).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: --twins: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let o = match twins {
+                Some((rounds, index)) => {
+                    sim::run_scenario(seed, Scenario::twins(rounds, index), &opts)
+                }
+                None => sim::run_seed(seed, &opts),
+            };
             if verbose {
                 println!("scenario: {}", o.scenario);
                 for line in &o.trace {
