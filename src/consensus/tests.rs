@@ -2169,3 +2169,24 @@ fn new_view_timer_counts_view_changes_for_later_views() {
     );
     assert_eq!(r2.view_change_deadline, Some(at(1_000)));
 }
+
+/// The request timer also runs while a PRE-PREPARE above our height waits,
+/// even with no client request pending here (the clients may have got their
+/// f+1 replies and fallen silent): otherwise a replica one block behind
+/// never retransmits, fetches or suspects. (A mutation campaign seed ended
+/// with two replicas one block short and nothing scheduled.)
+///
+/// Setup: backup 3 accepts PRE-PREPARE(v0,s1,A); no request was delivered.
+/// Expect: a deadline one request timeout later; at it, our PREPARE again.
+#[test]
+fn request_timer_runs_for_a_pre_prepare_without_pending_requests() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let mut r3 = net.replica(3);
+    deliver(&mut r3, at(0), 0, net.pre_prepare(0, 1, &a));
+    assert_eq!(r3.pending_requests(), 0);
+    let timeout = config().request_timeout_ms;
+    assert_eq!(r3.next_deadline(), Some(at(timeout)));
+    let acts = feed(&mut r3, at(timeout), Input::Tick);
+    assert_eq!(net.describe(&acts), ["Broadcast(Prepare(v0,s1,A)@r3)"]);
+}
