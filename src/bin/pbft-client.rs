@@ -2,10 +2,12 @@
 //! Argument parsing only; the work is in `pbft_ledger::client`.
 
 use clap::{Parser, Subcommand};
+use pbft_ledger::client::bench::{BenchOptions, CONCURRENCY_MAX};
 use pbft_ledger::client::cli::{self, CliError};
 use pbft_ledger::crypto::{Digest, PublicKey};
 use pbft_ledger::node::config::{exit, LogFormat};
 use pbft_ledger::node::telemetry;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,6 +68,31 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// Load the network with pre-signed transfers from --concurrency sender
+    /// accounts (derived from --key's and funded by it, untimed) and report
+    /// committed tx/s, latency percentiles, failures and retries.
+    Bench {
+        /// Transfers to commit.
+        #[arg(long, value_name = "N", default_value_t = 10_000,
+              value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        txs: u64,
+        /// Sender accounts, each with one transfer in flight (closed loop:
+        /// C outstanding; open loop: at most C).
+        #[arg(long, value_name = "C", default_value_t = 64,
+              value_parser = clap::value_parser!(u64).range(1..=CONCURRENCY_MAX as u64))]
+        concurrency: u64,
+        /// Open-loop offered rate in tx/s (transfer j is due at j/R s; latency
+        /// counts from then). Without it: closed loop.
+        #[arg(long, value_name = "R", value_parser = parse_rate)]
+        rate: Option<f64>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Bound on the whole run (setup included), in seconds.
+        #[arg(long, value_name = "S", default_value_t = 600,
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        deadline_s: u64,
+    },
     /// Write a new key file and print its account.
     Keygen {
         #[arg(long, value_name = "FILE")]
@@ -88,6 +115,13 @@ fn main() {
     }
 }
 
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("'{s}' is not a positive rate in tx/s")),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Keygen { out } = &cli.command {
         return cli::keygen(out);
@@ -104,15 +138,25 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 message: "transfer needs --key FILE (the sending account)".into(),
             })
         }
+        (Command::Bench { .. }, None) => {
+            return Err(CliError {
+                code: exit::USAGE,
+                message: "bench needs --key FILE (the account that funds the senders)".into(),
+            })
+        }
         _ => None,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError {
-            code: exit::FAILURE,
-            message: format!("cannot start the async runtime: {e}"),
-        })?;
+    // The benchmark verifies many replies at once: give it every core.
+    let runtime = match &cli.command {
+        Command::Bench { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .map_err(|e| CliError {
+        code: exit::FAILURE,
+        message: format!("cannot start the async runtime: {e}"),
+    })?;
     let timeout = Duration::from_millis(cli.timeout_ms);
     runtime.block_on(async move {
         let client = cli::connect(genesis, key, timeout)?;
@@ -122,6 +166,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Tx { hash } => cli::tx(&client, hash).await,
             Command::Block { height } => cli::block(&client, height).await,
             Command::Status { stats } => cli::status(&client, stats).await,
+            Command::Bench {
+                txs,
+                concurrency,
+                rate,
+                json,
+                deadline_s,
+            } => {
+                let opts = BenchOptions {
+                    txs,
+                    concurrency: concurrency as usize,
+                    rate,
+                    deadline: Duration::from_secs(deadline_s),
+                    progress: std::io::stderr().is_terminal(),
+                };
+                cli::bench(&client, &opts, json).await
+            }
             Command::Keygen { .. } => Ok(()),
         };
         client.close().await;

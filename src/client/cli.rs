@@ -280,3 +280,61 @@ pub fn keygen(out: &Path) -> Result<(), CliError> {
     println!("{}", key.public());
     Ok(())
 }
+
+/// `bench`: runs the benchmark (`client::bench`) and prints its report, as
+/// `key value` lines or, with `json`, one JSON object. The report is printed
+/// even when transfers failed; the exit code then says how (5: a timeout or
+/// the deadline, 6: rejected or a failed receipt, 1: other).
+pub async fn bench(
+    client: &Client,
+    opts: &super::bench::BenchOptions,
+    json: bool,
+) -> Result<(), CliError> {
+    let r = super::bench::run(client, opts).await?;
+    if json {
+        let line = serde_json::to_string(&r)
+            .map_err(|e| fail(exit::FAILURE, format!("cannot encode the report: {e}")))?;
+        println!("{line}");
+    } else {
+        let rate = match r.rate {
+            Some(rate) => format!("{rate} tx/s offered (open loop)"),
+            None => format!("closed loop, {} outstanding", r.concurrency),
+        };
+        let l = &r.latency_ms;
+        println!("txs          {}", r.txs);
+        println!("senders      {}", r.concurrency);
+        println!("load         {rate}");
+        println!("committed    {}", r.committed);
+        println!("failures     {}", r.failures);
+        for (kind, n) in &r.failures_by_kind {
+            println!("failed       {n}  {kind}");
+        }
+        println!("retries      {}", r.retries);
+        println!("re-asks      {}", r.replica_retries);
+        println!("elapsed      {:.2} s", r.elapsed_s);
+        println!("throughput   {:.0} tx/s", r.tx_per_s);
+        println!(
+            "latency      p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  mean {:.2} ms",
+            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+        );
+        println!(
+            "blocks       {}..={}  ({:.1} committed txs per block)",
+            r.first_height, r.last_height, r.txs_per_block
+        );
+        println!(
+            "setup        {:.2} s  ({} senders funded)",
+            r.setup_s, r.funded
+        );
+    }
+    if r.exit_code != exit::OK {
+        let detail = r.first_error.as_deref().unwrap_or("see the report");
+        return Err(fail(
+            r.exit_code,
+            format!(
+                "{} of {} transfers did not commit ({detail})",
+                r.failures, r.txs
+            ),
+        ));
+    }
+    Ok(())
+}

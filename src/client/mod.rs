@@ -13,6 +13,7 @@
 //! asked of, and must name this transaction (id and nonce). Every wait is
 //! bounded by the client's timeout.
 
+pub mod bench;
 pub mod cli;
 pub mod proto;
 mod session;

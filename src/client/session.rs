@@ -3,12 +3,14 @@
 use super::proto::{
     BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
 };
-use crate::crypto::{Digest, KeyPair, PublicKey};
+use crate::consensus::messages::Reply;
+use crate::crypto::{Digest, KeyPair, PublicKey, Signed};
 use crate::genesis::Genesis;
 use crate::net::{ClientConnector, NetError};
 use crate::tx::{Receipt, Transaction};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -144,6 +146,9 @@ pub struct Client {
     key: KeyPair,
     connector: Arc<ClientConnector>,
     timeout: Duration,
+    /// Re-asks of a replica after a transport failure or a transient
+    /// refusal (see [`Client::retries`]).
+    retries: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -168,6 +173,7 @@ async fn ask(
     frame: Arc<Vec<u8>>,
     deadline: Instant,
     retry: bool,
+    retries: Arc<AtomicU64>,
 ) -> (usize, Result<ClientResponse, NetError>) {
     let mut pause = RETRY_MIN;
     loop {
@@ -189,6 +195,7 @@ async fn ask(
         if !(retry && again && Instant::now() + pause < deadline) {
             return (i, result);
         }
+        retries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RETRY_MAX);
     }
@@ -218,6 +225,7 @@ impl Client {
             key,
             connector: Arc::new(connector),
             timeout,
+            retries: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -233,6 +241,11 @@ impl Client {
     /// f+1: the number of matching answers that include a correct replica.
     pub fn needed(&self) -> usize {
         self.genesis.cluster.weak_quorum()
+    }
+    /// How many times this client re-asked a replica (after a transport
+    /// failure or a busy/timeout/shutting-down refusal) since it was created.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
     fn deadline(&self) -> Instant {
         Instant::now() + self.timeout
@@ -272,6 +285,7 @@ impl Client {
                 frame.clone(),
                 deadline,
                 retry,
+                self.retries.clone(),
             ));
         }
         let mut answers = Vec::with_capacity(n);
@@ -301,7 +315,9 @@ impl Client {
         self.submit_by(tx, Instant::now() + self.timeout).await
     }
 
-    async fn submit_by(
+    /// [`Client::submit`] bounded by `deadline` instead of the client's
+    /// timeout.
+    pub async fn submit_by(
         &self,
         tx: &Transaction,
         deadline: Instant,
@@ -312,6 +328,7 @@ impl Client {
             tx_id: tx.id(),
             from: tx.from,
             nonce: tx.nonce,
+            checked: Mutex::new(BTreeMap::new()),
         };
         let request = ClientRequest::Submit(tx.clone());
         let answers = self
@@ -488,9 +505,31 @@ struct Verdict<'a> {
     tx_id: Digest,
     from: PublicKey,
     nonce: u64,
+    /// Each replica's reply as last checked, and the outcome: `decide`
+    /// runs after every answer, and a signature is verified only once.
+    checked: Mutex<BTreeMap<usize, (Signed<Reply>, Option<Reply>)>>,
 }
 
 impl Verdict<'_> {
+    /// The reply of replica `i` if its signature verifies (memoised).
+    fn verified(&self, i: usize, signed: &Signed<Reply>) -> Option<Reply> {
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, outcome)) = checked.get(&i) {
+            if seen == signed {
+                return *outcome;
+            }
+        }
+        let outcome = self
+            .client
+            .genesis
+            .verifier
+            .verify(signed)
+            .ok()
+            .map(|v| *v.value());
+        checked.insert(i, (signed.clone(), outcome));
+        outcome
+    }
+
     /// `Some` once the outcome is certain; with `fin`, always `Some` (the
     /// answers are all there will be).
     fn decide(
@@ -515,7 +554,7 @@ impl Verdict<'_> {
                         notes.push(format!("replica {i}: reply signed by another replica"));
                         continue;
                     }
-                    let Ok(reply) = c.genesis.verifier.verify(signed) else {
+                    let Some(reply) = self.verified(*i, signed) else {
                         notes.push(format!("replica {i}: reply signature invalid"));
                         continue;
                     };

@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: a fresh four-replica network on 127.0.0.1 in a
+# temporary directory, loaded by `pbft-client bench`, then a summary.
+#
+#   scripts/bench.sh [--txs N] [--concurrency C] [--rate R] [--base-port P]
+#                    [--batch-txs-max B] [--deadline-s S] [--no-build] [--keep] [--json]
+#
+#   --txs N            transfers to commit (default 20000)
+#   --concurrency C    sender accounts / transfers in flight (default 64)
+#   --rate R           open-loop offered rate in tx/s (default: closed loop)
+#   --base-port P      replica i uses UDP ports P+10i and P+10i+1 (default 27000)
+#   --batch-txs-max B  consensus.batch_txs_max of the generated testnet
+#   --deadline-s S     bound on the client run (default 600)
+#   --no-build         use the binaries already in $CARGO_TARGET_DIR/release
+#   --keep             keep the temporary directory (logs, stores)
+#   --json             print the summary as one JSON object (the client's
+#                      report plus a "replicas" array)
+#
+# Prints committed tx/s, latency p50/p90/p99/p99.9 (client's HDR histogram),
+# failures and retries, and per replica the CPU seconds (utime+stime from
+# /proc/PID/stat, sampled just before and after the client run, so the
+# client's untimed setup — a few queries and at most C funding transfers —
+# is included) per 1,000 committed transfers and the peak resident memory
+# (VmHWM). Only the replicas this script started are ever signalled.
+# Exit: 0 all committed; the client's exit code if it failed (5 timeout,
+# 6 rejected, 1 other); 1 if the network could not be started; 2 usage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() {
+  sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+  echo "(see the header of $0 for every option)" >&2
+  exit 2
+}
+
+TXS=20000
+CONC=64
+RATE=""
+BASE_PORT=27000
+BATCH=""
+DEADLINE_S=600
+BUILD=1
+KEEP=0
+JSON=0
+need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: $1 needs a value" >&2; usage; }; }
+is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --txs) need_value "$@"; TXS=$2; shift 2 ;;
+    --concurrency) need_value "$@"; CONC=$2; shift 2 ;;
+    --rate) need_value "$@"; RATE=$2; shift 2 ;;
+    --base-port) need_value "$@"; BASE_PORT=$2; shift 2 ;;
+    --batch-txs-max) need_value "$@"; BATCH=$2; shift 2 ;;
+    --deadline-s) need_value "$@"; DEADLINE_S=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --keep) KEEP=1; shift ;;
+    --json) JSON=1; shift ;;
+    -h|--help) usage ;;
+    *) echo "error: unknown argument '$1'" >&2; usage ;;
+  esac
+done
+is_uint "$TXS" || { echo "error: --txs must be a positive integer" >&2; usage; }
+is_uint "$CONC" || { echo "error: --concurrency must be a positive integer" >&2; usage; }
+is_uint "$DEADLINE_S" || { echo "error: --deadline-s must be a positive integer" >&2; usage; }
+if [ -n "$RATE" ] && ! [[ "$RATE" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+  echo "error: --rate must be a positive number (tx/s)" >&2; usage
+fi
+if [ -n "$BATCH" ] && ! is_uint "$BATCH"; then
+  echo "error: --batch-txs-max must be a positive integer" >&2; usage
+fi
+if ! is_uint "$BASE_PORT" || [ "$BASE_PORT" -gt 65400 ]; then
+  echo "error: --base-port must be 1..65400" >&2; usage
+fi
+
+REPLICAS=4
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/pbft-ledger-target}"
+BIN="$CARGO_TARGET_DIR/release"
+READY_TIMEOUT_S=30
+STOP_TIMEOUT_S=10
+TCK=$(getconf CLK_TCK)
+
+# Progress and diagnostics go to stderr; with --json stdout is the JSON only.
+say() { echo "$@" >&2; }
+
+if [ "$BUILD" = 1 ]; then
+  # shellcheck source=lib/prereqs.sh
+  source scripts/lib/prereqs.sh
+  ensure_build_prereqs
+  say "== building (release) into $CARGO_TARGET_DIR"
+  cargo build --release --bins >&2
+fi
+for b in pbft-replica pbft-client; do
+  [ -x "$BIN/$b" ] || { echo "error: $BIN/$b not built (run without --no-build)" >&2; exit 1; }
+done
+
+DIR="$(mktemp -d "${TMPDIR:-/tmp}/pbft-bench.XXXXXX")"
+NET="$DIR/net"
+PIDS=()
+FAILED=1
+
+# The pid if it is still one of the replicas we started (a recycled pid is
+# not ours), else nothing.
+ours() {
+  local pid=$1
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "pbft-replica start --home $NET/" && echo "$pid"
+  return 0
+}
+
+cleanup() {
+  local pid waited
+  for pid in "${PIDS[@]}"; do
+    [ -n "$(ours "$pid")" ] && kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    waited=0
+    while [ -n "$(ours "$pid")" ]; do
+      if [ "$waited" -ge $((STOP_TIMEOUT_S * 10)) ]; then
+        say "replica pid $pid did not stop within ${STOP_TIMEOUT_S}s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+  done
+  if [ "$KEEP" = 1 ] || [ "$FAILED" = 1 ]; then
+    say "kept $DIR (logs in $NET/logs)"
+  else
+    rm -rf "$DIR"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "== generating a $REPLICAS-replica testnet in $NET (base port $BASE_PORT)"
+testnet_args=(testnet --replicas "$REPLICAS" --out "$NET" --base-port "$BASE_PORT"
+  --clients 1 --balance 1000000000000)
+[ -n "$BATCH" ] && testnet_args+=(--batch-txs-max "$BATCH")
+"$BIN/pbft-replica" "${testnet_args[@]}" >/dev/null
+mkdir -p "$NET/logs"
+
+for i in $(seq 0 $((REPLICAS - 1))); do
+  log="$NET/logs/replica-$i.log"
+  "$BIN/pbft-replica" start --home "$NET/replica-$i" >"$log" 2>&1 </dev/null &
+  PIDS+=($!)
+done
+for i in $(seq 0 $((REPLICAS - 1))); do
+  log="$NET/logs/replica-$i.log"
+  waited=0
+  until grep -qE 'event="ready"|"event":"ready"' "$log"; do
+    if [ -z "$(ours "${PIDS[$i]}")" ]; then
+      say "replica $i exited during start-up; last log lines:"; tail -n 5 "$log" >&2; exit 1
+    fi
+    [ "$waited" -lt $((READY_TIMEOUT_S * 10)) ] || { say "replica $i not ready after ${READY_TIMEOUT_S}s"; exit 1; }
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+done
+waited=0
+until [ "$("$BIN/pbft-client" --network "$NET" --timeout-ms 2000 status 2>/dev/null | grep -c "peers $((REPLICAS - 1))")" = "$REPLICAS" ]; do
+  [ "$waited" -lt 150 ] || { say "the replicas never all connected"; exit 1; }
+  sleep 0.1
+  waited=$((waited + 1))
+done
+say "== $REPLICAS replicas ready (pids ${PIDS[*]})"
+
+# utime+stime of a pid in clock ticks (fields 14 and 15 of /proc/PID/stat;
+# the command name may hold spaces, so count from after its ')').
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+# Reaped children's user+sys seconds from a file holding the output of the
+# shell's `times` (its second line; `times` must run in this shell, not in a
+# command substitution, to see this shell's children).
+children_s() {
+  tail -n 1 "$1" | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); n += p[1] * 60 + p[2] } print n }'
+}
+
+before=()
+for pid in "${PIDS[@]}"; do before+=("$(cpu_ticks "$pid")"); done
+client_args=(--network "$NET" --key "$NET/clients/client-0.key" --timeout-ms 10000
+  bench --txs "$TXS" --concurrency "$CONC" --deadline-s "$DEADLINE_S" --json)
+[ -n "$RATE" ] && client_args+=(--rate "$RATE")
+say "== pbft-client bench --txs $TXS --concurrency $CONC${RATE:+ --rate $RATE}"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+times >"$DIR/times.before"
+set +e
+"$BIN/pbft-client" "${client_args[@]}" >"$DIR/client.json"
+client_rc=$?
+set -e
+times >"$DIR/times.after"
+client_cpu=$(awk -v a="$(children_s "$DIR/times.before")" -v b="$(children_s "$DIR/times.after")" 'BEGIN { printf "%.2f", b - a }')
+after=()
+hwm=()
+for i in $(seq 0 $((REPLICAS - 1))); do
+  pid=${PIDS[$i]}
+  [ -n "$(ours "$pid")" ] || { say "replica $i died during the run; see $NET/logs/replica-$i.log"; exit 1; }
+  after+=("$(cpu_ticks "$pid")")
+  hwm+=("$(hwm_kb "$pid")")
+done
+
+REPORT="$(cat "$DIR/client.json")"
+[ -n "$REPORT" ] || { say "pbft-client bench printed no report (exit $client_rc)"; exit "$client_rc"; }
+# One numeric field of the client's flat-enough JSON report.
+field() { grep -oE "\"$1\":[-0-9.eE+]+" <<<"$REPORT" | head -n 1 | cut -d: -f2; }
+committed=$(field committed)
+
+replicas_json=""
+total_cpu=0
+for i in $(seq 0 $((REPLICAS - 1))); do
+  cpu=$(awk -v a="${before[$i]}" -v b="${after[$i]}" -v t="$TCK" 'BEGIN { printf "%.2f", (b - a) / t }')
+  per=$(awk -v c="$cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", c * 1000 / n; else print "null" }')
+  total_cpu=$(awk -v a="$total_cpu" -v c="$cpu" 'BEGIN { printf "%.2f", a + c }')
+  rss_mb=$(awk -v k="${hwm[$i]}" 'BEGIN { printf "%.1f", k / 1024 }')
+  replicas_json+="${replicas_json:+,}{\"replica\":$i,\"cpu_s\":$cpu,\"cpu_s_per_1000_tx\":$per,\"peak_rss_mb\":$rss_mb}"
+  rows[i]="replica $i  cpu ${cpu} s  ${per} cpu-s/1000 tx  peak RSS ${rss_mb} MB"
+done
+total_per=$(awk -v c="$total_cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", c * 1000 / n; else print "null" }')
+client_per=$(awk -v c="$client_cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", c * 1000 / n; else print "null" }')
+
+if [ "$JSON" = 1 ]; then
+  echo "${REPORT%\}},\"replicas\":[$replicas_json],\"replicas_cpu_s\":$total_cpu,\"replicas_cpu_s_per_1000_tx\":$total_per,\"client_cpu_s\":$client_cpu,\"client_cpu_s_per_1000_tx\":$client_per,\"nproc\":$(nproc),\"loadavg_before\":\"$load_before\"}"
+else
+  echo "committed    $committed of $(field txs)  (failures $(field failures), retries $(field retries), re-asks $(field replica_retries))"
+  echo "throughput   $(field tx_per_s | xargs printf '%.0f') tx/s over $(field elapsed_s | xargs printf '%.2f') s"
+  echo "latency      p50 $(field p50) ms  p90 $(field p90) ms  p99 $(field p99) ms  p99.9 $(field p999) ms  max $(field max) ms"
+  echo "blocks       $(field first_height)..$(field last_height)  ($(field txs_per_block | xargs printf '%.1f') txs/block)"
+  for i in $(seq 0 $((REPLICAS - 1))); do echo "${rows[$i]}"; done
+  echo "replicas     cpu ${total_cpu} s  ${total_per} cpu-s/1000 tx (all four)"
+  echo "client       cpu ${client_cpu} s  ${client_per} cpu-s/1000 tx (setup included)"
+  echo "machine      $(nproc) cores; load average before the client run: $load_before (shared machine)"
+fi
+[ "$client_rc" = 0 ] || say "pbft-client bench exited $client_rc: see the report above"
+FAILED=0
+[ "$client_rc" = 0 ] || FAILED=1
+exit "$client_rc"
