@@ -221,6 +221,9 @@ if [ "$JSON" = 1 ]; then
   echo "${REPORT%\}},\"replicas\":[$replicas_json],\"replicas_cpu_s\":$total_cpu,\"replicas_cpu_s_per_1000_tx\":$total_per,\"client_cpu_s\":$client_cpu,\"client_cpu_s_per_1000_tx\":$client_per,\"nproc\":$(nproc),\"loadavg_before\":\"$load_before\"}"
 else
   echo "committed    $committed of $(field txs)  (failures $(field failures), retries $(field retries), re-asks $(field replica_retries))"
+  if [ "$(field failures)" != 0 ]; then
+    echo "failed       $(grep -oE '"failures_by_kind":\{[^}]*\}' <<<"$REPORT" | cut -d: -f2-)"
+  fi
   echo "throughput   $(field tx_per_s | xargs printf '%.0f') tx/s over $(field elapsed_s | xargs printf '%.2f') s"
   echo "latency      p50 $(field p50) ms  p90 $(field p90) ms  p99 $(field p99) ms  p99.9 $(field p999) ms  max $(field max) ms"
   echo "blocks       $(field first_height)..$(field last_height)  ($(field txs_per_block | xargs printf '%.1f') txs/block)"

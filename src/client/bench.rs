@@ -277,11 +277,20 @@ async fn sender(
                         r.retries += 1;
                         continue;
                     }
-                    let (code, kind) = classify(&e);
+                    let (code, kind, message) = if retryable {
+                        (
+                            exit::TIMEOUT,
+                            "deadline (in flight)".to_string(),
+                            "the benchmark deadline passed with transfers in flight".to_string(),
+                        )
+                    } else {
+                        let (code, kind) = classify(&e);
+                        (code, kind, e.to_string())
+                    };
                     *r.failures.entry(kind).or_default() += 1;
                     r.codes.push(code);
                     if r.first_error.is_none() {
-                        r.first_error = Some((Instant::now(), e.to_string()));
+                        r.first_error = Some((Instant::now(), message));
                     }
                 }
             }

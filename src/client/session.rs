@@ -499,6 +499,9 @@ fn convert<T>(
         .collect()
 }
 
+/// A reply as received and, if its signature verifies, its content.
+type CheckedReply = (Signed<Reply>, Option<Reply>);
+
 /// Judges the answers to one submission.
 struct Verdict<'a> {
     client: &'a Client,
@@ -507,7 +510,7 @@ struct Verdict<'a> {
     nonce: u64,
     /// Each replica's reply as last checked, and the outcome: `decide`
     /// runs after every answer, and a signature is verified only once.
-    checked: Mutex<BTreeMap<usize, (Signed<Reply>, Option<Reply>)>>,
+    checked: Mutex<BTreeMap<usize, CheckedReply>>,
 }
 
 impl Verdict<'_> {
