@@ -33,5 +33,7 @@ pub mod net;
 pub mod node;
 pub mod sim;
 pub mod storage;
+#[cfg(feature = "teeth")]
+pub mod teeth;
 pub mod tx;
 pub mod types;

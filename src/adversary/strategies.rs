@@ -591,8 +591,10 @@ impl Strategy for Forge {
     }
 
     fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
-        // A made-up next block, "certified" by our own COMMIT repeated and by
-        // COMMITs forged in the others' names.
+        // A made-up next block, offered twice: "certified" by our own COMMIT
+        // repeated 2f+1 times (no forgery at all: only counting distinct
+        // signers refuses it), then by our own COMMIT repeated and COMMITs
+        // forged in the others' names.
         let seq = Seq(ctx.height.0 + 1);
         let batch = Batch {
             timestamp_ms: ctx.now.as_millis().max(1),
@@ -602,6 +604,11 @@ impl Strategy for Forge {
         let digest = batch_digest(&batch);
         let view = ctx.view;
         let own = ctx.sign(Commit { view, seq, digest });
+        let repeated = CommittedBatch {
+            seq,
+            batch: batch.clone(),
+            certificate: vec![own.clone(); ctx.cluster.quorum()],
+        };
         let mut certificate = vec![own.clone(), own];
         for r in ctx.others() {
             let sig = random_signature(ctx);
@@ -614,11 +621,14 @@ impl Strategy for Forge {
         let to = ctx.others()[ctx.rng.gen_range(0..ctx.others().len())];
         vec![Send::now(
             to,
-            Message::Batches(vec![CommittedBatch {
-                seq,
-                batch,
-                certificate,
-            }]),
+            Message::Batches(vec![
+                repeated,
+                CommittedBatch {
+                    seq,
+                    batch,
+                    certificate,
+                },
+            ]),
         )]
     }
 }
@@ -879,9 +889,27 @@ impl Strategy for FarFlood {
             };
             out.push(Send::now(to, m));
         }
+        // A burst for a near-future view, which correct replicas must buffer
+        // (bounded): enough to fill the sender's share of their buffer within
+        // seconds, so the eviction is exercised (and its absence is seen).
+        let burst = vote(
+            ctx,
+            2,
+            View(ctx.view.0 + 2),
+            Seq(ctx.height.0 + 1),
+            Digest([0xf1; 32]),
+        );
+        for to in others {
+            for _ in 0..FAR_FLOOD_BURST {
+                out.push(Send::now(to, burst.clone()));
+            }
+        }
         out
     }
 }
+
+/// Copies of one near-future vote `FarFlood` sends each replica per tick.
+const FAR_FLOOD_BURST: usize = 4;
 
 /// Frames that must be refused before anything trusts them.
 pub struct Malformed;

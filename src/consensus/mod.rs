@@ -610,6 +610,17 @@ impl Replica {
 
     /// The next action to execute, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
+        #[cfg(feature = "teeth")]
+        if let Some(Action::Persist(ops)) = self.actions.front_mut() {
+            // Broken on purpose: our own votes are sent but never made durable.
+            use crate::teeth::{active, Tooth};
+            if active(Tooth::VoteNotPersisted) {
+                ops.retain(|op| !matches!(op, PersistOp::Prepare(_) | PersistOp::Commit(_)));
+            }
+            if active(Tooth::PrePrepareNotPersisted) {
+                ops.retain(|op| !matches!(op, PersistOp::PrePrepare { .. }));
+            }
+        }
         self.actions.pop_front()
     }
 
@@ -700,6 +711,14 @@ impl Replica {
             self.ignore("message from unknown or own replica id");
             return;
         }
+        #[cfg(feature = "teeth")]
+        if let Message::Commit(c) = &message {
+            if crate::teeth::active(crate::teeth::Tooth::CommitSignatureNotChecked) {
+                if let Ok(c) = self.verifier.decode_unverified(c) {
+                    return self.route(from, ViewMessage::Commit(c));
+                }
+            }
+        }
         match message {
             Message::Request(tx) => self.on_request(tx),
             Message::PrePrepare { pre_prepare, batch } => {
@@ -784,6 +803,12 @@ impl Replica {
         }
         let share = (self.cfg.future_messages_max / self.cluster.n() as usize).max(1);
         let mine = self.future.iter().filter(|(f, _)| *f == from).count();
+        #[cfg(feature = "teeth")]
+        if crate::teeth::active(crate::teeth::Tooth::NoCapOnFutureBuffering) {
+            // Broken on purpose: no eviction, so the buffer grows unbounded.
+            self.future.push_back((from, msg));
+            return;
+        }
         if mine >= share {
             if let Some(pos) = self.future.iter().position(|(f, _)| *f == from) {
                 self.future.remove(pos);

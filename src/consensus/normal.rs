@@ -58,6 +58,22 @@ impl Replica {
         if !self.in_window(seq) {
             return self.ignore("pre-prepare: seq outside the watermark window");
         }
+        #[cfg(feature = "teeth")]
+        if crate::teeth::active(crate::teeth::Tooth::EquivocationGuardOff)
+            && self
+                .slots
+                .get(&seq)
+                .and_then(|s| s.pre_prepare.as_ref())
+                .is_some_and(|p| p.digest != digest)
+        {
+            // Broken on purpose: the conflicting PRE-PREPARE replaces the one
+            // we accepted, and the double-sign guard forgets our PREPARE.
+            if let Some(batch) = self.check_fresh_batch(&batch_bytes, digest) {
+                self.votes.remove(&(VoteKind::Prepare, view, seq));
+                self.accept_pre_prepare(pp, Arc::new(batch), batch_bytes.into());
+            }
+            return;
+        }
         if self
             .slots
             .get(&seq)
@@ -313,6 +329,8 @@ impl Replica {
     /// Prepared = PRE-PREPARE + 2f matching PREPAREs from distinct backups.
     pub(super) fn check_prepared(&mut self, seq: Seq) {
         let quorum = self.cluster.quorum();
+        #[cfg(feature = "teeth")]
+        let quorum = crate::teeth::quorum(quorum);
         let Some(slot) = self.slots.get(&seq) else {
             return;
         };
@@ -370,6 +388,8 @@ impl Replica {
     /// Committed-local = prepared + 2f+1 matching COMMITs from distinct replicas.
     pub(super) fn check_committed(&mut self, seq: Seq) {
         let quorum = self.cluster.quorum();
+        #[cfg(feature = "teeth")]
+        let quorum = crate::teeth::quorum(quorum);
         let Some(slot) = self.slots.get(&seq) else {
             return;
         };

@@ -278,6 +278,8 @@ impl Replica {
             return;
         }
         let quorum = self.cluster.quorum();
+        #[cfg(feature = "teeth")]
+        let quorum = crate::teeth::quorum(quorum);
         let mut vcs: Vec<Verified<ViewChange>> = Vec::with_capacity(quorum);
         if let Some(own) = self
             .view_changes
@@ -370,10 +372,19 @@ impl Replica {
             }
             vcs.push(vc);
         }
-        if signers.len() < self.cluster.quorum() {
+        let quorum = self.cluster.quorum();
+        #[cfg(feature = "teeth")]
+        let quorum = crate::teeth::quorum(quorum);
+        if signers.len() < quorum {
             return self.ignore("new-view: fewer than 2f+1 view-changes");
         }
         let o = self.compute_o_set(&vcs);
+        #[cfg(feature = "teeth")]
+        let o = if crate::teeth::active(crate::teeth::Tooth::OSetNotChecked) {
+            Replica::o_set_as_sent(o, &nv.pre_prepares)
+        } else {
+            o
+        };
         if o.entries.len() != nv.pre_prepares.len() {
             return self.ignore("new-view: O-set does not match the view-changes");
         }
@@ -401,6 +412,22 @@ impl Replica {
         ]));
         self.latest_new_view = Some(nv.into_signed());
         self.enter_view(target, o, pre_prepares);
+    }
+
+    /// Tooth `o-set-not-checked`: the O-set as the NEW-VIEW's PRE-PREPAREs
+    /// claim it, where they re-propose a null request (broken on purpose: a
+    /// Byzantine primary can drop a prepared, perhaps committed, request).
+    #[cfg(feature = "teeth")]
+    fn o_set_as_sent(mut o: OSet, pre_prepares: &[crate::crypto::Signed<PrePrepare>]) -> OSet {
+        use crate::crypto::Payload;
+        let (null_digest, _, null_bytes) = Replica::null_batch();
+        for (entry, s) in o.entries.iter_mut().zip(pre_prepares) {
+            if PrePrepare::decode(&s.payload).is_ok_and(|pp| pp.digest == null_digest) {
+                entry.digest = null_digest;
+                entry.batch = null_bytes.to_vec();
+            }
+        }
+        o
     }
 
     /// Enters `view` with the checked O-set and its PRE-PREPAREs.

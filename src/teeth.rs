@@ -1,0 +1,109 @@
+//! Teeth: deliberately broken variants of the core, compiled only with the
+//! cargo feature `teeth`, to prove the simulator's campaigns find real bugs.
+//!
+//! Each [`Tooth`] is one known-wrong shortcut (a quorum one too small, a
+//! signature not checked, a vote not persisted, ...). The core holds each as
+//! a `#[cfg(feature = "teeth")]` branch taken only while that tooth is
+//! [`active`]; default builds contain none of them, and with no tooth active
+//! a `teeth` build behaves exactly like a default one. `tests/teeth.rs` turns
+//! each tooth on in turn and runs the adversary campaign that must catch it.
+//!
+//! The active tooth is process-wide (the simulator's campaign threads all
+//! see it), so only one test at a time may set it.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// A deliberately broken variant of the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Tooth {
+    QuorumTwoF = 1,
+    SignersNotDeduplicated,
+    VoteNotPersisted,
+    PrePrepareNotPersisted,
+    OSetNotChecked,
+    CommitSignatureNotChecked,
+    NoCapOnFutureBuffering,
+    CheckpointFromF,
+    CheckpointFromFPlusOne,
+    NonceNotChecked,
+    EquivocationGuardOff,
+    ViewChangeProofNotChecked,
+}
+
+/// Name, tooth and one-line description of every tooth.
+pub const CATALOGUE: &[(&str, Tooth, &str)] = &[
+    ("quorum-2f", Tooth::QuorumTwoF, "prepared, committed and NEW-VIEW need 2f matching messages instead of 2f+1"),
+    ("signers-not-deduplicated", Tooth::SignersNotDeduplicated, "prepared certificates in VIEW-CHANGEs and commit certificates of fetched batches count signatures, not distinct signers"),
+    ("vote-not-persisted", Tooth::VoteNotPersisted, "a replica's own PREPARE and COMMIT are sent but never persisted, so a restart forgets them"),
+    ("pre-prepare-not-persisted", Tooth::PrePrepareNotPersisted, "a primary's own PRE-PREPARE is sent but never persisted, so a restart forgets what it proposed"),
+    ("o-set-not-checked", Tooth::OSetNotChecked, "a backup takes the null requests a NEW-VIEW re-proposes on trust instead of comparing them with the O-set it recomputes"),
+    ("commit-signature-not-checked", Tooth::CommitSignatureNotChecked, "COMMITs, as votes and in fetched commit certificates, are decoded without checking their signatures"),
+    ("no-cap-on-future-buffering", Tooth::NoCapOnFutureBuffering, "messages for future views are buffered without evicting the sender's oldest beyond its share"),
+    ("checkpoint-from-f", Tooth::CheckpointFromF, "a checkpoint becomes stable with f matching CHECKPOINTs instead of 2f+1"),
+    ("checkpoint-from-f-plus-1", Tooth::CheckpointFromFPlusOne, "a checkpoint becomes stable with f+1 matching CHECKPOINTs instead of 2f+1"),
+    ("nonce-not-checked", Tooth::NonceNotChecked, "the bank applies a transfer whatever its nonce (no strictly increasing client nonces)"),
+    ("equivocation-guard-off", Tooth::EquivocationGuardOff, "a backup replaces an accepted PRE-PREPARE with a conflicting one for the same view and seq, and prepares it too"),
+    ("view-change-proof-not-checked", Tooth::ViewChangeProofNotChecked, "the checkpoint and prepared certificates inside a VIEW-CHANGE are not checked"),
+];
+
+impl Tooth {
+    pub fn name(self) -> &'static str {
+        entry(self).0
+    }
+    pub fn description(self) -> &'static str {
+        entry(self).2
+    }
+}
+
+fn entry(t: Tooth) -> &'static (&'static str, Tooth, &'static str) {
+    CATALOGUE
+        .iter()
+        .find(|(_, tooth, _)| *tooth == t)
+        .expect("every tooth is in the catalogue")
+}
+
+/// The tooth called `name`, if any.
+pub fn by_name(name: &str) -> Option<Tooth> {
+    CATALOGUE
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, t, _)| *t)
+}
+
+/// 0: no tooth; otherwise the active tooth's discriminant.
+static ACTIVE: AtomicU8 = AtomicU8::new(0);
+
+/// Makes `tooth` the active one, process-wide (`None`: the honest core).
+pub fn set(tooth: Option<Tooth>) {
+    ACTIVE.store(tooth.map_or(0, |t| t as u8), Ordering::SeqCst);
+}
+
+/// Whether `tooth` is the active one.
+pub fn active(tooth: Tooth) -> bool {
+    ACTIVE.load(Ordering::Relaxed) == tooth as u8
+}
+
+/// `quorum` (2f+1), or 2f while [`Tooth::QuorumTwoF`] is active.
+pub fn quorum(quorum: usize) -> usize {
+    if active(Tooth::QuorumTwoF) {
+        quorum - 1
+    } else {
+        quorum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_one_tooth_at_a_time() {
+        for (name, tooth, _) in CATALOGUE {
+            assert_eq!(by_name(name), Some(*tooth));
+            assert_eq!(tooth.name(), *name);
+        }
+        assert_eq!(by_name("no-such-tooth"), None);
+        assert!(!active(Tooth::QuorumTwoF));
+    }
+}
