@@ -60,7 +60,7 @@ impl Replica {
 
     /// Stores a checkpoint vote, keeping at most `CHECKPOINTS_PER_REPLICA`
     /// (the newest) per signer. Returns false for a duplicate.
-    fn record_checkpoint(&mut self, c: Verified<Checkpoint>) -> bool {
+    pub(super) fn record_checkpoint(&mut self, c: Verified<Checkpoint>) -> bool {
         let signer = c.signer();
         let votes = self.checkpoints.entry(c.seq).or_default();
         if votes.contains_key(&signer) {

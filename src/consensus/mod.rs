@@ -321,8 +321,8 @@ pub struct Replica {
     /// straggler is answered again only after a request timeout, so a lost
     /// answer is repaired and a Byzantine asker gains no amplification.
     new_view_answered: BTreeMap<ReplicaId, Time>,
-    /// (peer, view) pairs we asked for a NEW-VIEW since entering our view.
-    new_view_requested: std::collections::BTreeSet<(ReplicaId, View)>,
+    /// When we last asked each peer for a NEW-VIEW (bounded by `n`).
+    new_view_requested: BTreeMap<ReplicaId, Time>,
     /// Highest seq we saw 2f+1 matching COMMITs for (committed somewhere).
     known_committed: Seq,
     /// Highest seq we saw f+1 matching COMMITs for: prepared at a correct
@@ -507,6 +507,17 @@ impl Replica {
         }
         self.slots.retain(|s, _| *s > self.low);
         self.votes.retain(|(_, _, s), _| *s > self.low);
+        let current = self.view;
+        self.votes.retain(|(_, v, _), _| *v >= current);
+        // Our own vote for the checkpoint we stopped at, so it counts when
+        // the peers' CHECKPOINTs for it arrive.
+        if let Some(&digest) = self.own_checkpoints.get(&rec.last_executed) {
+            if rec.last_executed > self.low {
+                let seq = rec.last_executed;
+                let ckpt = self.sign(messages::Checkpoint { seq, digest });
+                self.record_checkpoint(ckpt);
+            }
+        }
         // Next proposal: above everything we pre-prepared in this view.
         let view = self.view;
         let proposed = self
@@ -784,13 +795,16 @@ impl Replica {
     /// Keeps a message for a future view. Each sender gets an equal share of
     /// the buffer, so a flooding replica only evicts its own messages.
     fn buffer_future(&mut self, from: ReplicaId, msg: ViewMessage) {
-        if self.changing_to.is_none() && !self.new_view_requested.contains(&(from, msg.view())) {
-            // The sender is in a later view we never saw a NEW-VIEW for.
-            // Bounded: one request per peer and view, at most n*4 remembered.
-            if self.new_view_requested.len() >= 4 * self.cluster.n() as usize {
-                self.new_view_requested.pop_first();
-            }
-            self.new_view_requested.insert((from, msg.view()));
+        let quiet = self
+            .new_view_requested
+            .get(&from)
+            .is_none_or(|t| self.now >= t.plus_millis(self.cfg.request_timeout_ms));
+        if self.changing_to.is_none() && quiet {
+            // The sender is in a later view we never saw a NEW-VIEW for. Ask
+            // again after a request timeout: the request or the answer may be
+            // lost (a Twins seed ended with a replica in view 1 for ever, its
+            // one request per peer sent while the network was still lossy).
+            self.new_view_requested.insert(from, self.now);
             self.actions.push_back(Action::Send {
                 to: from,
                 message: Message::NewViewRequest { view: self.view },

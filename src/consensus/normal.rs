@@ -321,6 +321,17 @@ impl Replica {
                 out.push(Message::Commit(c.signed().clone()));
             }
         }
+        // Our latest checkpoint, if it is not stable yet: peers may have lost
+        // our CHECKPOINT in a crash, and without 2f+1 of them the window
+        // never moves (an omission seed churned through 100 views with the
+        // window full, the replicas that had executed first having sent
+        // their CHECKPOINTs before the others restarted).
+        if let Some((&seq, &digest)) = self.own_checkpoints.last_key_value() {
+            if seq > self.low {
+                let ckpt = self.sign(super::messages::Checkpoint { seq, digest });
+                out.push(Message::Checkpoint(ckpt.signed().clone()));
+            }
+        }
         for m in out {
             self.actions.push_back(Action::Broadcast(m));
         }

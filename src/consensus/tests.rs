@@ -2190,3 +2190,96 @@ fn request_timer_runs_for_a_pre_prepare_without_pending_requests() {
     let acts = feed(&mut r3, at(timeout), Input::Tick);
     assert_eq!(net.describe(&acts), ["Broadcast(Prepare(v0,s1,A)@r3)"]);
 }
+
+/// A CHECKPOINT lost in a peer's crash must not leave the window stuck: the
+/// request timer re-sends our latest checkpoint while it is not stable. (An
+/// omission seed churned through 100 views with a full window: the replicas
+/// that executed first had sent their CHECKPOINTs before the others
+/// restarted with empty memories.)
+///
+/// Setup: backup 1 executes s1 and s2 (checkpoint C2 at s2, K = 2); no other
+/// CHECKPOINT arrives; a request is pending.
+/// Expect: at the request timer, among the re-sent votes, CHECKPOINT(s2, C2).
+#[test]
+fn request_timer_resends_an_unstable_checkpoint() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
+    let c2 = Digest([2; 32]);
+    net.name(c2, "C2");
+    let mut r1 = net.replica(1);
+    net.run_to_execute(&mut r1, 1, &a);
+    feed(
+        &mut r1,
+        at(0),
+        Input::Executed {
+            seq: Seq(1),
+            checkpoint_digest: Digest([1; 32]),
+        },
+    );
+    net.run_to_execute(&mut r1, 2, &b);
+    let sent = feed(
+        &mut r1,
+        at(0),
+        Input::Executed {
+            seq: Seq(2),
+            checkpoint_digest: c2,
+        },
+    );
+    assert_eq!(net.describe(&sent), ["Broadcast(Checkpoint(s2,C2)@r1)"]);
+    feed(&mut r1, at(0), Input::Request(net.tx(1, 1)));
+    let timeout = config().request_timeout_ms;
+    let acts = feed(&mut r1, at(timeout), Input::Tick);
+    assert!(
+        net.describe(&acts)
+            .contains(&"Broadcast(Checkpoint(s2,C2)@r1)".to_string()),
+        "{:?}",
+        net.describe(&acts)
+    );
+}
+
+/// Entering a view drops the double-sign guard's entries of older views (we
+/// never sign for them again); repeated view changes without a new stable
+/// checkpoint once piled them up beyond the S8 bound.
+///
+/// Setup: replica 0, primary of view 0, proposes a request at s1 (its
+/// PRE-PREPARE is in the guard), then accepts the NEW-VIEW of view 1.
+/// Expect: no guard entry of view 0 remains.
+#[test]
+fn entering_a_view_forgets_older_views_votes() {
+    let net = Net::new(4);
+    let mut r0 = net.replica(0);
+    feed(&mut r0, at(0), Input::Request(net.tx(0, 5)));
+    assert!(r0.votes.keys().any(|(_, v, _)| *v == View(0)));
+    let nv = new_view_v1(&net);
+    deliver(&mut r0, at(0), 1, Message::NewView(nv));
+    assert_eq!(r0.view(), View(1));
+    assert!(!r0.votes.is_empty());
+    assert!(
+        r0.votes.keys().all(|(_, v, _)| *v == View(1)),
+        "{:?}",
+        r0.votes.keys().collect::<Vec<_>>()
+    );
+}
+
+/// A replica that sees a later view it has no NEW-VIEW for asks the sender
+/// again after a request timeout (the request or the answer may be lost; a
+/// Twins seed ended with a replica in view 1 for ever after its one request
+/// per peer was sent on a lossy network).
+///
+/// Setup: replica 2 in view 0; PREPAREs of view 1 from replica 3.
+/// Expect: NewViewRequest to 3 on the first; nothing on a second right after;
+/// a NewViewRequest again one request timeout later.
+#[test]
+fn new_view_request_is_repeated_after_a_timeout() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let mut r2 = net.replica(2);
+    let timeout = config().request_timeout_ms;
+    let first = deliver(&mut r2, at(0), 3, net.prepare(3, 1, 1, a.digest));
+    assert_eq!(net.describe(&first), ["Send(r3,NewViewRequest(v0))"]);
+    let again = deliver(&mut r2, at(1), 3, net.prepare(3, 1, 2, a.digest));
+    assert_eq!(net.describe(&again), Vec::<String>::new());
+    let later = deliver(&mut r2, at(1 + timeout), 3, net.prepare(3, 1, 3, a.digest));
+    assert_eq!(net.describe(&later), ["Send(r3,NewViewRequest(v0))"]);
+}

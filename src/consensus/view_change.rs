@@ -225,6 +225,12 @@ impl Replica {
         if let Err(reason) = self.check_view_change(&vc) {
             return self.ignore(reason);
         }
+        if vc.stable_seq < self.low && self.changing_to.is_none() {
+            // It left our view behind and alone: it may be far behind too
+            // (its checkpoint is older than ours). Help it catch up while it
+            // waits; it rejoins at the next view change.
+            self.help_lagging(signer);
+        }
         self.view_changes.insert(signer, vc);
         self.check_suspects();
 
@@ -441,6 +447,10 @@ impl Replica {
         self.new_view_requested.clear();
         self.timer_strikes = 0;
         self.view_changes.retain(|_, vc| vc.new_view > view);
+        // We never sign for an older view again, so its double-sign guard
+        // entries can go (repeated view changes without a new stable
+        // checkpoint piled them up beyond the S8 bound in an omission seed).
+        self.votes.retain(|(_, v, _), _| *v >= view);
         self.stats.new_views_entered += 1;
         self.actions.push_back(Action::EnteredView(view));
 
