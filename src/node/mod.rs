@@ -221,18 +221,42 @@ impl<S: Store> Node<S> {
         self.run_actions(now)
     }
 
-    /// `Some(cached reply or None)` if the request's nonce already executed.
+    /// `Some(reply or None)` if the request's nonce already executed: the
+    /// cached reply, or one signed afresh from the transaction index (the
+    /// cache is in memory: after a restart, a client whose replies were lost
+    /// would otherwise never hear f+1 of them again — a silent-primary seed
+    /// left a client resending for ever), or `None` for a nonce that was
+    /// superseded and never executed as this transaction.
     fn already_executed(&self, tx: &crate::tx::Transaction) -> Option<Option<Signed<Reply>>> {
         let account = self.bank.account(&tx.from)?;
         if tx.nonce > account.nonce {
             return None;
         }
-        Some(
-            self.reply_cache
-                .get(&tx.from)
-                .filter(|(n, _)| *n == tx.nonce)
-                .map(|(_, r)| r.clone()),
-        )
+        let cached = self
+            .reply_cache
+            .get(&tx.from)
+            .filter(|(n, _)| *n == tx.nonce)
+            .map(|(_, r)| r.clone());
+        if cached.is_some() {
+            return Some(cached);
+        }
+        let id = tx.id();
+        let Ok(Some(loc)) = persist::read_tx(&self.store, &id) else {
+            return Some(None);
+        };
+        let reply = Reply {
+            view: self.replica.view(),
+            client: tx.from,
+            nonce: tx.nonce,
+            tx_id: id,
+            seq: Seq(loc.height),
+            receipt: loc.receipt,
+        };
+        Some(Some(
+            self.key
+                .sign(self.replica.network(), self.me, reply)
+                .into_signed(),
+        ))
     }
 
     fn serve_fetch(&mut self, peer: ReplicaId, from: Seq, to: Seq) -> Result<(), NodeError> {
