@@ -88,7 +88,7 @@ impl Cluster {
                     }
                     Outgoing::ToClient { reply, .. } => {
                         let v = self.genesis.verifier.verify(&reply).expect("signed reply");
-                        replies.push((r, v.value().clone()));
+                        replies.push((r, *v.value()));
                     }
                 }
             }

@@ -1196,7 +1196,7 @@ impl Sim {
             .map(|n| n.replica().view().0)
             .max()
             .unwrap_or(0);
-        if self.scenario.calm && !byzantine_leads && honest_view > 0 {
+        if self.scenario.is_calm() && !byzantine_leads && honest_view > 0 {
             self.checker.report(format!(
                 "L3 liveness: view changed to {honest_view} without a faulty primary or any honest fault"
             ));

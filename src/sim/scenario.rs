@@ -205,6 +205,18 @@ impl Scenario {
         }
     }
 
+    /// No honest fault at all (and a fast network): then no view change may
+    /// happen unless the adversary leads a view (L3).
+    pub fn is_calm(&self) -> bool {
+        self.calm
+            && self.crashes.is_empty()
+            && self.partitions.is_empty()
+            && self.loss == 0.0
+            && self.duplicate == 0.0
+            && self.delay_max_ms <= 5
+            && self.twin_rounds.is_empty()
+    }
+
     /// No honest faults and a fast network.
     pub fn make_calm(&mut self) {
         self.calm = true;
