@@ -2283,3 +2283,37 @@ fn new_view_request_is_repeated_after_a_timeout() {
     let later = deliver(&mut r2, at(1 + timeout), 3, net.prepare(3, 1, 3, a.digest));
     assert_eq!(net.describe(&later), ["Send(r3,NewViewRequest(v0))"]);
 }
+
+/// A replica waiting for a NEW-VIEW still catches up: f+1 CHECKPOINTs above
+/// its height make the retransmission timer fetch (the request timer, which
+/// fetches otherwise, is off during a view change). A flood seed ended with
+/// a replica alone in a view change, 11 blocks behind.
+///
+/// Setup: backup 2 starts a view change (SUSPECTs from 1 and 3), then gets
+/// CHECKPOINT(s2) from 1 and 3.
+/// Expect: at the retransmission timer, its VIEW-CHANGE again and a Fetch of
+/// s1..s2.
+#[test]
+fn replica_in_a_view_change_fetches_what_f_plus_1_checkpoints_claim() {
+    let net = Net::new(4);
+    let c2 = Digest([2; 32]);
+    net.name(c2, "C2");
+    let mut r2 = net.replica(2);
+    deliver(&mut r2, at(0), 1, net.suspect(1, 0));
+    deliver(&mut r2, at(0), 3, net.suspect(3, 0));
+    assert_eq!(r2.changing_to(), Some(View(1)));
+    deliver(&mut r2, at(1), 1, net.checkpoint(1, 2, c2));
+    deliver(&mut r2, at(1), 3, net.checkpoint(3, 2, c2));
+    let retransmit = config().retransmit_ms;
+    let acts = feed(&mut r2, at(retransmit), Input::Tick);
+    let described = net.describe(&acts);
+    assert!(
+        described
+            .iter()
+            .any(|a| a.starts_with("Send(") && a.contains("Fetch(s1..s2)")),
+        "{described:?}"
+    );
+    assert!(described
+        .iter()
+        .any(|a| a.starts_with("Broadcast(ViewChange(v1")));
+}

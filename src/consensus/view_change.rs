@@ -206,6 +206,14 @@ impl Replica {
             self.actions
                 .push_back(Action::Broadcast(Message::ViewChange(vc)));
         }
+        // Waiting (perhaps alone) for a NEW-VIEW is no reason to stay behind:
+        // the request timer that fetches is off during a view change. (A
+        // flood seed ended with a replica alone in a view change, 11 blocks
+        // behind the f+1 CHECKPOINTs it had received.)
+        if self.behind_peers() {
+            let target = self.catch_up_target();
+            self.start_fetch(target);
+        }
         self.retransmit_deadline = Some(self.now.plus_millis(self.cfg.retransmit_ms));
     }
 
