@@ -22,11 +22,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{fields, run_bounded, text};
 
 const REPLICA: &str = env!("CARGO_BIN_EXE_pbft-replica");
 const CLIENT: &str = env!("CARGO_BIN_EXE_pbft-client");
@@ -60,61 +62,6 @@ fn free_base_port(n: usize) -> u16 {
             return base;
         }
     }
-}
-
-/// Runs a command to completion within `limit`, killing it on overrun.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + limit;
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// `key value` lines as a map; repeated keys keep the first value.
-fn fields(out: &str) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    for line in out.lines() {
-        if let Some((k, v)) = line.split_once(char::is_whitespace) {
-            m.entry(k.to_string())
-                .or_insert_with(|| v.trim().to_string());
-        }
-    }
-    m
 }
 
 /// One replica's `status --stats` answer.
