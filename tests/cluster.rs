@@ -721,6 +721,31 @@ fn client_errors_are_bounded_and_clear() {
         CLIENT_LIMIT,
     );
     assert_eq!(out.status.code(), Some(3));
+    // Output into a closed pipe (`status | head -0`) ends the client
+    // quietly, by SIGPIPE, instead of a `println!` panic.
+    let mut child = Command::new(CLIENT)
+        .args([
+            "--network",
+            c.root.to_str().unwrap(),
+            "--timeout-ms",
+            "300",
+            "status",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGPIPE),
+        "{:?} {err}",
+        out.status
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

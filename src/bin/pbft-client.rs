@@ -101,6 +101,7 @@ enum Command {
 }
 
 fn main() {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     if let Err(e) = telemetry::init(&cli.log_level, LogFormat::Plain) {
         eprintln!("error: --log-level: {e}");
@@ -112,6 +113,17 @@ fn main() {
             eprintln!("error: {e}");
             std::process::exit(e.code);
         }
+    }
+}
+
+/// Rust starts programs with SIGPIPE ignored, so printing to a closed pipe
+/// (`pbft-client status | head -1`) made `println!` panic. A command-line
+/// tool should end quietly instead, as the shell's own tools do.
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in `main`, before any other thread exists;
+    // it only resets one signal's disposition to the default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
