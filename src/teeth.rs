@@ -29,6 +29,7 @@ pub enum Tooth {
     NonceNotChecked,
     EquivocationGuardOff,
     ViewChangeProofNotChecked,
+    ExecuteNotAtomic,
 }
 
 /// Name, tooth and one-line description of every tooth.
@@ -45,6 +46,7 @@ pub const CATALOGUE: &[(&str, Tooth, &str)] = &[
     ("nonce-not-checked", Tooth::NonceNotChecked, "the bank applies a transfer whatever its nonce (no strictly increasing client nonces)"),
     ("equivocation-guard-off", Tooth::EquivocationGuardOff, "a backup replaces an accepted PRE-PREPARE with a conflicting one for the same view and seq, and prepares it too"),
     ("view-change-proof-not-checked", Tooth::ViewChangeProofNotChecked, "the checkpoint and prepared certificates inside a VIEW-CHANGE are not checked"),
+    ("execute-not-atomic", Tooth::ExecuteNotAtomic, "executing a block writes the state changes and the block with its chain tip in two synced writes instead of one"),
 ];
 
 impl Tooth {

@@ -19,6 +19,7 @@ fn crash(at_ms: u64, replica: u32, down_ms: Option<u64>) -> Crash {
         at: Time::from_millis(at_ms),
         replica: ReplicaId(replica),
         down_ms,
+        in_write: None,
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 /// Each tooth, the campaign that must catch it (`None`: no adversary, only
 /// the honest faults of the random scenarios), and the most seeds it may
-/// take.
+/// take. Campaigns are plain unless listed in [`CRASH_ANYWHERE`].
 const EXPECTED: &[(Tooth, Option<Kind>, u64)] = &[
     (Tooth::QuorumTwoF, Some(Kind::Equivocate), 100),
     (Tooth::SignersNotDeduplicated, Some(Kind::Forge), 100),
@@ -36,7 +36,11 @@ const EXPECTED: &[(Tooth, Option<Kind>, u64)] = &[
         Some(Kind::ForgedViewChange),
         300,
     ),
+    (Tooth::ExecuteNotAtomic, None, 100),
 ];
+
+/// Teeth caught by a crash-anywhere campaign (crashes inside writes).
+const CRASH_ANYWHERE: &[Tooth] = &[Tooth::ExecuteNotAtomic];
 
 /// Seeds run per step: a tooth's campaign stops after the first step that
 /// catches it (two seeds per thread).
@@ -44,17 +48,30 @@ const CHUNK: u64 = 4;
 const THREADS: usize = 2;
 const FIRST_SEED: u64 = 0;
 
-fn options(adversary: Option<Kind>) -> SimOptions {
+/// A tooth's campaign: its adversary, and whether crashes happen anywhere.
+type Campaign = (Option<Kind>, bool);
+
+fn campaign_of(tooth: Tooth, adversary: Option<Kind>) -> Campaign {
+    (adversary, CRASH_ANYWHERE.contains(&tooth))
+}
+
+fn options((adversary, crash_anywhere): Campaign) -> SimOptions {
     SimOptions {
         replicas: 4,
         adversary: adversary.map(AdversaryChoice::One),
         baseline: false,
+        crash_anywhere,
         ..SimOptions::default()
     }
 }
 
-fn name(adversary: Option<Kind>) -> &'static str {
-    adversary.map_or("none", |k| k.name())
+fn name((adversary, crash_anywhere): Campaign) -> String {
+    let a = adversary.map_or("none", |k| k.name());
+    if crash_anywhere {
+        format!("{a}+crash-anywhere")
+    } else {
+        a.to_string()
+    }
 }
 
 /// Seeds `start..start + count`. A panic of the simulator itself (a broken
@@ -92,10 +109,13 @@ fn every_tooth_is_caught_and_campaigns_are_clean_without_teeth() {
 
     // Without teeth, every campaign used below is clean on its first chunk.
     teeth::set(None);
-    let mut adversaries: Vec<Option<Kind>> = EXPECTED.iter().map(|(_, a, _)| *a).collect();
-    adversaries.sort();
-    adversaries.dedup();
-    for adversary in &adversaries {
+    let mut campaigns: Vec<Campaign> = EXPECTED
+        .iter()
+        .map(|(t, a, _)| campaign_of(*t, *a))
+        .collect();
+    campaigns.sort();
+    campaigns.dedup();
+    for adversary in &campaigns {
         let s = run(FIRST_SEED, CHUNK, &options(*adversary));
         assert_eq!(
             s.violations,
@@ -114,6 +134,7 @@ fn every_tooth_is_caught_and_campaigns_are_clean_without_teeth() {
     for &(tooth, adversary, bound) in EXPECTED {
         let t0 = Instant::now();
         teeth::set(Some(tooth));
+        let adversary = campaign_of(tooth, adversary);
         let opts = options(adversary);
         let mut first: Option<SeedOutcome> = None;
         let mut start = FIRST_SEED;

@@ -45,6 +45,10 @@ enum Command {
         /// throughput ratio, half the time).
         #[arg(long)]
         no_baseline: bool,
+        /// Crash-anywhere: every crash happens inside a replica's writes
+        /// (the write torn or applied whole), and each seed has 3 to 8 more.
+        #[arg(long)]
+        crash_anywhere: bool,
     },
     /// List the adversaries with a one-line description each.
     List,
@@ -80,6 +84,9 @@ enum Command {
         /// it; the seed is the job's seed): `--twins R:I`.
         #[arg(long, value_name = "R:I")]
         twins: Option<String>,
+        /// The seed ran with `run --crash-anywhere`.
+        #[arg(long)]
+        crash_anywhere: bool,
     },
 }
 
@@ -103,6 +110,33 @@ fn parse_adversary(name: Option<&str>) -> Result<Option<AdversaryChoice>, String
                 )
             }),
     }
+}
+
+/// Checks the options `run` and `replay` share and builds `SimOptions`.
+fn sim_options(
+    replicas: u32,
+    adversary: Option<&str>,
+    byzantine_replicas: Option<u32>,
+    crash_anywhere: bool,
+) -> Result<SimOptions, String> {
+    check_replicas(replicas)?;
+    let adversary = parse_adversary(adversary)?;
+    if byzantine_replicas.is_some() && adversary.is_none() {
+        return Err("--byzantine-replicas needs --adversary".into());
+    }
+    if byzantine_replicas.is_some_and(|k| k > replicas) {
+        return Err(format!(
+            "--byzantine-replicas: at most {replicas} replicas exist"
+        ));
+    }
+    Ok(SimOptions {
+        replicas,
+        verbose: false,
+        adversary,
+        byzantine_replicas,
+        baseline: false,
+        crash_anywhere,
+    })
 }
 
 /// `R:I` → (rounds, scenario index).
@@ -159,32 +193,22 @@ fn main() -> ExitCode {
             adversary,
             byzantine_replicas,
             no_baseline,
+            crash_anywhere,
         } => {
-            if let Err(e) = check_replicas(replicas) {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-            let adversary = match parse_adversary(adversary.as_deref()) {
-                Ok(a) => a,
+            let opts = match sim_options(
+                replicas,
+                adversary.as_deref(),
+                byzantine_replicas,
+                crash_anywhere,
+            ) {
+                Ok(o) => SimOptions {
+                    baseline: o.adversary.is_some() && !no_baseline,
+                    ..o
+                },
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
-            };
-            if byzantine_replicas.is_some() && adversary.is_none() {
-                eprintln!("error: --byzantine-replicas needs --adversary");
-                return ExitCode::from(2);
-            }
-            if byzantine_replicas.is_some_and(|k| k > replicas) {
-                eprintln!("error: --byzantine-replicas: at most {replicas} replicas exist");
-                return ExitCode::from(2);
-            }
-            let opts = SimOptions {
-                replicas,
-                verbose: false,
-                adversary,
-                byzantine_replicas,
-                baseline: adversary.is_some() && !no_baseline,
             };
             let summary = campaign::run(
                 start_seed,
@@ -256,24 +280,19 @@ fn main() -> ExitCode {
             adversary,
             byzantine_replicas,
             twins,
+            crash_anywhere,
         } => {
-            if let Err(e) = check_replicas(replicas) {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-            let adversary = match parse_adversary(adversary.as_deref()) {
-                Ok(a) => a,
+            let opts = match sim_options(
+                replicas,
+                adversary.as_deref(),
+                byzantine_replicas,
+                crash_anywhere,
+            ) {
+                Ok(o) => SimOptions { verbose, ..o },
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
-            };
-            let opts = SimOptions {
-                replicas,
-                verbose,
-                adversary,
-                byzantine_replicas,
-                baseline: false,
             };
             let twins = match twins.as_deref().map(parse_twins).transpose() {
                 Ok(t) => t,
@@ -303,11 +322,12 @@ fn main() -> ExitCode {
                 }
             }
             println!(
-                "seed: {} trace-hash: {} commits: {} view-changes: {} steps: {} virtual-ms: {} violations: {}",
+                "seed: {} trace-hash: {} commits: {} view-changes: {} write-crashes: {} steps: {} virtual-ms: {} violations: {}",
                 o.seed,
                 o.trace_hash,
                 o.commits,
                 o.view_changes,
+                o.write_crashes,
                 o.steps,
                 o.virtual_ms,
                 o.violations.len()

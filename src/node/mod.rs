@@ -342,6 +342,18 @@ impl<S: Store> Node<S> {
                 None => wb.delete(Cf::State, k),
             }
         }
+        #[cfg(feature = "teeth")]
+        if crate::teeth::active(crate::teeth::Tooth::ExecuteNotAtomic) {
+            // Broken on purpose: the state changes become durable alone.
+            let state = std::mem::take(&mut wb.writes)
+                .into_iter()
+                .partition::<Vec<_>, _>(|w| w.cf == Cf::State);
+            wb.writes = state.1;
+            self.store.write(WriteBatch {
+                writes: state.0,
+                delete_ranges: Vec::new(),
+            })?;
+        }
         let mut tx_ids = Vec::with_capacity(batch.txs.len());
         for (i, (tx, receipt)) in batch.txs.iter().zip(&executed.receipts).enumerate() {
             let id = tx.id();
@@ -472,6 +484,31 @@ impl<S: Store> Node<S> {
     }
     pub fn tx(&self, id: &Digest) -> Result<Option<TxLocation>, NodeError> {
         Ok(persist::read_tx(&self.store, id)?)
+    }
+    /// The committed-block event of a stored height, rebuilt from the store:
+    /// for an observer that missed it (a crash between the synced block
+    /// write and its acknowledgement). A transaction without an index entry
+    /// at this height was a stale-nonce replay.
+    pub fn committed_block(&self, height: u64) -> Result<Option<CommittedBlock>, NodeError> {
+        let Some(block) = persist::read_block(&self.store, height)? else {
+            return Ok(None);
+        };
+        let batch = block.batch()?;
+        let mut txs = Vec::with_capacity(batch.txs.len());
+        for (i, tx) in batch.txs.iter().enumerate() {
+            let id = tx.id();
+            let receipt = match persist::read_tx(&self.store, &id)? {
+                Some(loc) if loc.height == height && loc.index == i as u32 => loc.receipt,
+                _ => crate::tx::Receipt::StaleNonce,
+            };
+            txs.push((id, tx.from, tx.nonce, receipt));
+        }
+        Ok(Some(CommittedBlock {
+            height,
+            block_hash: block.header.hash(),
+            batch_digest: block.header.batch_digest,
+            txs,
+        }))
     }
     pub fn checkpoint_interval(&self) -> u64 {
         self.checkpoint_interval

@@ -26,6 +26,11 @@ pub struct Summary {
     /// relative to the same seeds without it, if baselines ran).
     pub by_adversary: Vec<(&'static str, u64, u64, Option<f64>)>,
     pub frames_refused: u64,
+    /// Crashes inside a write, and those whose write survived whole.
+    pub write_crashes: u64,
+    pub write_crashes_applied: u64,
+    /// Restarts that recovered a block only the crashed write held.
+    pub unseen_blocks_recovered: u64,
 }
 
 impl Summary {
@@ -55,7 +60,7 @@ impl Summary {
             .throughput_ratio()
             .map_or(String::new(), |r| format!(" throughput-vs-none: {r:.2}"));
         format!(
-            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {}{ratio} elapsed-s: {:.1}",
+            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {} write-crashes: {} write-crashes-applied: {} unseen-blocks-recovered: {}{ratio} elapsed-s: {:.1}",
             self.seeds,
             self.violations,
             self.commits,
@@ -66,6 +71,9 @@ impl Summary {
             self.latency_p50_ms,
             self.latency_p99_ms,
             self.frames_refused,
+            self.write_crashes,
+            self.write_crashes_applied,
+            self.unseen_blocks_recovered,
             self.elapsed.as_secs_f64()
         )
     }
@@ -156,6 +164,9 @@ pub fn run_jobs(
     Summary {
         by_adversary,
         frames_refused: outcomes.iter().map(|o| o.frames_refused).sum(),
+        write_crashes: outcomes.iter().map(|o| o.write_crashes).sum(),
+        write_crashes_applied: outcomes.iter().map(|o| o.write_crashes_applied).sum(),
+        unseen_blocks_recovered: outcomes.iter().map(|o| o.unseen_blocks_recovered).sum(),
         seeds: count,
         violations: outcomes.iter().filter(|o| !o.violations.is_empty()).count() as u64,
         commits: outcomes.iter().map(|o| o.commits).sum(),

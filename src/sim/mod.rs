@@ -51,7 +51,11 @@ enum Event {
     },
     /// A node's timer: by node slot (replicas, then the twin instance).
     Wake(usize),
-    Crash(ReplicaId),
+    Crash {
+        replica: ReplicaId,
+        in_write: Option<scenario::WriteCrash>,
+        down_ms: Option<u64>,
+    },
     Restart(ReplicaId),
     ClientTick(usize),
     FaultsEnd,
@@ -118,6 +122,13 @@ pub struct SeedOutcome {
     pub honest_view: u64,
     /// Input the correct replicas refused, by reason (summed).
     pub refused: BTreeMap<&'static str, u64>,
+    /// Crashes that happened inside a write, and how many of those left
+    /// their write applied (the others tore it).
+    pub write_crashes: u64,
+    pub write_crashes_applied: u64,
+    /// Restarts that came back with a block committed in the write the
+    /// replica died in (durable, never acknowledged or seen).
+    pub unseen_blocks_recovered: u64,
 }
 
 impl SeedOutcome {
@@ -151,6 +162,9 @@ pub struct SimOptions {
     /// Also run each attacked seed without its adversary, for the
     /// throughput ratio.
     pub baseline: bool,
+    /// Crash-anywhere campaign: every crash happens inside a write, and
+    /// each seed has 3 to 8 more of them.
+    pub crash_anywhere: bool,
 }
 
 /// Runs the random scenario of `seed`.
@@ -168,6 +182,8 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
         let count = opts.byzantine_replicas.unwrap_or((n - 1) / 3);
         scenario.attack(&mut rng, kind, count);
     }
+    let mut write_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7772_6974_6563_7261);
+    scenario.crash_in_writes(&mut write_rng, opts.crash_anywhere);
     let calm = opts.baseline.then(|| Scenario {
         adversary: None,
         byzantine: Vec::new(),
@@ -233,6 +249,15 @@ struct Sim {
     byzantine_client: Option<ByzantineClient>,
     /// The replica run as two instances (Twins); slot `n` is its second.
     twin_of: Option<ReplicaId>,
+    /// Crashes armed inside a replica's writes: how long it stays down once
+    /// the write comes.
+    armed_down: BTreeMap<ReplicaId, Option<u64>>,
+    /// Replicas that died in a write whose batch was applied: they may come
+    /// back one block above what they were seen to commit.
+    died_applied: BTreeSet<ReplicaId>,
+    write_crashes: u64,
+    write_crashes_applied: u64,
+    unseen_blocks_recovered: u64,
 }
 
 /// A client under adversary control: funded, with a real key.
@@ -371,6 +396,11 @@ impl Sim {
             finish: Time::ZERO,
             byzantine_client,
             twin_of,
+            armed_down: BTreeMap::new(),
+            died_applied: BTreeSet::new(),
+            write_crashes: 0,
+            write_crashes_applied: 0,
+            unseen_blocks_recovered: 0,
             scenario,
         };
         let byzantine_replicas: Vec<ReplicaId> = sim.strategies.keys().copied().collect();
@@ -396,7 +426,18 @@ impl Sim {
 
     fn schedule_faults(&mut self) {
         for c in self.scenario.crashes.clone() {
-            self.push(c.at, Event::Crash(c.replica));
+            self.push(
+                c.at,
+                Event::Crash {
+                    replica: c.replica,
+                    in_write: c.in_write,
+                    down_ms: c.down_ms,
+                },
+            );
+            if c.in_write.is_some() {
+                // Restarted `down_ms` after the write it dies in.
+                continue;
+            }
             if let Some(ms) = c.down_ms {
                 let back = c.at.plus_millis(ms).min(self.scenario.faults_end);
                 self.push(back, Event::Restart(c.replica));
@@ -624,12 +665,28 @@ impl Sim {
                 );
             }
             Event::ByzantineClientTick => self.byzantine_client_tick(),
-            Event::Crash(r) => {
+            Event::Crash {
+                replica: r,
+                in_write: None,
+                ..
+            } => {
                 if self.nodes[r.index()].take().is_some() {
-                    self.hash_event(3, r.0 as u64, 0, &[]);
-                    self.log(|| format!("CRASH {r:?}"));
-                    self.wake_at[r.index()] = None;
-                    self.down_since.insert(r, (self.now, self.max_view));
+                    self.went_down(r, "CRASH".into());
+                }
+            }
+            Event::Crash {
+                replica: r,
+                in_write: Some(w),
+                down_ms,
+            } => {
+                if self.nodes[r.index()].is_some() {
+                    self.hash_event(10, r.0 as u64, w.nth as u64, &[w.applied as u8]);
+                    self.log(|| {
+                        let how = if w.applied { "applied" } else { "torn" };
+                        format!("CRASH ARMED {r:?}: dies in its write #{} ({how})", w.nth)
+                    });
+                    self.stores[r.index()].arm_crash(w.nth, w.applied);
+                    self.armed_down.insert(r, down_ms);
                 }
             }
             Event::Restart(r) => self.restart(r),
@@ -638,6 +695,10 @@ impl Sim {
                 self.hash_event(5, 0, 0, &[]);
                 self.log(|| "FAULTS END: network reliable, all replicas restart".into());
                 self.faults_active = false;
+                for store in &self.stores {
+                    store.disarm();
+                }
+                self.armed_down.clear();
                 for r in 0..self.scenario.replicas {
                     if self.nodes[r as usize].is_none() {
                         self.restart(ReplicaId(r));
@@ -682,6 +743,9 @@ impl Sim {
             self.outages.push((r, since, self.now));
         }
         self.hash_event(4, r.0 as u64, 0, &[]);
+        self.stores[r.index()].reopen();
+        self.armed_down.remove(&r);
+        let died_applied = self.died_applied.remove(&r);
         match Node::open(
             &self.genesis,
             r,
@@ -689,6 +753,21 @@ impl Sim {
             self.stores[r.index()].clone(),
         ) {
             Ok(node) => {
+                let seen = self.checker.chain(r).len() as u64;
+                if died_applied && node.height() == seen + 1 {
+                    // The block write it died in survived: the commit
+                    // nobody saw is judged now (agreement, validity).
+                    self.unseen_blocks_recovered += 1;
+                    match node.committed_block(seen + 1) {
+                        Ok(Some(block)) => self.checker.on_commit(r, &block),
+                        other => self.checker.report(format!(
+                            "S3 durability: {r:?} restarted at height {} but cannot read that block: {other:?}",
+                            seen + 1
+                        )),
+                    }
+                }
+                self.checker
+                    .check_supply(r, node.bank().total_supply(), self.supply);
                 self.checker
                     .on_restart(r, node.height(), node.tip().block_hash);
                 self.log(|| format!("RESTART {r:?} at height {}", node.height()));
@@ -698,6 +777,35 @@ impl Sim {
             Err(e) => self.checker.report(format!(
                 "S3 durability: {r:?} failed to reopen its store: {e}"
             )),
+        }
+    }
+
+    /// Replica `r` was taken down (its node is already gone).
+    fn went_down(&mut self, r: ReplicaId, what: String) {
+        self.hash_event(3, r.0 as u64, 0, &[]);
+        self.log(|| format!("{what} {r:?}"));
+        self.wake_at[r.index()] = None;
+        self.down_since.insert(r, (self.now, self.max_view));
+    }
+
+    /// Replica `r` died inside a write (an armed crash): what it committed
+    /// before that write is durable and judged; the rest of the input —
+    /// messages, replies — is lost with the process.
+    fn died_in_write(&mut self, r: ReplicaId, applied: bool, error: &str) {
+        let mut node = self.nodes[r.index()].take().expect("caller checked");
+        let committed: Vec<_> = node.drain_committed().collect();
+        drop(node);
+        for block in &committed {
+            self.checker.on_commit(r, block);
+        }
+        self.write_crashes += 1;
+        if applied {
+            self.write_crashes_applied += 1;
+            self.died_applied.insert(r);
+        }
+        self.went_down(r, format!("CRASH IN WRITE ({error})"));
+        if let Some(Some(down)) = self.armed_down.remove(&r) {
+            self.push(self.now.plus_millis(down), Event::Restart(r));
         }
     }
 
@@ -777,6 +885,12 @@ impl Sim {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
+                if slot == r.index() {
+                    if let Some(applied) = self.stores[slot].crashed() {
+                        self.died_in_write(r, applied, &e.to_string());
+                        return;
+                    }
+                }
                 self.checker
                     .report(format!("{r:?} stopped on a node error: {e}"));
                 self.nodes[slot] = None;
@@ -1245,6 +1359,9 @@ impl Sim {
             mean_latency_ms: mean_latency,
             baseline_mean_latency_ms: None,
             frames_refused: self.frames_refused,
+            write_crashes: self.write_crashes,
+            write_crashes_applied: self.write_crashes_applied,
+            unseen_blocks_recovered: self.unseen_blocks_recovered,
             honest_view,
             refused: stats.iter().fold(BTreeMap::new(), |mut all, s| {
                 for (reason, n) in &s.ignored {

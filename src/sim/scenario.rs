@@ -16,6 +16,21 @@ pub struct Crash {
     pub replica: ReplicaId,
     /// `None`: stays down until faults end.
     pub down_ms: Option<u64>,
+    /// `Some`: the replica dies inside a write instead of between two
+    /// inputs, and is down for `down_ms` from then.
+    pub in_write: Option<WriteCrash>,
+}
+
+/// A crash inside the store's writes: from the crash time on, the `nth`
+/// write the replica makes is the one it dies in — between the writes of
+/// one input (a vote persisted, the block not yet executed), or in the
+/// middle of a write. That write's batch survives whole (`applied`: synced
+/// but never acknowledged) or not at all (a torn WAL tail, dropped on
+/// recovery); messages the input produced are never sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteCrash {
+    pub nth: u32,
+    pub applied: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +151,7 @@ impl Scenario {
                 at,
                 replica,
                 down_ms,
+                in_write: None,
             });
         }
         let partition_count = *pick(rng, &[0, 0, 1, 2]);
@@ -159,6 +175,36 @@ impl Scenario {
             });
         }
         s
+    }
+
+    /// Crash-anywhere: half of the crashes (all of them with `anywhere`)
+    /// happen inside a write rather than between inputs; `anywhere` also
+    /// adds 3 to 8 more such crashes of random replicas, some overlapping.
+    /// Drawn from an `rng` of its own, so the rest of a seed's scenario is
+    /// the same with and without it. A calm scenario stays calm.
+    pub fn crash_in_writes(&mut self, rng: &mut ChaCha8Rng, anywhere: bool) {
+        if self.calm {
+            return;
+        }
+        let faults_ms = self.faults_end.as_millis();
+        if anywhere {
+            for _ in 0..rng.gen_range(3..=8) {
+                self.crashes.push(Crash {
+                    at: Time::from_millis(rng.gen_range(100..faults_ms.max(101))),
+                    replica: ReplicaId(rng.gen_range(0..self.replicas)),
+                    down_ms: Some(rng.gen_range(50..4_000)),
+                    in_write: None,
+                });
+            }
+        }
+        for c in &mut self.crashes {
+            if anywhere || rng.gen_bool(0.5) {
+                c.in_write = Some(WriteCrash {
+                    nth: rng.gen_range(1..=3),
+                    applied: rng.gen_bool(0.5),
+                });
+            }
+        }
     }
 
     /// Puts `count` replicas under the control of adversary `kind`. A
@@ -185,6 +231,7 @@ impl Scenario {
                 at: Time::from_millis(rng.gen_range(30..300)),
                 replica: ReplicaId(0),
                 down_ms: Some(self.request_timeout_ms * 8),
+                in_write: None,
             });
         }
         if kind == Kind::Clients && count == (n - 1) / 3 {
@@ -245,7 +292,12 @@ impl Scenario {
             self.delay_max_ms,
             self.crashes
                 .iter()
-                .map(|c| (c.at.as_millis(), c.replica.0, c.down_ms))
+                .map(|c| (
+                    c.at.as_millis(),
+                    c.replica.0,
+                    c.down_ms,
+                    c.in_write.map(|w| (w.nth, if w.applied { "applied" } else { "torn" }))
+                ))
                 .collect::<Vec<_>>(),
             self.partitions
                 .iter()

@@ -4,6 +4,15 @@
 //! node) and restart on the same durable contents. Every `write` counts as
 //! synced: it is durable once it returns, exactly like the RocksDB store with
 //! `sync = true`.
+//!
+//! A crash can also be armed *inside* the writes ([`MemoryStore::arm_crash`]):
+//! the k-th next write is the one the process dies in. Its batch is either
+//! applied whole or not at all — what RocksDB makes of a write interrupted
+//! before its WAL record was complete, since recovery drops a torn tail
+//! record whose checksum fails (`tests/storage.rs` tears a real WAL to show
+//! it) — and from then on every write fails until the store is reopened. As
+//! every acknowledged write is synced, the write in flight is the only one a
+//! crash can lose.
 
 use super::{Cf, StorageError, Store, WriteBatch};
 use std::collections::BTreeMap;
@@ -15,11 +24,42 @@ type Tables = BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>;
 #[derive(Clone, Default, Debug)]
 pub struct MemoryStore {
     tables: Arc<Mutex<Tables>>,
+    crash: Arc<Mutex<CrashState>>,
+}
+
+/// A crash armed inside the writes, and whether it has happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct CrashState {
+    /// Writes left before the one the process dies in (1: the next one).
+    armed: Option<(u32, bool)>,
+    /// The crash happened: `Some(whether its batch was applied)`.
+    crashed: Option<bool>,
 }
 
 impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+    /// Arms a crash in the `nth` next write (1 = the next one): that write's
+    /// batch is applied whole if `applied`, dropped whole otherwise, and it
+    /// and every later write fail until [`MemoryStore::reopen`].
+    pub fn arm_crash(&self, nth: u32, applied: bool) {
+        let mut c = self.crash.lock().unwrap();
+        if c.crashed.is_none() {
+            c.armed = Some((nth.max(1), applied));
+        }
+    }
+    /// Forgets a crash armed but not yet reached.
+    pub fn disarm(&self) {
+        self.crash.lock().unwrap().armed = None;
+    }
+    /// `Some(applied)` once an armed crash happened (until reopened).
+    pub fn crashed(&self) -> Option<bool> {
+        self.crash.lock().unwrap().crashed
+    }
+    /// The process restarts: writes work again, nothing is armed.
+    pub fn reopen(&self) {
+        *self.crash.lock().unwrap() = CrashState::default();
     }
     /// Total bytes of keys and values held (for memory-bound checks).
     pub fn bytes(&self) -> usize {
@@ -37,6 +77,31 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn write(&mut self, batch: WriteBatch) -> Result<(), StorageError> {
+        let dies_here = {
+            let mut c = self.crash.lock().unwrap();
+            if c.crashed.is_some() {
+                return Err(StorageError::Io(
+                    "simulated crash: the process is gone".into(),
+                ));
+            }
+            match c.armed {
+                Some((1, applied)) => {
+                    c.armed = None;
+                    c.crashed = Some(applied);
+                    Some(applied)
+                }
+                Some((k, applied)) => {
+                    c.armed = Some((k - 1, applied));
+                    None
+                }
+                None => None,
+            }
+        };
+        if dies_here == Some(false) {
+            return Err(StorageError::Io(
+                "simulated crash during a write (torn, dropped)".into(),
+            ));
+        }
         let mut t = self.tables.lock().unwrap();
         for (cf, from, to) in batch.delete_ranges {
             if from >= to {
@@ -61,6 +126,11 @@ impl Store for MemoryStore {
                     table.remove(&w.key);
                 }
             }
+        }
+        if dies_here == Some(true) {
+            return Err(StorageError::Io(
+                "simulated crash during a write (applied, unacknowledged)".into(),
+            ));
         }
         Ok(())
     }
@@ -128,5 +198,38 @@ mod tests {
         // A clone shares the durable contents (crash and restart).
         let reopened = s.clone();
         assert_eq!(reopened.get(Cf::Blocks, &[1]).unwrap(), Some(vec![2]));
+    }
+
+    fn one(key: u8) -> WriteBatch {
+        let mut b = WriteBatch::default();
+        b.put(Cf::Meta, vec![key], vec![key]);
+        b.put(Cf::State, vec![key], vec![key]);
+        b
+    }
+
+    #[test]
+    fn armed_crash_tears_the_nth_write_whole_and_stops_later_ones() {
+        for applied in [false, true] {
+            let mut s = MemoryStore::new();
+            s.arm_crash(2, applied);
+            s.write(one(1)).unwrap();
+            assert!(s.crashed().is_none());
+            assert!(s.write(one(2)).is_err());
+            assert_eq!(s.crashed(), Some(applied));
+            assert!(s.write(one(3)).is_err(), "writes after the crash fail");
+            let expect = applied.then(|| vec![2]);
+            assert_eq!(s.get(Cf::Meta, &[2]).unwrap(), expect);
+            assert_eq!(s.get(Cf::State, &[2]).unwrap(), expect, "all or nothing");
+            assert_eq!(s.get(Cf::Meta, &[3]).unwrap(), None);
+            assert_eq!(s.get(Cf::Meta, &[1]).unwrap(), Some(vec![1]));
+            s.reopen();
+            s.write(one(4)).unwrap();
+            assert_eq!(s.get(Cf::Meta, &[4]).unwrap(), Some(vec![4]));
+        }
+        let mut s = MemoryStore::new();
+        s.arm_crash(1, true);
+        s.disarm();
+        s.write(one(5)).unwrap();
+        assert!(s.crashed().is_none());
     }
 }
