@@ -1,6 +1,8 @@
 //! Helpers shared by the real-process integration tests.
 #![allow(dead_code)] // each test crate uses part of them
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
