@@ -163,7 +163,11 @@ fn backup_down_for_many_checkpoints_catches_up_under_load() {
         ready.as_secs_f64(),
         second["tx_per_s"]
     );
-    assert!(u.to - u.from >= 5 * K, "fetched only {} blocks", u.to - u.from);
+    assert!(
+        u.to - u.from >= 5 * K,
+        "fetched only {} blocks",
+        u.to - u.from
+    );
     let commit_rate = (u.others_to - u.others_from) as f64 / u.took.as_secs_f64().max(1e-3);
     assert!(
         rate > commit_rate,
@@ -174,9 +178,11 @@ fn backup_down_for_many_checkpoints_catches_up_under_load() {
 /// Setup: four replicas in a network namespace of their own; replica 3's
 /// replica-to-replica traffic is blackholed (both directions) while the
 /// others commit at least five checkpoint intervals, then the link is
-/// restored. Expect: without any restart, replica 3 reconnects, fetches
-/// what it missed while a load runs, returns to the others' view (it
-/// suspected the primary alone while cut off) and ends with the same chain.
+/// restored. Expect: cut off, replica 3 holds the clients' requests, cannot
+/// commit them and suspects the primary (alone: f+1 SUSPECTs are needed to
+/// start a view change, so it stays in the view); without any restart it
+/// reconnects, fetches what it missed while a load runs, and ends in the
+/// others' view with the same chain.
 #[test]
 fn partitioned_backup_rejoins_without_restart() {
     let _one = serial();
@@ -190,7 +196,16 @@ fn partitioned_backup_rejoins_without_restart() {
     let (_, top) = span(&h, &[0, 1, 2]).unwrap();
     assert_eq!(h[3], Some(before), "replica 3 committed while cut off");
     assert!(top >= before + 5 * K, "only {} blocks", top - before);
-    let view_alone = c.status()[3].as_ref().unwrap().0;
+    let alone = common::text(&c.client(&["status"]).stdout)
+        .lines()
+        .nth(3)
+        .unwrap_or_default()
+        .to_string();
+    let log = std::fs::read_to_string(c.log(3)).unwrap();
+    assert!(
+        log.contains("suspecting the primary"),
+        "replica 3 held requests it could not commit, yet never suspected"
+    );
 
     let load = c.bench(1, 3_000, 8);
     std::thread::sleep(Duration::from_millis(300));
@@ -204,7 +219,10 @@ fn partitioned_backup_rejoins_without_restart() {
         views.iter().all(|v| *v == views[0]),
         "replica 3 is not back in the others' view: {s:?}"
     );
-    eprintln!("replica 3 reached view {view_alone} alone; all in view {} after healing", views[0]);
+    eprintln!(
+        "replica 3 while cut off: {alone}\nall in view {} after healing",
+        views[0]
+    );
     let stores = stop_and_compare(&mut c);
     let txs: u64 = stores[3].block_txs[u.from as usize..u.to as usize]
         .iter()
@@ -237,13 +255,7 @@ fn kill_9_loop_under_load() {
     for round in 0..8 {
         std::thread::sleep(Duration::from_millis(rng.gen_range(200..1_200)));
         let victim = if round % 2 == 0 {
-            let view = c
-                .status()
-                .iter()
-                .flatten()
-                .map(|s| s.0)
-                .max()
-                .unwrap_or(0);
+            let view = c.status().iter().flatten().map(|s| s.0).max().unwrap_or(0);
             (view % N as u64) as usize
         } else {
             rng.gen_range(0..N)

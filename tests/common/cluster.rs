@@ -191,14 +191,28 @@ impl Cluster {
     /// client port stays reachable) with routing rules in the cluster's
     /// namespace: every packet to or from its p2p port is blackholed.
     pub fn isolate(&self, i: usize) {
-        let ns = &self.netns.as_ref().expect("isolate needs generate_in_netns").0;
+        let ns = &self
+            .netns
+            .as_ref()
+            .expect("isolate needs generate_in_netns")
+            .0;
         let port = self.p2p_port(i).to_string();
         // Rules are consulted before the local table only if it moves back.
         ip(&["-n", ns, "rule", "del", "pref", "0", "lookup", "local"]);
         ip(&["-n", ns, "rule", "add", "pref", "100", "lookup", "local"]);
         for dir in ["dport", "sport"] {
             ip(&[
-                "-n", ns, "rule", "add", "pref", "10", "ipproto", "udp", dir, &port, "blackhole",
+                "-n",
+                ns,
+                "rule",
+                "add",
+                "pref",
+                "10",
+                "ipproto",
+                "udp",
+                dir,
+                &port,
+                "blackhole",
             ]);
         }
     }
@@ -209,7 +223,17 @@ impl Cluster {
         let port = self.p2p_port(i).to_string();
         for dir in ["dport", "sport"] {
             ip(&[
-                "-n", ns, "rule", "del", "pref", "10", "ipproto", "udp", dir, &port, "blackhole",
+                "-n",
+                ns,
+                "rule",
+                "del",
+                "pref",
+                "10",
+                "ipproto",
+                "udp",
+                dir,
+                &port,
+                "blackhole",
             ]);
         }
         ip(&["-n", ns, "rule", "add", "pref", "0", "lookup", "local"]);
@@ -437,7 +461,10 @@ impl Cluster {
 
     /// Heights of the reachable replicas, by replica.
     pub fn heights(&self) -> Vec<Option<u64>> {
-        self.status().iter().map(|s| s.as_ref().map(|s| s.1)).collect()
+        self.status()
+            .iter()
+            .map(|s| s.as_ref().map(|s| s.1))
+            .collect()
     }
 
     /// `inspect --blocks` of a stopped replica.
