@@ -1,9 +1,12 @@
 # Shared by scripts/*.sh: install the system packages the build needs on a
-# fresh Debian machine (rocksdb's bindgen needs libclang; its C++ needs clang).
+# fresh Debian machine (rocksdb's bindgen needs libclang; its C++ needs clang;
+# the partition test in tests/recovery.rs cuts links with iproute2's `ip`
+# inside a network namespace of its own, which needs root).
 ensure_build_prereqs() {
   local missing=()
   command -v clang >/dev/null 2>&1 || missing+=(clang)
   dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found; install Rust (rustup) first" >&2; exit 1; }
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing system packages: ${missing[*]}"
