@@ -178,7 +178,9 @@ fn batch_state(s: &RocksStore, h: u64) -> Option<bool> {
 /// record. Expect: every copy opens; batches 1–5 are whole; batch 6 is
 /// either whole or wholly absent, never half there — RocksDB drops a torn
 /// tail record, which is what the simulator's crash-in-write model assumes
-/// (`MemoryStore::arm_crash`).
+/// (`MemoryStore::arm_crash`). The same tail zeroed in place (length kept)
+/// is damage, not a short write: refused as corrupt (`wal_recovery_mode`,
+/// see `storage::rocks`).
 #[test]
 fn torn_wal_tail_loses_the_last_batch_whole_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
@@ -200,10 +202,21 @@ fn torn_wal_tail_loses_the_last_batch_whole_or_not_at_all() {
     for cut in [1, 7, 100, 4_096, 40_000, last_record - 10] {
         let torn = dir.path().join(format!("torn-{cut}"));
         copy_store(&image, &torn);
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(torn.join(&wal_name))
-            .unwrap();
+        let path = torn.join(&wal_name);
+        // A damaged (not merely short) last record is refused, not dropped:
+        // the store cannot tell it from damage inside the log.
+        let zeroed = dir.path().join(format!("zeroed-{cut}"));
+        copy_store(&image, &zeroed);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - cut as usize..].fill(0);
+        std::fs::write(zeroed.join(&wal_name), &bytes).unwrap();
+        match RocksStore::open_existing(&zeroed) {
+            Err(StorageError::Corrupt(_)) => {}
+            Err(e) => panic!("zeroed {cut}: refused, but not as corrupt: {e}"),
+            Ok(_) => panic!("zeroed {cut}: a damaged last record was accepted"),
+        }
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(full - cut).unwrap();
         drop(f);
         let s = RocksStore::open_existing(&torn)
@@ -224,4 +237,40 @@ fn torn_wal_tail_loses_the_last_batch_whole_or_not_at_all() {
     assert_eq!(batch_state(&s, 6), Some(true));
     // A cut into the last record drops it.
     assert!(outcomes.iter().all(|(_, kept)| !kept), "{outcomes:?}");
+}
+
+/// Damage *inside* the WAL — not a torn tail but bytes flipped in an early
+/// record, as bit rot would leave them — must not be mistaken for a crash:
+/// recovering up to the damage would silently drop later synced writes (a
+/// replica's votes among them, so it could vote twice). Expect: the store
+/// is refused as corrupt.
+#[test]
+fn damage_inside_the_wal_is_refused_not_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let mut s = RocksStore::open(&live).unwrap();
+    let mut sizes = Vec::new();
+    for h in 1..=6 {
+        s.write(block_batch(h)).unwrap();
+        sizes.push(std::fs::metadata(newest_wal(&live)).unwrap().len());
+    }
+    let image = dir.path().join("image");
+    copy_store(&live, &image);
+    drop(s);
+    let wal = newest_wal(&image);
+    let mut bytes = std::fs::read(&wal).unwrap();
+    // The middle of batch 2's record.
+    let at = ((sizes[0] + sizes[1]) / 2) as usize;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&wal, &bytes).unwrap();
+    match RocksStore::open_existing(&image) {
+        Err(StorageError::Corrupt(msg)) => eprintln!("refused: {msg}"),
+        Err(e) => panic!("refused, but not as corrupt: {e}"),
+        Ok(s) => panic!(
+            "opened a store with a damaged WAL: batches present {:?}",
+            (1..=6).map(|h| batch_state(&s, h)).collect::<Vec<_>>()
+        ),
+    }
 }
