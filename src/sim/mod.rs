@@ -4,7 +4,9 @@
 //! [`MemoryStore`]s over a simulated network with a virtual clock. One seed
 //! fixes everything: the scenario (fault rates and faults), message delays,
 //! loss, duplication and reordering, crashes and restarts from durable
-//! state, partitions, and the clients' workload. Nothing reads the wall clock
+//! state — between two inputs or inside a replica's writes, the write torn
+//! or applied whole ([`MemoryStore::arm_crash`]) — partitions, and the
+//! clients' workload. Nothing reads the wall clock
 //! or an unseeded RNG and every collection iterated is ordered, so a seed
 //! replays exactly; the trace hash proves it.
 //!
