@@ -24,10 +24,10 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::cluster::testnet;
 use common::{fields, run_bounded, text};
 
 const REPLICA: &str = env!("CARGO_BIN_EXE_pbft-replica");
@@ -44,25 +44,6 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(20);
 /// Without agreement for this long, [`Net::converge`] commits one more
 /// transfer.
 const NUDGE_AFTER: Duration = Duration::from_secs(2);
-
-/// A base port whose `n` replicas' p2p and client ports are all free,
-/// distinct per call within this process and spread across processes by pid
-/// (away from tests/cluster.rs's range).
-fn free_base_port(n: usize) -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    loop {
-        let k = NEXT.fetch_add(1, Ordering::Relaxed);
-        let base = 40_000 + ((std::process::id() as u16 % 100) * 400 + k * 80) % 20_000;
-        let free = (0..n as u16).all(|i| {
-            [base + 10 * i, base + 10 * i + 1]
-                .iter()
-                .all(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
-        });
-        if free {
-            return base;
-        }
-    }
-}
 
 /// One replica's `status --stats` answer.
 #[derive(Debug, Default)]
@@ -110,58 +91,13 @@ impl Net {
     /// Generates a fresh testnet and starts its `n` replicas, `byzantine`
     /// with `--byzantine behaviour`; waits until the mesh is complete.
     fn start(n: usize, byzantine: usize, behaviour: &'static str) -> Net {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("net");
-        let base = free_base_port(n).to_string();
-        let replicas = n.to_string();
-        let clients = CLIENTS.to_string();
-        let balance = BALANCE.to_string();
-        let out = run_bounded(
-            Command::new(REPLICA).args([
-                "testnet",
-                "--replicas",
-                &replicas,
-                "--out",
-                root.to_str().unwrap(),
-                "--base-port",
-                &base,
-                "--clients",
-                &clients,
-                "--balance",
-                &balance,
-                "--request-timeout-ms",
-                "500",
-                "--retransmit-ms",
-                "100",
-                "--view-change-timeout-max-ms",
-                "4000",
-                "--checkpoint-interval",
-                "4",
-                "--watermark-window",
-                "8",
-            ]),
-            Duration::from_secs(20),
-        );
-        assert!(
-            out.status.success(),
-            "testnet failed: {}",
-            text(&out.stderr)
-        );
-        std::fs::create_dir_all(root.join("logs")).unwrap();
-        let accounts = (0..CLIENTS)
-            .map(|k| {
-                std::fs::read_to_string(root.join(format!("clients/client-{k}.pub")))
-                    .unwrap()
-                    .trim()
-                    .to_string()
-            })
-            .collect();
+        let t = testnet(n, CLIENTS, BALANCE);
         let mut net = Net {
-            _dir: dir,
-            root,
+            _dir: t.dir,
+            root: t.root,
             n,
             children: (0..n).map(|_| None).collect(),
-            accounts,
+            accounts: t.accounts,
             byzantine,
             behaviour,
         };

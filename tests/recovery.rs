@@ -42,6 +42,15 @@ struct CatchUp {
     took: Duration,
 }
 
+impl CatchUp {
+    /// Transactions in the blocks the laggard caught up on.
+    fn fetched_txs(&self, store: &Inspected) -> u64 {
+        store.block_txs[self.from as usize..self.to as usize]
+            .iter()
+            .sum()
+    }
+}
+
 /// Polls until replica `laggard` reaches the lowest height of the others
 /// (they keep committing meanwhile), within `limit`.
 fn wait_caught_up(c: &Cluster, laggard: usize, limit: Duration) -> CatchUp {
@@ -153,9 +162,7 @@ fn backup_down_for_many_checkpoints_catches_up_under_load() {
     let second = load.wait();
     settle(&c);
     let stores = stop_and_compare(&mut c);
-    let txs: u64 = stores[3].block_txs[u.from as usize..u.to as usize]
-        .iter()
-        .sum();
+    let txs = u.fetched_txs(&stores[3]);
     let rate = report("restarted backup", &u, txs);
     eprintln!(
         "restart to participating: {:.2} s (process start to ready {:.2} s); load meanwhile {} tx/s",
@@ -224,9 +231,7 @@ fn partitioned_backup_rejoins_without_restart() {
         views[0]
     );
     let stores = stop_and_compare(&mut c);
-    let txs: u64 = stores[3].block_txs[u.from as usize..u.to as usize]
-        .iter()
-        .sum();
+    let txs = u.fetched_txs(&stores[3]);
     report("reconnected backup", &u, txs);
 }
 

@@ -153,6 +153,22 @@ fn newest_wal(dir: &std::path::Path) -> std::path::PathBuf {
         .expect("a WAL file")
 }
 
+/// Writes block batches 1–6 to a new store under `dir` and copies it while
+/// still open, as `kill -9` leaves it. Returns the copy and the WAL's size
+/// after each batch.
+fn crash_image_of_six_batches(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u64>) {
+    let live = dir.join("live");
+    let mut s = RocksStore::open(&live).unwrap();
+    let mut sizes = Vec::new();
+    for h in 1..=6 {
+        s.write(block_batch(h)).unwrap();
+        sizes.push(std::fs::metadata(newest_wal(&live)).unwrap().len());
+    }
+    let image = dir.join("image");
+    copy_store(&live, &image);
+    (image, sizes)
+}
+
 /// Whether block batch `h` is in the store: whole (`Some(true)`), absent
 /// (`Some(false)`), or partly there (`None`).
 fn batch_state(s: &RocksStore, h: u64) -> Option<bool> {
@@ -184,16 +200,7 @@ fn batch_state(s: &RocksStore, h: u64) -> Option<bool> {
 #[test]
 fn torn_wal_tail_loses_the_last_batch_whole_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("live");
-    let mut s = RocksStore::open(&live).unwrap();
-    let mut sizes = Vec::new();
-    for h in 1..=6 {
-        s.write(block_batch(h)).unwrap();
-        sizes.push(std::fs::metadata(newest_wal(&live)).unwrap().len());
-    }
-    let image = dir.path().join("image");
-    copy_store(&live, &image);
-    drop(s);
+    let (image, sizes) = crash_image_of_six_batches(dir.path());
     let wal_name = newest_wal(&image).file_name().unwrap().to_owned();
     let full = std::fs::metadata(image.join(&wal_name)).unwrap().len();
     let last_record = sizes[5] - sizes[4];
@@ -247,16 +254,7 @@ fn torn_wal_tail_loses_the_last_batch_whole_or_not_at_all() {
 #[test]
 fn damage_inside_the_wal_is_refused_not_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("live");
-    let mut s = RocksStore::open(&live).unwrap();
-    let mut sizes = Vec::new();
-    for h in 1..=6 {
-        s.write(block_batch(h)).unwrap();
-        sizes.push(std::fs::metadata(newest_wal(&live)).unwrap().len());
-    }
-    let image = dir.path().join("image");
-    copy_store(&live, &image);
-    drop(s);
+    let (image, sizes) = crash_image_of_six_batches(dir.path());
     let wal = newest_wal(&image);
     let mut bytes = std::fs::read(&wal).unwrap();
     // The middle of batch 2's record.
