@@ -77,6 +77,30 @@ impl Transaction {
     }
 }
 
+/// A transaction whose signature [`Transaction::verify`] accepted for one
+/// network. Only [`VerifiedTx::check`] makes one, so a holder never needs to
+/// check it again: a replica's client endpoint checks each submission once
+/// and hands the core this type.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VerifiedTx(Transaction);
+
+impl VerifiedTx {
+    /// Checks `tx`'s signature for `network`.
+    pub fn check(tx: Transaction, network: NetworkId) -> Option<VerifiedTx> {
+        tx.verify(network).then_some(VerifiedTx(tx))
+    }
+    pub fn into_inner(self) -> Transaction {
+        self.0
+    }
+}
+
+impl std::ops::Deref for VerifiedTx {
+    type Target = Transaction;
+    fn deref(&self) -> &Transaction {
+        &self.0
+    }
+}
+
 /// What a primary proposes for one sequence number: a timestamp and an ordered
 /// list of transactions. An empty batch with timestamp 0 is the *null request*
 /// that fills a gap in a new view.

@@ -294,7 +294,11 @@ impl Replica {
         }
         let batch = Batch::decode(&cb.batch).map_err(|_| "batches: malformed batch")?;
         let network = self.verifier.network();
-        if !batch.txs.iter().all(|tx| tx.verify(network)) {
+        if !batch
+            .txs
+            .iter()
+            .all(|tx| self.pending.holds(tx) || tx.verify(network))
+        {
             return Err("batches: batch holds a badly signed transaction");
         }
         Ok(CommittedEntry {

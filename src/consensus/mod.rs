@@ -148,8 +148,12 @@ pub enum Input {
     /// A message from replica `from`; the transport authenticated `from`, but
     /// signatures inside are still checked here.
     Message { from: ReplicaId, message: Message },
-    /// A client's transaction (the driver already dropped nonces it executed).
+    /// A client's transaction (the driver already dropped nonces it executed);
+    /// its signature is checked here.
     Request(Transaction),
+    /// A client's transaction whose signature the driver already checked
+    /// (off the event loop, once per replica).
+    VerifiedRequest(crate::tx::VerifiedTx),
     /// The driver executed `seq`; `checkpoint_digest` is
     /// `ledger::checkpoint_digest(block hash, state root after)`.
     Executed { seq: Seq, checkpoint_digest: Digest },
@@ -341,6 +345,10 @@ pub struct Replica {
     /// Highest seq a NEW-VIEW may place above our window while we catch up.
     new_view_ceiling: Seq,
     next_seq: Seq,
+    /// With deferred proposals (a driver grouping inputs), a primary forms
+    /// batches only at [`Replica::propose_now`], so every request of the
+    /// group can join one batch.
+    defer_proposals: bool,
     last_executed: Seq,
     checkpoints: BTreeMap<Seq, BTreeMap<ReplicaId, Verified<Checkpoint>>>,
     own_checkpoints: BTreeMap<Seq, Digest>,
@@ -399,6 +407,7 @@ impl Replica {
             slots: BTreeMap::new(),
             new_view_ceiling: Seq(0),
             next_seq: Seq(1),
+            defer_proposals: false,
             last_executed: recovered.last_executed,
             checkpoints: BTreeMap::new(),
             own_checkpoints: BTreeMap::new(),
@@ -604,12 +613,27 @@ impl Replica {
 
     // ----- driver interface -------------------------------------------------
 
+    /// Makes the primary propose only at [`Replica::propose_now`] (for a
+    /// driver that feeds inputs in groups; see `Node::ingest`).
+    pub fn defer_proposals(&mut self, defer: bool) {
+        self.defer_proposals = defer;
+    }
+
+    /// Proposes what deferred proposals held back (a no-op unless primary
+    /// with unproposed requests and room in the pipeline). Drain
+    /// [`Replica::poll_action`] afterwards.
+    pub fn propose_now(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        self.form_batches();
+    }
+
     /// Feeds one input at time `now`. Drain [`Replica::poll_action`] afterwards.
     pub fn on_input(&mut self, now: Time, input: Input) {
         self.now = self.now.max(now);
         match input {
             Input::Message { from, message } => self.on_message(from, message),
-            Input::Request(tx) => self.on_request(tx),
+            Input::Request(tx) => self.on_unverified_request(tx),
+            Input::VerifiedRequest(tx) => self.on_request(tx),
             Input::Executed {
                 seq,
                 checkpoint_digest,
@@ -731,7 +755,7 @@ impl Replica {
             }
         }
         match message {
-            Message::Request(tx) => self.on_request(tx),
+            Message::Request(tx) => self.on_unverified_request(tx),
             Message::PrePrepare { pre_prepare, batch } => {
                 match self.verifier.verify(&pre_prepare) {
                     Ok(pp) => self.route(from, ViewMessage::PrePrepare(pp, batch)),

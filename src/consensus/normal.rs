@@ -123,7 +123,12 @@ impl Replica {
             return None;
         }
         let network = self.verifier.network();
-        if !batch.txs.iter().all(|tx| tx.verify(network)) {
+        // Transactions we hold were verified when they arrived from the client.
+        if !batch
+            .txs
+            .iter()
+            .all(|tx| self.pending.holds(tx) || tx.verify(network))
+        {
             self.ignore("pre-prepare: batch holds a badly signed transaction");
             return None;
         }

@@ -12,7 +12,7 @@
 use super::messages::PrePrepare;
 use super::{Action, PersistOp, Replica, Slot, VoteKind};
 use crate::crypto::PublicKey;
-use crate::tx::{batch_digest, Batch, Transaction};
+use crate::tx::{batch_digest, Batch, Transaction, VerifiedTx};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -64,7 +64,16 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.txs.is_empty()
     }
-    pub fn insert(&mut self, tx: Transaction) -> Result<(), Rejected> {
+    /// Whether exactly this transaction (signature included) is held: it
+    /// was verified when it was added, so a batch carrying it need not be
+    /// verified again.
+    pub fn holds(&self, tx: &Transaction) -> bool {
+        self.txs
+            .get(&(tx.from, tx.nonce))
+            .is_some_and(|p| p.tx == *tx)
+    }
+    pub fn insert(&mut self, tx: VerifiedTx) -> Result<(), Rejected> {
+        let tx = tx.into_inner();
         let key = (tx.from, tx.nonce);
         if self.txs.contains_key(&key) {
             return Err(Rejected::Duplicate);
@@ -137,11 +146,19 @@ impl Pending {
 }
 
 impl Replica {
-    pub(super) fn on_request(&mut self, tx: Transaction) {
-        if !tx.verify(self.verifier.network()) {
-            self.ignore("request: bad client signature");
+    /// A request whose signature is still to be checked; one we hold
+    /// already was checked when it was added.
+    pub(super) fn on_unverified_request(&mut self, tx: Transaction) {
+        if self.pending.holds(&tx) {
             return;
         }
+        match VerifiedTx::check(tx, self.verifier.network()) {
+            Some(tx) => self.on_request(tx),
+            None => self.ignore("request: bad client signature"),
+        }
+    }
+
+    pub(super) fn on_request(&mut self, tx: VerifiedTx) {
         match self.pending.insert(tx) {
             Ok(()) => {}
             Err(Rejected::Duplicate) => return,
@@ -191,6 +208,12 @@ impl Replica {
     /// Proposes batches while we are primary, hold unproposed requests, and
     /// have room in the watermark window and the pipeline.
     pub(super) fn try_propose(&mut self) {
+        if !self.defer_proposals {
+            self.form_batches();
+        }
+    }
+
+    pub(super) fn form_batches(&mut self) {
         while self.is_primary() && self.pending.has_unproposed() {
             let seq = self.next_seq;
             let high = self.low.0 + self.cfg.watermark_window;

@@ -46,8 +46,14 @@ pub enum Outgoing {
 /// Input to a node.
 #[derive(Clone, Debug)]
 pub enum NodeInput {
-    Message { from: ReplicaId, message: Message },
+    Message {
+        from: ReplicaId,
+        message: Message,
+    },
+    /// A client's transaction; the core checks its signature.
     Request(crate::tx::Transaction),
+    /// A client's transaction whose signature the driver checked.
+    VerifiedRequest(crate::tx::VerifiedTx),
     Tick,
 }
 
@@ -60,6 +66,14 @@ pub enum NodeError {
 
 /// Largest fetch a node serves at once, whatever a peer asks for.
 const SERVE_FETCH_MAX: u64 = 64;
+
+/// Writes awaiting their sync and everything that must wait for it.
+#[derive(Default)]
+struct Unsynced {
+    batches: Vec<WriteBatch>,
+    outbox: VecDeque<Outgoing>,
+    committed: VecDeque<CommittedBlock>,
+}
 
 /// A committed-block event, for observers (the simulator's checker, logs).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,8 +95,14 @@ pub struct Node<S: Store> {
     me: ReplicaId,
     checkpoint_interval: u64,
     reply_cache: BTreeMap<PublicKey, (u64, Signed<Reply>)>,
+    /// What may leave: everything produced before the first unsynced write.
     outbox: VecDeque<Outgoing>,
     committed: VecDeque<CommittedBlock>,
+    /// Writes of ingested inputs not yet synced (group commit), and what was
+    /// produced after them: released by [`Node::flush`] once synced.
+    unsynced: Option<Unsynced>,
+    /// The latest time an input was ingested at.
+    last_now: Time,
     view_entered: Vec<View>,
 }
 
@@ -170,7 +190,7 @@ impl<S: Store> Node<S> {
             last_checkpoint_digest: (tip.height > 0 && tip.height.is_multiple_of(k))
                 .then(|| ledger::checkpoint_digest(tip.block_hash, state_root)),
         };
-        let replica = Replica::new(
+        let mut replica = Replica::new(
             genesis.config().clone(),
             genesis.cluster,
             me,
@@ -178,6 +198,7 @@ impl<S: Store> Node<S> {
             genesis.verifier.clone(),
             recovered,
         );
+        replica.defer_proposals(true);
         Ok(Node {
             replica,
             bank,
@@ -190,35 +211,115 @@ impl<S: Store> Node<S> {
             reply_cache: BTreeMap::new(),
             outbox: VecDeque::new(),
             committed: VecDeque::new(),
+            unsynced: None,
+            last_now: Time(0),
             view_entered: Vec::new(),
         })
     }
 
-    /// Handles one input and executes every resulting action.
+    /// Handles one input and executes every resulting action; its writes
+    /// are synced before it returns.
     pub fn handle(&mut self, now: Time, input: NodeInput) -> Result<(), NodeError> {
+        self.ingest(now, input)?;
+        self.flush()
+    }
+
+    /// Handles one input like [`Node::handle`], but its writes join one
+    /// batch with those of the other inputs ingested since the last
+    /// [`Node::flush`] (group commit: one synced write for many inputs).
+    /// Nothing produced after the first such write — messages, replies,
+    /// committed-block events — leaves before the flush, so no peer or
+    /// client ever sees a vote or a block that is not durable. A crash
+    /// before the flush loses the batch whole, which is the same as the
+    /// crash happening before those inputs arrived (they count as lost
+    /// messages, which PBFT tolerates). In-memory state runs ahead of the
+    /// store until then; the store is read only after a flush.
+    pub fn ingest(&mut self, now: Time, input: NodeInput) -> Result<(), NodeError> {
+        self.last_now = self.last_now.max(now);
         match input {
             NodeInput::Message {
                 from,
                 message: Message::Fetch { from: lo, to: hi },
-            } => self.serve_fetch(from, lo, hi)?,
+            } => {
+                self.flush()?;
+                self.serve_fetch(from, lo, hi)?
+            }
             NodeInput::Message { from, message } => {
                 self.replica.on_input(now, Input::Message { from, message })
             }
             NodeInput::Request(tx) => {
-                if let Some(reply) = self.already_executed(&tx) {
-                    if let Some(reply) = reply {
-                        self.outbox.push_back(Outgoing::ToClient {
-                            client: tx.from,
-                            reply,
-                        });
-                    }
-                } else {
+                if !self.answer_executed(&tx)? {
                     self.replica.on_input(now, Input::Request(tx))
+                }
+            }
+            NodeInput::VerifiedRequest(tx) => {
+                if !self.answer_executed(&tx)? {
+                    self.replica.on_input(now, Input::VerifiedRequest(tx))
                 }
             }
             NodeInput::Tick => self.replica.on_input(now, Input::Tick),
         }
         self.run_actions(now)
+    }
+
+    /// Whether the request's nonce already executed; if so, its reply (if
+    /// any, see [`Node::already_executed`]) goes to the client again.
+    fn answer_executed(&mut self, tx: &crate::tx::Transaction) -> Result<bool, NodeError> {
+        let Some(reply) = self.already_executed(tx)? else {
+            return Ok(false);
+        };
+        if let Some(reply) = reply {
+            self.push_out(Outgoing::ToClient {
+                client: tx.from,
+                reply,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Queues something to send: held back while a write is unsynced.
+    fn push_out(&mut self, out: Outgoing) {
+        match &mut self.unsynced {
+            Some(u) => u.outbox.push_back(out),
+            None => self.outbox.push_back(out),
+        }
+    }
+
+    /// Records a committed block for observers: held back like messages.
+    fn push_committed(&mut self, block: CommittedBlock) {
+        match &mut self.unsynced {
+            Some(u) => u.committed.push_back(block),
+            None => self.committed.push_back(block),
+        }
+    }
+
+    /// Adds `batch` to the unsynced write.
+    fn write_later(&mut self, batch: WriteBatch) {
+        self.unsynced
+            .get_or_insert_with(Unsynced::default)
+            .batches
+            .push(batch);
+    }
+
+    /// Makes every ingested input's writes durable in one synced write,
+    /// then releases what waited for it. A no-op when nothing is unsynced.
+    pub fn flush(&mut self) -> Result<(), NodeError> {
+        // A primary batches every request the group brought.
+        self.replica.propose_now(self.last_now);
+        self.run_actions(self.last_now)?;
+        let Some(u) = self.unsynced.take() else {
+            return Ok(());
+        };
+        self.store.write_group(u.batches)?;
+        self.outbox.extend(u.outbox);
+        self.committed.extend(u.committed);
+        Ok(())
+    }
+
+    /// Writes ingested but not yet synced (each input's `Persist` and
+    /// block counts one).
+    pub fn unsynced_writes(&self) -> usize {
+        self.unsynced.as_ref().map_or(0, |u| u.batches.len())
     }
 
     /// `Some(reply or None)` if the request's nonce already executed: the
@@ -227,10 +328,15 @@ impl<S: Store> Node<S> {
     /// would otherwise never hear f+1 of them again — a silent-primary seed
     /// left a client resending for ever), or `None` for a nonce that was
     /// superseded and never executed as this transaction.
-    fn already_executed(&self, tx: &crate::tx::Transaction) -> Option<Option<Signed<Reply>>> {
-        let account = self.bank.account(&tx.from)?;
+    fn already_executed(
+        &mut self,
+        tx: &crate::tx::Transaction,
+    ) -> Result<Option<Option<Signed<Reply>>>, NodeError> {
+        let Some(account) = self.bank.account(&tx.from) else {
+            return Ok(None);
+        };
         if tx.nonce > account.nonce {
-            return None;
+            return Ok(None);
         }
         let cached = self
             .reply_cache
@@ -238,11 +344,13 @@ impl<S: Store> Node<S> {
             .filter(|(n, _)| *n == tx.nonce)
             .map(|(_, r)| r.clone());
         if cached.is_some() {
-            return Some(cached);
+            return Ok(Some(cached));
         }
+        // The transaction index is read from the store: make it current.
+        self.flush()?;
         let id = tx.id();
         let Ok(Some(loc)) = persist::read_tx(&self.store, &id) else {
-            return Some(None);
+            return Ok(Some(None));
         };
         let reply = Reply {
             view: self.replica.view(),
@@ -252,11 +360,11 @@ impl<S: Store> Node<S> {
             seq: Seq(loc.height),
             receipt: loc.receipt,
         };
-        Some(Some(
+        Ok(Some(Some(
             self.key
                 .sign(self.replica.network(), self.me, reply)
                 .into_signed(),
-        ))
+        )))
     }
 
     fn serve_fetch(&mut self, peer: ReplicaId, from: Seq, to: Seq) -> Result<(), NodeError> {
@@ -269,7 +377,7 @@ impl<S: Store> Node<S> {
         }
         let batches = persist::read_committed(&self.store, lo, hi)?;
         if !batches.is_empty() {
-            self.outbox.push_back(Outgoing::ToReplica {
+            self.push_out(Outgoing::ToReplica {
                 to: peer,
                 message: Message::Batches(batches),
             });
@@ -283,12 +391,10 @@ impl<S: Store> Node<S> {
                 Action::Persist(ops) => {
                     let mut batch = WriteBatch::default();
                     persist::add_ops(&mut batch, &ops);
-                    self.store.write(batch)?;
+                    self.write_later(batch);
                 }
-                Action::Send { to, message } => {
-                    self.outbox.push_back(Outgoing::ToReplica { to, message })
-                }
-                Action::Broadcast(message) => self.outbox.push_back(Outgoing::Broadcast(message)),
+                Action::Send { to, message } => self.push_out(Outgoing::ToReplica { to, message }),
+                Action::Broadcast(message) => self.push_out(Outgoing::Broadcast(message)),
                 Action::Execute {
                     seq,
                     digest,
@@ -382,7 +488,7 @@ impl<S: Store> Node<S> {
                 &executed.state_root_after,
             ),
         );
-        self.store.write(wb)?;
+        self.write_later(wb);
         self.tip = ChainTip {
             height: seq.0,
             block_hash: executed.block_hash,
@@ -410,12 +516,12 @@ impl<S: Store> Node<S> {
                 )
                 .into_signed();
             self.reply_cache.insert(tx.from, (tx.nonce, reply.clone()));
-            self.outbox.push_back(Outgoing::ToClient {
+            self.push_out(Outgoing::ToClient {
                 client: tx.from,
                 reply,
             });
         }
-        self.committed.push_back(CommittedBlock {
+        self.push_committed(CommittedBlock {
             height: seq.0,
             block_hash: executed.block_hash,
             batch_digest: digest,

@@ -95,6 +95,9 @@ struct LoopStats {
     frames: u64,
     undecodable: u64,
     blocks: u64,
+    /// Synced writes, and the writes of inputs they grouped.
+    syncs: u64,
+    grouped_writes: u64,
 }
 
 /// Wall-clock time as the core's [`Time`]: microseconds since the Unix epoch.
@@ -117,19 +120,41 @@ struct Driver {
     service: ClientService,
     me: ReplicaId,
     stats: LoopStats,
+    /// Submissions ingested since the last flush (see `ClientService::after_submit`).
+    submitted: Vec<(crate::crypto::PublicKey, u64)>,
     #[cfg(feature = "byzantine")]
     adversary: Option<byzantine::Adversary>,
 }
 
 impl Driver {
+    /// Feeds one input; what it produced leaves at the next [`Driver::flush`].
+    fn ingest(&mut self, input: NodeInput) -> Result<(), NodeError> {
+        self.node.ingest(wall_now(), input)
+    }
+
     /// Feeds one input and delivers everything it produced, in order.
     fn handle(&mut self, input: NodeInput) -> Result<(), NodeError> {
-        self.node.handle(wall_now(), input)?;
-        self.flush();
+        self.ingest(input)?;
+        self.flush()
+    }
+
+    /// Syncs the writes of every input ingested since the last flush in one
+    /// write (group commit), then delivers what they produced, in order.
+    fn flush(&mut self) -> Result<(), NodeError> {
+        let writes = self.node.unsynced_writes();
+        self.node.flush()?;
+        if writes > 0 {
+            self.stats.syncs += 1;
+            self.stats.grouped_writes += writes as u64;
+        }
+        self.deliver();
+        for key in std::mem::take(&mut self.submitted) {
+            self.service.after_submit(&self.node, key);
+        }
         Ok(())
     }
 
-    fn flush(&mut self) {
+    fn deliver(&mut self) {
         while let Some(out) = self.node.pop_outgoing() {
             #[cfg(feature = "byzantine")]
             let Some(out) = self.adversary_outgoing(out) else {
@@ -160,7 +185,7 @@ impl Driver {
             Ok(message) => {
                 #[cfg(feature = "byzantine")]
                 self.adversary_incoming(from, &message);
-                self.handle(NodeInput::Message { from, message })
+                self.ingest(NodeInput::Message { from, message })
             }
             Err(e) => {
                 self.stats.undecodable += 1;
@@ -191,9 +216,9 @@ impl Driver {
             self.service
                 .on_request(&self.node, request, connected, undecodable)?
         {
-            let key = (tx.from, tx.nonce);
-            self.handle(NodeInput::Request(tx))?;
-            self.service.after_submit(&self.node, key);
+            // Answered after the flush, once replies to it have gone out.
+            self.submitted.push((tx.from, tx.nonce));
+            self.ingest(NodeInput::VerifiedRequest(tx))?;
         }
         Ok(())
     }
@@ -297,6 +322,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         service: ClientService::new(cfg.submit_timeout, cfg.submit_waiters_max),
         me,
         stats: LoopStats::default(),
+        submitted: Vec::new(),
         #[cfg(feature = "byzantine")]
         adversary: None,
     };
@@ -395,6 +421,8 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         height,
         %view,
         blocks = stats.blocks,
+        syncs = stats.syncs,
+        grouped_writes = stats.grouped_writes,
         frames = stats.frames,
         undecodable = stats.undecodable,
         client_requests = service.stats().requests,
@@ -445,12 +473,34 @@ async fn serve(
                 if d.adversary_tick() {
                     continue;
                 }
-                d.handle(NodeInput::Tick)?
+                d.ingest(NodeInput::Tick)?
             }
             _ = sleep_until_opt(expiry) => d.service.expire(Instant::now()),
         }
+        // Group commit: take whatever else already arrived, then sync the
+        // writes of all of it at once and send what they produced.
+        let mut taken = 0;
+        while taken < INGEST_BURST_MAX {
+            let before = taken;
+            if let Ok((from, frame)) = inbound.try_recv() {
+                d.on_frame(from, &frame, frame_cap)?;
+                taken += 1;
+            }
+            if let Ok(request) = requests.try_recv() {
+                d.on_client(request)?;
+                taken += 1;
+            }
+            if taken == before {
+                break;
+            }
+        }
+        d.flush()?;
     }
 }
+
+/// Most inputs one synced write may group: bounds how long the first of
+/// them waits for its messages to leave.
+const INGEST_BURST_MAX: usize = 256;
 
 /// Sleeps until `at`, or forever if there is no deadline.
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -65,7 +65,7 @@ pub enum Handled {
     Done,
     /// Feed this transaction to the node, drain its outbox, then call
     /// [`ClientService::after_submit`] with the key.
-    Submit(crate::tx::Transaction),
+    Submit(crate::tx::VerifiedTx),
 }
 
 impl ClientService {
@@ -111,10 +111,13 @@ impl ClientService {
         let answer = match decoded {
             ClientRequest::Submit(tx) => {
                 self.stats.submitted += 1;
-                if !tx.verify(node.replica().network()) {
-                    self.reject(respond, SubmitRejected::BadSignature);
-                    return Ok(Handled::Done);
-                }
+                let tx = match crate::tx::VerifiedTx::check(tx, node.replica().network()) {
+                    Some(tx) => tx,
+                    None => {
+                        self.reject(respond, SubmitRejected::BadSignature);
+                        return Ok(Handled::Done);
+                    }
+                };
                 if self.count >= self.waiters_max {
                     self.reject(respond, SubmitRejected::Busy);
                     return Ok(Handled::Done);

@@ -31,6 +31,8 @@ pub struct Summary {
     pub write_crashes_applied: u64,
     /// Restarts that recovered a block only the crashed write held.
     pub unseen_blocks_recovered: u64,
+    /// Synced writes that grouped several inputs' writes.
+    pub grouped_syncs: u64,
 }
 
 impl Summary {
@@ -60,7 +62,7 @@ impl Summary {
             .throughput_ratio()
             .map_or(String::new(), |r| format!(" throughput-vs-none: {r:.2}"));
         format!(
-            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {} write-crashes: {} write-crashes-applied: {} unseen-blocks-recovered: {}{ratio} elapsed-s: {:.1}",
+            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {} write-crashes: {} write-crashes-applied: {} unseen-blocks-recovered: {} grouped-syncs: {}{ratio} elapsed-s: {:.1}",
             self.seeds,
             self.violations,
             self.commits,
@@ -74,6 +76,7 @@ impl Summary {
             self.write_crashes,
             self.write_crashes_applied,
             self.unseen_blocks_recovered,
+            self.grouped_syncs,
             self.elapsed.as_secs_f64()
         )
     }
@@ -167,6 +170,7 @@ pub fn run_jobs(
         write_crashes: outcomes.iter().map(|o| o.write_crashes).sum(),
         write_crashes_applied: outcomes.iter().map(|o| o.write_crashes_applied).sum(),
         unseen_blocks_recovered: outcomes.iter().map(|o| o.unseen_blocks_recovered).sum(),
+        grouped_syncs: outcomes.iter().map(|o| o.grouped_syncs).sum(),
         seeds: count,
         violations: outcomes.iter().filter(|o| !o.violations.is_empty()).count() as u64,
         commits: outcomes.iter().map(|o| o.commits).sum(),

@@ -69,6 +69,10 @@ enum Event {
     },
     AdversaryTick(ReplicaId),
     ByzantineClientTick,
+    /// The end of a node's inputs at one instant: its group of writes is
+    /// synced and what it produced leaves (like the runtime's loop after
+    /// draining what had arrived).
+    Flush(usize),
 }
 
 const CLIENT_BALANCE: u64 = 1_000;
@@ -131,6 +135,8 @@ pub struct SeedOutcome {
     /// Restarts that came back with a block committed in the write the
     /// replica died in (durable, never acknowledged or seen).
     pub unseen_blocks_recovered: u64,
+    /// Synced writes that grouped the writes of several inputs.
+    pub grouped_syncs: u64,
 }
 
 impl SeedOutcome {
@@ -217,6 +223,8 @@ struct Sim {
     nodes: Vec<Option<Node<MemoryStore>>>,
     stores: Vec<MemoryStore>,
     wake_at: Vec<Option<Time>>,
+    /// Node slots with an [`Event::Flush`] queued.
+    flush_queued: Vec<bool>,
     clients: Vec<Client>,
     client_index: BTreeMap<PublicKey, usize>,
     verifier: Verifier,
@@ -260,6 +268,7 @@ struct Sim {
     write_crashes: u64,
     write_crashes_applied: u64,
     unseen_blocks_recovered: u64,
+    grouped_syncs: u64,
 }
 
 /// A client under adversary control: funded, with a real key.
@@ -370,6 +379,7 @@ impl Sim {
             nodes,
             stores,
             wake_at: vec![None; slots],
+            flush_queued: vec![false; slots],
             clients,
             client_index,
             verifier,
@@ -402,6 +412,7 @@ impl Sim {
             died_applied: BTreeSet::new(),
             write_crashes: 0,
             write_crashes_applied: 0,
+            grouped_syncs: 0,
             unseen_blocks_recovered: 0,
             scenario,
         };
@@ -598,6 +609,13 @@ impl Sim {
                 break;
             }
         }
+        // The run ends between instants: the replicas still up finish
+        // their current group (they are not crashed, only no longer watched).
+        for slot in 0..self.flush_queued.len() {
+            if self.flush_queued[slot] {
+                self.flush_slot(slot);
+            }
+        }
     }
 
     fn step(&mut self, event: Event) {
@@ -628,6 +646,7 @@ impl Sim {
                 };
                 self.deliver_to_slot(slot, input);
             }
+            Event::Flush(slot) => self.flush_slot(slot),
             Event::Wake(slot) => {
                 if self.wake_at[slot] == Some(self.now) {
                     self.wake_at[slot] = None;
@@ -756,16 +775,19 @@ impl Sim {
         ) {
             Ok(node) => {
                 let seen = self.checker.chain(r).len() as u64;
-                if died_applied && node.height() == seen + 1 {
-                    // The block write it died in survived: the commit
-                    // nobody saw is judged now (agreement, validity).
-                    self.unseen_blocks_recovered += 1;
-                    match node.committed_block(seen + 1) {
-                        Ok(Some(block)) => self.checker.on_commit(r, &block),
-                        other => self.checker.report(format!(
-                            "S3 durability: {r:?} restarted at height {} but cannot read that block: {other:?}",
-                            seen + 1
-                        )),
+                if died_applied {
+                    // The write it died in survived: the blocks it held
+                    // (one synced write may group several) were committed
+                    // unseen and are judged now (agreement, validity).
+                    for height in seen + 1..=node.height() {
+                        self.unseen_blocks_recovered += 1;
+                        match node.committed_block(height) {
+                            Ok(Some(block)) => self.checker.on_commit(r, &block),
+                            other => self.checker.report(format!(
+                                "S3 durability: {r:?} restarted at height {} but cannot read block {height}: {other:?}",
+                                node.height()
+                            )),
+                        }
                     }
                 }
                 self.checker
@@ -881,22 +903,50 @@ impl Sim {
                 self.with_strategy(r, |strategy, ctx| strategy.incoming(ctx, from, &message));
             }
         }
+        if self.step_slot(slot, |node| node.ingest(now, input)) && !self.flush_queued[slot] {
+            self.flush_queued[slot] = true;
+            self.push(now, Event::Flush(slot));
+        }
+    }
+
+    /// The queued end of `slot`'s inputs at this instant.
+    fn flush_slot(&mut self, slot: usize) {
+        self.flush_queued[slot] = false;
+        let Some(node) = self.nodes[slot].as_ref() else {
+            return;
+        };
+        if node.unsynced_writes() > 1 {
+            self.grouped_syncs += 1;
+        }
+        if self.step_slot(slot, |node| node.flush()) {
+            self.after_node_step(slot);
+        }
+    }
+
+    /// Runs `f` on the node in `slot`; a storage error (a crash armed in a
+    /// write, or a real failure) or a panic takes the node down. Returns
+    /// whether the node is still up.
+    fn step_slot(
+        &mut self,
+        slot: usize,
+        f: impl FnOnce(&mut Node<MemoryStore>) -> Result<(), crate::node::NodeError>,
+    ) -> bool {
+        let r = self.slot_id(slot);
         let node = self.nodes[slot].as_mut().expect("caller checked");
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.handle(now, input)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(node)));
         match result {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 if slot == r.index() {
                     if let Some(applied) = self.stores[slot].crashed() {
                         self.died_in_write(r, applied, &e.to_string());
-                        return;
+                        return false;
                     }
                 }
                 self.checker
                     .report(format!("{r:?} stopped on a node error: {e}"));
                 self.nodes[slot] = None;
-                return;
+                false
             }
             Err(panic) => {
                 let msg = panic
@@ -906,10 +956,9 @@ impl Sim {
                     .unwrap_or_default();
                 self.checker.report(format!("{r:?} panicked: {msg}"));
                 self.nodes[slot] = None;
-                return;
+                false
             }
         }
-        self.after_node_step(slot);
     }
 
     fn after_node_step(&mut self, slot: usize) {
@@ -1364,6 +1413,7 @@ impl Sim {
             write_crashes: self.write_crashes,
             write_crashes_applied: self.write_crashes_applied,
             unseen_blocks_recovered: self.unseen_blocks_recovered,
+            grouped_syncs: self.grouped_syncs,
             honest_view,
             refused: stats.iter().fold(BTreeMap::new(), |mut all, s| {
                 for (reason, n) in &s.ignored {

@@ -76,7 +76,7 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn write(&mut self, batch: WriteBatch) -> Result<(), StorageError> {
+    fn write_group(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
         let dies_here = {
             let mut c = self.crash.lock().unwrap();
             if c.crashed.is_some() {
@@ -103,27 +103,29 @@ impl Store for MemoryStore {
             ));
         }
         let mut t = self.tables.lock().unwrap();
-        for (cf, from, to) in batch.delete_ranges {
-            if from >= to {
-                continue;
-            }
-            let table = t.entry(cf).or_default();
-            let doomed: Vec<Vec<u8>> = table
-                .range::<Vec<u8>, _>((Bound::Included(&from), Bound::Excluded(&to)))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in doomed {
-                table.remove(&k);
-            }
-        }
-        for w in batch.writes {
-            let table = t.entry(w.cf).or_default();
-            match w.value {
-                Some(v) => {
-                    table.insert(w.key, v);
+        for batch in batches {
+            for (cf, from, to) in batch.delete_ranges {
+                if from >= to {
+                    continue;
                 }
-                None => {
-                    table.remove(&w.key);
+                let table = t.entry(cf).or_default();
+                let doomed: Vec<Vec<u8>> = table
+                    .range::<Vec<u8>, _>((Bound::Included(&from), Bound::Excluded(&to)))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in doomed {
+                    table.remove(&k);
+                }
+            }
+            for w in batch.writes {
+                let table = t.entry(w.cf).or_default();
+                match w.value {
+                    Some(v) => {
+                        table.insert(w.key, v);
+                    }
+                    None => {
+                        table.remove(&w.key);
+                    }
                 }
             }
         }

@@ -105,7 +105,13 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 /// A durable key-value store with column families.
 pub trait Store: Send {
     /// Applies `batch` atomically and returns once it is durable.
-    fn write(&mut self, batch: WriteBatch) -> Result<(), StorageError>;
+    fn write(&mut self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.write_group(vec![batch])
+    }
+    /// Applies `batches` one after the other (each one's ranges, then its
+    /// writes), all of them atomically, and returns once they are durable:
+    /// one sync for many (group commit).
+    fn write_group(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError>;
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// Every `(key, value)` with `from <= key < to`, in key order, at most `limit`.
     fn scan(

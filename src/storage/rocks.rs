@@ -220,21 +220,23 @@ impl RocksStore {
 }
 
 impl Store for RocksStore {
-    fn write(&mut self, batch: WriteBatch) -> Result<(), StorageError> {
+    fn write_group(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
         let mut wb = rocksdb::WriteBatch::default();
-        for (cf, from, to) in &batch.delete_ranges {
-            // RocksDB rejects an empty or inverted range; the memory store
-            // treats it as a no-op, and so do we.
-            if from >= to {
-                continue;
+        for batch in &batches {
+            for (cf, from, to) in &batch.delete_ranges {
+                // RocksDB rejects an empty or inverted range; the memory store
+                // treats it as a no-op, and so do we.
+                if from >= to {
+                    continue;
+                }
+                wb.delete_range_cf(self.handle(*cf)?, from, to);
             }
-            wb.delete_range_cf(self.handle(*cf)?, from, to);
-        }
-        for w in &batch.writes {
-            let h = self.handle(w.cf)?;
-            match &w.value {
-                Some(v) => wb.put_cf(h, &w.key, v),
-                None => wb.delete_cf(h, &w.key),
+            for w in &batch.writes {
+                let h = self.handle(w.cf)?;
+                match &w.value {
+                    Some(v) => wb.put_cf(h, &w.key, v),
+                    None => wb.delete_cf(h, &w.key),
+                }
             }
         }
         let mut wo = WriteOptions::default();
