@@ -3,13 +3,14 @@
 # temporary directory, loaded by `pbft-client bench`, then a summary.
 #
 #   scripts/bench.sh [--txs N] [--concurrency C] [--rate R] [--base-port P]
-#                    [--batch-txs-max B] [--deadline-s S] [--no-build] [--keep] [--json]
+#                    [--batch-txs-max B] [--pipeline-depth D] [--deadline-s S] [--no-build] [--keep] [--json]
 #
 #   --txs N            transfers to commit (default 20000)
 #   --concurrency C    sender accounts / transfers in flight (default 64)
 #   --rate R           open-loop offered rate in tx/s (default: closed loop)
 #   --base-port P      replica i uses UDP ports P+10i and P+10i+1 (default 27000)
 #   --batch-txs-max B  consensus.batch_txs_max of the generated testnet
+#   --pipeline-depth D consensus.pipeline_depth of the generated testnet
 #   --deadline-s S     bound on the client run (default 600)
 #   --no-build         use the binaries already in $CARGO_TARGET_DIR/release
 #   --keep             keep the temporary directory (logs, stores)
@@ -38,6 +39,7 @@ CONC=64
 RATE=""
 BASE_PORT=27000
 BATCH=""
+DEPTH=""
 DEADLINE_S=600
 BUILD=1
 KEEP=0
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
     --rate) need_value "$@"; RATE=$2; shift 2 ;;
     --base-port) need_value "$@"; BASE_PORT=$2; shift 2 ;;
     --batch-txs-max) need_value "$@"; BATCH=$2; shift 2 ;;
+    --pipeline-depth) need_value "$@"; DEPTH=$2; shift 2 ;;
     --deadline-s) need_value "$@"; DEADLINE_S=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
@@ -67,6 +70,9 @@ if [ -n "$RATE" ] && ! [[ "$RATE" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
 fi
 if [ -n "$BATCH" ] && ! is_uint "$BATCH"; then
   echo "error: --batch-txs-max must be a positive integer" >&2; usage
+fi
+if [ -n "$DEPTH" ] && ! is_uint "$DEPTH"; then
+  echo "error: --pipeline-depth must be a positive integer" >&2; usage
 fi
 if ! is_uint "$BASE_PORT" || [ "$BASE_PORT" -gt 65400 ]; then
   echo "error: --base-port must be 1..65400" >&2; usage
@@ -136,6 +142,7 @@ say "== generating a $REPLICAS-replica testnet in $NET (base port $BASE_PORT)"
 testnet_args=(testnet --replicas "$REPLICAS" --out "$NET" --base-port "$BASE_PORT"
   --clients 1 --balance 1000000000000)
 [ -n "$BATCH" ] && testnet_args+=(--batch-txs-max "$BATCH")
+[ -n "$DEPTH" ] && testnet_args+=(--pipeline-depth "$DEPTH")
 "$BIN/pbft-replica" "${testnet_args[@]}" >/dev/null
 mkdir -p "$NET/logs"
 

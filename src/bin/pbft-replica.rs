@@ -96,6 +96,9 @@ struct TestnetArgs {
     /// consensus.batch_txs_max.
     #[arg(long)]
     batch_txs_max: Option<usize>,
+    /// consensus.pipeline_depth: batches a primary keeps in flight.
+    #[arg(long)]
+    pipeline_depth: Option<u64>,
 }
 
 fn main() {
@@ -173,6 +176,7 @@ fn run_testnet(a: TestnetArgs) -> i32 {
     set(a.retransmit_ms, &mut consensus.retransmit_ms);
     set(a.checkpoint_interval, &mut consensus.checkpoint_interval);
     set(a.watermark_window, &mut consensus.watermark_window);
+    set(a.pipeline_depth, &mut consensus.pipeline_depth);
     if let Some(b) = a.batch_txs_max {
         consensus.batch_txs_max = b;
     }
