@@ -1,0 +1,338 @@
+//! Nodes (core + ledger + store) driven directly, four of them in memory.
+//!
+//! * Replies survive a restart: a replica that executed a transfer and then
+//!   restarted still answers a client that re-sends it (its in-memory reply
+//!   cache is gone, so the reply is signed afresh from the transaction
+//!   index). Without it, a client whose replies were lost could stay below
+//!   f+1 matching replies for ever (found by a silent-primary campaign seed).
+//! * Group commit: inputs ingested together share one synced write, nothing
+//!   they produce leaves before it, and a crash before it loses them whole.
+//! * A transaction is verified once per replica: a PRE-PREPARE may carry
+//!   one the backup already holds (checked on arrival), but anything else —
+//!   the same sender and nonce with another signature included — is checked.
+
+use pbft_ledger::consensus::messages::{Message, PrePrepare, Reply};
+use pbft_ledger::consensus::Config;
+use pbft_ledger::crypto::{KeyPair, PublicKey};
+use pbft_ledger::genesis::{self, Genesis};
+use pbft_ledger::node::{Node, NodeInput, Outgoing};
+use pbft_ledger::storage::memory::MemoryStore;
+use pbft_ledger::storage::{Cf, Store};
+use pbft_ledger::tx::{batch_digest, Batch, Receipt, Transaction, VerifiedTx};
+use pbft_ledger::types::{ReplicaId, Seq, Time, View};
+use std::collections::VecDeque;
+
+struct Cluster {
+    genesis: Genesis,
+    keys: Vec<KeyPair>,
+    stores: Vec<MemoryStore>,
+    nodes: Vec<Node<MemoryStore>>,
+}
+
+impl Cluster {
+    fn new(accounts: &[(PublicKey, u64)]) -> Cluster {
+        let keys: Vec<KeyPair> = (0..4)
+            .map(|i| KeyPair::from_label(&format!("node-replies-{i}")))
+            .collect();
+        let addrs: Vec<(String, String)> = (0..4)
+            .map(|i| {
+                (
+                    format!("127.0.0.1:{}", 9000 + i),
+                    format!("127.0.0.1:{}", 9100 + i),
+                )
+            })
+            .collect();
+        let genesis = genesis::build(
+            "node-replies",
+            &keys.iter().map(|k| k.public()).collect::<Vec<_>>(),
+            &addrs,
+            accounts,
+            Config::default(),
+        )
+        .expect("valid genesis");
+        let stores: Vec<MemoryStore> = (0..4).map(|_| MemoryStore::new()).collect();
+        let nodes = (0..4)
+            .map(|i| {
+                Node::open(
+                    &genesis,
+                    ReplicaId(i),
+                    keys[i as usize].clone(),
+                    stores[i as usize].clone(),
+                )
+                .expect("opens")
+            })
+            .collect();
+        Cluster {
+            genesis,
+            keys,
+            stores,
+            nodes,
+        }
+    }
+
+    /// Delivers `input` to replica `to`, then every message between replicas
+    /// until none is left; returns the replies to clients.
+    fn run(&mut self, now: Time, to: usize, input: NodeInput) -> Vec<(usize, Reply)> {
+        self.run_all(now, VecDeque::from([(to, input)]))
+    }
+
+    /// Replica `r` restarts from its store.
+    fn restart(&mut self, r: usize) {
+        self.nodes[r] = Node::open(
+            &self.genesis,
+            ReplicaId(r as u32),
+            self.keys[r].clone(),
+            self.stores[r].clone(),
+        )
+        .expect("reopens");
+    }
+
+    /// Delivers every queued input and every message they cause, one input
+    /// per synced write; returns the replies to clients.
+    fn run_all(
+        &mut self,
+        now: Time,
+        mut queue: VecDeque<(usize, NodeInput)>,
+    ) -> Vec<(usize, Reply)> {
+        let mut replies = Vec::new();
+        while let Some((r, input)) = queue.pop_front() {
+            self.nodes[r].handle(now, input).expect("node step");
+            while let Some(o) = self.nodes[r].pop_outgoing() {
+                let from = ReplicaId(r as u32);
+                match o {
+                    Outgoing::ToReplica { to, message } => {
+                        queue.push_back((to.index(), NodeInput::Message { from, message }))
+                    }
+                    Outgoing::Broadcast(message) => {
+                        for t in (0..4).filter(|t| *t != r) {
+                            queue.push_back((
+                                t,
+                                NodeInput::Message {
+                                    from,
+                                    message: message.clone(),
+                                },
+                            ));
+                        }
+                    }
+                    Outgoing::ToClient { reply, .. } => {
+                        let v = self.genesis.verifier.verify(&reply).expect("signed reply");
+                        replies.push((r, *v.value()));
+                    }
+                }
+            }
+        }
+        replies
+    }
+}
+
+#[test]
+fn replica_restarted_after_executing_still_replies() {
+    let client = KeyPair::from_label("node-replies-client");
+    let payee = KeyPair::from_label("node-replies-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100)]);
+    let tx = Transaction::transfer(c.genesis.network, &client, payee, 7, 1);
+    let now = Time::from_millis(1_000);
+    // The primary alone hears it; the others learn it from its PRE-PREPARE.
+    let replies = c.run(now, 0, NodeInput::Request(tx.clone()));
+    let first: Vec<&Reply> = replies.iter().map(|(_, r)| r).collect();
+    assert_eq!(first.len(), 4, "every replica replied once: {first:?}");
+    assert!(first
+        .iter()
+        .all(|r| r.receipt == Receipt::Ok && r.seq == Seq(1)));
+
+    // Replica 2 restarts from its store and the client re-sends the transfer.
+    c.restart(2);
+    let again = c.run(now, 2, NodeInput::Request(tx.clone()));
+    assert_eq!(again.len(), 1, "{again:?}");
+    let (from, reply) = &again[0];
+    assert_eq!(*from, 2);
+    assert_eq!(
+        (reply.tx_id, reply.seq, reply.receipt, reply.nonce),
+        (tx.id(), Seq(1), Receipt::Ok, 1)
+    );
+
+    // A different transfer with the same (already used) nonce never executed:
+    // no reply for it.
+    let other = Transaction::transfer(c.genesis.network, &client, payee, 8, 1);
+    assert!(c.run(now, 2, NodeInput::Request(other)).is_empty());
+}
+
+/// Our own votes in a store (PRE-PREPARE, PREPARE and COMMIT records).
+fn stored_votes(store: &MemoryStore) -> usize {
+    store
+        .scan(Cf::Consensus, b"o", b"p", usize::MAX)
+        .expect("scan")
+        .len()
+}
+
+fn drain(node: &mut Node<MemoryStore>) -> Vec<Outgoing> {
+    std::iter::from_fn(|| node.pop_outgoing()).collect()
+}
+
+#[test]
+fn group_commit_holds_everything_until_the_flush_and_a_crash_loses_the_group() {
+    let clients: Vec<KeyPair> = (0..3)
+        .map(|i| KeyPair::from_label(&format!("group-client-{i}")))
+        .collect();
+    let payee = KeyPair::from_label("group-payee").public();
+    let accounts: Vec<(PublicKey, u64)> = clients.iter().map(|k| (k.public(), 100)).collect();
+    let mut c = Cluster::new(&accounts);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let txs: Vec<Transaction> = clients
+        .iter()
+        .map(|k| Transaction::transfer(net, k, payee, 5, 1))
+        .collect();
+
+    // The primary ingests three requests: nothing is proposed, written or
+    // sent before the flush, and then one batch holds all three.
+    for tx in &txs {
+        let v = VerifiedTx::check(tx.clone(), net).expect("well signed");
+        c.nodes[0]
+            .ingest(now, NodeInput::VerifiedRequest(v))
+            .unwrap();
+    }
+    assert_eq!(c.nodes[0].unsynced_writes(), 0);
+    assert!(drain(&mut c.nodes[0]).is_empty());
+    c.nodes[0].flush().unwrap();
+    assert_eq!(stored_votes(&c.stores[0]), 1, "the PRE-PREPARE is durable");
+    let sent = drain(&mut c.nodes[0]);
+    let [Outgoing::Broadcast(pp @ Message::PrePrepare { batch, .. })] = sent.as_slice() else {
+        panic!("one PRE-PREPARE broadcast expected: {sent:?}");
+    };
+    assert_eq!(
+        Batch::decode(batch).unwrap().txs,
+        txs,
+        "one batch for the group"
+    );
+
+    // A backup ingests it: its PREPARE is written in the unsynced group and
+    // held back, the store does not have it yet.
+    let from = ReplicaId(0);
+    let input = || NodeInput::Message {
+        from,
+        message: pp.clone(),
+    };
+    c.nodes[1].ingest(now, input()).unwrap();
+    assert_eq!(c.nodes[1].unsynced_writes(), 1);
+    assert!(
+        drain(&mut c.nodes[1]).is_empty(),
+        "nothing leaves before the sync"
+    );
+    assert_eq!(stored_votes(&c.stores[1]), 0);
+    c.nodes[1].flush().unwrap();
+    assert_eq!(stored_votes(&c.stores[1]), 1);
+    let sent = drain(&mut c.nodes[1]);
+    assert!(
+        matches!(sent.as_slice(), [Outgoing::Broadcast(Message::Prepare(_))]),
+        "{sent:?}"
+    );
+
+    // Another backup dies before its flush: the group is gone whole (no
+    // vote stored, none sent), as if the PRE-PREPARE had been lost.
+    c.nodes[2].ingest(now, input()).unwrap();
+    assert_eq!(c.nodes[2].unsynced_writes(), 1);
+    c.restart(2);
+    assert_eq!(stored_votes(&c.stores[2]), 0);
+    assert!(drain(&mut c.nodes[2]).is_empty());
+
+    // Delivered again (a retransmission), everything commits and executes.
+    let mut queue = VecDeque::new();
+    queue.push_back((2, input()));
+    queue.push_back((3, input()));
+    for o in sent {
+        if let Outgoing::Broadcast(message) = o {
+            for t in [0, 2, 3] {
+                queue.push_back((
+                    t,
+                    NodeInput::Message {
+                        from: ReplicaId(1),
+                        message: message.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    let replies = c.run_all(now, queue);
+    for (i, tx) in txs.iter().enumerate() {
+        let from: Vec<usize> = replies
+            .iter()
+            .filter(|(_, r)| r.tx_id == tx.id() && r.receipt == Receipt::Ok && r.seq == Seq(1))
+            .map(|(r, _)| *r)
+            .collect();
+        assert_eq!(from.len(), 4, "tx {i}: replies from {from:?}");
+    }
+    for n in &c.nodes {
+        assert_eq!(n.height(), 1);
+        assert_eq!(n.unsynced_writes(), 0);
+    }
+}
+
+#[test]
+fn a_held_transaction_is_not_verified_again_but_a_variant_of_it_is() {
+    let client = KeyPair::from_label("held-client");
+    let payee = KeyPair::from_label("held-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100)]);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let tx = Transaction::transfer(net, &client, payee, 5, 1);
+    // Backup 1 holds the transfer, sent to it by the client.
+    let held = VerifiedTx::check(tx.clone(), net).expect("well signed");
+    c.nodes[1]
+        .handle(now, NodeInput::VerifiedRequest(held))
+        .unwrap();
+    // The primary's key signs PRE-PREPAREs (a Byzantine primary would).
+    let pre_prepare = |seq: u64, txs: Vec<Transaction>| {
+        let batch = Batch {
+            timestamp_ms: now.as_millis(),
+            txs,
+        }
+        .encode();
+        let pp = PrePrepare {
+            view: View(0),
+            seq: Seq(seq),
+            digest: batch_digest(&batch),
+        };
+        let signed = c.keys[0].sign(net, ReplicaId(0), pp).into_signed();
+        NodeInput::Message {
+            from: ReplicaId(0),
+            message: Message::PrePrepare {
+                pre_prepare: signed,
+                batch,
+            },
+        }
+    };
+    let bad_signature = "pre-prepare: batch holds a badly signed transaction";
+    let refused = |n: &Node<MemoryStore>| {
+        n.replica()
+            .stats()
+            .ignored
+            .get(bad_signature)
+            .copied()
+            .unwrap_or(0)
+    };
+    // Same sender and nonce, another amount, the held transfer's signature:
+    // not what the backup holds, so it is checked, and refused.
+    let mut variant = tx.clone();
+    variant.amount = 6;
+    let input = pre_prepare(1, vec![variant]);
+    c.nodes[1].handle(now, input).unwrap();
+    assert_eq!(refused(&c.nodes[1]), 1);
+    assert!(drain(&mut c.nodes[1]).is_empty(), "no PREPARE for it");
+    // The held transfer itself is accepted and prepared.
+    let input = pre_prepare(1, vec![tx.clone()]);
+    c.nodes[1].handle(now, input).unwrap();
+    assert_eq!(refused(&c.nodes[1]), 1);
+    let sent = drain(&mut c.nodes[1]);
+    assert!(
+        matches!(sent.as_slice(), [Outgoing::Broadcast(Message::Prepare(_))]),
+        "{sent:?}"
+    );
+    // A backup that does not hold it checks the signature: a forged one is
+    // refused there too.
+    let mut forged = tx.clone();
+    forged.signature[0] ^= 1;
+    let input = pre_prepare(1, vec![forged]);
+    c.nodes[2].handle(now, input).unwrap();
+    assert_eq!(refused(&c.nodes[2]), 1);
+}
