@@ -63,6 +63,12 @@ pub struct Config {
     /// Most transactions in one batch.
     pub batch_txs_max: usize,
     /// Most proposed-but-unexecuted batches a primary keeps in flight.
+    /// Requests arriving while the pipeline is full wait and join the next
+    /// batch, so a lower depth means bigger batches under load. Default 1:
+    /// on loopback the per-batch cost (signatures, syncs, messages)
+    /// dominates, and at 1,000 tx/s offered depth 1 gave p50 13–15 ms
+    /// against 22–24 ms with depth 2 or 4 (same closed-loop throughput).
+    /// Raise it when the network round trip, not the replicas, is the limit.
     pub pipeline_depth: u64,
     /// How long a backup waits for a known request to execute before it
     /// suspects the primary; also the first view-change timeout.
@@ -88,7 +94,7 @@ impl Default for Config {
             checkpoint_interval: 16,
             watermark_window: 64,
             batch_txs_max: 512,
-            pipeline_depth: 4,
+            pipeline_depth: 1,
             request_timeout_ms: 2_000,
             view_change_timeout_max_ms: 30_000,
             retransmit_ms: 500,

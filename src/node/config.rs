@@ -77,6 +77,8 @@ pub struct ReplicaConfig {
     pub log_level: String,
     /// `plain` or `json`.
     pub log_format: LogFormat,
+    /// Threads of the async runtime; 0 = one per core.
+    pub worker_threads: usize,
     pub p2p: P2pConfig,
     pub client: ClientConfig,
 }
@@ -123,6 +125,7 @@ impl Default for ReplicaConfig {
             data_dir: "data".into(),
             log_level: "info".into(),
             log_format: LogFormat::Plain,
+            worker_threads: 1,
             p2p: P2pConfig::default(),
             client: ClientConfig::default(),
         }
@@ -263,6 +266,9 @@ pub fn read(home: &Path) -> Result<ReplicaConfig, ConfigError> {
     parse(&text, &shown)
 }
 
+/// Most async runtime threads a config may ask for.
+const WORKER_THREADS_MAX: usize = 256;
+
 impl ReplicaConfig {
     pub fn genesis_path(&self, home: &Path) -> PathBuf {
         resolve(home, &self.genesis_file)
@@ -296,6 +302,12 @@ impl ReplicaConfig {
             if value == 0 {
                 return Err(format!("{key} must be positive"));
             }
+        }
+        if self.worker_threads > WORKER_THREADS_MAX {
+            return Err(format!(
+                "worker_threads ({}) must be at most {WORKER_THREADS_MAX} (0 = one per core)",
+                self.worker_threads
+            ));
         }
         if p.keep_alive_ms >= p.idle_timeout_ms {
             return Err(format!(
@@ -431,6 +443,11 @@ data_dir = {data}
 log_level = {level}
 # "plain" or "json"; logs go to stderr. `start --log-format` overrides it.
 log_format = "{format}"
+# Threads of the async runtime (QUIC, client connections, the node loop);
+# 0 = one per core. One is fastest when replicas share cores (a 4-replica
+# testnet on one machine: no cross-thread wake-ups); give a replica on its
+# own many-core machine more.
+worker_threads = {workers}
 
 [p2p]
 # Replica-to-replica QUIC/UDP address to bind; "" = this replica's p2p_addr in
@@ -468,6 +485,7 @@ submit_waiters_max = {sw}
         key = q(&c.key_file),
         data = q(&c.data_dir),
         level = toml_string(&c.log_level),
+        workers = c.worker_threads,
         p2p_listen = toml_string(&c.p2p.listen),
         dial = c.p2p.dial_timeout_ms,
         idle = c.p2p.idle_timeout_ms,
@@ -534,5 +552,12 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("client.submit_timeout_ms"));
+        let mut c = ReplicaConfig {
+            worker_threads: 100_000,
+            ..ReplicaConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("worker_threads"));
+        c.worker_threads = 0;
+        assert_eq!(c.validate(), Ok(()));
     }
 }

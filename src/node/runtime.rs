@@ -539,11 +539,11 @@ pub fn start(
         eprintln!("error: log_level: {e}");
         return exit::CONFIG;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("pbft-replica")
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if loaded.config.worker_threads > 0 {
+        builder.worker_threads(loaded.config.worker_threads);
+    }
+    let runtime = match builder.enable_all().thread_name("pbft-replica").build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
