@@ -77,7 +77,8 @@ pub struct ReplicaConfig {
     pub log_level: String,
     /// `plain` or `json`.
     pub log_format: LogFormat,
-    /// Threads of the async runtime; 0 = one per core.
+    /// Threads of the async runtime: 1 = one thread for everything (a
+    /// current-thread runtime), 0 = one per core.
     pub worker_threads: usize,
     pub p2p: P2pConfig,
     pub client: ClientConfig,
@@ -443,10 +444,10 @@ data_dir = {data}
 log_level = {level}
 # "plain" or "json"; logs go to stderr. `start --log-format` overrides it.
 log_format = "{format}"
-# Threads of the async runtime (QUIC, client connections, the node loop);
-# 0 = one per core. One is fastest when replicas share cores (a 4-replica
-# testnet on one machine: no cross-thread wake-ups); give a replica on its
-# own many-core machine more.
+# Threads of the async runtime (QUIC, client connections, the node loop).
+# 1 runs everything on one thread: fastest when replicas share cores (a
+# 4-replica testnet on one machine; no cross-thread wake-ups). 0 = one per
+# core; a replica with a many-core machine of its own may use more.
 worker_threads = {workers}
 
 [p2p]

@@ -539,10 +539,16 @@ pub fn start(
         eprintln!("error: log_level: {e}");
         return exit::CONFIG;
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if loaded.config.worker_threads > 0 {
-        builder.worker_threads(loaded.config.worker_threads);
-    }
+    let mut builder = match loaded.config.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 0 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
     let runtime = match builder.enable_all().thread_name("pbft-replica").build() {
         Ok(rt) => rt,
         Err(e) => {
