@@ -68,12 +68,8 @@ impl Transaction {
 
     /// Strict ed25519 check against the sender's key.
     pub fn verify(&self, network: NetworkId) -> bool {
-        match self.from.verifying_key() {
-            Some(key) => {
-                crypto::verify_digest(&key, &self.signing_digest(network), &self.signature)
-            }
-            None => false,
-        }
+        self.from
+            .verify_digest(&self.signing_digest(network), &self.signature)
     }
 }
 
