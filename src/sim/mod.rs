@@ -6,7 +6,10 @@
 //! loss, duplication and reordering, crashes and restarts from durable
 //! state — between two inputs or inside a replica's writes, the write torn
 //! or applied whole ([`MemoryStore::arm_crash`]) — partitions, and the
-//! clients' workload. Nothing reads the wall clock
+//! clients' workload. As in the real runtime, a node ingests every input
+//! that reaches it at one instant and then syncs their writes in one
+//! group ([`Node::flush`], scheduled as [`Event::Flush`]); nothing it
+//! produced leaves before that. Nothing reads the wall clock
 //! or an unseeded RNG and every collection iterated is ordered, so a seed
 //! replays exactly; the trace hash proves it.
 //!
@@ -263,7 +266,8 @@ struct Sim {
     /// the write comes.
     armed_down: BTreeMap<ReplicaId, Option<u64>>,
     /// Replicas that died in a write whose batch was applied: they may come
-    /// back one block above what they were seen to commit.
+    /// back above what they were seen to commit, by the blocks that write
+    /// held (a group may hold several).
     died_applied: BTreeSet<ReplicaId>,
     write_crashes: u64,
     write_crashes_applied: u64,
