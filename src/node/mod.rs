@@ -2,12 +2,17 @@
 //!
 //! [`Node`] owns the consensus [`Replica`], the bank, the chain tip and a
 //! [`Store`]. It feeds inputs to the core and executes the core's actions in
-//! order: `Persist` becomes one synced write before anything later happens;
-//! `Execute` builds the block, writes block, certificate, state changes and
-//! transaction index in one synced batch, signs a reply per transaction and
-//! tells the core the checkpoint digest. Messages to send collect in an
-//! outbox the driver drains — the tokio runtime for real replicas, the
-//! simulator's network otherwise. The same `Node` runs in both.
+//! order: `Persist` becomes a write; `Execute` builds the block, writes
+//! block, certificate, state changes and transaction index as one write,
+//! signs a reply per transaction and tells the core the checkpoint digest.
+//! Writes are grouped (group commit): the driver [`Node::ingest`]s whatever
+//! inputs have arrived, then [`Node::flush`] makes all their writes durable
+//! in one synced, atomic store write and only then releases what they
+//! produced — messages, replies, committed-block events — so nothing leaves
+//! before the state it depends on is durable. [`Node::handle`] is one input
+//! and its flush. Messages to send collect in an outbox the driver drains —
+//! the tokio runtime for real replicas, the simulator's network otherwise.
+//! The same `Node` runs in both.
 
 pub mod config;
 pub mod inspect;

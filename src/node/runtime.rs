@@ -6,8 +6,8 @@
 //!                                             │ decode (Message::from_frame;
 //!  clients ─QUIC─▶ ClientServer ──request──┐  │  undecodable: counted, dropped)
 //!                                          ▼  ▼
-//!  SIGTERM/SIGINT ──────────────▶  select! loop ──▶ Node::handle(now, input)
-//!  sleep_until(next_deadline) ──Tick──▶ │              │ (synced RocksDB writes)
+//!  SIGTERM/SIGINT ──────────────▶  select! loop ──▶ Node::ingest(now, input) × n
+//!  sleep_until(next_deadline) ──Tick──▶ │         Node::flush (one synced write)
 //!                                       │              ▼
 //!                                       │        pop_outgoing():
 //!                                       │          ToReplica ─▶ transport.send
@@ -15,10 +15,13 @@
 //!                                       └───────── ToClient  ─▶ waiting client(s)
 //! ```
 //!
-//! One task owns the [`Node`] and feeds it one input at a time, so the
-//! node's output order is preserved exactly: a `Persist` is written (synced)
-//! inside `Node::handle`, before any message it produced is handed to the
-//! transport. Time is wall-clock microseconds since the Unix epoch.
+//! One task owns the [`Node`]. Each turn of its loop ingests the input that
+//! woke it and whatever else has already arrived (up to
+//! `INGEST_BURST_MAX`), then flushes: one synced write for all of their
+//! writes, and only then are the messages they produced handed to the
+//! transport, in order (group commit). Time is wall-clock microseconds since
+//! the Unix epoch. With `worker_threads = 1` (the default) everything —
+//! QUIC, client streams and this loop — runs on one thread.
 //!
 //! With the cargo feature `byzantine`, `pbft-replica start --byzantine B`
 //! runs `Role::Byzantine`: the same loop, but what the node sends passes
