@@ -162,8 +162,7 @@ pub struct PeerStats {
     /// Inbound frames refused for exceeding `frame_bytes_max`.
     pub frames_oversize: u64,
     /// Inbound streams whose framing was broken (a length prefix or frame
-    /// cut short, more frames than a bundle holds); the rest of such a
-    /// stream is dropped.
+    /// cut short); the rest of such a stream is dropped.
     pub frames_malformed: u64,
     /// Inbound frames dropped because the node's channel was full.
     pub inbound_dropped: u64,

@@ -409,16 +409,19 @@ async fn read_loop(s: Arc<Shared>, id: ReplicaId, conn: Connection) {
             let counters = &s.peers[id.index()].counters;
             match recv.read_to_end(stream_max).await {
                 Ok(bundle) => {
-                    let parsed = parse_bundle(&bundle, max);
-                    if parsed.oversize > 0 {
-                        counters.oversize.fetch_add(parsed.oversize, Relaxed);
-                        warn!(target: "pbft::net", peer = %id, max, "frame over the size cap refused");
-                    }
-                    if parsed.malformed {
-                        counters.malformed.fetch_add(1, Relaxed);
-                        warn!(target: "pbft::net", peer = %id, "stream with broken framing or too many frames; rest dropped");
-                    }
-                    for frame in parsed.frames {
+                    let mut rest = bundle.as_slice();
+                    while !rest.is_empty() {
+                        let Some((frame, after)) = split_frame(rest) else {
+                            counters.malformed.fetch_add(1, Relaxed);
+                            warn!(target: "pbft::net", peer = %id, "stream with broken framing; rest dropped");
+                            break;
+                        };
+                        rest = after;
+                        if frame.len() > max {
+                            counters.oversize.fetch_add(1, Relaxed);
+                            warn!(target: "pbft::net", peer = %id, max, "frame over the size cap refused");
+                            continue;
+                        }
                         counters.received.fetch_add(1, Relaxed);
                         if let Err(mpsc::error::TrySendError::Full(_)) =
                             s.inbound.try_send((id, frame.to_vec()))
@@ -452,46 +455,6 @@ async fn read_loop(s: Arc<Shared>, id: ReplicaId, conn: Connection) {
     } else {
         debug!(target: "pbft::net", peer = %id, %reason, "superseded connection ended");
     }
-}
-
-/// What one inbound stream held.
-struct Parsed<'a> {
-    /// Frames within the size cap, in order.
-    frames: Vec<&'a [u8]>,
-    /// Frames refused for exceeding the cap.
-    oversize: u64,
-    /// The framing broke (cut short, or more frames than a bundle holds);
-    /// what followed was dropped.
-    malformed: bool,
-}
-
-/// Splits a stream into its length-prefixed frames (see `write_bundle`).
-fn parse_bundle(bytes: &[u8], max: usize) -> Parsed<'_> {
-    let mut parsed = Parsed {
-        frames: Vec::new(),
-        oversize: 0,
-        malformed: false,
-    };
-    let mut rest = bytes;
-    let mut count = 0;
-    while !rest.is_empty() {
-        count += 1;
-        // A correct peer bundles at most BUNDLE_FRAMES_MAX frames.
-        let split = (count <= limits::BUNDLE_FRAMES_MAX)
-            .then(|| split_frame(rest))
-            .flatten();
-        let Some((frame, after)) = split else {
-            parsed.malformed = true;
-            break;
-        };
-        rest = after;
-        if frame.len() > max {
-            parsed.oversize += 1;
-        } else {
-            parsed.frames.push(frame);
-        }
-    }
-    parsed
 }
 
 /// The first length-prefixed frame of `bytes` and what follows it; `None`
@@ -613,28 +576,6 @@ mod tests {
         let mut lying = bundle_bytes(&[b"abc"]);
         lying[0] = 200;
         assert!(split_frame(&lying).is_none());
-    }
-
-    #[test]
-    fn parse_bundle_refuses_oversize_frames_alone_and_stops_at_broken_framing() {
-        let bytes = bundle_bytes(&[b"ok", &[7u8; 50], b"also ok"]);
-        let p = parse_bundle(&bytes, 10);
-        assert_eq!(p.frames, vec![&b"ok"[..], &b"also ok"[..]]);
-        assert_eq!((p.oversize, p.malformed), (1, false));
-        let mut cut = bytes.clone();
-        cut.truncate(bytes.len() - 1);
-        let p = parse_bundle(&cut, 100);
-        assert_eq!((p.frames.len(), p.malformed), (2, true));
-        // More frames than an honest peer bundles: the excess is dropped.
-        let many: Vec<&[u8]> = vec![b"v"; limits::BUNDLE_FRAMES_MAX + 3];
-        let many = bundle_bytes(&many);
-        let p = parse_bundle(&many, 100);
-        assert_eq!(
-            (p.frames.len(), p.malformed),
-            (limits::BUNDLE_FRAMES_MAX, true)
-        );
-        let p = parse_bundle(&[], 100);
-        assert_eq!((p.frames.len(), p.oversize, p.malformed), (0, 0, false));
     }
 
     #[test]
