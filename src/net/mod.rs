@@ -20,18 +20,12 @@
 //!   dial in lock-step, and every dial is wrapped in `dial_timeout` (quinn
 //!   would otherwise wait out the idle timeout on a dead peer). Keep-alives
 //!   below the idle timeout keep quiet connections open and expose dead peers.
-//! * **Framing.** Each unidirectional stream carries the frames that were
-//!   queued for the peer when it was opened — up to 64 frames and 64 KiB,
-//!   or one larger frame alone — each behind a 4-byte length. It is read
-//!   with `read_to_end` capped at `frame_bytes_max` (plus the bundle
-//!   overhead): no head-of-line blocking between streams, and a stream over
-//!   the cap is refused (stopped) before more is buffered; a frame over
-//!   `frame_bytes_max` inside a bundle is refused alone, a cut-short one
-//!   drops the rest of its stream. Bundling is what keeps a busy replica's
-//!   per-frame cost low (one stream, task and packet for several votes).
-//!   Frames are opaque bytes here; the node decodes them
-//!   (`codec::decode_frame`). Delivery order is not guaranteed, and PBFT
-//!   does not need it.
+//! * **Framing.** Each frame is one unidirectional stream, read with
+//!   `read_to_end(frame_bytes_max)`: no length prefix, no head-of-line
+//!   blocking between messages, and a frame over the cap is refused (the
+//!   stream is stopped) before more than the cap is buffered. Frames are
+//!   opaque bytes here; the node decodes them (`codec::decode_frame`).
+//!   Delivery order is not guaranteed, and PBFT does not need it.
 //! * **Bounded everything.** Each peer has a bounded outbound queue that drops
 //!   its *oldest* frame when full (PBFT retransmits, and newer messages are
 //!   more useful); the channel to the node is bounded and fed with `try_send`
@@ -161,9 +155,6 @@ pub struct PeerStats {
     pub send_failed: u64,
     /// Inbound frames refused for exceeding `frame_bytes_max`.
     pub frames_oversize: u64,
-    /// Inbound streams whose framing was broken (a length prefix or frame
-    /// cut short); the rest of such a stream is dropped.
-    pub frames_malformed: u64,
     /// Inbound frames dropped because the node's channel was full.
     pub inbound_dropped: u64,
     /// Frames currently queued for the peer.
@@ -239,13 +230,8 @@ pub(crate) mod limits {
     /// Inbound frames read concurrently per connection (bounds memory to this
     /// many times `frame_bytes_max` per peer).
     pub const MESH_READERS: usize = 32;
-    /// Outbound streams written concurrently per peer.
+    /// Outbound frames written concurrently per peer.
     pub const MESH_WRITERS: usize = 64;
-    /// Frames queued for one peer travel together on one stream, each
-    /// behind a 4-byte length, up to this many frames and bytes (a larger
-    /// frame goes alone): fewer streams, tasks and packets per frame.
-    pub const BUNDLE_FRAMES_MAX: usize = 64;
-    pub const BUNDLE_BYTES_MAX: usize = 64 * 1024;
     /// Handshakes in progress at once on one endpoint; more are refused.
     pub const HANDSHAKES: usize = 64;
     /// Data quinn buffers per connection before the reader consumes it.

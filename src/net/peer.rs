@@ -32,7 +32,6 @@ struct Counters {
     dropped: AtomicU64,
     send_failed: AtomicU64,
     oversize: AtomicU64,
-    malformed: AtomicU64,
     inbound_dropped: AtomicU64,
 }
 
@@ -44,24 +43,11 @@ struct PeerSlot {
 }
 
 impl PeerSlot {
-    /// Takes the frames to write on the next stream: the oldest one, and as
-    /// many after it as fit in a bundle (`limits::BUNDLE_*`). Empty if none.
-    fn pop_bundle(&self) -> Vec<Arc<[u8]>> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let mut bundle = Vec::new();
-        let mut bytes = 0;
-        while let Some(next) = q.front() {
-            let size = 4 + next.len();
-            if !bundle.is_empty()
-                && (bundle.len() == limits::BUNDLE_FRAMES_MAX
-                    || bytes + size > limits::BUNDLE_BYTES_MAX)
-            {
-                break;
-            }
-            bytes += size;
-            bundle.extend(q.pop_front());
-        }
-        bundle
+    fn pop(&self) -> Option<Arc<[u8]>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
     fn queued(&self) -> usize {
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -242,7 +228,6 @@ impl Transport {
                     frames_dropped: c.dropped.load(Relaxed),
                     send_failed: c.send_failed.load(Relaxed),
                     frames_oversize: c.oversize.load(Relaxed),
-                    frames_malformed: c.malformed.load(Relaxed),
                     inbound_dropped: c.inbound_dropped.load(Relaxed),
                     queued: slot.queued(),
                 }
@@ -393,8 +378,6 @@ async fn read_loop(s: Arc<Shared>, id: ReplicaId, conn: Connection) {
     let slot = &s.peers[id.index()];
     let readers = Arc::new(Semaphore::new(limits::MESH_READERS));
     let max = s.cfg.frame_bytes_max;
-    // A stream holds one frame of up to `max` bytes or a bundle of small ones.
-    let stream_max = max.max(limits::BUNDLE_BYTES_MAX) + 4 * limits::BUNDLE_FRAMES_MAX;
     let reason = loop {
         let Ok(permit) = readers.clone().acquire_owned().await else {
             break "reader semaphore closed".to_string();
@@ -407,28 +390,13 @@ async fn read_loop(s: Arc<Shared>, id: ReplicaId, conn: Connection) {
         tokio::spawn(async move {
             let _permit = permit;
             let counters = &s.peers[id.index()].counters;
-            match recv.read_to_end(stream_max).await {
-                Ok(bundle) => {
-                    let mut rest = bundle.as_slice();
-                    while !rest.is_empty() {
-                        let Some((frame, after)) = split_frame(rest) else {
-                            counters.malformed.fetch_add(1, Relaxed);
-                            warn!(target: "pbft::net", peer = %id, "stream with broken framing; rest dropped");
-                            break;
-                        };
-                        rest = after;
-                        if frame.len() > max {
-                            counters.oversize.fetch_add(1, Relaxed);
-                            warn!(target: "pbft::net", peer = %id, max, "frame over the size cap refused");
-                            continue;
-                        }
-                        counters.received.fetch_add(1, Relaxed);
-                        if let Err(mpsc::error::TrySendError::Full(_)) =
-                            s.inbound.try_send((id, frame.to_vec()))
-                        {
-                            counters.inbound_dropped.fetch_add(1, Relaxed);
-                            debug!(target: "pbft::net", peer = %id, "inbound channel full; frame dropped");
-                        }
+            match recv.read_to_end(max).await {
+                Ok(frame) => {
+                    counters.received.fetch_add(1, Relaxed);
+                    if let Err(mpsc::error::TrySendError::Full(_)) = s.inbound.try_send((id, frame))
+                    {
+                        counters.inbound_dropped.fetch_add(1, Relaxed);
+                        debug!(target: "pbft::net", peer = %id, "inbound channel full; frame dropped");
                     }
                 }
                 Err(quinn::ReadToEndError::TooLong) => {
@@ -457,14 +425,6 @@ async fn read_loop(s: Arc<Shared>, id: ReplicaId, conn: Connection) {
     }
 }
 
-/// The first length-prefixed frame of `bytes` and what follows it; `None`
-/// if the prefix or the frame is cut short.
-fn split_frame(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let rest = &bytes[4..];
-    (rest.len() >= len).then(|| rest.split_at(len))
-}
-
 async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
     let slot = &s.peers[id.index()];
     let writers = Arc::new(Semaphore::new(limits::MESH_WRITERS));
@@ -479,14 +439,13 @@ async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
             Err(_) => return,
         };
         while conn.close_reason().is_none() {
-            let bundle = slot.pop_bundle();
-            if bundle.is_empty() {
+            let Some(frame) = slot.pop() else {
                 tokio::select! {
                     _ = slot.wake.notified() => continue,
                     _ = conn.closed() => break,
                     _ = rx.changed() => break,
                 }
-            }
+            };
             let Ok(permit) = writers.clone().acquire_owned().await else {
                 return;
             };
@@ -496,13 +455,12 @@ async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
                 async move {
                     let _permit = permit;
                     let counters = &s.peers[id.index()].counters;
-                    let frames = bundle.len() as u64;
-                    match write_bundle(&conn, &bundle, s.cfg.idle_timeout).await {
+                    match write_frame(&conn, &frame, s.cfg.idle_timeout).await {
                         Ok(()) => {
-                            counters.sent.fetch_add(frames, Relaxed);
+                            counters.sent.fetch_add(1, Relaxed);
                         }
                         Err(reason) => {
-                            counters.send_failed.fetch_add(frames, Relaxed);
+                            counters.send_failed.fetch_add(1, Relaxed);
                             debug!(target: "pbft::net", peer = %id, %reason, "frame write failed");
                         }
                     }
@@ -513,28 +471,14 @@ async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
     }
 }
 
-/// Writes frames on one uni stream of their own, each behind its length
-/// (u32, little endian). On failure or timeout the stream is reset, so the
-/// peer never sees a truncated stream as complete.
-async fn write_bundle(
-    conn: &Connection,
-    frames: &[Arc<[u8]>],
-    limit: Duration,
-) -> Result<(), String> {
+/// Writes one frame on its own uni stream. On failure or timeout the stream is
+/// reset, so the peer never sees a truncated frame as complete.
+async fn write_frame(conn: &Connection, frame: &[u8], limit: Duration) -> Result<(), String> {
     let mut stream = tokio::time::timeout(limit, conn.open_uni())
         .await
         .map_err(|_| "open stream timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let write = async {
-        for frame in frames {
-            stream
-                .write_all(&(frame.len() as u32).to_le_bytes())
-                .await?;
-            stream.write_all(frame).await?;
-        }
-        Ok::<(), quinn::WriteError>(())
-    };
-    match tokio::time::timeout(limit, write).await {
+    match tokio::time::timeout(limit, stream.write_all(frame)).await {
         Ok(Ok(())) => stream.finish().map_err(|e| e.to_string()),
         Ok(Err(e)) => {
             let _ = stream.reset(codes::SHUTDOWN);
@@ -544,64 +488,5 @@ async fn write_bundle(
             let _ = stream.reset(codes::TIMEOUT);
             Err("write timed out".to_string())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bundle_bytes(frames: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for f in frames {
-            out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-            out.extend_from_slice(f);
-        }
-        out
-    }
-
-    #[test]
-    fn split_frame_walks_a_bundle_and_refuses_cut_short_framing() {
-        let bytes = bundle_bytes(&[b"one", b"", b"three"]);
-        let (a, rest) = split_frame(&bytes).unwrap();
-        let (b, rest) = split_frame(rest).unwrap();
-        let (c, rest) = split_frame(rest).unwrap();
-        assert_eq!(
-            (a, b, c, rest),
-            (&b"one"[..], &b""[..], &b"three"[..], &b""[..])
-        );
-        // A length prefix cut short, and a frame shorter than its prefix says.
-        assert!(split_frame(&bytes[..2]).is_none());
-        assert!(split_frame(&bytes[..5]).is_none());
-        let mut lying = bundle_bytes(&[b"abc"]);
-        lying[0] = 200;
-        assert!(split_frame(&lying).is_none());
-    }
-
-    #[test]
-    fn a_bundle_is_bounded_in_frames_and_bytes() {
-        let slot = PeerSlot {
-            queue: Mutex::new(VecDeque::new()),
-            wake: Notify::new(),
-            conn: watch::channel(None).0,
-            counters: Counters::default(),
-        };
-        let push = |len: usize, n: usize| {
-            let mut q = slot.queue.lock().unwrap();
-            for _ in 0..n {
-                q.push_back(Arc::from(vec![1u8; len]));
-            }
-        };
-        push(10, limits::BUNDLE_FRAMES_MAX + 5);
-        assert_eq!(slot.pop_bundle().len(), limits::BUNDLE_FRAMES_MAX);
-        assert_eq!(slot.pop_bundle().len(), 5);
-        assert!(slot.pop_bundle().is_empty());
-        // A frame bigger than a bundle goes alone; bytes bound the rest.
-        push(limits::BUNDLE_BYTES_MAX * 2, 1);
-        push(20_000, 4);
-        assert_eq!(slot.pop_bundle().len(), 1);
-        let b = slot.pop_bundle();
-        assert_eq!(b.len(), 3, "3 × 20 KB fit in 64 KiB, a fourth does not");
-        assert_eq!(slot.pop_bundle().len(), 1);
     }
 }

@@ -277,43 +277,6 @@ async fn a_frame_over_the_cap_is_not_delivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_frames_arrives_whole() {
-    bounded(async {
-        let (_keys, _cfgs, ts, mut rxs) = mesh("burst", 2).await;
-        all_connected(&ts).await;
-        // Small votes and a few frames too big to share a stream, queued at
-        // once: every one arrives intact.
-        let mut want = Vec::new();
-        for i in 0..600u32 {
-            let bytes = if i % 150 == 7 {
-                format!("{i}:{}", "x".repeat(100_000))
-            } else {
-                format!("vote {i}")
-            };
-            ts[0].send(ReplicaId(1), Arc::from(bytes.as_bytes()));
-            want.push((0, bytes));
-        }
-        expect_all(&mut rxs[1], want).await;
-        assert!(rxs[1].try_recv().is_err(), "nothing twice");
-        let sent = ts[0].stats().peers[1].clone();
-        let got = ts[1].stats().peers[0].clone();
-        assert_eq!((sent.frames_sent, sent.send_failed), (600, 0));
-        assert_eq!(
-            (
-                got.frames_received,
-                got.frames_oversize,
-                got.frames_malformed
-            ),
-            (600, 0, 0)
-        );
-        for t in ts {
-            t.shutdown().await;
-        }
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_queue_drops_oldest_when_full() {
     bounded(async {
         let keys = keys("queue", 2);
