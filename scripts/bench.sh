@@ -22,7 +22,9 @@
 # /proc/PID/stat, sampled just before and after the client run, so the
 # client's untimed setup — a few queries and at most C funding transfers —
 # is included) per 1,000 committed transfers and the peak resident memory
-# (VmHWM). Only the replicas this script started are ever signalled.
+# (VmHWM), and the replicas' views and view changes after the run (a
+# benchmark should cause none). Only the replicas this script started are
+# ever signalled.
 # Exit: 0 all committed; the client's exit code if it failed (5 timeout,
 # 6 rejected, 1 other); 1 if the network could not be started; 2 usage.
 set -euo pipefail
@@ -205,6 +207,11 @@ for i in $(seq 0 $((REPLICAS - 1))); do
   hwm+=("$(hwm_kb "$pid")")
 done
 
+# Views after the run: a benchmark is meant to run without a view change.
+status="$("$BIN/pbft-client" --network "$NET" --timeout-ms 5000 status --stats 2>/dev/null || true)"
+views=$(awk '$3 == "reachable" { printf "%s%s", sep, $5; sep = " " }' <<<"$status")
+view_changes=$(awk '$3 == "counters" { n += $5 } END { print n + 0 }' <<<"$status")
+
 REPORT="$(cat "$DIR/client.json")"
 [ -n "$REPORT" ] || { say "pbft-client bench printed no report (exit $client_rc)"; exit "$client_rc"; }
 # One numeric field of the client's flat-enough JSON report.
@@ -225,7 +232,7 @@ total_per=$(awk -v c="$total_cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "
 client_per=$(awk -v c="$client_cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", c * 1000 / n; else print "null" }')
 
 if [ "$JSON" = 1 ]; then
-  echo "${REPORT%\}},\"replicas\":[$replicas_json],\"replicas_cpu_s\":$total_cpu,\"replicas_cpu_s_per_1000_tx\":$total_per,\"client_cpu_s\":$client_cpu,\"client_cpu_s_per_1000_tx\":$client_per,\"nproc\":$(nproc),\"loadavg_before\":\"$load_before\"}"
+  echo "${REPORT%\}},\"replicas\":[$replicas_json],\"replicas_cpu_s\":$total_cpu,\"replicas_cpu_s_per_1000_tx\":$total_per,\"client_cpu_s\":$client_cpu,\"client_cpu_s_per_1000_tx\":$client_per,\"views\":\"$views\",\"view_changes_started\":$view_changes,\"nproc\":$(nproc),\"loadavg_before\":\"$load_before\"}"
 else
   echo "committed    $committed of $(field txs)  (failures $(field failures), retries $(field retries), re-asks $(field replica_retries))"
   if [ "$(field failures)" != 0 ]; then
@@ -236,6 +243,7 @@ else
   echo "blocks       $(field first_height)..$(field last_height)  ($(field txs_per_block | xargs printf '%.1f') txs/block)"
   for i in $(seq 0 $((REPLICAS - 1))); do echo "${rows[$i]}"; done
   echo "replicas     cpu ${total_cpu} s  ${total_per} cpu-s/1000 tx (all four)"
+  echo "views        ${views:-?} after the run; view changes started: $view_changes"
   echo "client       cpu ${client_cpu} s  ${client_per} cpu-s/1000 tx (setup included)"
   echo "machine      $(nproc) cores; load average before the client run: $load_before (shared machine)"
 fi

@@ -25,4 +25,10 @@ echo "== cargo clippy --release --all-targets --features teeth -- -D warnings"
 cargo clippy --release --all-targets --features teeth -- -D warnings
 echo "== cargo test --release --features teeth --test teeth (every deliberately broken core is caught)"
 cargo test --release --features teeth --test teeth
+echo "== scripts/bench.sh smoke run (fresh 4-replica network, 3,000 transfers)"
+cargo build --release --bins
+bench_json="$(scripts/bench.sh --txs 3000 --no-build --json --base-port 27700)"
+echo "$bench_json"
+grep -q '"committed":3000[,}]' <<<"$bench_json" || { echo "bench.sh did not commit every transfer" >&2; exit 1; }
+grep -q '"views":"[0-9]' <<<"$bench_json" || { echo "bench.sh reported no views" >&2; exit 1; }
 echo "== all checks passed"
