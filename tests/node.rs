@@ -336,3 +336,47 @@ fn a_held_transaction_is_not_verified_again_but_a_variant_of_it_is() {
     c.nodes[2].handle(now, input).unwrap();
     assert_eq!(refused(&c.nodes[2]), 1);
 }
+
+#[test]
+fn fetches_are_served_at_a_bounded_rate_per_peer() {
+    let client = KeyPair::from_label("fetch-client");
+    let payee = KeyPair::from_label("fetch-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100)]);
+    let t = Time::from_millis(1_000);
+    let tx = Transaction::transfer(c.genesis.network, &client, payee, 5, 1);
+    c.run(t, 0, NodeInput::Request(tx));
+    assert_eq!(c.nodes[0].height(), 1);
+    // How many of `count` fetches from `peer` at `now` replica 0 answers.
+    let mut served = |peer: u32, now: Time, count: usize| {
+        let node = &mut c.nodes[0];
+        let mut answered = 0;
+        for _ in 0..count {
+            let fetch = Message::Fetch {
+                from: Seq(1),
+                to: Seq(u64::MAX),
+            };
+            node.handle(
+                now,
+                NodeInput::Message {
+                    from: ReplicaId(peer),
+                    message: fetch,
+                },
+            )
+            .unwrap();
+            answered += drain(node)
+                .iter()
+                .filter(|o| {
+                    matches!(o, Outgoing::ToReplica { to, message: Message::Batches(b) }
+                        if *to == ReplicaId(peer) && b.len() == 1)
+                })
+                .count();
+        }
+        answered
+    };
+    // A burst of four, then nothing until time passes; peers are separate.
+    assert_eq!(served(1, t, 10), 4);
+    assert_eq!(served(2, t, 1), 1);
+    assert_eq!(served(1, t.plus_millis(20), 3), 1);
+    assert_eq!(served(1, t.plus_millis(1_000), 10), 4);
+    assert_eq!(c.nodes[0].fetches_refused(), 6 + 2 + 6);
+}

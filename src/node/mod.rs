@@ -71,6 +71,13 @@ pub enum NodeError {
 
 /// Largest fetch a node serves at once, whatever a peer asks for.
 const SERVE_FETCH_MAX: u64 = 64;
+/// Fetches served per peer: a burst of `FETCH_BURST`, then one per
+/// `FETCH_INTERVAL_MS` (a correct replica catching up has one fetch out
+/// at a time and rotates peers: a few per second per peer); the rest are
+/// dropped, so a peer asking again and again cannot make us read and send
+/// blocks without bound.
+const FETCH_BURST: u64 = 4;
+const FETCH_INTERVAL_MS: u64 = 20;
 
 /// Writes awaiting their sync and everything that must wait for it.
 #[derive(Default)]
@@ -108,6 +115,9 @@ pub struct Node<S: Store> {
     unsynced: Option<Unsynced>,
     /// The latest time an input was ingested at.
     last_now: Time,
+    /// Per peer, when its fetch allowance is next whole (see `FETCH_BURST`).
+    fetch_allowance: BTreeMap<ReplicaId, Time>,
+    fetches_refused: u64,
     view_entered: Vec<View>,
 }
 
@@ -218,6 +228,8 @@ impl<S: Store> Node<S> {
             committed: VecDeque::new(),
             unsynced: None,
             last_now: Time(0),
+            fetch_allowance: BTreeMap::new(),
+            fetches_refused: 0,
             view_entered: Vec::new(),
         })
     }
@@ -246,8 +258,10 @@ impl<S: Store> Node<S> {
                 from,
                 message: Message::Fetch { from: lo, to: hi },
             } => {
-                self.flush()?;
-                self.serve_fetch(from, lo, hi)?
+                if self.fetch_allowed(from, now) {
+                    self.flush()?;
+                    self.serve_fetch(from, lo, hi)?
+                }
             }
             NodeInput::Message { from, message } => {
                 self.replica.on_input(now, Input::Message { from, message })
@@ -370,6 +384,32 @@ impl<S: Store> Node<S> {
                 .sign(self.replica.network(), self.me, reply)
                 .into_signed(),
         )))
+    }
+
+    /// Whether `peer` may have a fetch served now (a leaky bucket: each
+    /// served fetch moves its time forward by `FETCH_INTERVAL_MS`; it may
+    /// run at most a burst ahead of `now`).
+    fn fetch_allowed(&mut self, peer: ReplicaId, now: Time) -> bool {
+        let due = self
+            .fetch_allowance
+            .get(&peer)
+            .copied()
+            .unwrap_or(now)
+            .max(now);
+        if due > now.plus_millis((FETCH_BURST - 1) * FETCH_INTERVAL_MS) {
+            self.fetches_refused += 1;
+            tracing::debug!(replica = %self.me, %peer, refused = self.fetches_refused,
+                "fetch over the per-peer rate dropped");
+            return false;
+        }
+        self.fetch_allowance
+            .insert(peer, due.plus_millis(FETCH_INTERVAL_MS));
+        true
+    }
+
+    /// Fetch requests dropped for exceeding a peer's rate.
+    pub fn fetches_refused(&self) -> u64 {
+        self.fetches_refused
     }
 
     fn serve_fetch(&mut self, peer: ReplicaId, from: Seq, to: Seq) -> Result<(), NodeError> {

@@ -416,6 +416,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         .collect::<Vec<_>>()
         .join("; ");
     let view = node.replica().view();
+    let fetches_refused = node.fetches_refused();
     let (view_changes, new_views) = (core.view_changes_started, core.new_views_entered);
     drop(node);
     info!(
@@ -428,6 +429,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         grouped_writes = stats.grouped_writes,
         frames = stats.frames,
         undecodable = stats.undecodable,
+        fetches_refused,
         client_requests = service.stats().requests,
         view_changes,
         new_views,
