@@ -16,23 +16,6 @@ const N: usize = 4;
 const READY_LIMIT: Duration = Duration::from_secs(20);
 const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 
-/// A base port whose replicas' p2p and client ports are all free (a range
-/// apart from tests/cluster.rs's, spread by pid).
-fn free_base_port() -> u16 {
-    for k in 0..500u16 {
-        let base = 40_000 + ((std::process::id() as u16 % 50) * 200 + k * 40) % 20_000;
-        let free = (0..N as u16).all(|i| {
-            [base + 10 * i, base + 10 * i + 1]
-                .iter()
-                .all(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
-        });
-        if free {
-            return base;
-        }
-    }
-    panic!("no free base port");
-}
-
 /// Four replicas of a fresh testnet, killed when dropped.
 struct Net {
     _dir: tempfile::TempDir,
@@ -53,7 +36,7 @@ impl Net {
     fn start() -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("net");
-        let base = free_base_port().to_string();
+        let base = common::cluster::free_base_port(N).to_string();
         let out = run_bounded(
             Command::new(REPLICA).args([
                 "testnet",
@@ -212,7 +195,7 @@ fn bench_usage_errors_exit_2_and_an_unreachable_network_exits_5() {
             "--out",
             root.to_str().unwrap(),
             "--base-port",
-            &free_base_port().to_string(),
+            &common::cluster::free_base_port(N).to_string(),
             "--clients",
             "1",
         ]),

@@ -293,12 +293,7 @@ impl Replica {
             return Err("batches: certificate below quorum");
         }
         let batch = Batch::decode(&cb.batch).map_err(|_| "batches: malformed batch")?;
-        let network = self.verifier.network();
-        if !batch
-            .txs
-            .iter()
-            .all(|tx| self.pending.holds(tx) || tx.verify(network))
-        {
+        if !self.signatures_hold(&batch) {
             return Err("batches: batch holds a badly signed transaction");
         }
         Ok(CommittedEntry {

@@ -158,7 +158,7 @@ pub enum Input {
     /// its signature is checked here.
     Request(Transaction),
     /// A client's transaction whose signature the driver already checked
-    /// (off the event loop, once per replica).
+    /// (the client endpoint, once per submission).
     VerifiedRequest(crate::tx::VerifiedTx),
     /// The driver executed `seq`; `checkpoint_digest` is
     /// `ledger::checkpoint_digest(block hash, state root after)`.

@@ -122,13 +122,7 @@ impl Replica {
             self.ignore("pre-prepare: timestamp too far from local clock");
             return None;
         }
-        let network = self.verifier.network();
-        // Transactions we hold were verified when they arrived from the client.
-        if !batch
-            .txs
-            .iter()
-            .all(|tx| self.pending.holds(tx) || tx.verify(network))
-        {
+        if !self.signatures_hold(&batch) {
             self.ignore("pre-prepare: batch holds a badly signed transaction");
             return None;
         }

@@ -158,6 +158,16 @@ impl Replica {
         }
     }
 
+    /// Whether every transaction of a proposed or fetched batch is well
+    /// signed; one we hold was checked when it arrived and is not again.
+    pub(super) fn signatures_hold(&self, batch: &Batch) -> bool {
+        let network = self.verifier.network();
+        batch
+            .txs
+            .iter()
+            .all(|tx| self.pending.holds(tx) || tx.verify(network))
+    }
+
     pub(super) fn on_request(&mut self, tx: VerifiedTx) {
         match self.pending.insert(tx) {
             Ok(()) => {}
