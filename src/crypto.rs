@@ -11,6 +11,8 @@
 //!   exact received bytes and the payload has been validated. Protocol handlers
 //!   accept only `Verified<T>`.
 
+pub mod merkle;
+
 use crate::codec::{self, CodecError};
 use crate::types::ReplicaId;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -61,7 +63,8 @@ pub enum Domain {
     ViewChange,
     NewView,
     Suspect,
-    Reply,
+    ReplyRoot,
+    ReplyLeaf,
     Transaction,
     TxId,
     Batch,
@@ -83,7 +86,8 @@ impl Domain {
             Domain::ViewChange => "pbft-ledger v1 view-change",
             Domain::NewView => "pbft-ledger v1 new-view",
             Domain::Suspect => "pbft-ledger v1 suspect",
-            Domain::Reply => "pbft-ledger v1 reply",
+            Domain::ReplyRoot => "pbft-ledger v1 reply root",
+            Domain::ReplyLeaf => "pbft-ledger v1 reply leaf",
             Domain::Transaction => "pbft-ledger v1 transaction",
             Domain::TxId => "pbft-ledger v1 transaction id",
             Domain::Batch => "pbft-ledger v1 batch",

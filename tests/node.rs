@@ -11,7 +11,7 @@
 //!   one the backup already holds (checked on arrival), but anything else —
 //!   the same sender and nonce with another signature included — is checked.
 
-use pbft_ledger::consensus::messages::{Message, PrePrepare, Reply};
+use pbft_ledger::consensus::messages::{Message, PrePrepare, Reply, ReplyChecker};
 use pbft_ledger::consensus::Config;
 use pbft_ledger::crypto::{KeyPair, PublicKey};
 use pbft_ledger::genesis::{self, Genesis};
@@ -114,9 +114,14 @@ impl Cluster {
                             ));
                         }
                     }
-                    Outgoing::ToClient { reply, .. } => {
-                        let v = self.genesis.verifier.verify(&reply).expect("signed reply");
-                        replies.push((r, *v.value()));
+                    Outgoing::ToClient { reply, proof, .. } => {
+                        // What the client will check: the proof, signed by `r`.
+                        let (signer, checked) = ReplyChecker::default()
+                            .check(&self.genesis.verifier, &proof)
+                            .expect("reply proof holds");
+                        assert_eq!(signer.index(), r);
+                        assert_eq!(checked, reply);
+                        replies.push((r, reply));
                     }
                 }
             }

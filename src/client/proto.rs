@@ -2,15 +2,15 @@
 //! [`ClientResponse`] frame back (`codec::encode_frame` / `decode_frame`).
 //!
 //! A `Submit` is answered only once the transaction executed (with the
-//! replica's signed [`Reply`]) or when the replica gives up on it (a
+//! replica's [`ReplyProof`]) or when the replica gives up on it (a
 //! [`SubmitRejected`] reason); queries are answered at once from the
 //! replica's own state. Answers to queries are *one replica's view* and are
 //! not signed: a client that needs to trust one takes the value that f+1
 //! replicas agree on, as it does for replies.
 
 use crate::codec::{self, CodecError};
-use crate::consensus::messages::Reply;
-use crate::crypto::{Digest, PublicKey, Signed};
+use crate::consensus::messages::ReplyProof;
+use crate::crypto::{Digest, PublicKey};
 use crate::tx::{Receipt, Transaction};
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -18,13 +18,13 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// ~200 bytes; everything else is smaller).
 pub const REQUEST_BYTES_MAX: usize = 4 * 1024;
 
-/// Largest response frame a client accepts (a signed reply or a query answer).
+/// Largest response frame a client accepts (a reply proof or a query answer).
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024;
 
 /// What a client asks one replica.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum ClientRequest {
-    /// Order and execute this transaction; answer with the signed reply.
+    /// Order and execute this transaction; answer with the reply and its proof.
     Submit(Transaction),
     /// An account's balance and last nonce.
     Balance(PublicKey),
@@ -139,8 +139,9 @@ pub struct StatusInfo {
 /// A replica's answer to one [`ClientRequest`].
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum ClientResponse {
-    /// The transaction executed; the replica's signed reply.
-    Reply(Signed<Reply>),
+    /// The transaction executed; the replica's reply with the proof that
+    /// it signed it.
+    Reply(ReplyProof),
     /// The replica gave up on the submitted transaction.
     Rejected(SubmitRejected),
     Balance(BalanceInfo),

@@ -3,8 +3,8 @@
 use super::proto::{
     BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
 };
-use crate::consensus::messages::Reply;
-use crate::crypto::{Digest, KeyPair, PublicKey, Signed};
+use crate::consensus::messages::{Reply, ReplyChecker, ReplyProof};
+use crate::crypto::{Digest, KeyPair, PublicKey};
 use crate::genesis::Genesis;
 use crate::net::{ClientConnector, NetError};
 use crate::tx::{Receipt, Transaction};
@@ -149,6 +149,9 @@ pub struct Client {
     /// Re-asks of a replica after a transport failure or a transient
     /// refusal (see [`Client::retries`]).
     retries: Arc<AtomicU64>,
+    /// Checks replies; remembers the block roots whose signatures it
+    /// verified, so a block's replies cost one signature check per replica.
+    replies: Mutex<ReplyChecker>,
 }
 
 impl std::fmt::Debug for Client {
@@ -226,6 +229,7 @@ impl Client {
             connector: Arc::new(connector),
             timeout,
             retries: Arc::new(AtomicU64::new(0)),
+            replies: Mutex::new(ReplyChecker::default()),
         })
     }
 
@@ -328,7 +332,6 @@ impl Client {
             tx_id: tx.id(),
             from: tx.from,
             nonce: tx.nonce,
-            checked: Mutex::new(BTreeMap::new()),
         };
         let request = ClientRequest::Submit(tx.clone());
         let answers = self
@@ -499,38 +502,29 @@ fn convert<T>(
         .collect()
 }
 
-/// A reply as received and, if its signature verifies, its content.
-type CheckedReply = (Signed<Reply>, Option<Reply>);
-
 /// Judges the answers to one submission.
 struct Verdict<'a> {
     client: &'a Client,
     tx_id: Digest,
     from: PublicKey,
     nonce: u64,
-    /// Each replica's reply as last checked, and the outcome: `decide`
-    /// runs after every answer, and a signature is verified only once.
-    checked: Mutex<BTreeMap<usize, CheckedReply>>,
 }
 
 impl Verdict<'_> {
-    /// The reply of replica `i` if its signature verifies (memoised).
-    fn verified(&self, i: usize, signed: &Signed<Reply>) -> Option<Reply> {
-        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, outcome)) = checked.get(&i) {
-            if seen == signed {
-                return *outcome;
-            }
-        }
-        let outcome = self
+    /// Replica `i`'s reply if its proof holds and replica `i` signed it.
+    /// `decide` runs after every answer; the client's checker remembers
+    /// verified roots, so a signature is verified only once.
+    fn verified(&self, i: usize, proof: &ReplyProof) -> Result<Reply, String> {
+        let mut checker = self
             .client
-            .genesis
-            .verifier
-            .verify(signed)
-            .ok()
-            .map(|v| *v.value());
-        checked.insert(i, (signed.clone(), outcome));
-        outcome
+            .replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match checker.check(&self.client.genesis.verifier, proof) {
+            Ok((signer, _)) if signer.index() != i => Err("reply signed by another replica".into()),
+            Ok((_, reply)) => Ok(reply),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// `Some` once the outcome is certain; with `fin`, always `Some` (the
@@ -552,14 +546,13 @@ impl Verdict<'_> {
         let mut transient = 0;
         for (i, r) in answers {
             match r {
-                Ok(ClientResponse::Reply(signed)) => {
-                    if signed.signer.index() != *i {
-                        notes.push(format!("replica {i}: reply signed by another replica"));
-                        continue;
-                    }
-                    let Some(reply) = self.verified(*i, signed) else {
-                        notes.push(format!("replica {i}: reply signature invalid"));
-                        continue;
+                Ok(ClientResponse::Reply(proof)) => {
+                    let reply = match self.verified(*i, proof) {
+                        Ok(reply) => reply,
+                        Err(why) => {
+                            notes.push(format!("replica {i}: {why}"));
+                            continue;
+                        }
                     };
                     if reply.client != self.from || reply.nonce != self.nonce {
                         notes.push(format!("replica {i}: reply for another request"));

@@ -70,29 +70,15 @@ impl BlockHeader {
     }
 }
 
-/// Merkle root over transaction ids. Leaves and inner nodes use different
-/// domains, an odd node is carried up unchanged, and the leaf count is bound
-/// into the root, so no two different lists share a root.
+/// Merkle root over the transactions (body and signature), in block order;
+/// see [`crypto::merkle`] for the tree's shape (no two different lists share
+/// a root).
 pub fn tx_root(txs: &[Transaction]) -> Digest {
-    let mut level: Vec<Digest> = txs
+    let leaves: Vec<Digest> = txs
         .iter()
         .map(|tx| crypto::digest(Domain::MerkleLeaf, &[&tx.body(), &tx.signature]))
         .collect();
-    let count = (txs.len() as u64).to_le_bytes();
-    if level.is_empty() {
-        return crypto::digest(Domain::MerkleNode, &[&count]);
-    }
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [l, r] => crypto::digest(Domain::MerkleNode, &[&l.0, &r.0]),
-                [one] => *one,
-                _ => unreachable!("chunks(2) yields one or two"),
-            })
-            .collect();
-    }
-    crypto::digest(Domain::MerkleNode, &[&count, &level[0].0])
+    crypto::merkle::root(&leaves)
 }
 
 /// The digest a CHECKPOINT message signs for a seq: the block hash at that

@@ -23,7 +23,7 @@ pub mod service;
 pub mod telemetry;
 pub mod testnet;
 
-use crate::consensus::messages::{Message, Reply};
+use crate::consensus::messages::{Message, Reply, ReplyProof};
 use crate::consensus::{Action, Input, Recovered, Replica};
 use crate::crypto::{Digest, KeyPair, PublicKey, Signed};
 use crate::genesis::Genesis;
@@ -42,9 +42,12 @@ pub enum Outgoing {
         message: Message,
     },
     Broadcast(Message),
+    /// An executed transaction's reply, and the proof that this replica
+    /// signed it (the client checks only `proof`).
     ToClient {
         client: PublicKey,
-        reply: Signed<Reply>,
+        reply: Reply,
+        proof: ReplyProof,
     },
 }
 
@@ -106,7 +109,8 @@ pub struct Node<S: Store> {
     key: KeyPair,
     me: ReplicaId,
     checkpoint_interval: u64,
-    reply_cache: BTreeMap<PublicKey, (u64, Signed<Reply>)>,
+    /// Each client's last reply.
+    reply_cache: BTreeMap<PublicKey, (Reply, ReplyProof)>,
     /// What may leave: everything produced before the first unsynced write.
     outbox: VecDeque<Outgoing>,
     committed: VecDeque<CommittedBlock>,
@@ -287,10 +291,11 @@ impl<S: Store> Node<S> {
         let Some(reply) = self.already_executed(tx)? else {
             return Ok(false);
         };
-        if let Some(reply) = reply {
+        if let Some((reply, proof)) = reply {
             self.push_out(Outgoing::ToClient {
                 client: tx.from,
                 reply,
+                proof,
             });
         }
         Ok(true)
@@ -350,7 +355,7 @@ impl<S: Store> Node<S> {
     fn already_executed(
         &mut self,
         tx: &crate::tx::Transaction,
-    ) -> Result<Option<Option<Signed<Reply>>>, NodeError> {
+    ) -> Result<Option<Option<(Reply, ReplyProof)>>, NodeError> {
         let Some(account) = self.bank.account(&tx.from) else {
             return Ok(None);
         };
@@ -360,8 +365,8 @@ impl<S: Store> Node<S> {
         let cached = self
             .reply_cache
             .get(&tx.from)
-            .filter(|(n, _)| *n == tx.nonce)
-            .map(|(_, r)| r.clone());
+            .filter(|(r, _)| r.nonce == tx.nonce)
+            .cloned();
         if cached.is_some() {
             return Ok(Some(cached));
         }
@@ -379,11 +384,24 @@ impl<S: Store> Node<S> {
             seq: Seq(loc.height),
             receipt: loc.receipt,
         };
-        Ok(Some(Some(
-            self.key
-                .sign(self.replica.network(), self.me, reply)
-                .into_signed(),
-        )))
+        let proof = self.sign_replies(&[reply]).pop();
+        Ok(Some(proof.map(|p| (reply, p))))
+    }
+
+    /// One signature over `replies` (all of one block, same view and seq):
+    /// a proof per reply, in order. No replies, no signature.
+    fn sign_replies(&self, replies: &[Reply]) -> Vec<ReplyProof> {
+        let Some(first) = replies.first() else {
+            return Vec::new();
+        };
+        ReplyProof::sign_block(
+            &self.key,
+            self.replica.network(),
+            self.me,
+            first.view,
+            first.seq,
+            replies,
+        )
     }
 
     /// Whether `peer` may have a fetch served now (a leaky bucket: each
@@ -541,29 +559,29 @@ impl<S: Store> Node<S> {
         };
         self.state_root = executed.state_root_after;
         let view = self.replica.view();
-        for ((tx, receipt), id) in batch.txs.iter().zip(&executed.receipts).zip(&tx_ids) {
-            if *receipt == crate::tx::Receipt::StaleNonce {
-                continue;
-            }
-            let reply = self
-                .key
-                .sign(
-                    self.replica.network(),
-                    self.me,
-                    Reply {
-                        view,
-                        client: tx.from,
-                        nonce: tx.nonce,
-                        tx_id: *id,
-                        seq,
-                        receipt: *receipt,
-                    },
-                )
-                .into_signed();
-            self.reply_cache.insert(tx.from, (tx.nonce, reply.clone()));
-            self.push_out(Outgoing::ToClient {
+        let replies: Vec<Reply> = batch
+            .txs
+            .iter()
+            .zip(&executed.receipts)
+            .zip(&tx_ids)
+            .filter(|((_, receipt), _)| **receipt != crate::tx::Receipt::StaleNonce)
+            .map(|((tx, receipt), id)| Reply {
+                view,
                 client: tx.from,
+                nonce: tx.nonce,
+                tx_id: *id,
+                seq,
+                receipt: *receipt,
+            })
+            .collect();
+        let proofs = self.sign_replies(&replies);
+        for (reply, proof) in replies.into_iter().zip(proofs) {
+            self.reply_cache
+                .insert(reply.client, (reply, proof.clone()));
+            self.push_out(Outgoing::ToClient {
+                client: reply.client,
                 reply,
+                proof,
             });
         }
         self.push_committed(CommittedBlock {

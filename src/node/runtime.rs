@@ -170,7 +170,11 @@ impl Driver {
                 Outgoing::Broadcast(message) => {
                     self.transport.broadcast(Arc::from(message.to_frame()))
                 }
-                Outgoing::ToClient { client, reply } => self.service.on_reply(client, reply),
+                Outgoing::ToClient {
+                    client,
+                    reply,
+                    proof,
+                } => self.service.on_reply(client, reply, proof),
             }
         }
         for block in self.node.drain_committed() {

@@ -1,6 +1,7 @@
 //! The replica's side of the client protocol (`client::proto`): queries are
 //! answered from the node's state at once; a submitted transaction is handed
-//! to the node and its client waits until the node emits the signed reply.
+//! to the node and its client waits until the node emits the reply (with the
+//! proof that the replica signed it).
 //!
 //! Waiting submissions are keyed by `(client, nonce)` — the key the reply
 //! cache and the core's pending set use — and bounded in number and time:
@@ -19,8 +20,8 @@ use super::{Node, NodeError};
 use crate::client::proto::{
     BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
 };
-use crate::consensus::messages::Reply;
-use crate::crypto::{Digest, Payload, PublicKey, Signed};
+use crate::consensus::messages::{Reply, ReplyProof};
+use crate::crypto::{Digest, PublicKey};
 use crate::net;
 use crate::storage::Store;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -173,17 +174,12 @@ impl ClientService {
         }
     }
 
-    /// The node emitted a signed reply for `client`.
-    pub fn on_reply(&mut self, client: PublicKey, reply: Signed<Reply>) {
-        let Ok(r) = Reply::decode(&reply.payload) else {
-            // Our own signature over our own encoding always decodes.
-            debug!(target: "pbft::client", "own reply does not decode");
-            return;
-        };
+    /// The node emitted a reply (and its proof) for `client`.
+    pub fn on_reply(&mut self, client: PublicKey, r: Reply, proof: ReplyProof) {
         let key = (client, r.nonce);
         if let Some(waiters) = self.waiters.remove(&key) {
             self.count -= waiters.len();
-            let frame = ClientResponse::Reply(reply).to_frame();
+            let frame = ClientResponse::Reply(proof).to_frame();
             for w in waiters {
                 if w.tx_id != r.tx_id {
                     debug!(target: "pbft::client", client = ?client, nonce = r.nonce,

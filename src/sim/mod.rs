@@ -23,7 +23,7 @@ pub mod checker;
 pub mod scenario;
 
 use crate::adversary::{self, Collusion, Kind, Strategy, Wire};
-use crate::consensus::messages::{Message, Reply};
+use crate::consensus::messages::{Message, ReplyChecker, ReplyProof};
 use crate::consensus::Config;
 use crate::crypto::{Digest, KeyPair, PublicKey, Verifier};
 use crate::genesis::{self, Genesis};
@@ -231,6 +231,8 @@ struct Sim {
     clients: Vec<Client>,
     client_index: BTreeMap<PublicKey, usize>,
     verifier: Verifier,
+    /// The simulated clients' reply checks (one memo of verified roots).
+    replies: ReplyChecker,
     queue: BTreeMap<(Time, u64), Event>,
     next_id: u64,
     now: Time,
@@ -387,6 +389,7 @@ impl Sim {
             clients,
             client_index,
             verifier,
+            replies: ReplyChecker::default(),
             queue: BTreeMap::new(),
             next_id: 0,
             now: Time::ZERO,
@@ -1037,7 +1040,7 @@ impl Sim {
                         }
                     }
                 }
-                Outgoing::ToClient { client, reply } => {
+                Outgoing::ToClient { client, proof, .. } => {
                     let withheld = strategy
                         && self
                             .strategies
@@ -1047,7 +1050,7 @@ impl Sim {
                         continue;
                     }
                     if let Some(&c) = self.client_index.get(&client) {
-                        self.send(me, Endpoint::Client(c), Message::Reply(reply));
+                        self.send(me, Endpoint::Client(c), Message::Reply(proof));
                     }
                 }
             }
@@ -1219,11 +1222,14 @@ impl Sim {
     }
 
     /// A client accepts a result on f+1 matching signed replies.
-    fn on_reply(&mut self, c: usize, reply: crate::crypto::Signed<Reply>) {
-        let Ok(v) = self.verifier.verify::<Reply>(&reply) else {
-            self.checker
-                .report(format!("client {c} received a reply with a bad signature"));
-            return;
+    fn on_reply(&mut self, c: usize, proof: ReplyProof) {
+        let (signer, v) = match self.replies.check(&self.verifier, &proof) {
+            Ok(checked) => checked,
+            Err(e) => {
+                self.checker
+                    .report(format!("client {c} received a bad reply: {e}"));
+                return;
+            }
         };
         let weak = self.genesis.cluster.weak_quorum();
         let now = self.now;
@@ -1234,7 +1240,7 @@ impl Sim {
         if v.client != client.key.public() || v.nonce != o.tx.nonce || v.tx_id != o.tx.id() {
             return;
         }
-        o.replies.insert(v.signer(), (v.tx_id, v.seq, v.receipt));
+        o.replies.insert(signer, (v.tx_id, v.seq, v.receipt));
         let wanted = (v.tx_id, v.seq, v.receipt);
         let matching = o.replies.values().filter(|r| **r == wanted).count();
         if matching >= weak {
