@@ -3,7 +3,9 @@
 //!   free — the real nodes (consensus, bank, in-memory store) with every
 //!   signature made and verified; throughput is committed transfers per
 //!   second of wall time.
-//! * `crypto`: ed25519 sign, `verify_strict`, batch verification, blake3.
+//! * `crypto`: ed25519 sign, `verify_strict` (replica messages), the
+//!   transaction rule alone and in batches (`crypto::txsig`), dalek's batch
+//!   verification for reference, blake3.
 //! * `codec`: encoding and validated decoding of a PRE-PREPARE frame.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -53,11 +55,30 @@ fn crypto_paths(c: &mut Criterion) {
     g.bench_function("ed25519_sign", |b| {
         b.iter(|| black_box(key.sign_digest(black_box(&msg))))
     });
+    // Replica messages: verify_strict.
+    let strict_key = key.public().verifying_key().expect("valid key");
     g.bench_function("ed25519_verify_strict", |b| {
+        b.iter(|| {
+            black_box(crypto::verify_digest(
+                &strict_key,
+                black_box(&msg),
+                &txs[0].signature,
+            ))
+        })
+    });
+    // Client transactions: the cofactored rule, alone and in batches.
+    g.bench_function("tx_verify_single", |b| {
         b.iter(|| black_box(txs[0].verify(black_box(net))))
     });
+    for n in [8usize, 32, 100] {
+        let refs: Vec<&Transaction> = txs.iter().take(n).collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("tx_verify_all_{n}"), |b| {
+            b.iter(|| black_box(Transaction::verify_all(black_box(&refs), net)))
+        });
+    }
     g.throughput(Throughput::Elements(100));
-    g.bench_function("ed25519_verify_batch_100", |b| {
+    g.bench_function("ed25519_dalek_verify_batch_100", |b| {
         let digests: Vec<[u8; 32]> = txs.iter().map(|t| t.signing_digest(net).0).collect();
         let msgs: Vec<&[u8]> = digests.iter().map(|d| d.as_slice()).collect();
         let sigs: Vec<ed25519_dalek::Signature> = txs

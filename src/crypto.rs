@@ -4,14 +4,18 @@
 //!   [`Domain`], and every signed digest also covers the network id (the genesis
 //!   hash): a signature made for one message kind, or for another network, never
 //!   verifies as anything else (TESTING.md S5).
-//! * Signatures are ed25519, checked with `verify_strict` so every correct replica
-//!   accepts exactly the same set of signatures (no malleable or small-order keys).
+//! * Signatures are ed25519. Replica messages are checked with `verify_strict`;
+//!   client transactions with the rule of [`txsig`] (cofactored, canonical,
+//!   no small-order points), which can be checked in batches with exactly the
+//!   single check's answer. Either way every correct replica accepts exactly
+//!   the same set of signatures.
 //! * Trust is a type: bytes off the wire become a [`Signed<T>`]; only this module
 //!   turns one into a [`Verified<T>`], after the signature is checked over the
 //!   exact received bytes and the payload has been validated. Protocol handlers
 //!   accept only `Verified<T>`.
 
 pub mod merkle;
+pub mod txsig;
 
 use crate::codec::{self, CodecError};
 use crate::types::ReplicaId;
@@ -135,22 +139,31 @@ impl PublicKey {
         VerifyingKey::from_bytes(&self.0).ok()
     }
 
-    /// Checks a signature by this key over `msg` ([`verify_digest`]); the
-    /// decompressed key comes from a per-thread cache of recent signers.
+    /// Checks a client's signature by this key over `msg` under the
+    /// transaction rule ([`txsig`]: cofactored, batchable).
     pub fn verify_digest(&self, msg: &Digest, signature: &[u8; 64]) -> bool {
-        let key = KEY_CACHE.with(|cache| {
+        txsig::verify(txsig::Item {
+            key: self,
+            msg,
+            signature,
+        })
+    }
+
+    /// The key as a curve point if it is a canonical encoding of a point of
+    /// large order, from a per-thread cache of recent signers.
+    pub(crate) fn point(&self) -> Option<curve25519_dalek::EdwardsPoint> {
+        KEY_CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if let Some(key) = cache.get(&self.0) {
-                return *key;
+            if let Some(point) = cache.get(&self.0) {
+                return *point;
             }
             if cache.len() >= KEY_CACHE_MAX {
                 cache.clear();
             }
-            let key = self.verifying_key();
-            cache.insert(self.0, key);
-            key
-        });
-        key.is_some_and(|key| verify_digest(&key, msg, signature))
+            let point = txsig::decode_point(&self.0);
+            cache.insert(self.0, point);
+            point
+        })
     }
 }
 
@@ -162,8 +175,10 @@ impl PublicKey {
 /// and memory stays bounded (≈200 bytes per entry).
 const KEY_CACHE_MAX: usize = 8192;
 
+type PointCache = std::collections::HashMap<[u8; 32], Option<curve25519_dalek::EdwardsPoint>>;
+
 thread_local! {
-    static KEY_CACHE: std::cell::RefCell<std::collections::HashMap<[u8; 32], Option<VerifyingKey>>> =
+    static KEY_CACHE: std::cell::RefCell<PointCache> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 

@@ -66,10 +66,28 @@ impl Transaction {
         crypto::digest(Domain::TxId, &[&self.body()])
     }
 
-    /// Strict ed25519 check against the sender's key.
+    /// Checks the signature against the sender's key (the transaction
+    /// rule of [`crypto::txsig`]).
     pub fn verify(&self, network: NetworkId) -> bool {
         self.from
             .verify_digest(&self.signing_digest(network), &self.signature)
+    }
+
+    /// Checks many signatures in one batch: `result[i]` is exactly
+    /// `txs[i].verify(network)`, at about half the cost per signature in
+    /// batches of dozens.
+    pub fn verify_all(txs: &[&Transaction], network: NetworkId) -> Vec<bool> {
+        let digests: Vec<Digest> = txs.iter().map(|tx| tx.signing_digest(network)).collect();
+        let items: Vec<crypto::txsig::Item<'_>> = txs
+            .iter()
+            .zip(&digests)
+            .map(|(tx, msg)| crypto::txsig::Item {
+                key: &tx.from,
+                msg,
+                signature: &tx.signature,
+            })
+            .collect();
+        crypto::txsig::verify_all(&items)
     }
 }
 
@@ -84,6 +102,16 @@ impl VerifiedTx {
     /// Checks `tx`'s signature for `network`.
     pub fn check(tx: Transaction, network: NetworkId) -> Option<VerifiedTx> {
         tx.verify(network).then_some(VerifiedTx(tx))
+    }
+    /// Checks many at once ([`Transaction::verify_all`]): `result[i]` is
+    /// `check(txs[i])`.
+    pub fn check_all(txs: Vec<Transaction>, network: NetworkId) -> Vec<Option<VerifiedTx>> {
+        let refs: Vec<&Transaction> = txs.iter().collect();
+        let ok = Transaction::verify_all(&refs, network);
+        txs.into_iter()
+            .zip(ok)
+            .map(|(tx, ok)| ok.then_some(VerifiedTx(tx)))
+            .collect()
     }
     pub fn into_inner(self) -> Transaction {
         self.0

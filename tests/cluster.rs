@@ -45,6 +45,7 @@ fn four_replicas_agree_and_conserve_supply() {
     let b = fields(&text(&out.stdout));
     assert!(b["commit_signers"].parse::<u32>().unwrap() >= 3, "{b:?}");
     resubmissions_use_the_reply_cache(&c);
+    forged_submissions_are_refused_next_to_a_good_one(&c);
 
     c.stop_all();
     let stores: Vec<Inspected> = (0..N).map(|i| c.inspect(i)).collect();
@@ -92,6 +93,59 @@ fn resubmissions_use_the_reply_cache(c: &Cluster) {
             ),
             "{err}"
         );
+        client.close().await;
+    });
+}
+
+/// Through the client library: transfers submitted together (the replicas
+/// check the signatures of the submissions that arrive together in one
+/// batch): a forged one — its signature altered, or signed by another key —
+/// is refused as "bad signature" by every replica, and the well-signed one
+/// next to it commits.
+fn forged_submissions_are_refused_next_to_a_good_one(c: &Cluster) {
+    use pbft_ledger::client::proto::SubmitRejected;
+    use pbft_ledger::client::{Client, ClientError};
+    use pbft_ledger::crypto::{KeyPair, PublicKey};
+    use pbft_ledger::tx::{Receipt, Transaction};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let genesis = pbft_ledger::genesis::Genesis::load(&c.root.join("genesis.json")).unwrap();
+        let key = pbft_ledger::node::keyfile::read(Path::new(&c.key(0))).unwrap();
+        let client = Client::new(genesis.clone(), key.clone(), Duration::from_secs(15)).unwrap();
+        let to = PublicKey::from_hex(&c.accounts[1]).unwrap();
+        let nonce = client.next_nonce().await.unwrap();
+        let good = Transaction::transfer(genesis.network, &key, to, 1, nonce);
+        let mut flipped = Transaction::transfer(genesis.network, &key, to, 50, nonce + 1);
+        flipped.signature[40] ^= 0x10;
+        let mut other_signer = Transaction::transfer(
+            genesis.network,
+            &KeyPair::from_label("thief"),
+            to,
+            50,
+            nonce + 2,
+        );
+        other_signer.from = key.public();
+        let (good, flipped, other_signer) = tokio::join!(
+            client.submit(&good),
+            client.submit(&flipped),
+            client.submit(&other_signer)
+        );
+        assert_eq!(
+            good.expect("the good transfer commits").receipt,
+            Receipt::Ok
+        );
+        for err in [flipped.unwrap_err(), other_signer.unwrap_err()] {
+            match err {
+                ClientError::Rejected {
+                    reason: SubmitRejected::BadSignature,
+                    count,
+                } => assert!(count >= 2, "refused by f+1 replicas: {count}"),
+                other => panic!("expected a bad-signature refusal, got {other}"),
+            }
+        }
         client.close().await;
     });
 }

@@ -161,11 +161,14 @@ impl Replica {
     /// Whether every transaction of a proposed or fetched batch is well
     /// signed; one we hold was checked when it arrived and is not again.
     pub(super) fn signatures_hold(&self, batch: &Batch) -> bool {
-        let network = self.verifier.network();
-        batch
+        let unchecked: Vec<&Transaction> = batch
             .txs
             .iter()
-            .all(|tx| self.pending.holds(tx) || tx.verify(network))
+            .filter(|tx| !self.pending.holds(tx))
+            .collect();
+        Transaction::verify_all(&unchecked, self.verifier.network())
+            .iter()
+            .all(|ok| *ok)
     }
 
     pub(super) fn on_request(&mut self, tx: VerifiedTx) {

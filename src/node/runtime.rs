@@ -34,7 +34,7 @@
 //! redialling and PBFT tolerates f silent replicas.
 
 use super::config::{exit, LogFormat, RuntimeConfig};
-use super::service::{ClientService, Handled};
+use super::service::ClientService;
 use super::{Node, NodeError, NodeInput, Outgoing};
 use crate::consensus::messages::Message;
 use crate::net::{self, ClientServer, NetError, Transport};
@@ -144,6 +144,12 @@ impl Driver {
     /// Syncs the writes of every input ingested since the last flush in one
     /// write (group commit), then delivers what they produced, in order.
     fn flush(&mut self) -> Result<(), NodeError> {
+        // Submissions of this turn: signatures checked in one batch.
+        for tx in self.service.admit(self.node.replica().network()) {
+            // Answered after the flush, once replies to it have gone out.
+            self.submitted.push((tx.from, tx.nonce));
+            self.ingest(NodeInput::VerifiedRequest(tx))?;
+        }
         let writes = self.node.unsynced_writes();
         self.node.flush()?;
         if writes > 0 {
@@ -219,15 +225,9 @@ impl Driver {
                 .count() as u32
         };
         let undecodable = self.stats.undecodable;
-        if let Handled::Submit(tx) =
-            self.service
-                .on_request(&self.node, request, connected, undecodable)?
-        {
-            // Answered after the flush, once replies to it have gone out.
-            self.submitted.push((tx.from, tx.nonce));
-            self.ingest(NodeInput::VerifiedRequest(tx))?;
-        }
-        Ok(())
+        // A submission waits for the flush, which checks it with the rest.
+        self.service
+            .on_request(&self.node, request, connected, undecodable)
     }
 }
 

@@ -21,9 +21,10 @@ use crate::client::proto::{
     BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
 };
 use crate::consensus::messages::{Reply, ReplyProof};
-use crate::crypto::{Digest, PublicKey};
+use crate::crypto::{Digest, NetworkId, PublicKey};
 use crate::net;
 use crate::storage::Store;
+use crate::tx::{Transaction, VerifiedTx};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -57,16 +58,10 @@ pub struct ClientService {
     count: usize,
     waiters_max: usize,
     submit_timeout: Duration,
+    /// Submissions received since the last [`ClientService::admit`], their
+    /// signatures not checked yet (checked together, in one batch).
+    unchecked: Vec<(Transaction, oneshot::Sender<Vec<u8>>)>,
     stats: ServiceStats,
-}
-
-/// What the runtime must do after [`ClientService::on_request`].
-pub enum Handled {
-    /// Answered (or dropped); nothing more to do.
-    Done,
-    /// Feed this transaction to the node, drain its outbox, then call
-    /// [`ClientService::after_submit`] with the key.
-    Submit(crate::tx::VerifiedTx),
 }
 
 impl ClientService {
@@ -77,6 +72,7 @@ impl ClientService {
             count: 0,
             waiters_max,
             submit_timeout,
+            unchecked: Vec::new(),
             stats: ServiceStats::default(),
         }
     }
@@ -90,14 +86,15 @@ impl ClientService {
         self.count
     }
 
-    /// Decodes and answers one request, or registers a submission.
+    /// Decodes and answers one request, or queues a submission for
+    /// [`ClientService::admit`].
     pub fn on_request<S: Store>(
         &mut self,
         node: &Node<S>,
         request: net::ClientRequest,
         connected_peers: impl FnOnce() -> u32,
         undecodable_frames: u64,
-    ) -> Result<Handled, NodeError> {
+    ) -> Result<(), NodeError> {
         self.stats.requests += 1;
         let net::ClientRequest { frame, respond, .. } = request;
         let decoded = match ClientRequest::from_frame(&frame) {
@@ -106,34 +103,18 @@ impl ClientService {
                 self.stats.malformed += 1;
                 debug!(target: "pbft::client", reason = %e, "malformed client request");
                 let _ = respond.send(ClientResponse::Malformed.to_frame());
-                return Ok(Handled::Done);
+                return Ok(());
             }
         };
         let answer = match decoded {
             ClientRequest::Submit(tx) => {
                 self.stats.submitted += 1;
-                let tx = match crate::tx::VerifiedTx::check(tx, node.replica().network()) {
-                    Some(tx) => tx,
-                    None => {
-                        self.reject(respond, SubmitRejected::BadSignature);
-                        return Ok(Handled::Done);
-                    }
-                };
-                if self.count >= self.waiters_max {
+                if self.count + self.unchecked.len() >= self.waiters_max {
                     self.reject(respond, SubmitRejected::Busy);
-                    return Ok(Handled::Done);
+                } else {
+                    self.unchecked.push((tx, respond));
                 }
-                let key = (tx.from, tx.nonce);
-                let deadline = Instant::now() + self.submit_timeout;
-                self.waiters.entry(key).or_default().push(Waiter {
-                    tx_id: tx.id(),
-                    respond,
-                    deadline,
-                });
-                self.count += 1;
-                self.expiries.push_back((deadline, key));
-                self.compact_expiries();
-                return Ok(Handled::Submit(tx));
+                return Ok(());
             }
             ClientRequest::Balance(account) => {
                 let a = node.account(&account);
@@ -152,7 +133,45 @@ impl ClientService {
             }
         };
         let _ = respond.send(answer.to_frame());
-        Ok(Handled::Done)
+        Ok(())
+    }
+
+    /// Checks the signatures of the queued submissions in one batch
+    /// (`tx::VerifiedTx::check_all`), answers the bad ones, registers a
+    /// waiter for each good one and returns them for the node (in arrival
+    /// order). The runtime then feeds them to the node and calls
+    /// [`ClientService::after_submit`] for each after the flush.
+    pub fn admit(&mut self, network: NetworkId) -> Vec<VerifiedTx> {
+        if self.unchecked.is_empty() {
+            return Vec::new();
+        }
+        let (txs, responders): (Vec<Transaction>, Vec<_>) =
+            std::mem::take(&mut self.unchecked).into_iter().unzip();
+        let mut admitted = Vec::with_capacity(txs.len());
+        for (checked, respond) in VerifiedTx::check_all(txs, network)
+            .into_iter()
+            .zip(responders)
+        {
+            let tx = match checked {
+                Some(tx) => tx,
+                None => {
+                    self.reject(respond, SubmitRejected::BadSignature);
+                    continue;
+                }
+            };
+            let key = (tx.from, tx.nonce);
+            let deadline = Instant::now() + self.submit_timeout;
+            self.waiters.entry(key).or_default().push(Waiter {
+                tx_id: tx.id(),
+                respond,
+                deadline,
+            });
+            self.count += 1;
+            self.expiries.push_back((deadline, key));
+            admitted.push(tx);
+        }
+        self.compact_expiries();
+        admitted
     }
 
     /// Called after the node handled a submission and its outbox was
@@ -251,6 +270,9 @@ impl ClientService {
 
     /// Answers every waiter: the replica is shutting down.
     pub fn shutdown(&mut self) {
+        for (_, respond) in std::mem::take(&mut self.unchecked) {
+            self.reject(respond, SubmitRejected::ShuttingDown);
+        }
         let keys: Vec<Key> = self.waiters.keys().copied().collect();
         for key in keys {
             self.fail(&key, SubmitRejected::ShuttingDown);
