@@ -1,45 +1,170 @@
 //! The client endpoint: a replica's [`ClientServer`] and the client's
 //! [`ClientConnector`].
 //!
-//! Clients use their own port and ALPN (`pbft-client/1`), so client load and
-//! client-facing bugs can't touch the replica mesh. Each request is one
-//! bidirectional stream: the client writes one frame and finishes its side;
-//! the server hands the frame to the node and writes back the one response
-//! frame the node sends on `respond`.
+//! Clients use their own port and ALPN (`pbft-client/2`), so client load and
+//! client-facing bugs can't touch the replica mesh. A client talks to a
+//! replica over a *session*: one bidirectional stream per connection on
+//! which it writes request records and reads response records, any number
+//! in flight (up to a cap) and answered in any order:
+//!
+//! ```text
+//! record = len: u32 LE (of what follows) ‖ id: u64 LE ‖ kind: u8 ‖ payload
+//! client → replica  kind 0: payload = one request frame
+//! replica → client  kind 0: payload = the response frame
+//!                   kind 1: busy (no request slot free at the replica)
+//!                   kind 2: no response (the node dropped the request)
+//! ```
+//!
+//! Why not one stream per request (as until stop 10): every transfer then
+//! opened and closed a stream at each of the four replicas, and each of
+//! those cost the replica a spawned task, two timers and quinn's stream
+//! bookkeeping, and the client four stream set-ups; a session costs none of
+//! that per request, and records written together leave in one write. A
+//! lost packet now delays the session's other requests (head-of-line
+//! blocking), which a client that is latency-sensitive across a lossy
+//! network could avoid by opening more than one session.
 //!
 //! The client pins each replica's genesis key (it will only talk to the real
 //! replica). The server accepts any ed25519 certificate: clients are not
 //! members, and their transactions carry their own signatures, so the TLS key
 //! only tells the node *which* client is asking ([`ClientRequest::client_key`]).
 //!
-//! Bounds: at most `CLIENT_CONNECTIONS` connections and `CLIENT_STREAMS`
-//! concurrent requests per connection (a QUIC stream limit, so the client
-//! simply waits); at most `queue_max` requests in flight in total (queued for
-//! the node or awaiting its response), beyond which a request's stream is
-//! reset as busy; a response not produced within `CLIENT_RESPONSE_SECS` is
-//! reset too.
+//! Bounds: at most `CLIENT_CONNECTIONS` connections, `CLIENT_STREAMS`
+//! sessions per connection (a QUIC stream limit) and `SESSION_IN_FLIGHT`
+//! requests in flight per session (the client's connector waits for a free
+//! slot; a client that sends more anyway loses its connection); at most
+//! `queue_max` requests in flight in total (queued for the node or awaiting
+//! its response), beyond which a request is answered "busy". A record over
+//! the frame cap closes the connection (`FRAME_TOO_LARGE`). An answer costs
+//! the replica nothing until the node produces it: the node's own timeouts
+//! (`submit_timeout`) bound how long it holds a request.
 
 use super::tls::{self, Identity, Pin};
 use super::{codes, connection_error, limits, transport_config, NetError};
 use crate::crypto::{KeyPair, PublicKey};
 use quinn::{Connection, Endpoint, VarInt};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+const KIND_FRAME: u8 = 0;
+const KIND_BUSY: u8 = 1;
+const KIND_NO_RESPONSE: u8 = 2;
+/// Bytes of a record after the length: id and kind.
+const RECORD_HEAD: usize = 8 + 1;
+/// Records a writer puts into one write when several are ready.
+const COALESCE_BYTES_MAX: usize = 64 * 1024;
+
+fn put_record(buf: &mut Vec<u8>, id: u64, kind: u8, payload: &[u8]) {
+    buf.extend_from_slice(&((RECORD_HEAD + payload.len()) as u32).to_le_bytes());
+    buf.extend_from_slice(&id.to_le_bytes());
+    buf.push(kind);
+    buf.extend_from_slice(payload);
+}
+
+/// Why reading the next record failed.
+enum ReadFailure {
+    /// The stream ended cleanly between records.
+    Ended,
+    /// The declared length is outside `RECORD_HEAD..=RECORD_HEAD + max`.
+    BadLength(usize),
+    Read(quinn::ReadError),
+}
+
+/// Reads one record: `(id, kind, payload)`.
+async fn read_record(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<(u64, u8, Vec<u8>), ReadFailure> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(ReadFailure::Ended),
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(ReadFailure::Read(e)),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if !(RECORD_HEAD..=RECORD_HEAD + max).contains(&len) {
+        return Err(ReadFailure::BadLength(len));
+    }
+    let mut body = vec![0u8; len];
+    match recv.read_exact(&mut body).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(ReadFailure::Ended),
+        Err(quinn::ReadExactError::ReadError(e)) => return Err(ReadFailure::Read(e)),
+    }
+    let id = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
+    let kind = body[8];
+    body.drain(..RECORD_HEAD);
+    Ok((id, kind, body))
+}
 
 /// One client request, as handed to the node.
 #[derive(Debug)]
 pub struct ClientRequest {
     /// The request frame, at most `frame_bytes_max` bytes, not yet decoded.
     pub frame: Vec<u8>,
-    /// Send the one response frame here; dropping it resets the client's
-    /// stream ("no response").
-    pub respond: oneshot::Sender<Vec<u8>>,
+    /// Send the one response frame here; dropping it answers "no response".
+    pub respond: Responder,
     /// The key the client presented in its TLS certificate.
     pub client_key: PublicKey,
+}
+
+/// Where the answer to one request goes. It holds the request's slots
+/// (its session's and the server's) until the answer has been written.
+pub struct Responder {
+    id: u64,
+    to: mpsc::UnboundedSender<Answer>,
+    slots: Option<Slots>,
+}
+
+struct Slots {
+    _session: OwnedSemaphorePermit,
+    _server: Option<OwnedSemaphorePermit>,
+}
+
+struct Answer {
+    id: u64,
+    kind: u8,
+    payload: Vec<u8>,
+    _slots: Slots,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Responder({})", self.id)
+    }
+}
+
+impl Responder {
+    /// Answers the request with `frame`; gives it back if the session is gone.
+    pub fn send(mut self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.answer(KIND_FRAME, frame)
+    }
+
+    fn answer(&mut self, kind: u8, payload: Vec<u8>) -> Result<(), Vec<u8>> {
+        let Some(slots) = self.slots.take() else {
+            return Err(payload);
+        };
+        self.to
+            .send(Answer {
+                id: self.id,
+                kind,
+                payload,
+                _slots: slots,
+            })
+            .map_err(|e| e.0.payload)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.answer(KIND_NO_RESPONSE, Vec::new());
+    }
 }
 
 /// A replica's client-facing QUIC endpoint.
@@ -144,76 +269,129 @@ async fn serve_connection(
     max: usize,
 ) {
     loop {
-        let (mut send, mut recv) = match conn.accept_bi().await {
+        let (send, recv) = match conn.accept_bi().await {
             Ok(streams) => streams,
             Err(e) => {
                 debug!(target: "pbft::net", client = ?client_key, reason = %e, "client disconnected");
                 return;
             }
         };
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            let _ = send.reset(codes::BUSY);
-            let _ = recv.stop(codes::BUSY);
-            continue;
-        };
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let deadline =
-                tokio::time::Instant::now() + Duration::from_secs(limits::CLIENT_RESPONSE_SECS);
-            let frame = match tokio::time::timeout_at(deadline, recv.read_to_end(max)).await {
-                Ok(Ok(frame)) => frame,
-                Ok(Err(quinn::ReadToEndError::TooLong)) => {
-                    warn!(target: "pbft::net", client = ?client_key, max, "client frame over the size cap refused");
-                    let _ = recv.stop(codes::FRAME_TOO_LARGE);
-                    let _ = send.reset(codes::FRAME_TOO_LARGE);
-                    return;
-                }
-                Ok(Err(e)) => {
-                    debug!(target: "pbft::net", client = ?client_key, reason = %e, "client stream failed");
-                    return;
-                }
-                Err(_) => {
-                    let _ = send.reset(codes::TIMEOUT);
-                    return;
-                }
-            };
-            let (respond, response) = oneshot::channel();
-            let request = ClientRequest {
-                frame,
-                respond,
-                client_key,
-            };
-            if tx.try_send(request).is_err() {
-                let _ = send.reset(codes::BUSY);
+        tokio::spawn(serve_session(
+            conn.clone(),
+            send,
+            recv,
+            client_key,
+            tx.clone(),
+            in_flight.clone(),
+            max,
+        ));
+    }
+}
+
+/// Reads a session's request records and hands them to the node; a writer
+/// task sends the answers back as the node produces them.
+async fn serve_session(
+    conn: Connection,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    client_key: PublicKey,
+    tx: mpsc::Sender<ClientRequest>,
+    in_flight: Arc<Semaphore>,
+    max: usize,
+) {
+    let (answers, answers_rx) = mpsc::unbounded_channel::<Answer>();
+    // Ends once every Responder is gone (or the client stops reading).
+    tokio::spawn(write_answers(send, answers_rx));
+    let slots = Arc::new(Semaphore::new(limits::SESSION_IN_FLIGHT));
+    loop {
+        let (id, kind, frame) = match read_record(&mut recv, max).await {
+            Ok(record) => record,
+            Err(ReadFailure::Ended) => return,
+            Err(ReadFailure::BadLength(len)) => {
+                warn!(target: "pbft::net", client = ?client_key, len, max,
+                    "client record over the size cap; connection closed");
+                conn.close(codes::FRAME_TOO_LARGE, b"frame too large");
                 return;
             }
-            let stopped = send.stopped();
-            tokio::select! {
-                r = response => match r {
-                    Ok(bytes) => {
-                        match tokio::time::timeout_at(deadline, send.write_all(&bytes)).await {
-                            Ok(Ok(())) => { let _ = send.finish(); }
-                            _ => { let _ = send.reset(codes::TIMEOUT); }
-                        }
-                    }
-                    Err(_) => { let _ = send.reset(codes::NO_RESPONSE); }
-                },
-                _ = stopped => {}
-                _ = tokio::time::sleep_until(deadline) => { let _ = send.reset(codes::TIMEOUT); }
+            Err(ReadFailure::Read(e)) => {
+                debug!(target: "pbft::net", client = ?client_key, reason = %e, "client session ended");
+                return;
             }
-        });
+        };
+        let Ok(session_slot) = slots.clone().try_acquire_owned() else {
+            warn!(target: "pbft::net", client = ?client_key,
+                cap = limits::SESSION_IN_FLIGHT, "client over its in-flight cap; connection closed");
+            conn.close(codes::BUSY, b"too many requests in flight");
+            return;
+        };
+        if kind != KIND_FRAME {
+            conn.close(codes::FRAME_TOO_LARGE, b"unknown record kind");
+            return;
+        }
+        let mut respond = Responder {
+            id,
+            to: answers.clone(),
+            slots: Some(Slots {
+                _session: session_slot,
+                _server: None,
+            }),
+        };
+        let Ok(server_slot) = in_flight.clone().try_acquire_owned() else {
+            let _ = respond.answer(KIND_BUSY, Vec::new());
+            continue;
+        };
+        if let Some(slots) = respond.slots.as_mut() {
+            slots._server = Some(server_slot);
+        }
+        let request = ClientRequest {
+            frame,
+            respond,
+            client_key,
+        };
+        if let Err(e) = tx.try_send(request) {
+            let mut respond = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => {
+                    r.respond
+                }
+            };
+            let _ = respond.answer(KIND_BUSY, Vec::new());
+        }
     }
+}
+
+/// Writes answers as they come, several at once when several are ready.
+/// A record's slots are freed only once it is written, so a client that
+/// stops reading holds at most its session's cap of answers here.
+async fn write_answers(mut send: quinn::SendStream, mut answers: mpsc::UnboundedReceiver<Answer>) {
+    let mut buf = Vec::new();
+    let mut written = Vec::new();
+    while let Some(first) = answers.recv().await {
+        buf.clear();
+        put_record(&mut buf, first.id, first.kind, &first.payload);
+        written.push(first);
+        while buf.len() < COALESCE_BYTES_MAX {
+            let Ok(next) = answers.try_recv() else {
+                break;
+            };
+            put_record(&mut buf, next.id, next.kind, &next.payload);
+            written.push(next);
+        }
+        if send.write_all(&buf).await.is_err() {
+            return;
+        }
+        written.clear();
+    }
+    let _ = send.finish();
 }
 
 struct Replica {
     addr: SocketAddr,
     config: quinn::ClientConfig,
-    conn: tokio::sync::Mutex<Option<Connection>>,
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
 }
 
 /// A client's connections to the replicas (one lazily dialled, reused
-/// connection per replica, each replica's key pinned).
+/// connection and session per replica, each replica's key pinned).
 pub struct ClientConnector {
     endpoint: Endpoint,
     replicas: Vec<Replica>,
@@ -249,7 +427,7 @@ impl ClientConnector {
                 Ok(Replica {
                     addr,
                     config,
-                    conn: tokio::sync::Mutex::new(None),
+                    session: tokio::sync::Mutex::new(None),
                 })
             })
             .collect::<Result<Vec<_>, NetError>>()?;
@@ -286,12 +464,12 @@ impl ClientConnector {
             .get(replica)
             .ok_or(NetError::UnknownReplica(replica))?;
         let attempt = async {
-            let (conn, fresh) = self.connection(r).await?;
-            match exchange(&conn, frame).await {
+            let (session, fresh) = self.session(r).await?;
+            match session.exchange(frame).await {
                 Err(NetError::Unreachable(reason)) if !fresh => {
                     debug!(target: "pbft::net", replica, %reason, "cached connection dead; redialling");
-                    let (conn, _) = self.connection(r).await?;
-                    exchange(&conn, frame).await
+                    let (session, _) = self.session(r).await?;
+                    session.exchange(frame).await
                 }
                 other => other,
             }
@@ -307,11 +485,11 @@ impl ClientConnector {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 
-    /// The live connection to `r`, dialling if needed; `true` if just dialled.
-    async fn connection(&self, r: &Replica) -> Result<(Connection, bool), NetError> {
-        let mut slot = r.conn.lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
-            return Ok((conn.clone(), false));
+    /// The live session with `r`, dialling if needed; `true` if just dialled.
+    async fn session(&self, r: &Replica) -> Result<(Arc<Session>, bool), NetError> {
+        let mut slot = r.session.lock().await;
+        if let Some(session) = slot.as_ref().filter(|s| s.alive()) {
+            return Ok((session.clone(), false));
         }
         *slot = None;
         let connecting = self
@@ -323,9 +501,214 @@ impl ClientConnector {
             Ok(Err(e)) => return Err(connection_error(&e)),
             Err(_) => return Err(NetError::Timeout),
         };
-        *slot = Some(conn.clone());
-        Ok((conn, true))
+        let session = Arc::new(Session::open(conn).await?);
+        *slot = Some(session.clone());
+        Ok((session, true))
     }
+}
+
+/// Why a client session ended (kept to answer later requests with it).
+#[derive(Clone, Debug)]
+enum Ended {
+    FrameTooLarge,
+    Unreachable(String),
+    Closed(String),
+}
+
+impl Ended {
+    fn error(&self) -> NetError {
+        match self {
+            Ended::FrameTooLarge => NetError::FrameTooLarge,
+            Ended::Unreachable(s) => NetError::Unreachable(s.clone()),
+            Ended::Closed(s) => NetError::Closed(s.clone()),
+        }
+    }
+
+    fn of_connection(e: &quinn::ConnectionError) -> Ended {
+        match e {
+            quinn::ConnectionError::ApplicationClosed(c)
+                if c.error_code == codes::FRAME_TOO_LARGE =>
+            {
+                Ended::FrameTooLarge
+            }
+            quinn::ConnectionError::ApplicationClosed(c) if c.error_code == codes::BUSY => {
+                Ended::Closed("server busy".into())
+            }
+            other => Ended::Unreachable(other.to_string()),
+        }
+    }
+}
+
+type Waiter = oneshot::Sender<Result<Vec<u8>, NetError>>;
+
+/// Requests awaiting their answers, or why the session ended. Each request
+/// keeps its in-flight slot until its answer arrives, even if its caller
+/// gave up (`None` waiter): the replica frees its slot only when it answers,
+/// so the two counts stay equal and the client never exceeds the cap.
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, (Option<Waiter>, OwnedSemaphorePermit)>,
+    ended: Option<Ended>,
+}
+
+impl Pending {
+    /// Ends the session: every waiter, and every later request, gets `why`.
+    fn end(&mut self, why: Ended) {
+        for (_, (w, _slot)) in self.waiters.drain() {
+            if let Some(w) = w {
+                let _ = w.send(Err(why.error()));
+            }
+        }
+        self.ended.get_or_insert(why);
+    }
+}
+
+/// One session with a replica: a writer task sends request records (several
+/// at once when several are ready), a reader task hands each answer to its
+/// waiter.
+struct Session {
+    conn: Connection,
+    records: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Arc<Mutex<Pending>>,
+    next_id: AtomicU64,
+    slots: Arc<Semaphore>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Forgets a request's waiter if the request is abandoned (timed out); its
+/// slot stays taken until the answer arrives.
+struct Registered<'a> {
+    pending: &'a Mutex<Pending>,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Some((waiter, _)) = lock(self.pending).waiters.get_mut(&self.id) {
+            *waiter = None;
+        }
+    }
+}
+
+fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    pending.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Session {
+    async fn open(conn: Connection) -> Result<Session, NetError> {
+        let (send, recv) = conn.open_bi().await.map_err(|e| connection_error(&e))?;
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let (records, records_rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_records(send, records_rx, pending.clone()));
+        let reader = tokio::spawn(read_answers(conn.clone(), recv, pending.clone()));
+        Ok(Session {
+            conn,
+            records,
+            pending,
+            next_id: AtomicU64::new(0),
+            slots: Arc::new(Semaphore::new(limits::SESSION_IN_FLIGHT)),
+            tasks: [writer, reader],
+        })
+    }
+
+    fn alive(&self) -> bool {
+        self.conn.close_reason().is_none() && lock(&self.pending).ended.is_none()
+    }
+
+    /// Sends one request and awaits its answer. Cancel-safe: dropping the
+    /// future abandons the request (its record may still be sent).
+    async fn exchange(&self, frame: &[u8]) -> Result<Vec<u8>, NetError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| NetError::Closed("session closed".into()))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.pending);
+            if let Some(why) = &pending.ended {
+                return Err(why.error());
+            }
+            pending.waiters.insert(id, (Some(tx), slot));
+        }
+        let _registered = Registered {
+            pending: &self.pending,
+            id,
+        };
+        let mut record = Vec::with_capacity(4 + RECORD_HEAD + frame.len());
+        put_record(&mut record, id, KIND_FRAME, frame);
+        if self.records.send(record).is_err() {
+            return Err(NetError::Closed("session closed".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(NetError::Closed("session closed".into())))
+    }
+}
+
+async fn write_records(
+    mut send: quinn::SendStream,
+    mut records: mpsc::UnboundedReceiver<Vec<u8>>,
+    pending: Arc<Mutex<Pending>>,
+) {
+    while let Some(mut buf) = records.recv().await {
+        while buf.len() < COALESCE_BYTES_MAX {
+            let Ok(next) = records.try_recv() else {
+                break;
+            };
+            buf.extend_from_slice(&next);
+        }
+        if let Err(e) = send.write_all(&buf).await {
+            let why = match e {
+                quinn::WriteError::ConnectionLost(e) => Ended::of_connection(&e),
+                quinn::WriteError::Stopped(code) => Ended::Closed(reset_reason(code).to_string()),
+                other => Ended::Closed(other.to_string()),
+            };
+            lock(&pending).end(why);
+            return;
+        }
+    }
+}
+
+async fn read_answers(conn: Connection, mut recv: quinn::RecvStream, pending: Arc<Mutex<Pending>>) {
+    let why = loop {
+        match read_record(&mut recv, crate::codec::FRAME_BYTES_MAX).await {
+            Ok((id, kind, payload)) => {
+                let answer = match kind {
+                    KIND_FRAME => Ok(payload),
+                    KIND_BUSY => Err(reset_reason(codes::BUSY)),
+                    KIND_NO_RESPONSE => Err(reset_reason(codes::NO_RESPONSE)),
+                    other => Err(NetError::Closed(format!("unknown answer kind {other}"))),
+                };
+                let waiter = lock(&pending).waiters.remove(&id);
+                if let Some((Some(w), _slot)) = waiter {
+                    let _ = w.send(answer);
+                }
+            }
+            Err(ReadFailure::Ended) => break Ended::Closed("replica ended the session".into()),
+            Err(ReadFailure::BadLength(len)) => {
+                conn.close(codes::FRAME_TOO_LARGE, b"answer over the size cap");
+                break Ended::Closed(format!("answer of {len} bytes over the cap"));
+            }
+            Err(ReadFailure::Read(quinn::ReadError::ConnectionLost(e))) => {
+                break Ended::of_connection(&e)
+            }
+            Err(ReadFailure::Read(quinn::ReadError::Reset(code))) => {
+                break Ended::Closed(reset_reason(code).to_string())
+            }
+            Err(ReadFailure::Read(other)) => break Ended::Closed(other.to_string()),
+        }
+    };
+    lock(&pending).end(why);
 }
 
 fn reset_reason(code: VarInt) -> NetError {
@@ -336,25 +719,4 @@ fn reset_reason(code: VarInt) -> NetError {
         codes::TIMEOUT => NetError::Closed("response timed out".into()),
         other => NetError::Closed(format!("stream reset ({other})")),
     }
-}
-
-/// One request/response on a fresh bidirectional stream.
-async fn exchange(conn: &Connection, frame: &[u8]) -> Result<Vec<u8>, NetError> {
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| connection_error(&e))?;
-    send.write_all(frame).await.map_err(|e| match e {
-        quinn::WriteError::ConnectionLost(e) => connection_error(&e),
-        quinn::WriteError::Stopped(code) => reset_reason(code),
-        other => NetError::Closed(other.to_string()),
-    })?;
-    send.finish().map_err(|e| NetError::Closed(e.to_string()))?;
-    recv.read_to_end(crate::codec::FRAME_BYTES_MAX)
-        .await
-        .map_err(|e| match e {
-            quinn::ReadToEndError::TooLong => NetError::FrameTooLarge,
-            quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)) => reset_reason(code),
-            quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(e)) => {
-                connection_error(&e)
-            }
-            quinn::ReadToEndError::Read(other) => NetError::Closed(other.to_string()),
-        })
 }

@@ -33,8 +33,8 @@
 //!   reads and writes per connection are capped, as are concurrent
 //!   handshakes. Every drop is counted in [`NetStats`].
 //!
-//! Clients use a separate port and ALPN ([`client`]): one bidirectional
-//! stream per request, one response frame back.
+//! Clients use a separate port and ALPN ([`client`]): a session stream per
+//! connection carrying numbered request and response records.
 
 mod client;
 mod peer;
@@ -43,7 +43,7 @@ mod tls;
 #[cfg(test)]
 mod tests;
 
-pub use client::{ClientConnector, ClientRequest, ClientServer};
+pub use client::{ClientConnector, ClientRequest, ClientServer, Responder};
 pub use peer::Transport;
 
 use crate::crypto::PublicKey;
@@ -238,10 +238,10 @@ pub(crate) mod limits {
     pub const RECEIVE_WINDOW: u32 = 32 * 1024 * 1024;
     /// Client connections a replica serves at once.
     pub const CLIENT_CONNECTIONS: usize = 1024;
-    /// Requests in flight on one client connection.
+    /// Sessions (bidirectional streams) one client connection may open.
     pub const CLIENT_STREAMS: u32 = 64;
-    /// A request whose response is not produced in this time is reset.
-    pub const CLIENT_RESPONSE_SECS: u64 = 60;
+    /// Requests in flight on one client session.
+    pub const SESSION_IN_FLIGHT: usize = 1024;
 }
 
 /// QUIC transport parameters for one endpoint.

@@ -320,6 +320,14 @@ async fn echo_server(key: &KeyPair, max: usize) -> (ClientServer, SocketAddr) {
             if req.frame == b"drop" {
                 continue; // drops `respond`
             }
+            if req.frame.starts_with(b"slow") {
+                // Answered later, after requests that came after it.
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = req.respond.send(req.frame);
+                });
+                continue;
+            }
             let mut out = req.client_key.0.to_vec();
             out.extend(req.frame.iter().rev());
             let _ = req.respond.send(out);
@@ -365,6 +373,66 @@ async fn client_round_trip_and_pinning() {
         assert!(started.elapsed() < wait);
         good.close().await;
         bad.close().await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// Many requests share one session: answers come back in the order the
+/// server produces them, each to its own request; a request abandoned by
+/// its caller (timed out) does not disturb the session when its late answer
+/// arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_carries_concurrent_requests_answered_out_of_order() {
+    bounded(async {
+        let server_key = KeyPair::from_label("session-server");
+        let client_key = KeyPair::from_label("session-client");
+        let (server, addr) = echo_server(&server_key, 1024).await;
+        let wait = Duration::from_secs(5);
+        let c = Arc::new(
+            ClientConnector::new(&client_key, vec![(server_key.public(), addr)], wait).unwrap(),
+        );
+        let slow = {
+            let c = c.clone();
+            tokio::spawn(async move { c.request(0, b"slow-1", wait).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        // The server takes 16 requests at once (its queue bound); 1 is the slow one.
+        let fast: Vec<_> = (0..12u32)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(
+                    async move { (i, c.request(0, format!("n{i}").as_bytes(), wait).await) },
+                )
+            })
+            .collect();
+        for f in fast {
+            let (i, resp) = f.await.unwrap();
+            let resp = resp.unwrap();
+            let want: Vec<u8> = format!("n{i}").bytes().rev().collect();
+            assert_eq!(&resp[32..], &want[..], "answer {i} went to its own request");
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "fast answers did not wait for the slow one: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(slow.await.unwrap().unwrap(), b"slow-1");
+        // Abandoned: the caller gives up before the answer; the answer
+        // arrives later and is dropped, and the session goes on.
+        let err = c
+            .request(0, b"slow-2", Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NetError::Timeout), "{err:?}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let resp = c.request(0, b"after", wait).await.unwrap();
+        assert_eq!(&resp[32..], b"retfa");
+        match Arc::try_unwrap(c) {
+            Ok(c) => c.close().await,
+            Err(_) => panic!("connector still shared"),
+        }
         server.shutdown().await;
     })
     .await;

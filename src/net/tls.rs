@@ -34,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 /// ALPN of the replica mesh.
 pub(crate) const ALPN_REPLICA: &[u8] = b"pbft/1";
 /// ALPN of the client endpoint.
-pub(crate) const ALPN_CLIENT: &[u8] = b"pbft-client/1";
+pub(crate) const ALPN_CLIENT: &[u8] = b"pbft-client/2";
 
 /// DER prefix of an ed25519 `SubjectPublicKeyInfo`:
 /// `SEQUENCE(42) { SEQUENCE(5) { OID 1.3.101.112 }, BIT STRING(33) { 0 unused bits, key } }`.

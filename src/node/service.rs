@@ -27,7 +27,6 @@ use crate::storage::Store;
 use crate::tx::{Transaction, VerifiedTx};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -35,7 +34,7 @@ type Key = (PublicKey, u64);
 
 struct Waiter {
     tx_id: Digest,
-    respond: oneshot::Sender<Vec<u8>>,
+    respond: net::Responder,
     deadline: Instant,
 }
 
@@ -60,7 +59,7 @@ pub struct ClientService {
     submit_timeout: Duration,
     /// Submissions received since the last [`ClientService::admit`], their
     /// signatures not checked yet (checked together, in one batch).
-    unchecked: Vec<(Transaction, oneshot::Sender<Vec<u8>>)>,
+    unchecked: Vec<(Transaction, net::Responder)>,
     stats: ServiceStats,
 }
 
@@ -289,7 +288,7 @@ impl ClientService {
         }
     }
 
-    fn reject(&mut self, respond: oneshot::Sender<Vec<u8>>, reason: SubmitRejected) {
+    fn reject(&mut self, respond: net::Responder, reason: SubmitRejected) {
         self.stats.rejected += 1;
         let _ = respond.send(ClientResponse::Rejected(reason).to_frame());
     }
