@@ -332,6 +332,7 @@ impl Client {
             tx_id: tx.id(),
             from: tx.from,
             nonce: tx.nonce,
+            checked: Mutex::new(BTreeMap::new()),
         };
         let request = ClientRequest::Submit(tx.clone());
         let answers = self
@@ -502,29 +503,47 @@ fn convert<T>(
         .collect()
 }
 
+/// A reply proof as received and the outcome of checking it.
+type CheckedReply = (ReplyProof, Result<Reply, String>);
+
 /// Judges the answers to one submission.
 struct Verdict<'a> {
     client: &'a Client,
     tx_id: Digest,
     from: PublicKey,
     nonce: u64,
+    /// Each replica's reply as last checked, and the outcome: `decide` runs
+    /// after every answer and looks at all of them, and each is checked once.
+    checked: Mutex<BTreeMap<usize, CheckedReply>>,
 }
 
 impl Verdict<'_> {
     /// Replica `i`'s reply if its proof holds and replica `i` signed it.
-    /// `decide` runs after every answer; the client's checker remembers
-    /// verified roots, so a signature is verified only once.
+    /// The client's checker remembers verified roots, so a block's root
+    /// signature is verified once for all of the client's replies in it.
     fn verified(&self, i: usize, proof: &ReplyProof) -> Result<Reply, String> {
-        let mut checker = self
-            .client
-            .replies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        match checker.check(&self.client.genesis.verifier, proof) {
-            Ok((signer, _)) if signer.index() != i => Err("reply signed by another replica".into()),
-            Ok((_, reply)) => Ok(reply),
-            Err(e) => Err(e.to_string()),
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, outcome)) = checked.get(&i) {
+            if seen == proof {
+                return outcome.clone();
+            }
         }
+        let outcome = {
+            let mut checker = self
+                .client
+                .replies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match checker.check(&self.client.genesis.verifier, proof) {
+                Ok((signer, _)) if signer.index() != i => {
+                    Err("reply signed by another replica".to_string())
+                }
+                Ok((_, reply)) => Ok(reply),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        checked.insert(i, (proof.clone(), outcome.clone()));
+        outcome
     }
 
     /// `Some` once the outcome is certain; with `fin`, always `Some` (the
