@@ -238,10 +238,14 @@ pub(crate) mod limits {
     pub const RECEIVE_WINDOW: u32 = 32 * 1024 * 1024;
     /// Client connections a replica serves at once.
     pub const CLIENT_CONNECTIONS: usize = 1024;
-    /// Sessions (bidirectional streams) one client connection may open.
-    pub const CLIENT_STREAMS: u32 = 64;
-    /// Requests in flight on one client session.
-    pub const SESSION_IN_FLIGHT: usize = 1024;
+    /// Sessions (bidirectional streams) one client connection may open (a
+    /// client needs one).
+    pub const CLIENT_STREAMS: u32 = 4;
+    /// Requests in flight on one client session. Every answer waiting to be
+    /// written holds one, so a client that sends without reading holds at
+    /// most this many answers per session (a "busy" answer is ≈ 100 bytes:
+    /// ≤ 100 MB for 1,024 such connections with 4 sessions each).
+    pub const SESSION_IN_FLIGHT: usize = 256;
 }
 
 /// QUIC transport parameters for one endpoint.
