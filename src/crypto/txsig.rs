@@ -144,6 +144,50 @@ fn holds_together(batch: &[&Prepared]) -> bool {
         .is_identity()
 }
 
+/// A signature by `key` over `msg` whose R carries the 8-torsion point
+/// `EIGHT_TORSION[t]` (t in 1..8): valid under this module's rule, refused
+/// by `verify_strict`. What a malicious client can make with its own key;
+/// for adversaries and tests.
+pub fn sign_torsioned(key: &super::KeyPair, msg: &Digest, t: usize) -> [u8; 64] {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    let mut wide = [0u8; 64];
+    let mut nonce_hash = blake3::Hasher::new_derive_key("pbft-ledger v1 torsioned nonce");
+    nonce_hash.update(&key.seed());
+    nonce_hash.update(&msg.0);
+    nonce_hash.finalize_xof().fill(&mut wide);
+    let nonce = Scalar::from_bytes_mod_order_wide(&wide);
+    let r_point = ED25519_BASEPOINT_POINT * nonce + EIGHT_TORSION[t % 8];
+    let r_bytes = r_point.compress().to_bytes();
+    let mut h = Sha512::new();
+    h.update(r_bytes);
+    h.update(key.public().0);
+    h.update(msg.0);
+    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+    let s = nonce + k * key.signing_key().to_scalar();
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&r_bytes);
+    sig[32..].copy_from_slice(s.as_bytes());
+    sig
+}
+
+/// `signature` with its scalar s replaced by s + ℓ: the same equation, a
+/// non-canonical encoding, refused by every check. For adversaries and tests.
+pub fn with_non_canonical_s(signature: &[u8; 64]) -> [u8; 64] {
+    // ℓ = 2^252 + 27742317777372353535851937790883648493, little endian.
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut out = *signature;
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = signature[32 + i] as u16 + L[i] as u16 + carry;
+        out[32 + i] = v as u8;
+        carry = v >> 8;
+    }
+    out
+}
+
 /// Checks one signature under the rule above.
 pub fn verify(item: Item<'_>) -> bool {
     prepare(&item).is_some_and(|p| holds_alone(&p))
@@ -223,27 +267,6 @@ mod tests {
             .collect()
     }
 
-    /// A signature that holds only up to torsion: R' = R + T for a torsion
-    /// point T, with s adjusted so that [s]B − [k']A − R' = −T (made with the
-    /// signer's secret, as a malicious client could). verify_strict rejects
-    /// it; under the cofactored rule it is valid — in both paths alike.
-    fn torsioned(key: &KeyPair, m: &Digest, t: usize) -> [u8; 64] {
-        let secret = key.signing_key().to_scalar();
-        let nonce = Scalar::from_bytes_mod_order_wide(&[7u8; 64]);
-        let r_point = ED25519_BASEPOINT_POINT * nonce + EIGHT_TORSION[t];
-        let r_bytes = r_point.compress().to_bytes();
-        let mut h = Sha512::new();
-        h.update(r_bytes);
-        h.update(key.public().0);
-        h.update(m.0);
-        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
-        let s = nonce + k * secret;
-        let mut sig = [0u8; 64];
-        sig[..32].copy_from_slice(&r_bytes);
-        sig[32..].copy_from_slice(s.as_bytes());
-        sig
-    }
-
     #[test]
     fn honest_signatures_hold_alone_and_together() {
         let cases = honest(40);
@@ -269,22 +292,7 @@ mod tests {
         cases[12].sig[1] ^= 1;
         cases[20].key = KeyPair::from_label("someone else").public();
         // Non-canonical s (s + ℓ).
-        let s = Scalar::from_canonical_bytes(cases[25].sig[32..].try_into().unwrap()).unwrap();
-        let mut big = [0u8; 32];
-        let mut carry = 0u16;
-        // ℓ = 2^252 + 27742317777372353535851937790883648493, little endian.
-        let mut l = [0u8; 32];
-        l[..16].copy_from_slice(&[
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
-            0xde, 0x14,
-        ]);
-        l[31] = 0x10;
-        for i in 0..32 {
-            let v = s.as_bytes()[i] as u16 + l[i] as u16 + carry;
-            big[i] = v as u8;
-            carry = v >> 8;
-        }
-        cases[25].sig[32..].copy_from_slice(&big);
+        cases[25].sig = with_non_canonical_s(&cases[25].sig);
         // A small-order R (the identity) and a small-order key.
         cases[30].sig[..32].copy_from_slice(EIGHT_TORSION[0].compress().as_bytes());
         cases[31].key = PublicKey(EIGHT_TORSION[1].compress().to_bytes());
@@ -295,7 +303,7 @@ mod tests {
             cases[j] = Case {
                 key: signer.public(),
                 msg: m,
-                sig: torsioned(&signer, &m, t),
+                sig: sign_torsioned(&signer, &m, t),
             };
         }
         let items = items(&cases);

@@ -1154,8 +1154,12 @@ impl Sim {
     }
 
     /// A Byzantine client: bad signatures, replayed nonces, conflicting
-    /// transactions for one nonce, reordered nonces, and floods, all with a
-    /// real funded key (its valid transactions count as submitted).
+    /// transactions for one nonce, reordered nonces, floods, signatures at
+    /// the edges of the transaction rule (`crypto::txsig`: torsioned ones,
+    /// valid; small-order R, non-canonical s or a small-order key, invalid),
+    /// sent to some replicas only so the others meet them in a PRE-PREPARE
+    /// (the batch check) — all with a real funded key (its valid
+    /// transactions count as submitted).
     fn byzantine_client_tick(&mut self) {
         let Some(mut b) = self.byzantine_client.take() else {
             return;
@@ -1164,7 +1168,7 @@ impl Sim {
         let me = Endpoint::ByzantineClient;
         let victims: Vec<PublicKey> = self.client_index.keys().copied().collect();
         let to = victims[self.client_rng.gen_range(0..victims.len())];
-        let action = self.client_rng.gen_range(0..6);
+        let action = self.client_rng.gen_range(0..8);
         self.hash_event(10, action, b.nonce, &[]);
         let valid = |b: &mut ByzantineClient, nonce: u64, amount: u64| {
             let tx = Transaction::transfer(network, &b.key, to, amount, nonce);
@@ -1203,6 +1207,33 @@ impl Sim {
                 self.checker.submitted.insert(earlier.id());
                 self.send_request(me, &later, None);
                 self.send_request(me, &earlier, None);
+            }
+            5 => {
+                // Valid under the rule, refused by verify_strict: every
+                // replica must accept it, whichever check meets it.
+                b.nonce += 1;
+                let mut tx = Transaction::transfer(network, &b.key, to, 2, b.nonce);
+                let t = self.client_rng.gen_range(1..8);
+                tx.signature =
+                    crate::crypto::txsig::sign_torsioned(&b.key, &tx.signing_digest(network), t);
+                b.sent.push(tx.clone());
+                self.checker.submitted.insert(tx.id());
+                self.send_request(me, &tx, Some(&|r| r % 2 == 0));
+            }
+            6 => {
+                // Invalid under the rule; never submitted, so S4 flags it if
+                // any block holds it.
+                b.nonce += 1;
+                let mut tx = Transaction::transfer(network, &b.key, to, 6, b.nonce);
+                let identity = curve25519_dalek::constants::EIGHT_TORSION[0].compress();
+                match self.client_rng.gen_range(0..3) {
+                    0 => tx.signature[..32].copy_from_slice(identity.as_bytes()),
+                    1 => tx.signature = crate::crypto::txsig::with_non_canonical_s(&tx.signature),
+                    _ => {
+                        tx.from = PublicKey(identity.to_bytes());
+                    }
+                }
+                self.send_request(me, &tx, Some(&|r| r % 2 == 1));
             }
             _ => {
                 for _ in 0..40 {
