@@ -4,7 +4,7 @@
 //!
 //! Replicas talk QUIC (quinn) with **mutual TLS 1.3**. There is no CA: each
 //! process presents a self-signed certificate made from its own ed25519 key and
-//! each side *pins* the other's key against genesis ([`tls`] explains the
+//! each side *pins* the other's key against genesis (`net::tls` explains the
 //! verifiers). A process whose key is not in genesis cannot complete a
 //! handshake, so it can neither send nor receive a single frame.
 //!
@@ -33,7 +33,7 @@
 //!   reads and writes per connection are capped, as are concurrent
 //!   handshakes. Every drop is counted in [`NetStats`].
 //!
-//! Clients use a separate port and ALPN ([`client`]): a session stream per
+//! Clients use a separate port and ALPN (`net::client`): a session stream per
 //! connection carrying numbered request and response records.
 
 mod client;

@@ -8,7 +8,7 @@
 //! or applied whole ([`MemoryStore::arm_crash`]) — partitions, and the
 //! clients' workload. As in the real runtime, a node ingests every input
 //! that reaches it at one instant and then syncs their writes in one
-//! group ([`Node::flush`], scheduled as [`Event::Flush`]); nothing it
+//! group ([`Node::flush`], scheduled as `Event::Flush`); nothing it
 //! produced leaves before that. Nothing reads the wall clock
 //! or an unseeded RNG and every collection iterated is ordered, so a seed
 //! replays exactly; the trace hash proves it.
