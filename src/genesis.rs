@@ -105,11 +105,20 @@ impl Genesis {
                     r.id
                 )));
             }
-            let key = PublicKey::from_hex(&r.public_key)
-                .filter(|k| k.verifying_key().is_some())
-                .ok_or_else(|| {
-                    invalid(format!("replicas[{i}].public_key is not an ed25519 key"))
-                })?;
+            let parsed = PublicKey::from_hex(&r.public_key).map(|k| (k, k.verifying_key()));
+            let key = match parsed {
+                Some((k, Some(v))) if !v.is_weak() => k,
+                Some((_, Some(_))) => {
+                    return Err(invalid(format!(
+                        "replicas[{i}].public_key is a small-order (weak) key: no signature by it is ever accepted"
+                    )))
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "replicas[{i}].public_key is not an ed25519 key"
+                    )))
+                }
+            };
             if replica_keys.contains(&key) {
                 return Err(invalid(format!(
                     "replicas[{i}].public_key repeats another replica's key"
@@ -137,6 +146,11 @@ impl Genesis {
             let key = PublicKey::from_hex(&a.account).ok_or_else(|| {
                 invalid(format!("accounts[{i}].account is not a 64-hex-digit key"))
             })?;
+            if key.point().is_none() {
+                return Err(invalid(format!(
+                    "accounts[{i}].account can never sign a transfer (not a canonical ed25519 key of large order); its funds could never move"
+                )));
+            }
             total = total
                 .checked_add(a.balance)
                 .ok_or_else(|| invalid("accounts: total supply overflows u64".into()))?;
@@ -298,6 +312,18 @@ mod tests {
         f.accounts[0].account = "nothex".into();
         let e = Genesis::from_file(f).unwrap_err().to_string();
         assert!(e.contains("accounts[0].account"), "{e}");
+        // The identity point: a valid encoding of a point of order 1.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let identity = hex::encode(identity);
+        let mut f = g.file.clone();
+        f.replicas[1].public_key = identity.clone();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("replicas[1].public_key is a small-order"), "{e}");
+        let mut f = g.file.clone();
+        f.accounts[0].account = identity;
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("accounts[0].account can never sign"), "{e}");
         let json = serde_json::to_string(&g.file)
             .unwrap()
             .replacen("{", "{\"extra\":1,", 1);
