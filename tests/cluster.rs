@@ -56,23 +56,36 @@ fn four_replicas_agree_and_conserve_supply() {
     }
 }
 
+/// What the client-library checks share: a runtime, the genesis, client 0's
+/// key and client 1's account.
+fn library_setup(
+    c: &Cluster,
+) -> (
+    tokio::runtime::Runtime,
+    pbft_ledger::genesis::Genesis,
+    pbft_ledger::crypto::KeyPair,
+    pbft_ledger::crypto::PublicKey,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let genesis = pbft_ledger::genesis::Genesis::load(&c.root.join("genesis.json")).unwrap();
+    let key = pbft_ledger::node::keyfile::read(Path::new(&c.key(0))).unwrap();
+    let to = pbft_ledger::crypto::PublicKey::from_hex(&c.accounts[1]).unwrap();
+    (rt, genesis, key, to)
+}
+
 /// Through the client library: a re-submitted transaction is answered from
 /// the replicas' reply cache (same height and receipt, PBFT §4.1); another
 /// transaction reusing that nonce is a conflict; an old nonce is stale.
 fn resubmissions_use_the_reply_cache(c: &Cluster) {
     use pbft_ledger::client::proto::SubmitRejected;
     use pbft_ledger::client::{Client, ClientError};
-    use pbft_ledger::crypto::PublicKey;
     use pbft_ledger::tx::Transaction;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, genesis, key, to) = library_setup(c);
     rt.block_on(async {
-        let genesis = pbft_ledger::genesis::Genesis::load(&c.root.join("genesis.json")).unwrap();
-        let key = pbft_ledger::node::keyfile::read(Path::new(&c.key(0))).unwrap();
         let client = Client::new(genesis.clone(), key.clone(), Duration::from_secs(15)).unwrap();
-        let to = PublicKey::from_hex(&c.accounts[1]).unwrap();
         let nonce = client.next_nonce().await.unwrap();
         let tx = Transaction::transfer(genesis.network, &key, to, 2, nonce);
         let first = client.submit(&tx).await.unwrap();
@@ -105,17 +118,11 @@ fn resubmissions_use_the_reply_cache(c: &Cluster) {
 fn forged_submissions_are_refused_next_to_a_good_one(c: &Cluster) {
     use pbft_ledger::client::proto::SubmitRejected;
     use pbft_ledger::client::{Client, ClientError};
-    use pbft_ledger::crypto::{KeyPair, PublicKey};
+    use pbft_ledger::crypto::KeyPair;
     use pbft_ledger::tx::{Receipt, Transaction};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, genesis, key, to) = library_setup(c);
     rt.block_on(async {
-        let genesis = pbft_ledger::genesis::Genesis::load(&c.root.join("genesis.json")).unwrap();
-        let key = pbft_ledger::node::keyfile::read(Path::new(&c.key(0))).unwrap();
         let client = Client::new(genesis.clone(), key.clone(), Duration::from_secs(15)).unwrap();
-        let to = PublicKey::from_hex(&c.accounts[1]).unwrap();
         let nonce = client.next_nonce().await.unwrap();
         let good = Transaction::transfer(genesis.network, &key, to, 1, nonce);
         let mut flipped = Transaction::transfer(genesis.network, &key, to, 50, nonce + 1);
