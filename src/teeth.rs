@@ -19,8 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub enum Tooth {
     QuorumTwoF = 1,
     SignersNotDeduplicated,
-    VoteNotPersisted,
-    PrePrepareNotPersisted,
+    RestartVotesInCrashView,
     OSetNotChecked,
     CommitSignatureNotChecked,
     NoCapOnFutureBuffering,
@@ -36,8 +35,7 @@ pub enum Tooth {
 pub const CATALOGUE: &[(&str, Tooth, &str)] = &[
     ("quorum-2f", Tooth::QuorumTwoF, "prepared, committed and NEW-VIEW need 2f matching messages instead of 2f+1"),
     ("signers-not-deduplicated", Tooth::SignersNotDeduplicated, "prepared certificates in VIEW-CHANGEs and commit certificates of fetched batches count signatures, not distinct signers"),
-    ("vote-not-persisted", Tooth::VoteNotPersisted, "a replica's own PREPARE and COMMIT are sent but never persisted, so a restart forgets them"),
-    ("pre-prepare-not-persisted", Tooth::PrePrepareNotPersisted, "a primary's own PRE-PREPARE is sent but never persisted, so a restart forgets what it proposed"),
+    ("restart-votes-in-crash-view", Tooth::RestartVotesInCrashView, "a replica restarted after a crash sends new PRE-PREPAREs and PREPAREs in the view it crashed in, though it no longer knows which ones it sent there"),
     ("o-set-not-checked", Tooth::OSetNotChecked, "a backup takes the null requests a NEW-VIEW re-proposes on trust instead of comparing them with the O-set it recomputes"),
     ("commit-signature-not-checked", Tooth::CommitSignatureNotChecked, "COMMITs, as votes and in fetched commit certificates, are decoded without checking their signatures"),
     ("no-cap-on-future-buffering", Tooth::NoCapOnFutureBuffering, "messages for future views are buffered without evicting the sender's oldest beyond its share"),

@@ -7,13 +7,15 @@
 //!   f+1 matching replies for ever (found by a silent-primary campaign seed).
 //! * Group commit: inputs ingested together share one synced write, nothing
 //!   they produce leaves before it, and a crash before it loses them whole.
+//! * A replica's PRE-PREPAREs and PREPAREs are written only by a clean stop;
+//!   restarted after a crash, a primary proposes nothing in that view.
 //! * A transaction is verified once per replica: a PRE-PREPARE may carry
 //!   one the backup already holds (checked on arrival), but anything else —
 //!   the same sender and nonce with another signature included — is checked.
 
 use pbft_ledger::consensus::messages::{Message, PrePrepare, Reply, ReplyChecker};
 use pbft_ledger::consensus::Config;
-use pbft_ledger::crypto::{KeyPair, PublicKey};
+use pbft_ledger::crypto::{KeyPair, Payload, PublicKey};
 use pbft_ledger::genesis::{self, Genesis};
 use pbft_ledger::node::{Node, NodeInput, Outgoing};
 use pbft_ledger::storage::memory::MemoryStore;
@@ -31,6 +33,10 @@ struct Cluster {
 
 impl Cluster {
     fn new(accounts: &[(PublicKey, u64)]) -> Cluster {
+        Cluster::with_config(accounts, Config::default())
+    }
+
+    fn with_config(accounts: &[(PublicKey, u64)], config: Config) -> Cluster {
         let keys: Vec<KeyPair> = (0..4)
             .map(|i| KeyPair::from_label(&format!("node-replies-{i}")))
             .collect();
@@ -47,7 +53,7 @@ impl Cluster {
             &keys.iter().map(|k| k.public()).collect::<Vec<_>>(),
             &addrs,
             accounts,
-            Config::default(),
+            config,
         )
         .expect("valid genesis");
         let stores: Vec<MemoryStore> = (0..4).map(|_| MemoryStore::new()).collect();
@@ -200,7 +206,11 @@ fn group_commit_holds_everything_until_the_flush_and_a_crash_loses_the_group() {
     assert_eq!(c.nodes[0].unsynced_writes(), 0);
     assert!(drain(&mut c.nodes[0]).is_empty());
     c.nodes[0].flush().unwrap();
-    assert_eq!(stored_votes(&c.stores[0]), 1, "the PRE-PREPARE is durable");
+    assert_eq!(
+        stored_votes(&c.stores[0]),
+        0,
+        "a PRE-PREPARE is not written (a crash makes the primary sit the view out)"
+    );
     let sent = drain(&mut c.nodes[0]);
     let [Outgoing::Broadcast(pp @ Message::PrePrepare { batch, .. })] = sent.as_slice() else {
         panic!("one PRE-PREPARE broadcast expected: {sent:?}");
@@ -210,51 +220,60 @@ fn group_commit_holds_everything_until_the_flush_and_a_crash_loses_the_group() {
         txs,
         "one batch for the group"
     );
-
-    // A backup ingests it: its PREPARE is written in the unsynced group and
-    // held back, the store does not have it yet.
-    let from = ReplicaId(0);
-    let input = || NodeInput::Message {
-        from,
-        message: pp.clone(),
+    let from = |r: u32, message: &Message| NodeInput::Message {
+        from: ReplicaId(r),
+        message: message.clone(),
     };
-    c.nodes[1].ingest(now, input()).unwrap();
-    assert_eq!(c.nodes[1].unsynced_writes(), 1);
-    assert!(
-        drain(&mut c.nodes[1]).is_empty(),
-        "nothing leaves before the sync"
-    );
-    assert_eq!(stored_votes(&c.stores[1]), 0);
-    c.nodes[1].flush().unwrap();
-    assert_eq!(stored_votes(&c.stores[1]), 1);
+
+    // Backup 1 prepares: nothing to write, its PREPARE leaves at once.
+    c.nodes[1].ingest(now, from(0, pp)).unwrap();
+    assert_eq!(c.nodes[1].unsynced_writes(), 0);
     let sent = drain(&mut c.nodes[1]);
+    let [Outgoing::Broadcast(prepare1 @ Message::Prepare(_))] = sent.as_slice() else {
+        panic!("one PREPARE broadcast expected: {sent:?}");
+    };
+
+    // Backup 2 ingests the PRE-PREPARE and backup 1's PREPARE together: it
+    // is prepared, and its certificate with its COMMIT is in the unsynced
+    // group; the COMMIT is held back until the flush.
+    c.nodes[2].ingest(now, from(0, pp)).unwrap();
+    c.nodes[2].ingest(now, from(1, prepare1)).unwrap();
+    assert_eq!(c.nodes[2].unsynced_writes(), 1);
+    let early = drain(&mut c.nodes[2]);
     assert!(
-        matches!(sent.as_slice(), [Outgoing::Broadcast(Message::Prepare(_))]),
-        "{sent:?}"
+        matches!(early.as_slice(), [Outgoing::Broadcast(Message::Prepare(_))]),
+        "only the PREPARE, which needed no write: {early:?}"
+    );
+    assert_eq!(stored_votes(&c.stores[2]), 0);
+    c.nodes[2].flush().unwrap();
+    assert_eq!(stored_votes(&c.stores[2]), 1, "its COMMIT is durable");
+    let late = drain(&mut c.nodes[2]);
+    assert!(
+        matches!(late.as_slice(), [Outgoing::Broadcast(Message::Commit(_))]),
+        "{late:?}"
     );
 
-    // Another backup dies before its flush: the group is gone whole (no
-    // vote stored, none sent), as if the PRE-PREPARE had been lost.
-    c.nodes[2].ingest(now, input()).unwrap();
-    assert_eq!(c.nodes[2].unsynced_writes(), 1);
-    c.restart(2);
-    assert_eq!(stored_votes(&c.stores[2]), 0);
-    assert!(drain(&mut c.nodes[2]).is_empty());
+    // Backup 3 dies before its flush: the group is gone whole (no vote
+    // stored, none sent).
+    c.nodes[3].ingest(now, from(0, pp)).unwrap();
+    c.nodes[3].ingest(now, from(1, prepare1)).unwrap();
+    assert_eq!(c.nodes[3].unsynced_writes(), 1);
+    c.restart(3);
+    assert_eq!(stored_votes(&c.stores[3]), 0);
+    assert!(drain(&mut c.nodes[3]).is_empty());
 
-    // Delivered again (a retransmission), everything commits and executes.
-    let mut queue = VecDeque::new();
-    queue.push_back((2, input()));
-    queue.push_back((3, input()));
-    for o in sent {
+    // Delivered again (retransmissions), everything commits and executes;
+    // backup 3, restarted after a crash, sends no PREPARE in view 0 but is
+    // prepared by 1's and 2's and commits.
+    let mut queue = VecDeque::from([
+        (3, from(0, pp)),
+        (0, from(1, prepare1)),
+        (3, from(1, prepare1)),
+    ]);
+    for o in early.iter().chain(&late) {
         if let Outgoing::Broadcast(message) = o {
-            for t in [0, 2, 3] {
-                queue.push_back((
-                    t,
-                    NodeInput::Message {
-                        from: ReplicaId(1),
-                        message: message.clone(),
-                    },
-                ));
+            for t in [0, 1, 3] {
+                queue.push_back((t, from(2, message)));
             }
         }
     }
@@ -384,4 +403,53 @@ fn fetches_are_served_at_a_bounded_rate_per_peer() {
     assert_eq!(served(1, t.plus_millis(20), 3), 1);
     assert_eq!(served(1, t.plus_millis(1_000), 10), 4);
     assert_eq!(c.nodes[0].fetches_refused(), 6 + 2 + 6);
+}
+
+#[test]
+fn a_clean_stop_saves_the_views_votes_and_after_a_crash_the_primary_sits_the_view_out() {
+    let client = KeyPair::from_label("saved-votes-client");
+    let payee = KeyPair::from_label("saved-votes-payee").public();
+    let config = Config {
+        pipeline_depth: 4,
+        ..Config::default()
+    };
+    let mut c = Cluster::with_config(&[(client.public(), 100)], config);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let tx = |nonce| {
+        let tx = Transaction::transfer(net, &client, payee, 1, nonce);
+        NodeInput::VerifiedRequest(VerifiedTx::check(tx, net).expect("well signed"))
+    };
+    let proposed = |out: Vec<Outgoing>| -> Vec<Seq> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outgoing::Broadcast(Message::PrePrepare { pre_prepare, .. }) => Some(
+                    PrePrepare::decode(&pre_prepare.payload)
+                        .expect("decodes")
+                        .seq,
+                ),
+                _ => None,
+            })
+            .collect()
+    };
+    // The primary proposes s1; nobody hears it.
+    c.nodes[0].handle(now, tx(1)).unwrap();
+    assert_eq!(proposed(drain(&mut c.nodes[0])), [Seq(1)]);
+    assert_eq!(stored_votes(&c.stores[0]), 0);
+
+    // A clean stop saves it; the start takes the marker away and the
+    // primary goes on above s1.
+    c.nodes[0].save_votes().unwrap();
+    assert_eq!(stored_votes(&c.stores[0]), 1);
+    c.restart(0);
+    assert_eq!(c.stores[0].get(Cf::Consensus, b"saved").unwrap(), None);
+    c.nodes[0].handle(now, tx(2)).unwrap();
+    assert_eq!(proposed(drain(&mut c.nodes[0])), [Seq(2)]);
+
+    // A crash (no save): the restarted primary cannot know it used s2 (not
+    // saved), so it proposes nothing in view 0.
+    c.restart(0);
+    c.nodes[0].handle(now, tx(3)).unwrap();
+    assert_eq!(proposed(drain(&mut c.nodes[0])), Vec::<Seq>::new());
+    assert_eq!(c.nodes[0].replica().view(), View(0));
 }

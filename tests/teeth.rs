@@ -18,8 +18,7 @@ use std::time::Instant;
 const EXPECTED: &[(Tooth, Option<Kind>, u64)] = &[
     (Tooth::QuorumTwoF, Some(Kind::Equivocate), 100),
     (Tooth::SignersNotDeduplicated, Some(Kind::Forge), 100),
-    (Tooth::VoteNotPersisted, Some(Kind::Mutate), 600),
-    (Tooth::PrePrepareNotPersisted, None, 200),
+    (Tooth::RestartVotesInCrashView, None, 200),
     (Tooth::OSetNotChecked, Some(Kind::BadNewView), 200),
     (Tooth::CommitSignatureNotChecked, Some(Kind::Forge), 100),
     (Tooth::NoCapOnFutureBuffering, Some(Kind::FarFlood), 100),

@@ -230,6 +230,11 @@ pub struct Recovered {
     pub last_executed: Seq,
     /// Checkpoint digest at `last_executed`, if it is a checkpoint seq.
     pub last_checkpoint_digest: Option<Digest>,
+    /// The replica stopped without saving its PRE-PREPAREs and PREPAREs (a
+    /// crash; see [`Replica::unsaved_votes`]): it may have sent some in its
+    /// recovered view that `ops` does not hold, so it sends no new ones
+    /// there.
+    pub votes_lost: bool,
 }
 
 /// Counters of what the core did and what it refused.
@@ -359,6 +364,12 @@ pub struct Replica {
     checkpoints: BTreeMap<Seq, BTreeMap<ReplicaId, Verified<Checkpoint>>>,
     own_checkpoints: BTreeMap<Seq, Digest>,
     votes: BTreeMap<(VoteKind, View, Seq), Digest>,
+    /// The view this replica was in when it stopped without saving its
+    /// PRE-PREPAREs and PREPAREs (`Recovered::votes_lost`). It sends no new
+    /// ones in that view, so it never contradicts one it forgot: it takes
+    /// part there only through COMMITs (whose prepared certificates are
+    /// persisted before they are sent) until the next view.
+    forgotten_view: Option<View>,
 
     pending: Pending,
     request_deadline: Option<Time>,
@@ -418,6 +429,7 @@ impl Replica {
             checkpoints: BTreeMap::new(),
             own_checkpoints: BTreeMap::new(),
             votes: BTreeMap::new(),
+            forgotten_view: None,
             pending,
             request_deadline: None,
             view_change_deadline: None,
@@ -438,6 +450,7 @@ impl Replica {
     /// slot keeps the votes of the highest view seen for it, and the double-sign
     /// guard learns every vote whatever its view.
     fn restore(&mut self, rec: Recovered) {
+        let votes_lost = rec.votes_lost;
         if let Some(d) = rec.last_checkpoint_digest {
             self.own_checkpoints.insert(rec.last_executed, d);
         }
@@ -549,6 +562,18 @@ impl Replica {
                 slot.reset_to(view);
             }
         }
+        if votes_lost {
+            self.forgotten_view = Some(view);
+            #[cfg(feature = "teeth")]
+            if crate::teeth::active(crate::teeth::Tooth::RestartVotesInCrashView) {
+                // Broken on purpose: votes the crash erased are not ours to
+                // contradict, as far as this replica knows.
+                self.forgotten_view = None;
+            }
+            tracing::info!(replica = %self.me, %view,
+                "restarted without a record of the pre-prepares and prepares it sent; \
+                 sending none in this view (commits only until the next view)");
+        }
         if self.changing_to.is_some() {
             // Resume waiting for the NEW-VIEW: re-send our VIEW-CHANGE soon.
             // The NEW-VIEW timer restarts once 2f+1 VIEW-CHANGEs are in again.
@@ -651,17 +676,6 @@ impl Replica {
 
     /// The next action to execute, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
-        #[cfg(feature = "teeth")]
-        if let Some(Action::Persist(ops)) = self.actions.front_mut() {
-            // Broken on purpose: our own votes are sent but never made durable.
-            use crate::teeth::{active, Tooth};
-            if active(Tooth::VoteNotPersisted) {
-                ops.retain(|op| !matches!(op, PersistOp::Prepare(_) | PersistOp::Commit(_)));
-            }
-            if active(Tooth::PrePrepareNotPersisted) {
-                ops.retain(|op| !matches!(op, PersistOp::PrePrepare { .. }));
-            }
-        }
         self.actions.pop_front()
     }
 
@@ -898,6 +912,35 @@ impl Replica {
             );
         }
         self.key.sign(self.verifier.network(), self.me, value)
+    }
+
+    /// Whether we may sign a PRE-PREPARE or PREPARE we have not signed
+    /// before in `view`: not in a view whose such votes a crash erased.
+    fn may_vote_afresh(&self, view: View) -> bool {
+        self.forgotten_view.is_none_or(|f| view > f)
+    }
+
+    /// Our PRE-PREPAREs (with their batches) and PREPAREs of the current
+    /// view, which are never written while the replica runs (the double-sign
+    /// guard needs them only across a restart, see `forgotten_view`). A
+    /// driver stopping cleanly persists them, so the restarted replica keeps
+    /// voting in the view.
+    pub fn unsaved_votes(&self) -> Vec<PersistOp> {
+        let mut ops = Vec::new();
+        for slot in self.slots.values().filter(|s| s.view == self.view) {
+            if let (Some(pp), Some((_, bytes))) = (&slot.pre_prepare, &slot.batch) {
+                if pp.signer() == self.me {
+                    ops.push(PersistOp::PrePrepare {
+                        pre_prepare: pp.signed().clone(),
+                        batch: bytes.to_vec(),
+                    });
+                }
+            }
+            if let Some(p) = slot.prepares.get(&self.me) {
+                ops.push(PersistOp::Prepare(p.signed().clone()));
+            }
+        }
+        ops
     }
 
     /// Whether signing `kind` for `(view, seq)` with `digest` would conflict

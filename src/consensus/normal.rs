@@ -130,8 +130,7 @@ impl Replica {
     }
 
     /// Records an accepted PRE-PREPARE (fresh or from a NEW-VIEW) and, as a
-    /// backup, prepares it. Returns the PREPARE to send, if any, so a NEW-VIEW
-    /// can persist all of its PREPAREs in one write.
+    /// backup, prepares it and sends the PREPARE.
     pub(super) fn accept_pre_prepare(
         &mut self,
         pp: Verified<PrePrepare>,
@@ -140,14 +139,14 @@ impl Replica {
     ) {
         if let Some(prepare) = self.record_pre_prepare(pp, batch, bytes) {
             self.actions
-                .push_back(Action::Persist(vec![PersistOp::Prepare(prepare.clone())]));
-            self.actions
                 .push_back(Action::Broadcast(Message::Prepare(prepare)));
         }
     }
 
-    /// Stores the PRE-PREPARE in its slot and signs our PREPARE (backups only).
-    /// The caller persists and sends the PREPARE, in that order.
+    /// Stores the PRE-PREPARE in its slot and signs our PREPARE (backups
+    /// only, and not in a view whose votes a crash erased). The caller sends
+    /// it. It is not persisted: the double-sign guard survives a crash by
+    /// `forgotten_view`, a clean stop by [`Replica::unsaved_votes`].
     pub(super) fn record_pre_prepare(
         &mut self,
         pp: Verified<PrePrepare>,
@@ -155,12 +154,12 @@ impl Replica {
         bytes: Arc<[u8]>,
     ) -> Option<crate::crypto::Signed<Prepare>> {
         let (view, seq, digest) = (pp.view, pp.seq, pp.digest);
-        let backup = self.cluster.primary(view) != self.me;
+        let prepare_it = self.cluster.primary(view) != self.me && self.may_vote_afresh(view);
         let slot = self.slot_mut(seq);
         slot.pre_prepare = Some(pp);
         slot.batch = Some((batch, bytes));
         let mut out = None;
-        if backup {
+        if prepare_it {
             let prepare = self.sign_vote(
                 VoteKind::Prepare,
                 view,

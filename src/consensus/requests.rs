@@ -10,7 +10,7 @@
 //! batches grow on their own while the pipeline is full (adaptive batching).
 
 use super::messages::PrePrepare;
-use super::{Action, PersistOp, Replica, Slot, VoteKind};
+use super::{Action, Replica, Slot, VoteKind};
 use crate::crypto::PublicKey;
 use crate::tx::{batch_digest, Batch, Transaction, VerifiedTx};
 use std::collections::{BTreeMap, BTreeSet};
@@ -211,7 +211,13 @@ impl Replica {
         }
         self.timer_strikes = self.timer_strikes.saturating_add(1);
         self.retransmit_votes();
-        if self.timer_strikes >= 2 && !self.is_primary() {
+        if self.is_primary() && !self.may_vote_afresh(self.view) {
+            // A primary restarted after a crash cannot propose in this view:
+            // it asks for the next one at once.
+            tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
+                "request timer expired; restarted primary cannot propose in this view, suspecting itself");
+            self.suspect_primary();
+        } else if self.timer_strikes >= 2 && !self.is_primary() {
             tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
                 "request timer expired again; suspecting the primary");
             self.suspect_primary();
@@ -227,7 +233,8 @@ impl Replica {
     }
 
     pub(super) fn form_batches(&mut self) {
-        while self.is_primary() && self.pending.has_unproposed() {
+        while self.is_primary() && self.may_vote_afresh(self.view) && self.pending.has_unproposed()
+        {
             let seq = self.next_seq;
             let high = self.low.0 + self.cfg.watermark_window;
             if seq.0 > high {
@@ -260,11 +267,6 @@ impl Replica {
             PrePrepare { view, seq, digest },
         );
         self.next_seq = seq.next();
-        self.actions
-            .push_back(Action::Persist(vec![PersistOp::PrePrepare {
-                pre_prepare: pp.signed().clone(),
-                batch: bytes.to_vec(),
-            }]));
         self.actions
             .push_back(Action::Broadcast(super::messages::Message::PrePrepare {
                 pre_prepare: pp.signed().clone(),

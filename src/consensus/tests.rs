@@ -602,10 +602,12 @@ fn broadcast_new_view(actions: &[Action]) -> Signed<NewView> {
 /// request, multicasts a pre-prepare message ... and appends it to its log").
 ///
 /// Setup: replica 0, primary of view 0, holding nothing.
-/// Expect: one client request gives exactly Persist(PRE-PREPARE v0 s1 with its
-/// batch) then Broadcast(the same PRE-PREPARE): durable before anyone sees it.
+/// Expect: one client request gives exactly Broadcast(PRE-PREPARE v0 s1 with
+/// its batch), not persisted (a crash makes the restarted primary sit the view
+/// out, see `restarted_primary_proposes_nothing_in_its_crash_view`); a clean
+/// stop saves it (`unsaved_votes`).
 #[test]
-fn primary_persists_pre_prepare_before_broadcasting_it() {
+fn primary_broadcasts_pre_prepare_and_saves_it_only_on_a_clean_stop() {
     let net = Net::new(4);
     let mut r0 = net.replica(0);
     let tx = net.tx(0, 1);
@@ -613,14 +615,10 @@ fn primary_persists_pre_prepare_before_broadcasting_it() {
 
     let acts = feed(&mut r0, at(0), Input::Request(tx));
 
-    assert_eq!(
-        net.describe(&acts),
-        [
-            "Persist[PrePrepare(v0,s1,A)@r0]",
-            "Broadcast(PrePrepare(v0,s1,A)@r0)",
-        ]
-    );
+    assert_eq!(net.describe(&acts), ["Broadcast(PrePrepare(v0,s1,A)@r0)"]);
     assert_eq!(r0.pending_requests(), 1);
+    let saved = Action::Persist(r0.unsaved_votes());
+    assert_eq!(net.describe(&[saved]), ["Persist[PrePrepare(v0,s1,A)@r0]"]);
 }
 
 /// §4.2 with this implementation's pipeline bound (`pipeline_depth`, STYLE 9).
@@ -628,7 +626,7 @@ fn primary_persists_pre_prepare_before_broadcasting_it() {
 /// Setup: primary 0, pipeline depth 2; three requests arrive one by one.
 /// Expect: s1 and s2 are proposed, the third request waits (no action); when
 /// s1 commits (2f PREPAREs, then 2f+1 COMMITs with its own) the primary emits
-/// Execute(s1) and then proposes the waiting request at s3, persisted first.
+/// Execute(s1) and then proposes the waiting request at s3.
 #[test]
 fn primary_pipeline_bound_defers_proposal_until_execution() {
     let net = Net::new(4);
@@ -638,9 +636,9 @@ fn primary_pipeline_bound_defers_proposal_until_execution() {
     net.batch("C", T0_MS, vec![net.tx(0, 3)]);
 
     let acts = feed(&mut r0, at(0), Input::Request(net.tx(0, 1)));
-    assert_eq!(net.describe(&acts)[0], "Persist[PrePrepare(v0,s1,A)@r0]");
+    assert_eq!(net.describe(&acts), ["Broadcast(PrePrepare(v0,s1,A)@r0)"]);
     let acts = feed(&mut r0, at(0), Input::Request(net.tx(0, 2)));
-    assert_eq!(net.describe(&acts)[0], "Persist[PrePrepare(v0,s2,B)@r0]");
+    assert_eq!(net.describe(&acts), ["Broadcast(PrePrepare(v0,s2,B)@r0)"]);
     let acts = feed(&mut r0, at(0), Input::Request(net.tx(0, 3)));
     assert_eq!(net.describe(&acts), Vec::<String>::new(), "pipeline full");
 
@@ -659,7 +657,6 @@ fn primary_pipeline_bound_defers_proposal_until_execution() {
         net.describe(&acts),
         [
             "Execute(s1,A,cert@[r0,r1,r2])",
-            "Persist[PrePrepare(v0,s3,C)@r0]",
             "Broadcast(PrePrepare(v0,s3,C)@r0)",
         ]
     );
@@ -674,22 +671,17 @@ fn primary_pipeline_bound_defers_proposal_until_execution() {
 ///
 /// Setup: backup 1 in view 0.
 /// Expect: a valid PRE-PREPARE (v0, s1, A) from primary 0 gives exactly
-/// Persist(PREPARE) then Broadcast(PREPARE), and nothing is counted as ignored.
+/// Broadcast(PREPARE) (not persisted, like the primary's PRE-PREPARE), and
+/// nothing is counted as ignored.
 #[test]
-fn backup_accepts_pre_prepare_persisting_prepare_before_broadcast() {
+fn backup_accepts_pre_prepare_and_broadcasts_its_prepare() {
     let net = Net::new(4);
     let mut r1 = net.replica(1);
     let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
 
     let acts = deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
 
-    assert_eq!(
-        net.describe(&acts),
-        [
-            "Persist[Prepare(v0,s1,A)@r1]",
-            "Broadcast(Prepare(v0,s1,A)@r1)",
-        ]
-    );
+    assert_eq!(net.describe(&acts), ["Broadcast(Prepare(v0,s1,A)@r1)"]);
     assert!(r1.stats().ignored.is_empty());
 }
 
@@ -1012,13 +1004,7 @@ fn quorums_for_seven_replicas() {
     let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
     let mut r1 = net.replica(1);
     let acts = deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
-    assert_eq!(
-        net.describe(&acts),
-        [
-            "Persist[Prepare(v0,s1,A)@r1]",
-            "Broadcast(Prepare(v0,s1,A)@r1)",
-        ]
-    );
+    assert_eq!(net.describe(&acts), ["Broadcast(Prepare(v0,s1,A)@r1)"]);
 
     for i in [2, 3] {
         let acts = deliver(&mut r1, at(0), i, net.prepare(i, 0, 1, a.digest));
@@ -1533,7 +1519,7 @@ fn new_primary_sends_new_view_reproposing_prepared_and_null_requests() {
 ///
 /// Setup: replica 0 (a backup in view 1) in view 0; primary 1's NEW-VIEW.
 /// Expect: exactly Persist([NEW-VIEW, View v1]), EnteredView(v1), then per O
-/// entry Persist(PREPARE) then Broadcast(PREPARE): s1 null, s2 B.
+/// entry Broadcast(PREPARE): s1 null, s2 B.
 #[test]
 fn backup_accepts_correct_new_view_and_prepares_its_o_set() {
     let net = Net::new(4);
@@ -1548,9 +1534,7 @@ fn backup_accepts_correct_new_view_and_prepares_its_o_set() {
         [
             format!("Persist[{nv}, View(v1)]"),
             "EnteredView(v1)".to_string(),
-            "Persist[Prepare(v1,s1,null)@r0]".to_string(),
             "Broadcast(Prepare(v1,s1,null)@r0)".to_string(),
-            "Persist[Prepare(v1,s2,B)@r0]".to_string(),
             "Broadcast(Prepare(v1,s2,B)@r0)".to_string(),
         ]
     );
@@ -1760,15 +1744,18 @@ fn view_change_timeout_doubles_up_to_the_cap() {
 
 // ----- restarts (no equivocation across a crash) -----------------------------------
 
-/// §4.2 safety across a crash (the paper's replicas keep their log in stable
-/// storage; here every vote is persisted before it is sent).
+/// §4.2 safety across a crash. The paper's replicas keep their log in stable
+/// storage; here a PREPARE is not written when sent. A clean stop saves it
+/// (`unsaved_votes`); after a crash the replica sends no new PREPARE in the
+/// view it crashed in, since it cannot know which ones it sent there.
 ///
-/// Setup: backup 1 accepted PRE-PREPARE (v0, s1, A) and crashed; it restarts
-/// from exactly the ops it asked to persist.
-/// Expect: a PRE-PREPARE (v0, s1, B) from the (Byzantine) primary is dropped
-/// ("conflicts with a prepare we signed"): no second PREPARE for (v0, s1).
-/// The original PRE-PREPARE is accepted again and yields the very same signed
-/// PREPARE, persisted then broadcast.
+/// Setup: backup 1 accepted PRE-PREPARE (v0, s1, A) and stopped; it restarts
+/// from the votes a clean stop saved, or from nothing after a crash.
+/// Expect: clean stop — a PRE-PREPARE (v0, s1, B) from the (Byzantine)
+/// primary is dropped ("conflicts with a prepare we signed"); the original
+/// one is accepted again and yields the very same signed PREPARE. Crash —
+/// the PRE-PREPARE for B is recorded but gives no PREPARE at all, and neither
+/// does a fresh one at s2; in view 1 it prepares again.
 #[test]
 fn restarted_backup_does_not_sign_a_conflicting_prepare() {
     let net = Net::new(4);
@@ -1776,63 +1763,93 @@ fn restarted_backup_does_not_sign_a_conflicting_prepare() {
     let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
     let mut r1 = net.replica(1);
     let before = deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
-    let ops = persisted(&before);
-    assert_eq!(ops.len(), 1);
+    let saved = r1.unsaved_votes();
+    assert_eq!(saved.len(), 1);
 
-    let recovered = Recovered {
-        ops,
-        last_executed: Seq(0),
-        last_checkpoint_digest: None,
-    };
-    let mut r1 = net.restart(1, recovered);
+    let mut r1 = net.restart(
+        1,
+        Recovered {
+            ops: saved,
+            ..Recovered::default()
+        },
+    );
     net.expect_ignored(
         &mut r1,
         0,
         net.pre_prepare(0, 1, &b),
         "pre-prepare: conflicts with a prepare we signed",
     );
-
     let after = deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
-    assert_eq!(
-        net.describe(&after),
-        [
-            "Persist[Prepare(v0,s1,A)@r1]",
-            "Broadcast(Prepare(v0,s1,A)@r1)",
-        ]
+    assert_eq!(net.describe(&after), ["Broadcast(Prepare(v0,s1,A)@r1)"]);
+    let prepare = |acts: &[Action]| match acts {
+        [Action::Broadcast(Message::Prepare(p))] => p.clone(),
+        other => panic!("not one PREPARE: {:?}", net.describe(other)),
+    };
+    assert_eq!(prepare(&after), prepare(&before), "the same signed PREPARE");
+
+    // After a crash (backup 2 here: backup 1 leads view 1).
+    let mut r2 = net.restart(
+        2,
+        Recovered {
+            votes_lost: true,
+            ..Recovered::default()
+        },
     );
-    assert_eq!(
-        persisted(&after),
-        persisted(&before),
-        "the same signed PREPARE"
+    let acts = deliver(&mut r2, at(0), 0, net.pre_prepare(0, 1, &b));
+    assert_eq!(net.describe(&acts), Vec::<String>::new());
+    let c = net.batch("C", T0_MS, vec![net.tx(0, 3)]);
+    let acts = deliver(&mut r2, at(0), 0, net.pre_prepare(0, 2, &c));
+    assert_eq!(net.describe(&acts), Vec::<String>::new());
+    assert!(r2.stats().ignored.is_empty(), "recorded, not refused");
+    let nv = new_view_v1(&net);
+    let acts = deliver(&mut r2, at(0), 1, Message::NewView(nv));
+    assert!(
+        net.describe(&acts)
+            .contains(&"Broadcast(Prepare(v1,s2,B)@r2)".to_string()),
+        "{:?}",
+        net.describe(&acts)
     );
 }
 
 /// §4.2 safety across a crash, for the primary: a sequence number is assigned
 /// once.
 ///
-/// Setup: primary 0 proposed A at s1, then restarted from its persisted ops.
-/// Expect: a new request is proposed at s2 — Persist then Broadcast of
-/// PRE-PREPARE (v0, s2, B) — never a second batch at s1.
+/// Setup: primary 0 proposed A at s1 and stopped; it restarts from the votes
+/// a clean stop saved, or from nothing after a crash.
+/// Expect: clean stop — a new request is proposed at s2, never a second
+/// batch at s1. Crash — it proposes nothing in view 0 (it cannot know which
+/// seqs it used); at its first request-timer expiry it suspects itself.
 #[test]
 fn restarted_primary_does_not_reuse_a_seq() {
     let net = Net::new(4);
     net.batch("A", T0_MS, vec![net.tx(0, 1)]);
     net.batch("B", T0_MS, vec![net.tx(0, 2)]);
     let mut r0 = net.replica(0);
-    let ops = persisted(&feed(&mut r0, at(0), Input::Request(net.tx(0, 1))));
+    feed(&mut r0, at(0), Input::Request(net.tx(0, 1)));
     let recovered = Recovered {
-        ops,
+        ops: r0.unsaved_votes(),
         ..Recovered::default()
     };
     let mut r0 = net.restart(0, recovered);
-
     let acts = feed(&mut r0, at(0), Input::Request(net.tx(0, 2)));
-    assert_eq!(
-        net.describe(&acts),
-        [
-            "Persist[PrePrepare(v0,s2,B)@r0]",
-            "Broadcast(PrePrepare(v0,s2,B)@r0)",
-        ]
+    assert_eq!(net.describe(&acts), ["Broadcast(PrePrepare(v0,s2,B)@r0)"]);
+
+    let mut r0 = net.restart(
+        0,
+        Recovered {
+            votes_lost: true,
+            ..Recovered::default()
+        },
+    );
+    let acts = feed(&mut r0, at(0), Input::Request(net.tx(0, 2)));
+    assert_eq!(net.describe(&acts), Vec::<String>::new());
+    let timeout = config().request_timeout_ms;
+    let acts = feed(&mut r0, at(timeout), Input::Tick);
+    assert!(
+        net.describe(&acts)
+            .contains(&"Broadcast(Suspect(v0)@r0)".to_string()),
+        "{:?}",
+        net.describe(&acts)
     );
 }
 
@@ -1983,8 +2000,8 @@ fn backup_request_bookkeeping_stays_bounded() {
 /// whose V has: 1 with a stable checkpoint at s2 (proof of 1, 2, 3) and B
 /// prepared at s3; 2 with A prepared at s1 (below min-s, so not re-proposed);
 /// 3 with nothing.
-/// Expect: Persist([NEW-VIEW, View v1]), EnteredView(v1), Persist(PREPARE v1
-/// s3 B), Broadcast(it), then Send(Fetch s1..s2) to the next peer.
+/// Expect: Persist([NEW-VIEW, View v1]), EnteredView(v1), Broadcast(PREPARE
+/// v1 s3 B), then Send(Fetch s1..s2) to the next peer.
 #[test]
 fn new_view_above_a_later_stable_checkpoint() {
     let net = Net::new(4);
@@ -2024,7 +2041,6 @@ fn new_view_above_a_later_stable_checkpoint() {
         [
             format!("Persist[{nv}, View(v1)]"),
             "EnteredView(v1)".to_string(),
-            "Persist[Prepare(v1,s3,B)@r0]".to_string(),
             "Broadcast(Prepare(v1,s3,B)@r0)".to_string(),
             "Send(r1,Fetch(s1..s2))".to_string(),
         ]
@@ -2040,9 +2056,13 @@ fn new_view_above_a_later_stable_checkpoint() {
 /// Setup: replica 2 gets PRE-PREPARE(v0,s1,A) and PREPARE from 3 (prepared,
 /// COMMIT v0 sent), SUSPECTs from 3 and 1 (VIEW-CHANGE), the NEW-VIEW of
 /// view 1, and restarts from its persisted ops (in write order, and as read
-/// back from a store).
-/// Expect: PREPARE(v1,s1,A) from 3 alone makes it prepared in view 1: it
-/// persists the certificate with COMMIT(v1,s1,A) and broadcasts the COMMIT.
+/// back from a store), after a clean stop (its view-1 PREPARE saved) or a
+/// crash (`votes_lost`).
+/// Expect: clean stop — PREPARE(v1,s1,A) from 3 alone makes it prepared in
+/// view 1 (with its own PREPARE): it persists the certificate with
+/// COMMIT(v1,s1,A) and broadcasts the COMMIT. Crash — it sent a PREPARE it
+/// no longer holds, so 3's is not enough; with 0's it is prepared by
+/// [r0, r3] and commits the same way.
 #[test]
 fn restarted_backup_prepares_the_new_views_o_set() {
     let net = Net::new(4);
@@ -2066,21 +2086,35 @@ fn restarted_backup_prepares_the_new_views_o_set() {
     ];
     let nv = net.new_view(1, 1, vcs, &[(1, a.digest)]);
     acts.extend(deliver(&mut r2, at(0), 1, Message::NewView(nv)));
-    for (name, ops) in [("write", persisted(&acts)), ("store", through_store(&acts))] {
+    let mut stopped = acts.clone();
+    stopped.push(Action::Persist(r2.unsaved_votes()));
+    for (name, ops, votes_lost) in [
+        ("write", persisted(&stopped), false),
+        ("store", through_store(&stopped), false),
+        ("crash write", persisted(&acts), true),
+        ("crash store", through_store(&acts), true),
+    ] {
         let mut r2 = net.restart(
             2,
             Recovered {
                 ops,
+                votes_lost,
                 ..Recovered::default()
             },
         );
         assert_eq!(r2.view(), View(1), "{name}");
-        let x = deliver(&mut r2, at(0), 3, net.prepare(3, 1, 1, a.digest));
+        let mut x = deliver(&mut r2, at(0), 3, net.prepare(3, 1, 1, a.digest));
+        let mut prepared_by = "r2,r3";
+        if votes_lost {
+            assert_eq!(net.describe(&x), Vec::<String>::new(), "{name}");
+            x = deliver(&mut r2, at(0), 0, net.prepare(0, 1, 1, a.digest));
+            prepared_by = "r0,r3";
+        }
         assert_eq!(
             net.describe(&x),
             [
-                "Persist[Prepared(PrePrepare(v1,s1,A)@r1,prepares@[r2,r3]), Commit(v1,s1,A)@r2]",
-                "Broadcast(Commit(v1,s1,A)@r2)",
+                format!("Persist[Prepared(PrePrepare(v1,s1,A)@r1,prepares@[{prepared_by}]), Commit(v1,s1,A)@r2]"),
+                "Broadcast(Commit(v1,s1,A)@r2)".to_string(),
             ],
             "{name}"
         );

@@ -135,6 +135,7 @@ impl<S: Store> Node<S> {
         mut store: S,
     ) -> Result<Node<S>, NodeError> {
         let network = genesis.network.0;
+        let mut existed = false;
         match store.get(Cf::Meta, persist::KEY_GENESIS)? {
             Some(g) if g != network.0 => {
                 return Err(StorageError::GenesisMismatch {
@@ -143,7 +144,7 @@ impl<S: Store> Node<S> {
                 }
                 .into())
             }
-            Some(_) => {}
+            Some(_) => existed = true,
             None => {
                 if store.last(Cf::Blocks)?.is_some() || store.last(Cf::Consensus)?.is_some() {
                     return Err(StorageError::Corrupt(
@@ -203,11 +204,21 @@ impl<S: Store> Node<S> {
             }
         };
         let k = genesis.config().checkpoint_interval;
+        // Votes saved by a clean stop are in the log now; the marker goes
+        // (durably) before this run signs anything, so a crash of this run
+        // is never mistaken for a clean stop.
+        let saved = store.get(Cf::Consensus, persist::KEY_SAVED)?.is_some();
+        if saved {
+            let mut batch = WriteBatch::default();
+            batch.delete(Cf::Consensus, persist::KEY_SAVED);
+            store.write(batch)?;
+        }
         let recovered = Recovered {
             ops: persist::load_ops(&store)?,
             last_executed: Seq(tip.height),
             last_checkpoint_digest: (tip.height > 0 && tip.height.is_multiple_of(k))
                 .then(|| ledger::checkpoint_digest(tip.block_hash, state_root)),
+            votes_lost: existed && !saved,
         };
         let mut replica = Replica::new(
             genesis.config().clone(),
@@ -337,6 +348,19 @@ impl<S: Store> Node<S> {
         self.store.write_group(u.batches)?;
         self.outbox.extend(u.outbox);
         self.committed.extend(u.committed);
+        Ok(())
+    }
+
+    /// For a clean stop: makes everything ingested durable, then saves the
+    /// PRE-PREPAREs and PREPAREs this replica signed in its current view
+    /// (never written while it runs) with the marker that says so, so the
+    /// next start keeps voting in the view. Nothing may be handled after it.
+    pub fn save_votes(&mut self) -> Result<(), NodeError> {
+        self.flush()?;
+        let mut batch = WriteBatch::default();
+        persist::add_ops(&mut batch, &self.replica.unsaved_votes());
+        batch.put(Cf::Consensus, persist::KEY_SAVED, Vec::new());
+        self.store.write(batch)?;
         Ok(())
     }
 

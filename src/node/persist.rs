@@ -5,6 +5,8 @@
 //! consensus  "view"                      -> PersistOp::View
 //!            "vc" / "nv"                 -> our latest VIEW-CHANGE / NEW-VIEW
 //!            "stable"                    -> PersistOp::StableCheckpoint
+//!            "saved"                     -> empty: the replica stopped cleanly
+//!                                           and saved its votes (see below)
 //!            'o' seq(be) view(be) kind   -> our PRE-PREPARE / PREPARE / COMMIT
 //!            'p' seq(be)                 -> prepared certificate (highest view)
 //! blocks     'b' height(be)              -> header bytes ++ batch bytes
@@ -15,7 +17,11 @@
 //! ```
 //!
 //! Votes and certificates at or below a stable checkpoint are deleted in the
-//! same write that records the checkpoint.
+//! same write that records the checkpoint. A running replica writes its
+//! COMMITs (with their prepared certificates) but not its PRE-PREPAREs and
+//! PREPAREs; a clean stop writes those too, with "saved", and the next start
+//! deletes "saved" before it votes again. A start without "saved" on a store
+//! that existed is a restart after a crash (`Recovered::votes_lost`).
 
 use crate::codec;
 use crate::consensus::messages::{Commit, CommittedBatch};
@@ -34,6 +40,7 @@ pub const KEY_STABLE: &[u8] = b"stable";
 pub const KEY_GENESIS: &[u8] = b"genesis";
 pub const KEY_SCHEMA: &[u8] = b"schema";
 pub const KEY_TIP: &[u8] = b"tip";
+pub const KEY_SAVED: &[u8] = b"saved";
 
 const OP_BYTES_MAX: usize = codec::FRAME_BYTES_MAX;
 

@@ -387,6 +387,13 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
     }
     d.service.shutdown();
     clients.shutdown().await;
+    if outcome.is_ok() {
+        // A clean stop: the next start may keep voting in this view. If this
+        // fails, the next start treats the stop as a crash (still safe).
+        if let Err(e) = d.node.save_votes() {
+            warn!(replica = %me, error = %e, "could not save this view's votes; the next start will sit this view out");
+        }
+    }
     #[cfg(feature = "byzantine")]
     if let Some(a) = &d.adversary {
         let s = a.stats();
