@@ -3,7 +3,8 @@
 # temporary directory, loaded by `pbft-client bench`, then a summary.
 #
 #   scripts/bench.sh [--txs N] [--concurrency C] [--rate R] [--base-port P]
-#                    [--batch-txs-max B] [--pipeline-depth D] [--deadline-s S] [--no-build] [--keep] [--json]
+#                    [--batch-txs-max B] [--pipeline-depth D] [--deadline-s S]
+#                    [--client-threads T] [--no-build] [--keep] [--json]
 #
 #   --txs N            transfers to commit (default 20000)
 #   --concurrency C    sender accounts / transfers in flight (default 64)
@@ -12,6 +13,7 @@
 #   --batch-txs-max B  consensus.batch_txs_max of the generated testnet
 #   --pipeline-depth D consensus.pipeline_depth of the generated testnet
 #   --deadline-s S     bound on the client run (default 600)
+#   --client-threads T the client's runtime threads (default 1; 0 = one per core)
 #   --no-build         use the binaries already in $CARGO_TARGET_DIR/release
 #   --keep             keep the temporary directory (logs, stores)
 #   --json             print the summary as one JSON object (the client's
@@ -31,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2
   echo "(see the header of $0 for every option)" >&2
   exit 2
 }
@@ -43,6 +45,7 @@ BASE_PORT=27000
 BATCH=""
 DEPTH=""
 DEADLINE_S=600
+CLIENT_THREADS=1
 BUILD=1
 KEEP=0
 JSON=0
@@ -57,6 +60,7 @@ while [ $# -gt 0 ]; do
     --batch-txs-max) need_value "$@"; BATCH=$2; shift 2 ;;
     --pipeline-depth) need_value "$@"; DEPTH=$2; shift 2 ;;
     --deadline-s) need_value "$@"; DEADLINE_S=$2; shift 2 ;;
+    --client-threads) need_value "$@"; CLIENT_THREADS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
     --json) JSON=1; shift ;;
@@ -67,6 +71,7 @@ done
 is_uint "$TXS" || { echo "error: --txs must be a positive integer" >&2; usage; }
 is_uint "$CONC" || { echo "error: --concurrency must be a positive integer" >&2; usage; }
 is_uint "$DEADLINE_S" || { echo "error: --deadline-s must be a positive integer" >&2; usage; }
+[[ "$CLIENT_THREADS" =~ ^[0-9]+$ ]] || { echo "error: --client-threads must be a non-negative integer" >&2; usage; }
 if [ -n "$RATE" ] && ! [[ "$RATE" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
   echo "error: --rate must be a positive number (tx/s)" >&2; usage
 fi
@@ -187,7 +192,7 @@ children_s() {
 before=()
 for pid in "${PIDS[@]}"; do before+=("$(cpu_ticks "$pid")"); done
 client_args=(--network "$NET" --key "$NET/clients/client-0.key" --timeout-ms 10000
-  bench --txs "$TXS" --concurrency "$CONC" --deadline-s "$DEADLINE_S" --json)
+  bench --txs "$TXS" --concurrency "$CONC" --deadline-s "$DEADLINE_S" --threads "$CLIENT_THREADS" --json)
 [ -n "$RATE" ] && client_args+=(--rate "$RATE")
 say "== pbft-client bench --txs $TXS --concurrency $CONC${RATE:+ --rate $RATE}"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
