@@ -281,6 +281,9 @@ struct Slot {
     /// Prepared certificate from the highest view this replica prepared in.
     prepared: Option<(View, PreparedProof)>,
     committed: Option<CommittedEntry>,
+    /// Signers whose vote arrived after it could matter and was neither
+    /// checked nor kept (see `Replica::skip_late_vote`; at most 2n).
+    late: std::collections::BTreeSet<(VoteKind, ReplicaId)>,
 }
 
 /// A verified normal-case message, routed by view.
@@ -782,14 +785,30 @@ impl Replica {
                     Err(_) => self.ignore("pre-prepare: bad signature or payload"),
                 }
             }
-            Message::Prepare(p) => match self.verifier.verify(&p) {
-                Ok(p) => self.route(from, ViewMessage::Prepare(p)),
-                Err(_) => self.ignore("prepare: bad signature or payload"),
-            },
-            Message::Commit(c) => match self.verifier.verify(&c) {
-                Ok(c) => self.route(from, ViewMessage::Commit(c)),
-                Err(_) => self.ignore("commit: bad signature or payload"),
-            },
+            Message::Prepare(p) => {
+                let coords = Prepare::decode(&p.payload).map(|v| (v.view, v.seq));
+                if let Ok((view, seq)) = coords {
+                    if self.skip_late_vote(from, VoteKind::Prepare, view, seq, &p) {
+                        return;
+                    }
+                }
+                match self.verifier.verify(&p) {
+                    Ok(p) => self.route(from, ViewMessage::Prepare(p)),
+                    Err(_) => self.ignore("prepare: bad signature or payload"),
+                }
+            }
+            Message::Commit(c) => {
+                let coords = Commit::decode(&c.payload).map(|v| (v.view, v.seq));
+                if let Ok((view, seq)) = coords {
+                    if self.skip_late_vote(from, VoteKind::Commit, view, seq, &c) {
+                        return;
+                    }
+                }
+                match self.verifier.verify(&c) {
+                    Ok(c) => self.route(from, ViewMessage::Commit(c)),
+                    Err(_) => self.ignore("commit: bad signature or payload"),
+                }
+            }
             Message::Checkpoint(c) => match self.verifier.verify(&c) {
                 Ok(c) => self.on_checkpoint(c),
                 Err(_) => self.ignore("checkpoint: bad signature or payload"),
@@ -811,6 +830,73 @@ impl Replica {
             Message::Fetch { .. } => self.ignore("fetch reached the core (the node serves it)"),
             Message::Reply(_) => self.ignore("reply sent to a replica"),
         }
+    }
+
+    /// Handles, without checking its signature, a PREPARE or COMMIT that
+    /// cannot change anything here: for the current view, sent by its own
+    /// signer, at a seq we hold the same vote of that signer for (a repeat),
+    /// or that is already prepared (a PREPARE) or committed (either). About
+    /// 2 of the 6 votes a replica gets per block arrive after their quorum,
+    /// and a signature check costs far more than the rest of a vote.
+    ///
+    /// A repeat means the signer has not progressed at that seq and may lack
+    /// our votes (`answer_retransmission`). A late vote is not kept, so its
+    /// signer is remembered (`Slot::late`): a second one is a repeat too.
+    /// Since the transport authenticates `from`, only the signer itself can
+    /// make us answer it, once per seq (`Slot::answered`).
+    fn skip_late_vote<T>(
+        &mut self,
+        from: ReplicaId,
+        kind: VoteKind,
+        view: View,
+        seq: Seq,
+        vote: &Signed<T>,
+    ) -> bool {
+        if vote.signer != from || view != self.view || self.changing_to.is_some() {
+            return false;
+        }
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return false;
+        };
+        if slot.view != view {
+            return false;
+        }
+        let same = |held: &[u8], signature: &[u8; 64]| {
+            held == vote.payload.as_slice() && *signature == vote.signature
+        };
+        let (held, needed, duplicate, late) = match kind {
+            VoteKind::Prepare => (
+                slot.prepares
+                    .get(&from)
+                    .map(|p| same(&p.signed().payload, &p.signed().signature)),
+                !slot.sent_commit && slot.committed.is_none(),
+                "prepare: duplicate",
+                "prepare: after its quorum (not checked)",
+            ),
+            VoteKind::Commit => (
+                slot.commits
+                    .get(&from)
+                    .map(|c| same(&c.signed().payload, &c.signed().signature)),
+                slot.committed.is_none(),
+                "commit: duplicate",
+                "commit: after its quorum (not checked)",
+            ),
+            VoteKind::PrePrepare => return false,
+        };
+        let repeat = match held {
+            Some(true) => true,
+            // Another vote by this signer: checked, then judged as usual.
+            Some(false) => return false,
+            None if needed => return false,
+            None => !slot.late.insert((kind, from)),
+        };
+        if repeat {
+            self.answer_retransmission(from, seq);
+            self.ignore(duplicate);
+        } else {
+            self.ignore(late);
+        }
+        true
     }
 
     /// Routes a normal-case message by its view: older views are stale, newer

@@ -276,7 +276,7 @@ impl Replica {
 
     /// A peer re-sent a vote for `seq`: it has not made progress there, so it
     /// may be missing ours. Send it our PREPARE and COMMIT for the slot.
-    fn answer_retransmission(&mut self, peer: ReplicaId, seq: Seq) {
+    pub(super) fn answer_retransmission(&mut self, peer: ReplicaId, seq: Seq) {
         let Some(slot) = self.slots.get_mut(&seq) else {
             return;
         };

@@ -955,6 +955,90 @@ fn backup_executes_with_2f_plus_1_commits() {
     assert_eq!(r1.stats().batches_executed, 1);
 }
 
+/// Votes that can no longer matter are not checked: once a seq is prepared,
+/// a PREPARE from its own signer is neither verified nor kept, and once it is
+/// committed neither is a COMMIT. A second one from that signer means it is
+/// lagging there and is answered, once, like a duplicate.
+///
+/// Setup: backup 1 prepared (v0, s1, A) with 2's PREPARE; then committed and
+/// executed it with 2's and 3's COMMITs.
+/// Expect: 3's PREPARE with a broken signature — counted "after its quorum
+/// (not checked)", no action; the same again — Send(r3) of our PREPARE and
+/// COMMIT ("prepare: duplicate"); a third time — only counted. The same for
+/// a COMMIT from 0 after execution. Before its quorum, a COMMIT with a broken
+/// signature is refused as before, and a vote whose signer is not its sender
+/// is always checked.
+#[test]
+fn votes_after_their_quorum_are_not_checked_and_repeats_are_answered() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let mut r1 = net.replica(1);
+    let broken = |m: Message| match m {
+        Message::Prepare(mut p) => {
+            p.signature[0] ^= 1;
+            Message::Prepare(p)
+        }
+        Message::Commit(mut c) => {
+            c.signature[0] ^= 1;
+            Message::Commit(c)
+        }
+        other => other,
+    };
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    deliver(&mut r1, at(0), 2, net.prepare(2, 0, 1, a.digest));
+    net.expect_ignored(
+        &mut r1,
+        2,
+        broken(net.commit(2, 0, 1, a.digest)),
+        "commit: bad signature or payload",
+    );
+    net.expect_ignored(
+        &mut r1,
+        2,
+        broken(net.prepare(3, 0, 1, a.digest)),
+        "prepare: bad signature or payload",
+    );
+    net.expect_ignored(
+        &mut r1,
+        3,
+        broken(net.prepare(3, 0, 1, a.digest)),
+        "prepare: after its quorum (not checked)",
+    );
+    let acts = deliver(&mut r1, at(0), 3, broken(net.prepare(3, 0, 1, a.digest)));
+    assert_eq!(
+        net.describe(&acts),
+        [
+            "Send(r3,Prepare(v0,s1,A)@r1)",
+            "Send(r3,Commit(v0,s1,A)@r1)",
+        ]
+    );
+    net.expect_ignored(
+        &mut r1,
+        3,
+        net.prepare(3, 0, 1, a.digest),
+        "prepare: duplicate",
+    );
+
+    deliver(&mut r1, at(0), 2, net.commit(2, 0, 1, a.digest));
+    let acts = deliver(&mut r1, at(0), 3, net.commit(3, 0, 1, a.digest));
+    assert_eq!(net.describe(&acts), ["Execute(s1,A,cert@[r1,r2,r3])"]);
+    net.expect_ignored(
+        &mut r1,
+        0,
+        broken(net.commit(0, 0, 1, a.digest)),
+        "commit: after its quorum (not checked)",
+    );
+    let acts = deliver(&mut r1, at(0), 0, net.commit(0, 0, 1, a.digest));
+    assert_eq!(
+        net.describe(&acts),
+        [
+            "Send(r0,Prepare(v0,s1,A)@r1)",
+            "Send(r0,Commit(v0,s1,A)@r1)",
+        ]
+    );
+    assert_eq!(r1.stats().ignored.get("commit: duplicate"), Some(&1));
+}
+
 /// §4.2: "replica i executes the operation requested by m after
 /// committed-local(m, v, n, i) is true and i's state reflects the sequential
 /// execution of all requests with lower sequence numbers".
