@@ -23,7 +23,12 @@
 //!
 //! Output order carries meaning: the driver executes actions in order, and a
 //! `Persist` must be durable before any later `Send`/`Broadcast`. That is what
-//! makes a replica never forget a vote it sent, even across a crash (no
+//! makes a replica never forget a COMMIT, a prepared certificate, a
+//! VIEW-CHANGE or a NEW-VIEW it sent, even across a crash. PRE-PREPAREs and
+//! PREPAREs are sent without a `Persist` (they are on every block's path):
+//! a driver stopping cleanly saves them ([`Replica::unsaved_votes`]), and a
+//! replica restarted after a crash (`Recovered::votes_lost`) signs none in
+//! the view it crashed in, so it never contradicts one it forgot (no
 //! double-signing, TESTING.md S7).
 //!
 //! Peer input is never trusted: bytes become [`Verified`] only through
@@ -175,12 +180,13 @@ pub enum PersistOp {
         view: View,
         changing_to: Option<View>,
     },
-    /// Our own PRE-PREPARE (as primary) with its batch.
+    /// Our own PRE-PREPARE (as primary) with its batch: written only by a
+    /// clean stop ([`Replica::unsaved_votes`]).
     PrePrepare {
         pre_prepare: Signed<PrePrepare>,
         batch: Vec<u8>,
     },
-    /// Our own PREPARE.
+    /// Our own PREPARE: written only by a clean stop.
     Prepare(Signed<Prepare>),
     /// Our own COMMIT.
     Commit(Signed<Commit>),
