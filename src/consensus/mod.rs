@@ -841,7 +841,8 @@ impl Replica {
     /// Handles, without checking its signature, a PREPARE or COMMIT that
     /// cannot change anything here: for the current view, sent by its own
     /// signer, at a seq we hold the same vote of that signer for (a repeat),
-    /// or that is already prepared (a PREPARE) or committed (either). About
+    /// or that we already sent our COMMIT for in this view (a PREPARE) or
+    /// committed (a COMMIT). About
     /// 2 of the 6 votes a replica gets per block arrive after their quorum,
     /// and a signature check costs far more than the rest of a vote.
     ///
@@ -875,7 +876,10 @@ impl Replica {
                 slot.prepares
                     .get(&from)
                     .map(|p| same(&p.signed().payload, &p.signed().signature)),
-                !slot.sent_commit && slot.committed.is_none(),
+                // Not `committed`: one committed in an earlier view must
+                // still be prepared in this one, for our COMMIT that the
+                // others may need.
+                !slot.sent_commit,
                 "prepare: duplicate",
                 "prepare: after its quorum (not checked)",
             ),

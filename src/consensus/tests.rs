@@ -1039,6 +1039,51 @@ fn votes_after_their_quorum_are_not_checked_and_repeats_are_answered() {
     assert_eq!(r1.stats().ignored.get("commit: duplicate"), Some(&1));
 }
 
+/// A seq committed in an earlier view is prepared again in the next one (the
+/// NEW-VIEW re-proposes it), and a replica that already executed it must
+/// still send its COMMIT of the new view: replicas that did not commit it
+/// need them. Its PREPAREs are not "late" until then.
+///
+/// Setup: backup 2 executed A at s1 in view 0; then the NEW-VIEW of view 1
+/// (primary 1) re-proposes A at s1.
+/// Expect: PREPARE(v1,s1,A) from 3 (with its own) makes it prepared in view
+/// 1: it persists the certificate with COMMIT(v1,s1,A) and broadcasts the
+/// COMMIT; a later PREPARE from 0 is not checked.
+#[test]
+fn a_seq_committed_in_an_earlier_view_is_prepared_and_committed_again() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let mut r2 = net.replica(2);
+    net.run_to_execute(&mut r2, 1, &a);
+    let vcs = vec![
+        net.view_change(1, 1, vec![net.prepared_proof(0, 1, &a, &[1, 3])]),
+        net.view_change(2, 1, vec![net.prepared_proof(0, 1, &a, &[1, 3])]),
+        net.view_change(3, 1, vec![net.prepared_proof(0, 1, &a, &[1, 3])]),
+    ];
+    let nv = net.new_view(1, 1, vcs, &[(1, a.digest)]);
+    let acts = deliver(&mut r2, at(0), 1, Message::NewView(nv));
+    assert!(
+        net.describe(&acts)
+            .contains(&"Broadcast(Prepare(v1,s1,A)@r2)".to_string()),
+        "{:?}",
+        net.describe(&acts)
+    );
+    let acts = deliver(&mut r2, at(0), 3, net.prepare(3, 1, 1, a.digest));
+    assert_eq!(
+        net.describe(&acts),
+        [
+            "Persist[Prepared(PrePrepare(v1,s1,A)@r1,prepares@[r2,r3]), Commit(v1,s1,A)@r2]",
+            "Broadcast(Commit(v1,s1,A)@r2)",
+        ]
+    );
+    net.expect_ignored(
+        &mut r2,
+        0,
+        net.prepare(0, 1, 1, a.digest),
+        "prepare: after its quorum (not checked)",
+    );
+}
+
 /// §4.2: "replica i executes the operation requested by m after
 /// committed-local(m, v, n, i) is true and i's state reflects the sequential
 /// execution of all requests with lower sequence numbers".
