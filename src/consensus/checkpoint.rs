@@ -165,15 +165,39 @@ impl Replica {
         }
         match &mut self.fetch {
             Some(f) if f.target >= target => return,
-            Some(f) => f.target = target,
+            Some(f) => {
+                // Evidence of a real target: no longer a probe that may end.
+                f.target = target;
+                f.probe = None;
+            }
             None => {
                 self.fetch = Some(Fetch {
                     target,
                     peer_cursor: self.me.0,
                     deadline: self.now,
+                    probe: None,
                 })
             }
         }
+        self.send_fetch();
+    }
+
+    /// After a restart: asks the peers, one after another, for batches
+    /// committed above ours while we were down. Nothing else would show an
+    /// idle network's progress to us (no request timer runs without
+    /// requests, and CHECKPOINTs and COMMITs are not sent again). Each range
+    /// that arrives asks for the next; once every peer in a row let a
+    /// retransmission timeout pass without sending one, we are level.
+    pub fn probe_for_missed_batches(&mut self) {
+        if self.fetch.is_some() {
+            return;
+        }
+        self.fetch = Some(Fetch {
+            target: Seq(self.last_executed.0 + self.cfg.fetch_batches_max),
+            peer_cursor: self.me.0,
+            deadline: self.now,
+            probe: Some(0),
+        });
         self.send_fetch();
     }
 
@@ -206,6 +230,16 @@ impl Replica {
             self.fetch = None;
             return;
         }
+        let peers = self.cluster.n() - 1;
+        if let Some(f) = self.fetch.as_mut() {
+            if let Some(silent) = f.probe.as_mut() {
+                *silent += 1;
+                if *silent >= peers {
+                    self.fetch = None;
+                    return;
+                }
+            }
+        }
         self.send_fetch();
     }
 
@@ -237,6 +271,11 @@ impl Replica {
             }
         }
         self.stats.batches_fetched += accepted;
+        if accepted > 0 {
+            if let Some(silent) = self.fetch.as_mut().and_then(|f| f.probe.as_mut()) {
+                *silent = 0;
+            }
+        }
         let before = self.last_executed;
         self.try_execute();
         if self.last_executed > before {

@@ -316,6 +316,11 @@ struct Fetch {
     target: Seq,
     peer_cursor: u32,
     deadline: Time,
+    /// `Some(peers silent in a row)` while probing after a restart for
+    /// batches committed while we were down (`Replica::probe_for_missed_batches`):
+    /// the target moves on with every range that arrives, and the probe ends
+    /// once every peer let a retransmission timeout pass without one.
+    probe: Option<u32>,
 }
 
 /// A PBFT replica.

@@ -464,12 +464,12 @@ impl Replica {
             } else {
                 Some(self.now.plus_millis(self.cfg.request_timeout_ms))
             };
-            if self
-                .fetch
-                .as_ref()
-                .is_some_and(|f| f.target <= self.last_executed)
-            {
-                self.fetch = None;
+            let next_range = Seq(self.last_executed.0 + self.cfg.fetch_batches_max);
+            match self.fetch.as_mut() {
+                // A probe that reached its target asks for the next range.
+                Some(f) if f.probe.is_some() => f.target = f.target.max(next_range),
+                Some(f) if f.target <= self.last_executed => self.fetch = None,
+                _ => {}
             }
             self.try_propose();
         }

@@ -1084,6 +1084,85 @@ fn a_seq_committed_in_an_earlier_view_is_prepared_and_committed_again() {
     );
 }
 
+/// After a restart a replica probes for batches committed while it was down
+/// (an idle network would never show them), bounded: one peer per
+/// retransmission timeout, and the probe ends when every peer in a row let
+/// one pass without a batch. A batch that arrives moves it on.
+///
+/// Setup: backup 1 at height 0 starts a probe (fetch_batches_max 32).
+/// Expect: Fetch(s1..s32) to r2 at once, then to r3 and r0 at each
+/// retransmission timeout; at the next one nothing (the probe ended), and
+/// batches that arrive afterwards are refused ("no fetch in progress").
+/// Probing again, a committed batch for s1 from r2 is executed and the probe
+/// goes on: the next range is asked for at once, and it again takes three
+/// silent timeouts to end.
+#[test]
+fn restart_probe_asks_each_peer_once_and_ends_when_all_are_silent() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let mut r1 = net.replica(1);
+    let max = config().fetch_batches_max;
+    let retransmit = config().retransmit_ms;
+    r1.probe_for_missed_batches();
+    let fetch = |to: u32, from: u64| format!("Send(r{to},Fetch(s{from}..s{}))", from + max - 1);
+    assert_eq!(net.describe(&drain(&mut r1)), [fetch(2, 1)]);
+    let mut t = 0;
+    for to in [3, 0] {
+        t += retransmit;
+        assert_eq!(
+            net.describe(&feed(&mut r1, at(t), Input::Tick)),
+            [fetch(to, 1)]
+        );
+    }
+    t += retransmit;
+    assert_eq!(
+        net.describe(&feed(&mut r1, at(t), Input::Tick)),
+        Vec::<String>::new()
+    );
+    assert_eq!(r1.next_deadline(), None);
+    net.expect_ignored_input(
+        &mut r1,
+        at(t),
+        Input::Message {
+            from: ReplicaId(2),
+            message: Message::Batches(vec![net.committed_batch(1, &a, a.digest, &[0, 2, 3])]),
+        },
+        "batches: no fetch in progress",
+    );
+
+    r1.probe_for_missed_batches();
+    assert_eq!(net.describe(&drain(&mut r1)), [fetch(2, 1)]);
+    let acts = feed(
+        &mut r1,
+        at(t),
+        Input::Message {
+            from: ReplicaId(2),
+            message: Message::Batches(vec![net.committed_batch(1, &a, a.digest, &[0, 2, 3])]),
+        },
+    );
+    assert_eq!(
+        net.describe(&acts),
+        ["Execute(s1,A,cert@[r0,r2,r3])".to_string(), fetch(3, 2)]
+    );
+    feed(
+        &mut r1,
+        at(t),
+        Input::Executed {
+            seq: Seq(1),
+            checkpoint_digest: Digest([0; 32]),
+        },
+    );
+    for _ in 0..2 {
+        t += retransmit;
+        assert_eq!(net.describe(&feed(&mut r1, at(t), Input::Tick)).len(), 1);
+    }
+    t += retransmit;
+    assert_eq!(
+        net.describe(&feed(&mut r1, at(t), Input::Tick)),
+        Vec::<String>::new()
+    );
+}
+
 /// §4.2: "replica i executes the operation requested by m after
 /// committed-local(m, v, n, i) is true and i's state reflects the sequential
 /// execution of all requests with lower sequence numbers".

@@ -229,6 +229,11 @@ impl<S: Store> Node<S> {
             recovered,
         );
         replica.defer_proposals(true);
+        if existed {
+            // The others may have gone on while we were down, and an idle
+            // network would never show it: ask.
+            replica.probe_for_missed_batches();
+        }
         Ok(Node {
             replica,
             bank,
