@@ -847,9 +847,9 @@ impl Replica {
     /// cannot change anything here: for the current view, sent by its own
     /// signer, at a seq we hold the same vote of that signer for (a repeat),
     /// or that we already sent our COMMIT for in this view (a PREPARE) or
-    /// committed (a COMMIT). About
-    /// 2 of the 6 votes a replica gets per block arrive after their quorum,
-    /// and a signature check costs far more than the rest of a vote.
+    /// committed (a COMMIT). About 2 of the 6 votes a replica gets per block
+    /// arrive after their quorum, and a signature check costs far more than
+    /// the rest of a vote.
     ///
     /// A repeat means the signer has not progressed at that seq and may lack
     /// our votes (`answer_retransmission`). A late vote is not kept, so its
