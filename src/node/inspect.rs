@@ -60,7 +60,7 @@ pub fn inspect_store(
     with_blocks: bool,
 ) -> Result<Report, InspectError> {
     let store = RocksStore::open_existing(data_dir)?;
-    // Refuse before Node::open could initialise anything.
+    // Refuse before opening could initialise anything.
     match store.get(Cf::Meta, persist::KEY_GENESIS)? {
         None => {
             return Err(StorageError::Corrupt(format!(
@@ -78,7 +78,7 @@ pub fn inspect_store(
         }
         Some(_) => {}
     }
-    let node = Node::open(genesis, me, key, store).map_err(|e| match e {
+    let node = Node::open_to_inspect(genesis, me, key, store).map_err(|e| match e {
         super::NodeError::Storage(s) => s,
     })?;
     let mut blocks = Vec::new();

@@ -126,13 +126,37 @@ pub struct Node<S: Store> {
 }
 
 impl<S: Store> Node<S> {
-    /// Opens a node on `store`: initialises an empty store from genesis, or
-    /// recovers the chain, application state and consensus state from it.
+    /// Opens a node on `store` to run it: initialises an empty store from
+    /// genesis, or recovers the chain, application state and consensus state
+    /// from it (taking away a clean stop's marker, and asking the peers for
+    /// what it may have missed).
     pub fn open(
         genesis: &Genesis,
         me: ReplicaId,
         key: KeyPair,
+        store: S,
+    ) -> Result<Node<S>, NodeError> {
+        Node::open_with(genesis, me, key, store, true)
+    }
+
+    /// Opens an existing store only to look at it (`pbft-replica inspect`):
+    /// as [`Node::open`], but the store keeps a clean stop's marker and
+    /// nothing is asked of the peers. The node must not be run.
+    pub fn open_to_inspect(
+        genesis: &Genesis,
+        me: ReplicaId,
+        key: KeyPair,
+        store: S,
+    ) -> Result<Node<S>, NodeError> {
+        Node::open_with(genesis, me, key, store, false)
+    }
+
+    fn open_with(
+        genesis: &Genesis,
+        me: ReplicaId,
+        key: KeyPair,
         mut store: S,
+        run: bool,
     ) -> Result<Node<S>, NodeError> {
         let network = genesis.network.0;
         let mut existed = false;
@@ -208,7 +232,7 @@ impl<S: Store> Node<S> {
         // (durably) before this run signs anything, so a crash of this run
         // is never mistaken for a clean stop.
         let saved = store.get(Cf::Consensus, persist::KEY_SAVED)?.is_some();
-        if saved {
+        if saved && run {
             let mut batch = WriteBatch::default();
             batch.delete(Cf::Consensus, persist::KEY_SAVED);
             store.write(batch)?;
@@ -229,7 +253,7 @@ impl<S: Store> Node<S> {
             recovered,
         );
         replica.defer_proposals(true);
-        if existed {
+        if existed && run {
             // The others may have gone on while we were down, and an idle
             // network would never show it: ask.
             replica.probe_for_missed_batches();
