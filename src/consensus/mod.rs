@@ -796,30 +796,16 @@ impl Replica {
                     Err(_) => self.ignore("pre-prepare: bad signature or payload"),
                 }
             }
-            Message::Prepare(p) => {
-                let coords = Prepare::decode(&p.payload).map(|v| (v.view, v.seq));
-                if let Ok((view, seq)) = coords {
-                    if self.skip_late_vote(from, VoteKind::Prepare, view, seq, &p) {
-                        return;
-                    }
-                }
-                match self.verifier.verify(&p) {
-                    Ok(p) => self.route(from, ViewMessage::Prepare(p)),
-                    Err(_) => self.ignore("prepare: bad signature or payload"),
-                }
-            }
-            Message::Commit(c) => {
-                let coords = Commit::decode(&c.payload).map(|v| (v.view, v.seq));
-                if let Ok((view, seq)) = coords {
-                    if self.skip_late_vote(from, VoteKind::Commit, view, seq, &c) {
-                        return;
-                    }
-                }
-                match self.verifier.verify(&c) {
-                    Ok(c) => self.route(from, ViewMessage::Commit(c)),
-                    Err(_) => self.ignore("commit: bad signature or payload"),
-                }
-            }
+            Message::Prepare(p) if self.skip_late_vote(from, VoteKind::Prepare, &p) => {}
+            Message::Prepare(p) => match self.verifier.verify(&p) {
+                Ok(p) => self.route(from, ViewMessage::Prepare(p)),
+                Err(_) => self.ignore("prepare: bad signature or payload"),
+            },
+            Message::Commit(c) if self.skip_late_vote(from, VoteKind::Commit, &c) => {}
+            Message::Commit(c) => match self.verifier.verify(&c) {
+                Ok(c) => self.route(from, ViewMessage::Commit(c)),
+                Err(_) => self.ignore("commit: bad signature or payload"),
+            },
             Message::Checkpoint(c) => match self.verifier.verify(&c) {
                 Ok(c) => self.on_checkpoint(c),
                 Err(_) => self.ignore("checkpoint: bad signature or payload"),
@@ -856,14 +842,15 @@ impl Replica {
     /// signer is remembered (`Slot::late`): a second one is a repeat too.
     /// Since the transport authenticates `from`, only the signer itself can
     /// make us answer it, once per seq (`Slot::answered`).
-    fn skip_late_vote<T>(
-        &mut self,
-        from: ReplicaId,
-        kind: VoteKind,
-        view: View,
-        seq: Seq,
-        vote: &Signed<T>,
-    ) -> bool {
+    fn skip_late_vote<T>(&mut self, from: ReplicaId, kind: VoteKind, vote: &Signed<T>) -> bool {
+        let coords = match kind {
+            VoteKind::Prepare => Prepare::decode(&vote.payload).map(|v| (v.view, v.seq)),
+            VoteKind::Commit => Commit::decode(&vote.payload).map(|v| (v.view, v.seq)),
+            VoteKind::PrePrepare => return false,
+        };
+        let Ok((view, seq)) = coords else {
+            return false;
+        };
         if vote.signer != from || view != self.view || self.changing_to.is_some() {
             return false;
         }
@@ -1029,13 +1016,8 @@ impl Replica {
     pub fn unsaved_votes(&self) -> Vec<PersistOp> {
         let mut ops = Vec::new();
         for slot in self.slots.values().filter(|s| s.view == self.view) {
-            if let (Some(pp), Some((_, bytes))) = (&slot.pre_prepare, &slot.batch) {
-                if pp.signer() == self.me {
-                    ops.push(PersistOp::PrePrepare {
-                        pre_prepare: pp.signed().clone(),
-                        batch: bytes.to_vec(),
-                    });
-                }
+            if let Some((pre_prepare, batch)) = slot.own_pre_prepare(self.me) {
+                ops.push(PersistOp::PrePrepare { pre_prepare, batch });
             }
             if let Some(p) = slot.prepares.get(&self.me) {
                 ops.push(PersistOp::Prepare(p.signed().clone()));
@@ -1158,6 +1140,16 @@ impl Footprint {
 impl Slot {
     /// Drops the messages of an older view, keeping what survives a view
     /// change: the prepared certificate and a committed batch.
+    /// Our PRE-PREPARE in this slot with its batch, if we are its primary.
+    fn own_pre_prepare(&self, me: ReplicaId) -> Option<(Signed<PrePrepare>, Vec<u8>)> {
+        match (&self.pre_prepare, &self.batch) {
+            (Some(pp), Some((_, bytes))) if pp.signer() == me => {
+                Some((pp.signed().clone(), bytes.to_vec()))
+            }
+            _ => None,
+        }
+    }
+
     fn reset_to(&mut self, view: View) {
         let prepared = self.prepared.take();
         let committed = self.committed.take();

@@ -304,13 +304,8 @@ impl Replica {
             if slot.view != self.view || slot.committed.is_some() || *seq <= executed {
                 continue;
             }
-            if let (Some(pp), Some((_, bytes))) = (&slot.pre_prepare, &slot.batch) {
-                if pp.signer() == self.me {
-                    out.push(Message::PrePrepare {
-                        pre_prepare: pp.signed().clone(),
-                        batch: bytes.to_vec(),
-                    });
-                }
+            if let Some((pre_prepare, batch)) = slot.own_pre_prepare(self.me) {
+                out.push(Message::PrePrepare { pre_prepare, batch });
             }
             if let Some(p) = slot.prepares.get(&self.me) {
                 out.push(Message::Prepare(p.signed().clone()));
