@@ -6,7 +6,10 @@
 //!   index). Without it, a client whose replies were lost could stay below
 //!   f+1 matching replies for ever (found by a silent-primary campaign seed).
 //! * Group commit: inputs ingested together share one synced write, nothing
-//!   they produce leaves before it, and a crash before it loses them whole.
+//!   that depends on a vote in it leaves before it, and a crash before it
+//!   loses them whole. A block's replies need no sync (the block committed,
+//!   which is durable at a quorum): they leave at once, and a replica that
+//!   crashes before its block is written executes it again, identically.
 //! * A replica's PRE-PREPAREs and PREPAREs are written only by a clean stop;
 //!   restarted after a crash, a primary proposes nothing in that view.
 //! * A replica restarted behind an idle network catches up by itself.
@@ -297,6 +300,127 @@ fn group_commit_holds_everything_until_the_flush_and_a_crash_loses_the_group() {
         assert_eq!(n.height(), 1);
         assert_eq!(n.unsynced_writes(), 0);
     }
+}
+
+/// The one message a replica broadcast among `sent`, of the kind `pick`
+/// selects.
+fn broadcast_of(sent: &[Outgoing], pick: fn(&Message) -> bool) -> Message {
+    let found: Vec<&Message> = sent
+        .iter()
+        .filter_map(|o| match o {
+            Outgoing::Broadcast(m) if pick(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let [one] = found.as_slice() else {
+        panic!("one such broadcast expected: {sent:?}");
+    };
+    (*one).clone()
+}
+
+#[test]
+fn a_blocks_replies_leave_before_its_write_is_synced_and_a_crash_executes_it_again() {
+    let client = KeyPair::from_label("release-client");
+    let payee = KeyPair::from_label("release-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100)]);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let tx = Transaction::transfer(net, &client, payee, 5, 1);
+    let from = |r: usize, message: &Message| NodeInput::Message {
+        from: ReplicaId(r as u32),
+        message: message.clone(),
+    };
+
+    // Pre-prepare and prepare, each input synced on its own: every replica
+    // ends with its COMMIT durable and sent.
+    let v = VerifiedTx::check(tx.clone(), net).expect("well signed");
+    c.nodes[0]
+        .handle(now, NodeInput::VerifiedRequest(v))
+        .unwrap();
+    let pp = broadcast_of(&drain(&mut c.nodes[0]), |m| {
+        matches!(m, Message::PrePrepare { .. })
+    });
+    let prepares: Vec<(usize, Message)> = (1..4)
+        .map(|r| {
+            c.nodes[r].handle(now, from(0, &pp)).unwrap();
+            let sent = drain(&mut c.nodes[r]);
+            (r, broadcast_of(&sent, |m| matches!(m, Message::Prepare(_))))
+        })
+        .collect();
+    let commits: Vec<(usize, Message)> = (0..4)
+        .map(|r| {
+            let mut sent = Vec::new();
+            for (p, prepare) in prepares.iter().filter(|(p, _)| *p != r) {
+                c.nodes[r].handle(now, from(*p, prepare)).unwrap();
+                sent.extend(drain(&mut c.nodes[r]));
+            }
+            (r, broadcast_of(&sent, |m| matches!(m, Message::Commit(_))))
+        })
+        .collect();
+    for r in 0..4 {
+        assert_eq!(c.nodes[r].height(), 0, "replica {r} has not committed yet");
+    }
+    let replies_in = |sent: &[Outgoing]| -> Vec<Reply> {
+        sent.iter()
+            .filter_map(|o| match o {
+                Outgoing::ToClient { reply, .. } => Some(*reply),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // Replica 2 hears the COMMITs of 0 and 1 (with its own, a quorum) in one
+    // group: it executes, and the block's reply leaves before the block's
+    // write is synced — the block has committed, which is already durable at
+    // a quorum — while the committed-block event waits for the write.
+    for (p, commit) in commits.iter().filter(|(p, _)| *p < 2) {
+        c.nodes[2].ingest(now, from(*p, commit)).unwrap();
+    }
+    assert_eq!(c.nodes[2].height(), 1);
+    assert_eq!(c.nodes[2].unsynced_writes(), 1, "the block's write");
+    let early = replies_in(&drain(&mut c.nodes[2]));
+    assert_eq!(early.len(), 1, "the reply left before the sync");
+    assert_eq!(
+        (early[0].tx_id, early[0].seq, early[0].receipt),
+        (tx.id(), Seq(1), Receipt::Ok)
+    );
+    assert_eq!(c.nodes[2].drain_committed().count(), 0, "the block waits");
+    c.nodes[2].flush().unwrap();
+    let blocks: Vec<_> = c.nodes[2].drain_committed().collect();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].height, 1);
+
+    // Replicas 0 and 1 commit the block too.
+    for r in 0..2 {
+        for (p, commit) in commits.iter().filter(|(p, _)| *p != r) {
+            c.nodes[r].handle(now, from(*p, commit)).unwrap();
+        }
+        assert_eq!(c.nodes[r].height(), 1);
+        let _ = drain(&mut c.nodes[r]);
+    }
+
+    // Replica 3 does as 2 did, sends its reply, and crashes before the
+    // block's write is synced: it restarts at height 0 (with its prepared
+    // certificate and COMMIT), asks a peer for what committed meanwhile and
+    // executes the block again: the same reply and the same block.
+    for (p, commit) in commits.iter().filter(|(p, _)| *p < 2) {
+        c.nodes[3].ingest(now, from(*p, commit)).unwrap();
+    }
+    let sent_before_crash = replies_in(&drain(&mut c.nodes[3]));
+    assert_eq!(sent_before_crash, early);
+    c.restart(3);
+    assert_eq!(c.nodes[3].height(), 0, "the block's write was lost");
+    // The first input lets out the restart's probe (a FETCH) too.
+    let again: Vec<Reply> = c
+        .run(now, 3, NodeInput::Tick)
+        .into_iter()
+        .filter(|(r, _)| *r == 3)
+        .map(|(_, reply)| reply)
+        .collect();
+    assert_eq!(c.nodes[3].height(), 1, "executed again after the crash");
+    assert_eq!(again, early, "the same reply as before the crash");
+    let block_again: Vec<_> = c.nodes[3].drain_committed().collect();
+    assert_eq!(block_again, blocks, "the same block as replica 2's");
 }
 
 #[test]

@@ -7,12 +7,15 @@
 //! signs a reply per transaction and tells the core the checkpoint digest.
 //! Writes are grouped (group commit): the driver [`Node::ingest`]s whatever
 //! inputs have arrived, then [`Node::flush`] makes all their writes durable
-//! in one synced, atomic store write and only then releases what they
-//! produced — messages, replies, committed-block events — so nothing leaves
-//! before the state it depends on is durable. [`Node::handle`] is one input
-//! and its flush. Messages to send collect in an outbox the driver drains —
-//! the tokio runtime for real replicas, the simulator's network otherwise.
-//! The same `Node` runs in both.
+//! in one synced, atomic store write. What they produced — messages,
+//! replies, committed-block events — is released by the rule of
+//! `Unsynced`: nothing leaves before the consensus state it depends on is
+//! durable, and committed-block events wait for their block. The flush comes
+//! in two halves ([`Node::begin_flush`], [`Node::finish_flush`]) so a driver
+//! can send what is already released while the write syncs.
+//! [`Node::handle`] is one input and its flush. Messages to send collect in
+//! an outbox the driver drains — the tokio runtime for real replicas, the
+//! simulator's network otherwise. The same `Node` runs in both.
 
 pub mod config;
 pub mod inspect;
@@ -83,11 +86,35 @@ const FETCH_BURST: u64 = 4;
 const FETCH_INTERVAL_MS: u64 = 20;
 
 /// Writes awaiting their sync and everything that must wait for it.
+///
+/// The release rule. A consensus write (the core's `Persist`: a COMMIT with
+/// its prepared certificate, a VIEW-CHANGE, the view, a checkpoint) holds
+/// back every message and reply produced after it until the group is
+/// synced: a peer or client must never see a vote this replica could forget.
+/// An executed block's write holds back only the committed-block event.
+/// Messages and replies produced after it leave at once (if no consensus
+/// write precedes them): they depend on the block having *committed*, and
+/// that is already durable — every COMMIT of the quorum was synced, with its
+/// prepared certificate and batch, before it was sent, so a replica that
+/// loses the block in a crash executes it again (from its certificate via a
+/// view change, or from a peer's fetch), at the same height with the same
+/// result. So the next PRE-PREPARE and the block's replies do not wait for
+/// the block's fdatasync, which is off the commit path.
 #[derive(Default)]
 struct Unsynced {
     batches: Vec<WriteBatch>,
+    /// Whether a consensus write is among `batches` (messages wait).
+    holds_messages: bool,
     outbox: VecDeque<Outgoing>,
     committed: VecDeque<CommittedBlock>,
+}
+
+/// The writes of one group, taken by [`Node::begin_flush`]: the driver makes
+/// them durable (one synced, atomic write) and then calls
+/// [`Node::finish_flush`].
+#[must_use = "the writes must be synced and the flush finished"]
+pub struct PendingWrite {
+    pub batches: Vec<WriteBatch>,
 }
 
 /// A committed-block event, for observers (the simulator's checker, logs).
@@ -117,6 +144,8 @@ pub struct Node<S: Store> {
     /// Writes of ingested inputs not yet synced (group commit), and what was
     /// produced after them: released by [`Node::flush`] once synced.
     unsynced: Option<Unsynced>,
+    /// Between [`Node::begin_flush`] and [`Node::finish_flush`].
+    flushing: bool,
     /// The latest time an input was ingested at.
     last_now: Time,
     /// Per peer, when its fetch allowance is next whole (see `FETCH_BURST`).
@@ -271,6 +300,7 @@ impl<S: Store> Node<S> {
             outbox: VecDeque::new(),
             committed: VecDeque::new(),
             unsynced: None,
+            flushing: false,
             last_now: Time(0),
             fetch_allowance: BTreeMap::new(),
             fetches_refused: 0,
@@ -341,11 +371,12 @@ impl<S: Store> Node<S> {
         Ok(true)
     }
 
-    /// Queues something to send: held back while a write is unsynced.
+    /// Queues something to send: held back while a consensus write is
+    /// unsynced (the release rule of `Unsynced`).
     fn push_out(&mut self, out: Outgoing) {
         match &mut self.unsynced {
-            Some(u) => u.outbox.push_back(out),
-            None => self.outbox.push_back(out),
+            Some(u) if u.holds_messages => u.outbox.push_back(out),
+            _ => self.outbox.push_back(out),
         }
     }
 
@@ -357,27 +388,61 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Adds `batch` to the unsynced write.
-    fn write_later(&mut self, batch: WriteBatch) {
-        self.unsynced
-            .get_or_insert_with(Unsynced::default)
-            .batches
-            .push(batch);
+    /// Adds `batch` to the unsynced write; a consensus write (`holds`)
+    /// holds back the messages produced after it.
+    fn write_later(&mut self, batch: WriteBatch, holds: bool) {
+        assert!(
+            !self.flushing,
+            "a write was produced between begin_flush and finish_flush"
+        );
+        let u = self.unsynced.get_or_insert_with(Unsynced::default);
+        u.batches.push(batch);
+        u.holds_messages |= holds;
     }
 
     /// Makes every ingested input's writes durable in one synced write,
     /// then releases what waited for it. A no-op when nothing is unsynced.
     pub fn flush(&mut self) -> Result<(), NodeError> {
+        if let Some(pending) = self.begin_flush()? {
+            self.write_pending(pending)?;
+        }
+        self.finish_flush();
+        Ok(())
+    }
+
+    /// The first half of [`Node::flush`]: lets a primary propose what the
+    /// group brought, then takes the group's writes. What is already
+    /// released ([`Node::pop_outgoing`]) may be sent while they sync;
+    /// nothing may be ingested until [`Node::finish_flush`].
+    pub fn begin_flush(&mut self) -> Result<Option<PendingWrite>, NodeError> {
         // A primary batches every request the group brought.
         self.replica.propose_now(self.last_now);
         self.run_actions(self.last_now)?;
-        let Some(u) = self.unsynced.take() else {
-            return Ok(());
+        let Some(u) = self.unsynced.as_mut() else {
+            return Ok(None);
         };
-        self.store.write_group(u.batches)?;
-        self.outbox.extend(u.outbox);
-        self.committed.extend(u.committed);
+        self.flushing = true;
+        Ok(Some(PendingWrite {
+            batches: std::mem::take(&mut u.batches),
+        }))
+    }
+
+    /// Syncs `pending` through this node's own store (the drivers that do
+    /// not write on another thread).
+    pub fn write_pending(&mut self, pending: PendingWrite) -> Result<(), NodeError> {
+        self.store.write_group(pending.batches)?;
         Ok(())
+    }
+
+    /// The second half of [`Node::flush`], once the writes taken by
+    /// [`Node::begin_flush`] are durable: releases what waited for them.
+    pub fn finish_flush(&mut self) {
+        self.flushing = false;
+        if let Some(u) = self.unsynced.take() {
+            debug_assert!(u.batches.is_empty(), "writes taken by begin_flush");
+            self.outbox.extend(u.outbox);
+            self.committed.extend(u.committed);
+        }
     }
 
     /// For a clean stop: makes everything ingested durable, then saves the
@@ -507,7 +572,7 @@ impl<S: Store> Node<S> {
                 Action::Persist(ops) => {
                     let mut batch = WriteBatch::default();
                     persist::add_ops(&mut batch, &ops);
-                    self.write_later(batch);
+                    self.write_later(batch, true);
                 }
                 Action::Send { to, message } => self.push_out(Outgoing::ToReplica { to, message }),
                 Action::Broadcast(message) => self.push_out(Outgoing::Broadcast(message)),
@@ -604,7 +669,8 @@ impl<S: Store> Node<S> {
                 &executed.state_root_after,
             ),
         );
-        self.write_later(wb);
+        // An executed block holds back no message (see `Unsynced`).
+        self.write_later(wb, false);
         self.tip = ChainTip {
             height: seq.0,
             block_hash: executed.block_hash,

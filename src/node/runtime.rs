@@ -136,14 +136,18 @@ impl Driver {
     }
 
     /// Feeds one input and delivers everything it produced, in order.
-    fn handle(&mut self, input: NodeInput) -> Result<(), NodeError> {
+    async fn handle(&mut self, input: NodeInput) -> Result<(), NodeError> {
         self.ingest(input)?;
-        self.flush()
+        self.flush().await
     }
 
     /// Syncs the writes of every input ingested since the last flush in one
     /// write (group commit), then delivers what they produced, in order.
-    fn flush(&mut self) -> Result<(), NodeError> {
+    /// The write syncs on a blocking thread: meanwhile the transport and the
+    /// client endpoint keep running, and what the node already released
+    /// (the release rule of `Node`: a block's replies and the next
+    /// PRE-PREPARE need no sync) is on its way.
+    async fn flush(&mut self) -> Result<(), NodeError> {
         // Submissions of this turn: signatures checked in one batch.
         for tx in self.service.admit(self.node.replica().network()) {
             // Answered after the flush, once replies to it have gone out.
@@ -151,7 +155,16 @@ impl Driver {
             self.ingest(NodeInput::VerifiedRequest(tx))?;
         }
         let writes = self.node.unsynced_writes();
-        self.node.flush()?;
+        let pending = self.node.begin_flush()?;
+        self.deliver();
+        if let Some(pending) = pending {
+            let writer = self.node.store().writer();
+            let synced = tokio::task::spawn_blocking(move || writer.write_group(pending.batches))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            synced?;
+        }
+        self.node.finish_flush();
         if writes > 0 {
             self.stats.syncs += 1;
             self.stats.grouped_writes += writes as u64;
@@ -370,7 +383,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
     );
     // Recovery may have left the core with work for its timers (e.g. a
     // view change in progress): let it act once at start.
-    let mut outcome: Result<(), RuntimeError> = d.handle(NodeInput::Tick).map_err(Into::into);
+    let mut outcome: Result<(), RuntimeError> = d.handle(NodeInput::Tick).await.map_err(Into::into);
     if outcome.is_ok() {
         outcome = serve(
             &mut d,
@@ -510,7 +523,7 @@ async fn serve(
                 break;
             }
         }
-        d.flush()?;
+        d.flush().await?;
     }
 }
 

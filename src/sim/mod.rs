@@ -925,7 +925,24 @@ impl Sim {
         if node.unsynced_writes() > 1 {
             self.grouped_syncs += 1;
         }
-        if self.step_slot(slot, |node| node.flush()) {
+        // As in the runtime: what is already released leaves while the
+        // group's write syncs, so a crash inside that write (armed in the
+        // store) cannot take it back.
+        let mut pending = None;
+        if !self.step_slot(slot, |node| {
+            pending = node.begin_flush()?;
+            Ok(())
+        }) {
+            return;
+        }
+        self.after_node_step(slot);
+        if self.step_slot(slot, |node| {
+            if let Some(pending) = pending {
+                node.write_pending(pending)?;
+            }
+            node.finish_flush();
+            Ok(())
+        }) {
             self.after_node_step(slot);
         }
     }
