@@ -18,8 +18,8 @@
 //! One task owns the [`Node`]. Each turn of its loop ingests the input that
 //! woke it and whatever else has already arrived (up to
 //! `INGEST_BURST_MAX`), then flushes: one synced write for all of their
-//! writes, and only then are the messages they produced handed to the
-//! transport, in order (group commit). Time is wall-clock microseconds since
+//! writes (group commit). What they produced goes to the transport in
+//! order; what depends on a vote in the write only after it is synced. Time is wall-clock microseconds since
 //! the Unix epoch. With `worker_threads = 1` (the default) everything —
 //! QUIC, client streams and this loop — runs on one thread.
 //!
@@ -143,10 +143,14 @@ impl Driver {
 
     /// Syncs the writes of every input ingested since the last flush in one
     /// write (group commit), then delivers what they produced, in order.
-    /// The write syncs on a blocking thread: meanwhile the transport and the
-    /// client endpoint keep running, and what the node already released
-    /// (the release rule of `Node`: a block's replies and the next
-    /// PRE-PREPARE need no sync) is on its way.
+    /// What the node releases before the sync (the release rule of `Node`:
+    /// a block's replies and the next PRE-PREPARE need none) is handed to
+    /// the transport first, and the loop yields once so the connection
+    /// tasks put it on the wire before the thread blocks in the sync. (A
+    /// sync on a blocking-pool thread, which lets the loop run on during it,
+    /// measured worse on two shared cores: the thread hand-offs cost more
+    /// CPU than the overlap saved — interleaved A/B, 1,000 tx/s p50 7.6 vs
+    /// 6.6 ms, 256 in flight 7,156 vs 7,764 tx/s.)
     async fn flush(&mut self) -> Result<(), NodeError> {
         // Submissions of this turn: signatures checked in one batch.
         for tx in self.service.admit(self.node.replica().network()) {
@@ -158,11 +162,8 @@ impl Driver {
         let pending = self.node.begin_flush()?;
         self.deliver();
         if let Some(pending) = pending {
-            let writer = self.node.store().writer();
-            let synced = tokio::task::spawn_blocking(move || writer.write_group(pending.batches))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            synced?;
+            tokio::task::yield_now().await;
+            self.node.write_pending(pending)?;
         }
         self.node.finish_flush();
         if writes > 0 {

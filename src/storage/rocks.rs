@@ -53,28 +53,11 @@ use rocksdb::{
     WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// A [`Store`] backed by RocksDB, with one column family per [`Cf`].
 pub struct RocksStore {
-    db: Arc<DB>,
+    db: DB,
     path: PathBuf,
-}
-
-/// A handle that makes write groups of a [`RocksStore`] durable from
-/// another thread (the runtime syncs on a blocking thread while its loop
-/// keeps the network going). Holds the database open while it lives.
-#[derive(Clone)]
-pub struct RocksWriter {
-    db: Arc<DB>,
-    path: PathBuf,
-}
-
-impl RocksWriter {
-    /// [`Store::write_group`] of the store this writer came from.
-    pub fn write_group(&self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
-        write_group(&self.db, &self.path, batches)
-    }
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -214,7 +197,7 @@ impl RocksStore {
         let db = DB::open_cf_descriptors(&options(create), path, descriptors())
             .map_err(|e| map_err(path, e))?;
         let store = RocksStore {
-            db: Arc::new(db),
+            db,
             path: path.to_path_buf(),
         };
         for cf in Cf::ALL {
@@ -228,16 +211,14 @@ impl RocksStore {
         &self.path
     }
 
-    /// A handle to sync write groups from another thread.
-    pub fn writer(&self) -> RocksWriter {
-        RocksWriter {
-            db: self.db.clone(),
-            path: self.path.clone(),
-        }
-    }
-
     fn handle(&self, cf: Cf) -> Result<&ColumnFamily, StorageError> {
-        handle(&self.db, &self.path, cf)
+        self.db.cf_handle(cf.name()).ok_or_else(|| {
+            StorageError::Corrupt(format!(
+                "{}: column family {} is missing",
+                self.path.display(),
+                cf.name()
+            ))
+        })
     }
 
     fn err(&self, e: rocksdb::Error) -> StorageError {
@@ -245,44 +226,29 @@ impl RocksStore {
     }
 }
 
-fn handle<'a>(db: &'a DB, path: &Path, cf: Cf) -> Result<&'a ColumnFamily, StorageError> {
-    db.cf_handle(cf.name()).ok_or_else(|| {
-        StorageError::Corrupt(format!(
-            "{}: column family {} is missing",
-            path.display(),
-            cf.name()
-        ))
-    })
-}
-
-/// Every batch of the group in one atomic, synced RocksDB write.
-fn write_group(db: &DB, path: &Path, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
-    let mut wb = rocksdb::WriteBatch::default();
-    for batch in &batches {
-        for (cf, from, to) in &batch.delete_ranges {
-            // RocksDB rejects an empty or inverted range; the memory store
-            // treats it as a no-op, and so do we.
-            if from >= to {
-                continue;
-            }
-            wb.delete_range_cf(handle(db, path, *cf)?, from, to);
-        }
-        for w in &batch.writes {
-            let h = handle(db, path, w.cf)?;
-            match &w.value {
-                Some(v) => wb.put_cf(h, &w.key, v),
-                None => wb.delete_cf(h, &w.key),
-            }
-        }
-    }
-    let mut wo = WriteOptions::default();
-    wo.set_sync(true);
-    db.write_opt(wb, &wo).map_err(|e| map_err(path, e))
-}
-
 impl Store for RocksStore {
     fn write_group(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
-        write_group(&self.db, &self.path, batches)
+        let mut wb = rocksdb::WriteBatch::default();
+        for batch in &batches {
+            for (cf, from, to) in &batch.delete_ranges {
+                // RocksDB rejects an empty or inverted range; the memory store
+                // treats it as a no-op, and so do we.
+                if from >= to {
+                    continue;
+                }
+                wb.delete_range_cf(self.handle(*cf)?, from, to);
+            }
+            for w in &batch.writes {
+                let h = self.handle(w.cf)?;
+                match &w.value {
+                    Some(v) => wb.put_cf(h, &w.key, v),
+                    None => wb.delete_cf(h, &w.key),
+                }
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo).map_err(|e| self.err(e))
     }
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
