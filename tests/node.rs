@@ -385,7 +385,16 @@ fn a_blocks_replies_leave_before_its_write_is_synced_and_a_crash_executes_it_aga
         (tx.id(), Seq(1), Receipt::Ok)
     );
     assert_eq!(c.nodes[2].drain_committed().count(), 0, "the block waits");
+    // A group of blocks alone is written unsynced: readable at once, made
+    // durable by the next synced write — here, with no traffic, by a sync
+    // of its own once BLOCK_SYNC_DELAY_MS (20 ms) has passed.
     c.nodes[2].flush().unwrap();
+    assert!(c.stores[2].unsynced_keys() > 0, "written unsynced");
+    assert_eq!(c.nodes[2].drain_committed().count(), 0, "the block waits");
+    let due = c.nodes[2].next_deadline().expect("a sync is due");
+    assert!(due <= now.plus_millis(20), "{due:?}");
+    c.nodes[2].handle(due, NodeInput::Tick).unwrap();
+    assert_eq!(c.stores[2].unsynced_keys(), 0, "synced");
     let blocks: Vec<_> = c.nodes[2].drain_committed().collect();
     assert_eq!(blocks.len(), 1);
     assert_eq!(blocks[0].height, 1);
@@ -419,6 +428,8 @@ fn a_blocks_replies_leave_before_its_write_is_synced_and_a_crash_executes_it_aga
         .collect();
     assert_eq!(c.nodes[3].height(), 1, "executed again after the crash");
     assert_eq!(again, early, "the same reply as before the crash");
+    let due = c.nodes[3].next_deadline().expect("a sync is due");
+    c.nodes[3].handle(due, NodeInput::Tick).unwrap();
     let block_again: Vec<_> = c.nodes[3].drain_committed().collect();
     assert_eq!(block_again, blocks, "the same block as replica 2's");
 }

@@ -100,6 +100,15 @@ const FETCH_INTERVAL_MS: u64 = 20;
 /// view change, or from a peer's fetch), at the same height with the same
 /// result. So the next PRE-PREPARE and the block's replies do not wait for
 /// the block's fdatasync, which is off the commit path.
+///
+/// Nor does a group of block writes alone get an fdatasync of its own: it
+/// is written unsynced ([`Store::write_group_unsynced`]: readable at once)
+/// and made durable by the next synced write, which syncs everything before
+/// it — in a running network the group of the next COMMIT, so a block costs
+/// one fdatasync, not two. Its committed-block events wait for that sync in
+/// `Node::awaiting_sync`; if none comes within `BLOCK_SYNC_DELAY_MS` (an
+/// idle network) or `BLOCKS_UNSYNCED_MAX` blocks wait, the node syncs for
+/// them alone.
 #[derive(Default)]
 struct Unsynced {
     batches: Vec<WriteBatch>,
@@ -110,12 +119,18 @@ struct Unsynced {
 }
 
 /// The writes of one group, taken by [`Node::begin_flush`]: the driver makes
-/// them durable (one synced, atomic write) and then calls
-/// [`Node::finish_flush`].
+/// them durable (one synced, atomic write; with no batches, a sync of what
+/// was written unsynced) and then calls [`Node::finish_flush`].
 #[must_use = "the writes must be synced and the flush finished"]
 pub struct PendingWrite {
     pub batches: Vec<WriteBatch>,
 }
+
+/// Longest a block written unsynced waits for a sync before the node syncs
+/// for it alone (its committed-block event waits as long).
+const BLOCK_SYNC_DELAY_MS: u64 = 20;
+/// Most blocks written unsynced at once (bounds the events held for them).
+const BLOCKS_UNSYNCED_MAX: usize = 64;
 
 /// A committed-block event, for observers (the simulator's checker, logs).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +161,10 @@ pub struct Node<S: Store> {
     unsynced: Option<Unsynced>,
     /// Between [`Node::begin_flush`] and [`Node::finish_flush`].
     flushing: bool,
+    /// Events of blocks written unsynced, released by the next sync; and
+    /// when the first of them was written.
+    awaiting_sync: VecDeque<CommittedBlock>,
+    unsynced_since: Option<Time>,
     /// The latest time an input was ingested at.
     last_now: Time,
     /// Per peer, when its fetch allowance is next whole (see `FETCH_BURST`).
@@ -301,6 +320,8 @@ impl<S: Store> Node<S> {
             committed: VecDeque::new(),
             unsynced: None,
             flushing: false,
+            awaiting_sync: VecDeque::new(),
+            unsynced_since: None,
             last_now: Time(0),
             fetch_allowance: BTreeMap::new(),
             fetches_refused: 0,
@@ -384,6 +405,7 @@ impl<S: Store> Node<S> {
     fn push_committed(&mut self, block: CommittedBlock) {
         match &mut self.unsynced {
             Some(u) => u.committed.push_back(block),
+            None if !self.awaiting_sync.is_empty() => self.awaiting_sync.push_back(block),
             None => self.committed.push_back(block),
         }
     }
@@ -400,8 +422,9 @@ impl<S: Store> Node<S> {
         u.holds_messages |= holds;
     }
 
-    /// Makes every ingested input's writes durable in one synced write,
-    /// then releases what waited for it. A no-op when nothing is unsynced.
+    /// Writes every ingested input's writes in one atomic write — synced
+    /// unless they are blocks alone (see `Unsynced`) — then releases what
+    /// waited for it. A no-op when nothing is unsynced.
     pub fn flush(&mut self) -> Result<(), NodeError> {
         if let Some(pending) = self.begin_flush()? {
             self.write_pending(pending)?;
@@ -411,33 +434,83 @@ impl<S: Store> Node<S> {
     }
 
     /// The first half of [`Node::flush`]: lets a primary propose what the
-    /// group brought, then takes the group's writes. What is already
-    /// released ([`Node::pop_outgoing`]) may be sent while they sync;
-    /// nothing may be ingested until [`Node::finish_flush`].
+    /// group brought, then takes the group's writes if they need a sync (a
+    /// group of blocks alone is written here, unsynced, unless blocks
+    /// written so are due a sync). What is already released
+    /// ([`Node::pop_outgoing`]) may be sent while they sync; nothing may be
+    /// ingested until [`Node::finish_flush`].
     pub fn begin_flush(&mut self) -> Result<Option<PendingWrite>, NodeError> {
         // A primary batches every request the group brought.
         self.replica.propose_now(self.last_now);
         self.run_actions(self.last_now)?;
-        let Some(u) = self.unsynced.as_mut() else {
-            return Ok(None);
-        };
-        self.flushing = true;
-        Ok(Some(PendingWrite {
-            batches: std::mem::take(&mut u.batches),
-        }))
+        let sync_due = self
+            .block_sync_deadline()
+            .is_some_and(|at| at <= self.last_now)
+            || self.awaiting_sync.len() >= BLOCKS_UNSYNCED_MAX;
+        match self.unsynced.take() {
+            Some(u) if !u.holds_messages && !sync_due => {
+                // Blocks alone: no message waits for them (see `Unsynced`).
+                debug_assert!(u.outbox.is_empty());
+                self.store.write_group_unsynced(u.batches)?;
+                self.unsynced_since.get_or_insert(self.last_now);
+                self.awaiting_sync.extend(u.committed);
+                Ok(None)
+            }
+            Some(mut u) => {
+                let batches = std::mem::take(&mut u.batches);
+                self.unsynced = Some(u);
+                self.flushing = true;
+                Ok(Some(PendingWrite { batches }))
+            }
+            None if sync_due => {
+                self.flushing = true;
+                Ok(Some(PendingWrite {
+                    batches: Vec::new(),
+                }))
+            }
+            None => Ok(None),
+        }
     }
 
-    /// Syncs `pending` through this node's own store (the drivers that do
-    /// not write on another thread).
+    /// Syncs the blocks written unsynced now, without waiting for their
+    /// deadline, and releases their events (the end of a simulation; a
+    /// running replica syncs them within `BLOCK_SYNC_DELAY_MS`).
+    pub fn sync_written(&mut self) -> Result<(), NodeError> {
+        self.flush()?;
+        if !self.awaiting_sync.is_empty() {
+            self.store.sync()?;
+            self.committed.extend(self.awaiting_sync.drain(..));
+            self.unsynced_since = None;
+        }
+        Ok(())
+    }
+
+    /// When blocks written unsynced are due a sync of their own.
+    fn block_sync_deadline(&self) -> Option<Time> {
+        self.unsynced_since
+            .map(|t| t.plus_millis(BLOCK_SYNC_DELAY_MS))
+    }
+
+    /// Makes `pending` durable through this node's own store.
     pub fn write_pending(&mut self, pending: PendingWrite) -> Result<(), NodeError> {
-        self.store.write_group(pending.batches)?;
+        if pending.batches.is_empty() {
+            self.store.sync()?;
+        } else {
+            self.store.write_group(pending.batches)?;
+        }
         Ok(())
     }
 
     /// The second half of [`Node::flush`], once the writes taken by
-    /// [`Node::begin_flush`] are durable: releases what waited for them.
+    /// [`Node::begin_flush`] are durable: releases what waited for them —
+    /// and for the blocks written unsynced before them, which the sync
+    /// covered. A no-op if `begin_flush` took nothing.
     pub fn finish_flush(&mut self) {
-        self.flushing = false;
+        if !std::mem::take(&mut self.flushing) {
+            return;
+        }
+        self.committed.extend(self.awaiting_sync.drain(..));
+        self.unsynced_since = None;
         if let Some(u) = self.unsynced.take() {
             debug_assert!(u.batches.is_empty(), "writes taken by begin_flush");
             self.outbox.extend(u.outbox);
@@ -724,7 +797,11 @@ impl<S: Store> Node<S> {
     // ----- driver and observer interface -----------------------------------
 
     pub fn next_deadline(&self) -> Option<Time> {
-        self.replica.next_deadline()
+        let core = self.replica.next_deadline();
+        match (core, self.block_sync_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     pub fn pop_outgoing(&mut self) -> Option<Outgoing> {
         self.outbox.pop_front()

@@ -7,7 +7,7 @@
 //!  clients ─QUIC─▶ ClientServer ──request──┐  │  undecodable: counted, dropped)
 //!                                          ▼  ▼
 //!  SIGTERM/SIGINT ──────────────▶  select! loop ──▶ Node::ingest(now, input) × n
-//!  sleep_until(next_deadline) ──Tick──▶ │         Node::flush (one synced write)
+//!  sleep_until(next_deadline) ──Tick──▶ │         Node::flush (one write per group)
 //!                                       │              ▼
 //!                                       │        pop_outgoing():
 //!                                       │          ToReplica ─▶ transport.send
@@ -98,7 +98,8 @@ struct LoopStats {
     frames: u64,
     undecodable: u64,
     blocks: u64,
-    /// Synced writes, and the writes of inputs they grouped.
+    /// Synced writes (a group of blocks alone is written unsynced), and
+    /// the writes of inputs grouped into all writes.
     syncs: u64,
     grouped_writes: u64,
 }
@@ -164,12 +165,10 @@ impl Driver {
         if let Some(pending) = pending {
             tokio::task::yield_now().await;
             self.node.write_pending(pending)?;
+            self.stats.syncs += 1;
         }
         self.node.finish_flush();
-        if writes > 0 {
-            self.stats.syncs += 1;
-            self.stats.grouped_writes += writes as u64;
-        }
+        self.stats.grouped_writes += writes as u64;
         self.deliver();
         for key in std::mem::take(&mut self.submitted) {
             self.service.after_submit(&self.node, key);

@@ -1,18 +1,23 @@
 //! An in-memory [`Store`] for the simulator and tests.
 //!
 //! The data lives behind an `Arc`, so a simulated replica can "crash" (drop its
-//! node) and restart on the same durable contents. Every `write` counts as
-//! synced: it is durable once it returns, exactly like the RocksDB store with
-//! `sync = true`.
+//! node) and restart on the same durable contents. A synced write (`write`,
+//! `write_group`) is durable once it returns, exactly like the RocksDB store
+//! with `sync = true`. An unsynced one (`write_group_unsynced`) is readable at
+//! once but durable only from the next synced write or `sync` on; until then
+//! an undo log keeps what it overwrote, and [`MemoryStore::reopen`] (the
+//! process restarts) rolls every unsynced write back — the harshest outcome
+//! of a crash (a lost machine; a killed process would keep them in the page
+//! cache), and the one RocksDB's WAL allows: a lost write takes every later
+//! one with it, never an earlier one.
 //!
 //! A crash can also be armed *inside* the writes ([`MemoryStore::arm_crash`]):
 //! the k-th next write is the one the process dies in. Its batch is either
 //! applied whole or not at all — what RocksDB makes of a write interrupted
 //! before its WAL record was complete, since recovery drops a torn tail
 //! record whose checksum fails (`tests/storage.rs` tears a real WAL to show
-//! it) — and from then on every write fails until the store is reopened. As
-//! every acknowledged write is synced, the write in flight is the only one a
-//! crash can lose.
+//! it) — and from then on every write fails until the store is reopened. Of the
+//! synced writes, the one in flight is the only one a crash can lose.
 
 use super::{Cf, StorageError, Store, WriteBatch};
 use std::collections::BTreeMap;
@@ -21,9 +26,14 @@ use std::sync::{Arc, Mutex};
 
 type Tables = BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>;
 
+/// What an unsynced write changed: a key and the value it had before.
+type Undo = Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>;
+
 #[derive(Clone, Default, Debug)]
 pub struct MemoryStore {
     tables: Arc<Mutex<Tables>>,
+    /// The undo log of the writes not yet synced, oldest first.
+    unsynced: Arc<Mutex<Undo>>,
     crash: Arc<Mutex<CrashState>>,
 }
 
@@ -57,9 +67,87 @@ impl MemoryStore {
     pub fn crashed(&self) -> Option<bool> {
         self.crash.lock().unwrap().crashed
     }
-    /// The process restarts: writes work again, nothing is armed.
+    /// The process restarts: every unsynced write is lost, writes work
+    /// again, nothing is armed.
     pub fn reopen(&self) {
+        let mut t = self.tables.lock().unwrap();
+        let mut undo = self.unsynced.lock().unwrap();
+        for (cf, key, before) in undo.drain(..).rev() {
+            let table = t.entry(cf).or_default();
+            match before {
+                Some(v) => table.insert(key, v),
+                None => table.remove(&key),
+            };
+        }
         *self.crash.lock().unwrap() = CrashState::default();
+    }
+
+    /// Writes applied but not yet synced (keys changed).
+    pub fn unsynced_keys(&self) -> usize {
+        self.unsynced.lock().unwrap().len()
+    }
+
+    /// Counts a write against an armed crash: `Err` if the process is gone
+    /// (before or in this write; the write is then dropped), else whether
+    /// the process dies in this write after applying it.
+    fn reach_write(&self) -> Result<bool, StorageError> {
+        let mut c = self.crash.lock().unwrap();
+        if c.crashed.is_some() {
+            return Err(StorageError::Io(
+                "simulated crash: the process is gone".into(),
+            ));
+        }
+        let dies_here = match c.armed {
+            Some((1, applied)) => {
+                c.armed = None;
+                c.crashed = Some(applied);
+                Some(applied)
+            }
+            Some((k, applied)) => {
+                c.armed = Some((k - 1, applied));
+                None
+            }
+            None => None,
+        };
+        if dies_here == Some(false) {
+            return Err(StorageError::Io(
+                "simulated crash during a write (torn, dropped)".into(),
+            ));
+        }
+        Ok(dies_here == Some(true))
+    }
+
+    /// Applies `batches` in order; what they overwrite goes to `undo`.
+    fn apply(&self, batches: Vec<WriteBatch>, mut undo: Option<&mut Undo>) {
+        let mut t = self.tables.lock().unwrap();
+        for batch in batches {
+            for (cf, from, to) in batch.delete_ranges {
+                if from >= to {
+                    continue;
+                }
+                let table = t.entry(cf).or_default();
+                let doomed: Vec<Vec<u8>> = table
+                    .range::<Vec<u8>, _>((Bound::Included(&from), Bound::Excluded(&to)))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in doomed {
+                    let before = table.remove(&k);
+                    if let Some(undo) = undo.as_deref_mut() {
+                        undo.push((cf, k, before));
+                    }
+                }
+            }
+            for w in batch.writes {
+                let table = t.entry(w.cf).or_default();
+                let before = match w.value {
+                    Some(v) => table.insert(w.key.clone(), v),
+                    None => table.remove(&w.key),
+                };
+                if let Some(undo) = undo.as_deref_mut() {
+                    undo.push((w.cf, w.key, before));
+                }
+            }
+        }
     }
     /// Total bytes of keys and values held (for memory-bound checks).
     pub fn bytes(&self) -> usize {
@@ -77,61 +165,37 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn write_group(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
-        let dies_here = {
-            let mut c = self.crash.lock().unwrap();
-            if c.crashed.is_some() {
-                return Err(StorageError::Io(
-                    "simulated crash: the process is gone".into(),
-                ));
-            }
-            match c.armed {
-                Some((1, applied)) => {
-                    c.armed = None;
-                    c.crashed = Some(applied);
-                    Some(applied)
-                }
-                Some((k, applied)) => {
-                    c.armed = Some((k - 1, applied));
-                    None
-                }
-                None => None,
-            }
-        };
-        if dies_here == Some(false) {
-            return Err(StorageError::Io(
-                "simulated crash during a write (torn, dropped)".into(),
-            ));
-        }
-        let mut t = self.tables.lock().unwrap();
-        for batch in batches {
-            for (cf, from, to) in batch.delete_ranges {
-                if from >= to {
-                    continue;
-                }
-                let table = t.entry(cf).or_default();
-                let doomed: Vec<Vec<u8>> = table
-                    .range::<Vec<u8>, _>((Bound::Included(&from), Bound::Excluded(&to)))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in doomed {
-                    table.remove(&k);
-                }
-            }
-            for w in batch.writes {
-                let table = t.entry(w.cf).or_default();
-                match w.value {
-                    Some(v) => {
-                        table.insert(w.key, v);
-                    }
-                    None => {
-                        table.remove(&w.key);
-                    }
-                }
-            }
-        }
-        if dies_here == Some(true) {
+        let dies_after = self.reach_write()?;
+        self.apply(batches, None);
+        // The sync covers every write before it.
+        self.unsynced.lock().unwrap().clear();
+        if dies_after {
             return Err(StorageError::Io(
                 "simulated crash during a write (applied, unacknowledged)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn write_group_unsynced(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
+        let dies_after = self.reach_write()?;
+        let mut undo = std::mem::take(&mut *self.unsynced.lock().unwrap());
+        self.apply(batches, Some(&mut undo));
+        *self.unsynced.lock().unwrap() = undo;
+        if dies_after {
+            return Err(StorageError::Io(
+                "simulated crash during a write (applied, unacknowledged)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        let dies_after = self.reach_write()?;
+        self.unsynced.lock().unwrap().clear();
+        if dies_after {
+            return Err(StorageError::Io(
+                "simulated crash during a sync (synced, unacknowledged)".into(),
             ));
         }
         Ok(())
@@ -233,5 +297,58 @@ mod tests {
         s.disarm();
         s.write(one(5)).unwrap();
         assert!(s.crashed().is_none());
+    }
+
+    #[test]
+    fn unsynced_writes_are_read_at_once_and_lost_by_a_restart_unless_synced_after() {
+        let mut s = MemoryStore::new();
+        s.write(one(1)).unwrap();
+        // Overwrites, a delete and a range delete, all unsynced.
+        let mut b = one(2);
+        b.put(Cf::Meta, vec![1], vec![9]);
+        b.delete(Cf::State, vec![1]);
+        s.write_group_unsynced(vec![b]).unwrap();
+        let mut b = WriteBatch::default();
+        b.delete_range(Cf::Meta, vec![0], vec![2]);
+        s.write_group_unsynced(vec![b]).unwrap();
+        assert_eq!(s.get(Cf::Meta, &[2]).unwrap(), Some(vec![2]), "readable");
+        assert_eq!(s.get(Cf::Meta, &[1]).unwrap(), None);
+        assert!(s.unsynced_keys() > 0);
+        s.reopen();
+        assert_eq!(s.unsynced_keys(), 0);
+        for cf in [Cf::Meta, Cf::State] {
+            assert_eq!(s.get(cf, &[1]).unwrap(), Some(vec![1]), "{cf:?} as synced");
+            assert_eq!(
+                s.get(cf, &[2]).unwrap(),
+                None,
+                "{cf:?}: the unsynced put is gone"
+            );
+        }
+
+        // A later synced write, or a sync, makes them durable.
+        for via_sync in [false, true] {
+            let mut s = MemoryStore::new();
+            s.write_group_unsynced(vec![one(3)]).unwrap();
+            if via_sync {
+                s.sync().unwrap();
+            } else {
+                s.write(one(4)).unwrap();
+            }
+            s.reopen();
+            assert_eq!(s.get(Cf::State, &[3]).unwrap(), Some(vec![3]));
+        }
+
+        // An armed crash counts unsynced writes and syncs too: a sync the
+        // process dies in happened or did not.
+        for synced in [false, true] {
+            let mut s = MemoryStore::new();
+            s.arm_crash(2, synced);
+            s.write_group_unsynced(vec![one(5)]).unwrap();
+            assert!(s.sync().is_err());
+            assert!(s.write(one(6)).is_err());
+            s.reopen();
+            let expect = synced.then(|| vec![5]);
+            assert_eq!(s.get(Cf::Meta, &[5]).unwrap(), expect);
+        }
     }
 }

@@ -112,6 +112,15 @@ pub trait Store: Send {
     /// writes), all of them atomically, and returns once they are durable:
     /// one sync for many (group commit).
     fn write_group(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError>;
+    /// Applies `batches` atomically, as [`Store::write_group`] does, but
+    /// returns without waiting for them to be durable: they are read at
+    /// once, and become durable with the next synced write or
+    /// [`Store::sync`], which make everything written before them durable.
+    /// A crash may lose them, and a lost write takes every later unsynced
+    /// one with it — never an earlier write.
+    fn write_group_unsynced(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError>;
+    /// Makes every write so far durable.
+    fn sync(&mut self) -> Result<(), StorageError>;
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// Every `(key, value)` with `from <= key < to`, in key order, at most `limit`.
     fn scan(

@@ -226,8 +226,11 @@ impl RocksStore {
     }
 }
 
-impl Store for RocksStore {
-    fn write_group(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
+impl RocksStore {
+    /// Every batch of a group in one atomic RocksDB write; `sync` waits for
+    /// the WAL's fdatasync (which also covers every unsynced write before
+    /// it: RocksDB syncs each live WAL file on a synced write).
+    fn write_batches(&self, batches: Vec<WriteBatch>, sync: bool) -> Result<(), StorageError> {
         let mut wb = rocksdb::WriteBatch::default();
         for batch in &batches {
             for (cf, from, to) in &batch.delete_ranges {
@@ -247,8 +250,25 @@ impl Store for RocksStore {
             }
         }
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(sync);
         self.db.write_opt(wb, &wo).map_err(|e| self.err(e))
+    }
+}
+
+impl Store for RocksStore {
+    fn write_group(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
+        self.write_batches(batches, true)
+    }
+
+    fn write_group_unsynced(&mut self, batches: Vec<WriteBatch>) -> Result<(), StorageError> {
+        // Appended to the WAL (a write(2), no fdatasync): survives the
+        // process, not the machine, until the next sync.
+        self.write_batches(batches, false)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        // FlushWAL(sync = true) is SyncWAL: every live WAL file.
+        self.db.flush_wal(true).map_err(|e| self.err(e))
     }
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
