@@ -9,7 +9,8 @@
 //!   that depends on a vote in it leaves before it, and a crash before it
 //!   loses them whole. A block's replies need no sync (the block committed,
 //!   which is durable at a quorum): they leave at once, and a replica that
-//!   crashes before its block is written executes it again, identically.
+//!   crashes before its block is written executes it again, identically —
+//!   even when every replica loses its block to a power loss.
 //! * A replica's PRE-PREPAREs and PREPAREs are written only by a clean stop;
 //!   restarted after a crash, a primary proposes nothing in that view.
 //! * A replica restarted behind an idle network catches up by itself.
@@ -432,6 +433,71 @@ fn a_blocks_replies_leave_before_its_write_is_synced_and_a_crash_executes_it_aga
     c.nodes[3].handle(due, NodeInput::Tick).unwrap();
     let block_again: Vec<_> = c.nodes[3].drain_committed().collect();
     assert_eq!(block_again, blocks, "the same block as replica 2's");
+}
+
+/// The worst case of unsynced block writes: every replica executes a
+/// transfer, replies, and loses power before anything syncs its block. The
+/// block is gone everywhere, but it committed — each replica's COMMIT was
+/// synced with its prepared certificate (and batch) before it was sent — so
+/// when the client sends the transfer again the replicas change view (the
+/// primary, restarted after a crash, sits view 0 out), the new primary
+/// proposes the prepared batch again, and the same block executes at the
+/// same height: the same hash and the same answer for the client.
+#[test]
+fn a_network_that_loses_power_after_replying_executes_the_same_block_again() {
+    let client = KeyPair::from_label("power-client");
+    let payee = KeyPair::from_label("power-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100)]);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let tx = Transaction::transfer(net, &client, payee, 5, 1);
+    let v = VerifiedTx::check(tx.clone(), net).expect("well signed");
+    let first = c.run(now, 0, NodeInput::VerifiedRequest(v));
+    assert_eq!(first.len(), 4, "every replica replied: {first:?}");
+    let hash = c.nodes[0]
+        .block(1)
+        .unwrap()
+        .expect("executed")
+        .header
+        .hash();
+    for r in 0..4 {
+        assert!(
+            c.stores[r].unsynced_keys() > 0,
+            "replica {r}: block unsynced"
+        );
+        c.stores[r].reopen(); // power loss: unsynced writes are gone
+        c.restart(r);
+        assert_eq!(c.nodes[r].height(), 0, "replica {r} lost its block");
+    }
+
+    let mut t = now.plus_millis(100);
+    let mut again = Vec::new();
+    for r in 0..4 {
+        again.extend(c.run(t, r, NodeInput::Request(tx.clone())));
+    }
+    for _ in 0..40 {
+        if c.nodes.iter().all(|n| n.height() == 1) {
+            break;
+        }
+        t = t.plus_millis(250);
+        for r in 0..4 {
+            again.extend(c.run(t, r, NodeInput::Tick));
+        }
+    }
+    for r in 0..4 {
+        assert_eq!(c.nodes[r].height(), 1, "replica {r} executed it again");
+        let block = c.nodes[r].block(1).unwrap().expect("stored");
+        assert_eq!(block.header.hash(), hash, "replica {r}: the same block");
+        assert!(c.nodes[r].replica().view() > View(0), "after a view change");
+    }
+    let answered: Vec<usize> = again
+        .iter()
+        .filter(|(_, reply)| {
+            (reply.tx_id, reply.seq, reply.receipt) == (tx.id(), Seq(1), Receipt::Ok)
+        })
+        .map(|(r, _)| *r)
+        .collect();
+    assert!(answered.len() >= 2, "f+1 answers again: {answered:?}");
 }
 
 #[test]
