@@ -17,10 +17,10 @@
 //!
 //! One task owns the [`Node`]. Each turn of its loop ingests the input that
 //! woke it and whatever else has already arrived (up to
-//! `INGEST_BURST_MAX`), then flushes: one synced write for all of their
-//! writes (group commit). What they produced goes to the transport in
-//! order; what depends on a vote in the write only after it is synced. Time is wall-clock microseconds since
-//! the Unix epoch. With `worker_threads = 1` (the default) everything —
+//! `INGEST_BURST_MAX`), then flushes: one write for all of their writes,
+//! synced unless it holds blocks alone (group commit). What they produced
+//! goes to the transport in order; what depends on a vote in the write only
+//! after it is synced. Time is wall-clock microseconds since the Unix epoch. With `worker_threads = 1` (the default) everything —
 //! QUIC, client streams and this loop — runs on one thread.
 //!
 //! With the cargo feature `byzantine`, `pbft-replica start --byzantine B`
