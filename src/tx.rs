@@ -12,6 +12,7 @@
 use crate::codec::CodecError;
 use crate::crypto::{self, Digest, Domain, KeyPair, NetworkId, PublicKey};
 use rkyv::{Archive, Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Length of the canonical signed body of a transaction.
 pub const TX_BODY_BYTES: usize = 32 + 32 + 8 + 8;
@@ -118,6 +119,69 @@ impl VerifiedTx {
     }
 }
 
+/// The transactions whose signatures were checked most recently, so that one
+/// arriving twice is checked once: a backup sees each transfer in the
+/// primary's PRE-PREPARE and, often later, from the client itself (which
+/// sends to every replica). Holds at most `max`; the oldest is forgotten
+/// first. A lookup matches only the identical transaction, signature
+/// included, so nothing unchecked ever comes out of it.
+#[derive(Clone, Debug)]
+pub struct VerifiedCache {
+    by_key: BTreeMap<(PublicKey, u64), VerifiedTx>,
+    /// Insertion order of the keys in `by_key`; each key once.
+    order: VecDeque<(PublicKey, u64)>,
+    max: usize,
+}
+
+impl VerifiedCache {
+    pub fn new(max: usize) -> VerifiedCache {
+        VerifiedCache {
+            by_key: BTreeMap::new(),
+            order: VecDeque::new(),
+            max,
+        }
+    }
+
+    /// Remembers `tx`; it replaces an earlier one with its sender and nonce.
+    pub fn insert(&mut self, tx: VerifiedTx) {
+        if self.max == 0 {
+            return;
+        }
+        let key = (tx.from, tx.nonce);
+        if self.by_key.insert(key, tx).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > self.max {
+                if let Some(old) = self.order.pop_front() {
+                    self.by_key.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Whether exactly `tx` (every field, signature included) was checked.
+    pub fn contains(&self, tx: &Transaction) -> bool {
+        self.by_key
+            .get(&(tx.from, tx.nonce))
+            .is_some_and(|v| v.0 == *tx)
+    }
+
+    /// The checked transaction identical to `tx`, if it is remembered.
+    pub fn get(&self, tx: &Transaction) -> Option<VerifiedTx> {
+        self.by_key
+            .get(&(tx.from, tx.nonce))
+            .filter(|v| v.0 == *tx)
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
 impl std::ops::Deref for VerifiedTx {
     type Target = Transaction;
     fn deref(&self) -> &Transaction {
@@ -218,6 +282,50 @@ mod tests {
         let mut forged = tx.clone();
         forged.from = b.public();
         assert!(!forged.verify(net));
+    }
+
+    /// The cache vouches only for the identical transaction (any field or
+    /// the signature changed: not), holds at most `max` (the oldest goes
+    /// first), and a second transaction with one sender and nonce replaces
+    /// the first without growing it.
+    #[test]
+    fn verified_cache_matches_whole_transactions_and_stays_bounded() {
+        let net = NetworkId(Digest([1; 32]));
+        let a = KeyPair::from_label("a");
+        let b = KeyPair::from_label("b");
+        let checked = |tx: &Transaction| VerifiedTx::check(tx.clone(), net).unwrap();
+        let mut cache = VerifiedCache::new(3);
+        let tx1 = Transaction::transfer(net, &a, b.public(), 10, 1);
+        cache.insert(checked(&tx1));
+        assert_eq!(
+            cache.get(&tx1).map(VerifiedTx::into_inner),
+            Some(tx1.clone())
+        );
+        for mutate in [
+            |t: &mut Transaction| t.amount += 1,
+            |t: &mut Transaction| t.to.0[0] ^= 1,
+            |t: &mut Transaction| t.signature[3] ^= 1,
+        ] {
+            let mut t = tx1.clone();
+            mutate(&mut t);
+            assert!(!cache.contains(&t) && cache.get(&t).is_none());
+        }
+        let other = Transaction::transfer(net, &a, a.public(), 7, 1);
+        cache.insert(checked(&other));
+        assert_eq!(cache.len(), 1);
+        assert!(cache.contains(&other) && !cache.contains(&tx1));
+        let txs: Vec<Transaction> = (2..=4)
+            .map(|n| Transaction::transfer(net, &a, b.public(), 1, n))
+            .collect();
+        for tx in &txs {
+            cache.insert(checked(tx));
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(!cache.contains(&other), "the oldest was forgotten");
+        assert!(txs.iter().all(|tx| cache.contains(tx)));
+        let mut off = VerifiedCache::new(0);
+        off.insert(checked(&tx1));
+        assert!(off.is_empty());
     }
 
     #[test]

@@ -114,7 +114,8 @@ fn resubmissions_use_the_reply_cache(c: &Cluster) {
 /// check the signatures of the submissions that arrive together in one
 /// batch): a forged one — its signature altered, or signed by another key —
 /// is refused as "bad signature" by every replica, and the well-signed one
-/// next to it commits.
+/// next to it commits; then the committed one with its amount altered is
+/// refused the same way.
 fn forged_submissions_are_refused_next_to_a_good_one(c: &Cluster) {
     use pbft_ledger::client::proto::SubmitRejected;
     use pbft_ledger::client::{Client, ClientError};
@@ -124,7 +125,8 @@ fn forged_submissions_are_refused_next_to_a_good_one(c: &Cluster) {
     rt.block_on(async {
         let client = Client::new(genesis.clone(), key.clone(), Duration::from_secs(15)).unwrap();
         let nonce = client.next_nonce().await.unwrap();
-        let good = Transaction::transfer(genesis.network, &key, to, 1, nonce);
+        let good_tx = Transaction::transfer(genesis.network, &key, to, 1, nonce);
+        let good = good_tx.clone();
         let mut flipped = Transaction::transfer(genesis.network, &key, to, 50, nonce + 1);
         flipped.signature[40] ^= 0x10;
         let mut other_signer = Transaction::transfer(
@@ -144,7 +146,18 @@ fn forged_submissions_are_refused_next_to_a_good_one(c: &Cluster) {
             good.expect("the good transfer commits").receipt,
             Receipt::Ok
         );
-        for err in [flipped.unwrap_err(), other_signer.unwrap_err()] {
+        // The good transfer with its amount altered and its signature kept:
+        // every backup checked that signature in the PRE-PREPARE and
+        // remembers the transfer, so this asks the remembered check to
+        // match the whole transaction, not its sender, nonce and signature.
+        let mut altered = good_tx.clone();
+        altered.amount = 49;
+        let altered = client.submit(&altered).await;
+        for err in [
+            flipped.unwrap_err(),
+            other_signer.unwrap_err(),
+            altered.unwrap_err(),
+        ] {
             match err {
                 ClientError::Rejected {
                     reason: SubmitRejected::BadSignature,

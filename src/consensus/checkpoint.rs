@@ -290,7 +290,7 @@ impl Replica {
     /// Verifies a committed batch: 2f+1 COMMITs from distinct replicas, all
     /// for this seq, one view and the digest of these exact bytes.
     pub(super) fn check_committed_batch(
-        &self,
+        &mut self,
         cb: &CommittedBatch,
     ) -> Result<CommittedEntry, &'static str> {
         if cb.batch.len() > BATCH_BYTES_MAX {

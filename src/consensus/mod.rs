@@ -48,7 +48,7 @@ mod tests;
 
 use crate::cluster::Cluster;
 use crate::crypto::{Digest, KeyPair, NetworkId, Payload, Signed, Verified, Verifier};
-use crate::tx::{Batch, Transaction};
+use crate::tx::{Batch, Transaction, VerifiedCache, VerifiedTx};
 use crate::types::{ReplicaId, Seq, Time, View};
 use messages::*;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -386,6 +386,10 @@ pub struct Replica {
     forgotten_view: Option<View>,
 
     pending: Pending,
+    /// Client signatures checked in batches (PRE-PREPAREs, fetches): one
+    /// that arrives again, from its client or re-proposed, is not checked
+    /// again. Bounded by [`verified_cache_max`].
+    verified: VerifiedCache,
     request_deadline: Option<Time>,
     view_change_deadline: Option<Time>,
     retransmit_deadline: Option<Time>,
@@ -412,6 +416,7 @@ impl Replica {
         assert!(cluster.contains(me), "replica id outside the cluster");
         assert_eq!(verifier.replica_count(), cluster.n() as usize);
         let pending = Pending::new(cfg.pending_requests_max, cfg.pending_per_client_max);
+        let verified = VerifiedCache::new(verified_cache_max(&cfg));
         let mut r = Replica {
             cfg,
             cluster,
@@ -445,6 +450,7 @@ impl Replica {
             votes: BTreeMap::new(),
             forgotten_view: None,
             pending,
+            verified,
             request_deadline: None,
             view_change_deadline: None,
             retransmit_deadline: None,
@@ -746,6 +752,12 @@ impl Replica {
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
     }
+    /// `tx` as checked, if exactly it (signature included) is held or was
+    /// checked recently: a client's copy of a transaction this replica saw
+    /// in a PRE-PREPARE needs no second signature check.
+    pub fn verified_tx(&self, tx: &Transaction) -> Option<VerifiedTx> {
+        self.verified.get(tx)
+    }
     /// Sizes of every bounded structure, for memory-bound checks (S8).
     pub fn footprint(&self) -> Footprint {
         Footprint {
@@ -756,6 +768,7 @@ impl Replica {
             view_changes: self.view_changes.len(),
             fetched: self.fetched.len(),
             votes: self.votes.len(),
+            verified_txs: self.verified.len(),
         }
     }
     /// The bounds [`Replica::footprint`] must stay within.
@@ -770,6 +783,7 @@ impl Replica {
             view_changes: n,
             fetched: self.fetch_window() as usize,
             votes: 3 * (2 * window + 1) * 2,
+            verified_txs: verified_cache_max(&self.cfg),
         }
     }
 
@@ -1089,6 +1103,13 @@ impl Replica {
     }
 }
 
+/// Client signatures remembered as checked: four full batches (a backup
+/// gets a client's own copy of a transfer at most a few batches after the
+/// PRE-PREPARE carrying it), at least 1,024.
+fn verified_cache_max(cfg: &Config) -> usize {
+    (4 * cfg.batch_txs_max).max(1024)
+}
+
 /// Checkpoint votes kept per replica: enough to span the window and a little
 /// beyond, so a lagging replica can still assemble a proof.
 const CHECKPOINTS_PER_REPLICA: usize = 8;
@@ -1103,6 +1124,7 @@ pub struct Footprint {
     pub view_changes: usize,
     pub fetched: usize,
     pub votes: usize,
+    pub verified_txs: usize,
 }
 
 impl Footprint {
@@ -1128,6 +1150,7 @@ impl Footprint {
             ("view_changes", self.view_changes, limits.view_changes),
             ("fetched", self.fetched, limits.fetched),
             ("votes", self.votes, limits.votes),
+            ("verified_txs", self.verified_txs, limits.verified_txs),
         ];
         pairs
             .into_iter()

@@ -152,6 +152,9 @@ impl Replica {
         if self.pending.holds(&tx) {
             return;
         }
+        if let Some(tx) = self.verified.get(&tx) {
+            return self.on_request(tx);
+        }
         match VerifiedTx::check(tx, self.verifier.network()) {
             Some(tx) => self.on_request(tx),
             None => self.ignore("request: bad client signature"),
@@ -159,16 +162,24 @@ impl Replica {
     }
 
     /// Whether every transaction of a proposed or fetched batch is well
-    /// signed; one we hold was checked when it arrived and is not again.
-    pub(super) fn signatures_hold(&self, batch: &Batch) -> bool {
-        let unchecked: Vec<&Transaction> = batch
+    /// signed. One we hold, or checked recently, is not checked again; the
+    /// ones checked here are remembered (`Replica::verified_tx`), so the
+    /// same transaction arriving from its client is not checked twice.
+    pub(super) fn signatures_hold(&mut self, batch: &Batch) -> bool {
+        let unchecked: Vec<Transaction> = batch
             .txs
             .iter()
-            .filter(|tx| !self.pending.holds(tx))
+            .filter(|tx| !self.pending.holds(tx) && !self.verified.contains(tx))
+            .cloned()
             .collect();
-        Transaction::verify_all(&unchecked, self.verifier.network())
-            .iter()
-            .all(|ok| *ok)
+        let mut all = true;
+        for checked in VerifiedTx::check_all(unchecked, self.verifier.network()) {
+            match checked {
+                Some(tx) => self.verified.insert(tx),
+                None => all = false,
+            }
+        }
+        all
     }
 
     pub(super) fn on_request(&mut self, tx: VerifiedTx) {

@@ -757,6 +757,41 @@ fn backup_ignores_invalid_pre_prepares() {
     }
 }
 
+/// A backup remembers the client signatures it checked in a PRE-PREPARE
+/// (the client's own copy of the transfer then needs no second check), and
+/// only for the identical transaction.
+///
+/// Setup: backup 1 accepts PRE-PREPARE 1 carrying transfer T.
+/// Expect: `verified_tx` vouches for T; not for T with another amount or
+/// recipient and T's signature; PRE-PREPARE 2 carrying T with another
+/// amount is refused as badly signed.
+#[test]
+fn a_backup_vouches_only_for_the_identical_transaction_it_checked() {
+    let net = Net::new(4);
+    let t = net.tx(0, 1);
+    let a = net.batch("A", T0_MS, vec![t.clone()]);
+    let mut r1 = net.replica(1);
+    assert!(r1.verified_tx(&t).is_none());
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    assert_eq!(
+        r1.verified_tx(&t).map(crate::tx::VerifiedTx::into_inner),
+        Some(t.clone())
+    );
+    let mut more = t.clone();
+    more.amount += 1;
+    let mut elsewhere = t.clone();
+    elsewhere.to = net.clients[2].public();
+    assert!(r1.verified_tx(&more).is_none());
+    assert!(r1.verified_tx(&elsewhere).is_none());
+    let b = net.batch("B", T0_MS, vec![more]);
+    net.expect_ignored(
+        &mut r1,
+        0,
+        net.pre_prepare(0, 2, &b),
+        "pre-prepare: batch holds a badly signed transaction",
+    );
+}
+
 /// §4.2: a backup accepts at most one digest per (v, n) — a primary that
 /// equivocates cannot get two batches prepared at one backup.
 ///

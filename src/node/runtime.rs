@@ -102,6 +102,8 @@ struct LoopStats {
     /// the writes of inputs grouped into all writes.
     syncs: u64,
     grouped_writes: u64,
+    /// Wall time spent in writes that hold messages back (synced or not).
+    write_micros: u64,
 }
 
 /// Wall-clock time as the core's [`Time`]: microseconds since the Unix epoch.
@@ -154,7 +156,11 @@ impl Driver {
     /// 6.6 ms, 256 in flight 7,156 vs 7,764 tx/s.)
     async fn flush(&mut self) -> Result<(), NodeError> {
         // Submissions of this turn: signatures checked in one batch.
-        for tx in self.service.admit(self.node.replica().network()) {
+        let replica = self.node.replica();
+        let admitted = self
+            .service
+            .admit(replica.network(), |tx| replica.verified_tx(tx));
+        for tx in admitted {
             // Answered after the flush, once replies to it have gone out.
             self.submitted.push((tx.from, tx.nonce));
             self.ingest(NodeInput::VerifiedRequest(tx))?;
@@ -164,7 +170,9 @@ impl Driver {
         self.deliver();
         if let Some(pending) = pending {
             tokio::task::yield_now().await;
+            let started = std::time::Instant::now();
             self.node.write_pending(pending)?;
+            self.stats.write_micros += started.elapsed().as_micros() as u64;
             self.stats.syncs += 1;
         }
         self.node.finish_flush();
@@ -450,11 +458,13 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         %view,
         blocks = stats.blocks,
         syncs = stats.syncs,
+        write_ms = stats.write_micros / 1000,
         grouped_writes = stats.grouped_writes,
         frames = stats.frames,
         undecodable = stats.undecodable,
         fetches_refused,
         client_requests = service.stats().requests,
+        client_signatures_checked_before = service.stats().checked_before,
         view_changes,
         new_views,
         ignored = %ignored,

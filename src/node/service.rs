@@ -47,6 +47,9 @@ pub struct ServiceStats {
     pub replied: u64,
     pub rejected: u64,
     pub timed_out: u64,
+    /// Submissions whose signature the node had checked already (it saw
+    /// them in a PRE-PREPARE): admitted without a second check.
+    pub checked_before: u64,
 }
 
 /// Submissions awaiting execution, and the query answers.
@@ -138,19 +141,36 @@ impl ClientService {
     /// Checks the signatures of the queued submissions in one batch
     /// (`tx::VerifiedTx::check_all`), answers the bad ones, registers a
     /// waiter for each good one and returns them for the node (in arrival
-    /// order). The runtime then feeds them to the node and calls
+    /// order). A submission `known` vouches for (exactly that transaction,
+    /// signature included, was checked before) is not checked again. The
+    /// runtime then feeds them to the node and calls
     /// [`ClientService::after_submit`] for each after the flush.
-    pub fn admit(&mut self, network: NetworkId) -> Vec<VerifiedTx> {
+    pub fn admit(
+        &mut self,
+        network: NetworkId,
+        known: impl Fn(&Transaction) -> Option<VerifiedTx>,
+    ) -> Vec<VerifiedTx> {
         if self.unchecked.is_empty() {
             return Vec::new();
         }
-        let (txs, responders): (Vec<Transaction>, Vec<_>) =
-            std::mem::take(&mut self.unchecked).into_iter().unzip();
-        let mut admitted = Vec::with_capacity(txs.len());
-        for (checked, respond) in VerifiedTx::check_all(txs, network)
-            .into_iter()
-            .zip(responders)
-        {
+        // `Some` = vouched for; `None` = the next result of the batch check.
+        let mut vouched: Vec<Option<VerifiedTx>> = Vec::new();
+        let mut fresh = Vec::new();
+        let mut responders = Vec::with_capacity(self.unchecked.len());
+        for (tx, respond) in std::mem::take(&mut self.unchecked) {
+            responders.push(respond);
+            let known = known(&tx);
+            if known.is_some() {
+                self.stats.checked_before += 1;
+            } else {
+                fresh.push(tx);
+            }
+            vouched.push(known);
+        }
+        let mut fresh = VerifiedTx::check_all(fresh, network).into_iter();
+        let mut admitted = Vec::with_capacity(responders.len());
+        for (vouched, respond) in vouched.into_iter().zip(responders) {
+            let checked = vouched.or_else(|| fresh.next().flatten());
             let tx = match checked {
                 Some(tx) => tx,
                 None => {
