@@ -114,7 +114,7 @@ impl StateMachine for Bank {
     }
 
     fn state_root(&self) -> Digest {
-        let mut h = blake3::Hasher::new_derive_key(Domain::State.context());
+        let mut h = Domain::State.hasher();
         h.update(&(self.accounts.len() as u64).to_le_bytes());
         for (key, account) in &self.accounts {
             h.update(&key.0);
