@@ -158,19 +158,20 @@ impl VerifiedCache {
         }
     }
 
-    /// Whether exactly `tx` (every field, signature included) was checked.
+    /// The remembered transaction identical to `tx` (every field,
+    /// signature included).
+    fn find(&self, tx: &Transaction) -> Option<&VerifiedTx> {
+        self.by_key.get(&(tx.from, tx.nonce)).filter(|v| v.0 == *tx)
+    }
+
+    /// Whether exactly `tx` was checked.
     pub fn contains(&self, tx: &Transaction) -> bool {
-        self.by_key
-            .get(&(tx.from, tx.nonce))
-            .is_some_and(|v| v.0 == *tx)
+        self.find(tx).is_some()
     }
 
     /// The checked transaction identical to `tx`, if it is remembered.
     pub fn get(&self, tx: &Transaction) -> Option<VerifiedTx> {
-        self.by_key
-            .get(&(tx.from, tx.nonce))
-            .filter(|v| v.0 == *tx)
-            .cloned()
+        self.find(tx).cloned()
     }
 
     pub fn len(&self) -> usize {

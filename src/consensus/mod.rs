@@ -752,9 +752,9 @@ impl Replica {
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
     }
-    /// `tx` as checked, if exactly it (signature included) is held or was
-    /// checked recently: a client's copy of a transaction this replica saw
-    /// in a PRE-PREPARE needs no second signature check.
+    /// `tx` as checked, if exactly it (signature included) was checked
+    /// recently in a batch (`verified`): a client's copy of a transaction
+    /// this replica saw in a PRE-PREPARE needs no second signature check.
     pub fn verified_tx(&self, tx: &Transaction) -> Option<VerifiedTx> {
         self.verified.get(tx)
     }
