@@ -20,12 +20,21 @@
 //!   dial in lock-step, and every dial is wrapped in `dial_timeout` (quinn
 //!   would otherwise wait out the idle timeout on a dead peer). Keep-alives
 //!   below the idle timeout keep quiet connections open and expose dead peers.
-//! * **Framing.** Each frame is one unidirectional stream, read with
-//!   `read_to_end(frame_bytes_max)`: no length prefix, no head-of-line
-//!   blocking between messages, and a frame over the cap is refused (the
-//!   stream is stopped) before more than the cap is buffered. Frames are
-//!   opaque bytes here; the node decodes them (`codec::decode_frame`).
-//!   Delivery order is not guaranteed, and PBFT does not need it.
+//! * **Framing.** A frame travels as a record `len: u32 LE ‖ frame` on a
+//!   unidirectional stream. Frames up to 64 KiB (every consensus message)
+//!   share one long-lived stream per connection and direction, and the frames
+//!   ready together leave in one write: a stream per frame cost both sides a
+//!   task, two timers and quinn's stream set-up for every PREPARE and COMMIT
+//!   (≈ 12 streams per block per replica). A longer frame (state transfer,
+//!   fetched blocks) gets a stream of its own so it never holds consensus
+//!   messages up behind it. A record over `frame_bytes_max` is refused: its
+//!   bytes are read in chunks and dropped, never buffered, and the stream
+//!   goes on. A write that fails or times out resets its stream (the peer
+//!   never takes a truncated record for a frame) and the next write opens
+//!   another. Frames are opaque bytes here; the node decodes them
+//!   (`codec::decode_frame`). Frames on the shared stream arrive in order;
+//!   a long one may overtake them or be overtaken, and PBFT does not need
+//!   order.
 //! * **Bounded everything.** Each peer has a bounded outbound queue that drops
 //!   its *oldest* frame when full (PBFT retransmits, and newer messages are
 //!   more useful); the channel to the node is bounded and fed with `try_send`
@@ -225,13 +234,14 @@ pub(crate) mod codes {
 
 /// Caps that are not worth configuring.
 pub(crate) mod limits {
-    /// Uni streams a replica peer may have open at once.
-    pub const MESH_UNI_STREAMS: u32 = 1024;
-    /// Inbound frames read concurrently per connection (bounds memory to this
+    /// Uni streams a replica peer may have open at once (one shared stream,
+    /// the long frames in flight, and replaced streams not yet closed).
+    pub const MESH_UNI_STREAMS: u32 = 64;
+    /// Inbound streams read concurrently per connection (bounds memory to this
     /// many times `frame_bytes_max` per peer).
     pub const MESH_READERS: usize = 32;
-    /// Outbound frames written concurrently per peer.
-    pub const MESH_WRITERS: usize = 64;
+    /// Long frames (each on a stream of its own) written concurrently per peer.
+    pub const MESH_WRITERS: usize = 8;
     /// Handshakes in progress at once on one endpoint; more are refused.
     pub const HANDSHAKES: usize = 64;
     /// Data quinn buffers per connection before the reader consumes it.

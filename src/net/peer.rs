@@ -1,5 +1,6 @@
 //! The replica mesh: accept loop, one dial task per higher peer, one sender
-//! task per peer, one reader task per connection.
+//! task per peer, one accepting task per connection and one reader task per
+//! inbound stream (the peer's shared stream, and each long frame's own).
 //!
 //! Each peer has a [`PeerSlot`] holding its bounded outbound queue, its
 //! counters and a `watch` of its current connection. Whoever obtains a
@@ -377,36 +378,22 @@ async fn dial_loop(s: Arc<Shared>, id: ReplicaId, client: quinn::ClientConfig) {
 async fn read_loop(s: Arc<Shared>, id: ReplicaId, conn: Connection) {
     let slot = &s.peers[id.index()];
     let readers = Arc::new(Semaphore::new(limits::MESH_READERS));
-    let max = s.cfg.frame_bytes_max;
     let reason = loop {
         let Ok(permit) = readers.clone().acquire_owned().await else {
             break "reader semaphore closed".to_string();
         };
-        let mut recv = match conn.accept_uni().await {
+        let recv = match conn.accept_uni().await {
             Ok(r) => r,
             Err(e) => break e.to_string(),
         };
         let s = s.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let counters = &s.peers[id.index()].counters;
-            match recv.read_to_end(max).await {
-                Ok(frame) => {
-                    counters.received.fetch_add(1, Relaxed);
-                    if let Err(mpsc::error::TrySendError::Full(_)) = s.inbound.try_send((id, frame))
-                    {
-                        counters.inbound_dropped.fetch_add(1, Relaxed);
-                        debug!(target: "pbft::net", peer = %id, "inbound channel full; frame dropped");
-                    }
-                }
-                Err(quinn::ReadToEndError::TooLong) => {
-                    counters.oversize.fetch_add(1, Relaxed);
-                    let _ = recv.stop(codes::FRAME_TOO_LARGE);
-                    warn!(target: "pbft::net", peer = %id, max, "frame over the size cap refused");
-                }
-                Err(e) => debug!(target: "pbft::net", peer = %id, reason = %e, "inbound stream failed"),
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                read_stream(&s, id, recv).await;
             }
-        }.in_current_span());
+            .in_current_span(),
+        );
     };
     let cleared = slot.conn.send_if_modified(|c| {
         if c.as_ref()
@@ -425,10 +412,84 @@ async fn read_loop(s: Arc<Shared>, id: ReplicaId, conn: Connection) {
     }
 }
 
+/// Reads `len: u32 LE ‖ frame` records from one uni stream until it ends,
+/// delivering each frame to the node. A record over `frame_bytes_max` is
+/// counted and its bytes are read and discarded in chunks (never buffered),
+/// so the frames after it on the stream still arrive.
+async fn read_stream(s: &Shared, id: ReplicaId, mut recv: quinn::RecvStream) {
+    let counters = &s.peers[id.index()].counters;
+    let max = s.cfg.frame_bytes_max;
+    loop {
+        let mut len = [0u8; RECORD_LEN_BYTES];
+        match recv.read_exact(&mut len).await {
+            Ok(()) => {}
+            // Finished cleanly between records.
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return,
+            Err(e) => {
+                debug!(target: "pbft::net", peer = %id, reason = %e, "inbound stream ended");
+                return;
+            }
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        if len > max {
+            counters.oversize.fetch_add(1, Relaxed);
+            warn!(target: "pbft::net", peer = %id, len, max, "frame over the size cap refused");
+            if let Err(reason) = discard(&mut recv, len).await {
+                debug!(target: "pbft::net", peer = %id, %reason, "inbound stream ended");
+                return;
+            }
+            continue;
+        }
+        let mut frame = vec![0u8; len];
+        if let Err(e) = recv.read_exact(&mut frame).await {
+            // A truncated record (the writer reset the stream) is not a frame.
+            debug!(target: "pbft::net", peer = %id, reason = %e, "inbound stream ended in a frame");
+            return;
+        }
+        counters.received.fetch_add(1, Relaxed);
+        if let Err(mpsc::error::TrySendError::Full(_)) = s.inbound.try_send((id, frame)) {
+            counters.inbound_dropped.fetch_add(1, Relaxed);
+            debug!(target: "pbft::net", peer = %id, "inbound channel full; frame dropped");
+        }
+    }
+}
+
+/// Reads and drops the next `len` bytes of `recv`.
+async fn discard(recv: &mut quinn::RecvStream, mut len: usize) -> Result<(), String> {
+    while len > 0 {
+        match recv.read_chunk(len, true).await {
+            Ok(Some(chunk)) => len -= chunk.bytes.len(),
+            Ok(None) => return Err("finished inside a frame".to_string()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of a record's length prefix.
+const RECORD_LEN_BYTES: usize = 4;
+
+/// Frames at most this long share the peer's persistent stream, and several
+/// ready ones leave in one write of at most about this many bytes. A longer
+/// frame (a state snapshot, a batch of fetched blocks) gets a stream of its
+/// own, so it never holds the consensus messages up behind it.
+const SHARED_STREAM_FRAME_MAX: usize = 64 * 1024;
+
+fn put_record(buf: &mut Vec<u8>, frame: &[u8]) {
+    buf.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    buf.extend_from_slice(frame);
+}
+
+/// Sends the peer's queued frames over its current connection: small frames
+/// as records on one long-lived uni stream (opened at the first frame,
+/// replaced after a failed write), several ready ones coalesced into one
+/// write; each larger frame on a stream of its own, written by a task of
+/// its own (at most `MESH_WRITERS` at once).
 async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
     let slot = &s.peers[id.index()];
     let writers = Arc::new(Semaphore::new(limits::MESH_WRITERS));
     let mut rx = slot.conn.subscribe();
+    let mut buf = Vec::with_capacity(2 * SHARED_STREAM_FRAME_MAX);
     loop {
         let live = |c: &Option<Connection>| c.as_ref().is_some_and(|c| c.close_reason().is_none());
         let conn = match rx.wait_for(live).await {
@@ -438,55 +499,96 @@ async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
             },
             Err(_) => return,
         };
+        let mut stream: Option<quinn::SendStream> = None;
         while conn.close_reason().is_none() {
-            let Some(frame) = slot.pop() else {
+            buf.clear();
+            let (mut frames, mut taken) = (0u64, 0usize);
+            while buf.len() < SHARED_STREAM_FRAME_MAX {
+                let Some(frame) = slot.pop() else { break };
+                taken += 1;
+                if frame.len() > SHARED_STREAM_FRAME_MAX {
+                    let Ok(permit) = writers.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let s = s.clone();
+                    let conn = conn.clone();
+                    tokio::spawn(
+                        async move {
+                            let _permit = permit;
+                            let mut own = None;
+                            let mut record = Vec::with_capacity(RECORD_LEN_BYTES + frame.len());
+                            put_record(&mut record, &frame);
+                            let result =
+                                write_records(&conn, &mut own, &record, s.cfg.idle_timeout).await;
+                            if let Some(mut stream) = own {
+                                let _ = stream.finish();
+                            }
+                            count_write(&s, id, 1, result);
+                        }
+                        .in_current_span(),
+                    );
+                    continue;
+                }
+                put_record(&mut buf, &frame);
+                frames += 1;
+            }
+            if taken == 0 {
                 tokio::select! {
                     _ = slot.wake.notified() => continue,
                     _ = conn.closed() => break,
                     _ = rx.changed() => break,
                 }
-            };
-            let Ok(permit) = writers.clone().acquire_owned().await else {
-                return;
-            };
-            let s = s.clone();
-            let conn = conn.clone();
-            tokio::spawn(
-                async move {
-                    let _permit = permit;
-                    let counters = &s.peers[id.index()].counters;
-                    match write_frame(&conn, &frame, s.cfg.idle_timeout).await {
-                        Ok(()) => {
-                            counters.sent.fetch_add(1, Relaxed);
-                        }
-                        Err(reason) => {
-                            counters.send_failed.fetch_add(1, Relaxed);
-                            debug!(target: "pbft::net", peer = %id, %reason, "frame write failed");
-                        }
-                    }
-                }
-                .in_current_span(),
-            );
+            }
+            if frames == 0 {
+                continue;
+            }
+            let result = write_records(&conn, &mut stream, &buf, s.cfg.idle_timeout).await;
+            count_write(&s, id, frames, result);
         }
     }
 }
 
-/// Writes one frame on its own uni stream. On failure or timeout the stream is
-/// reset, so the peer never sees a truncated frame as complete.
-async fn write_frame(conn: &Connection, frame: &[u8], limit: Duration) -> Result<(), String> {
-    let mut stream = tokio::time::timeout(limit, conn.open_uni())
-        .await
-        .map_err(|_| "open stream timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(limit, stream.write_all(frame)).await {
-        Ok(Ok(())) => stream.finish().map_err(|e| e.to_string()),
+fn count_write(s: &Shared, id: ReplicaId, frames: u64, result: Result<(), String>) {
+    let counters = &s.peers[id.index()].counters;
+    match result {
+        Ok(()) => {
+            counters.sent.fetch_add(frames, Relaxed);
+        }
+        Err(reason) => {
+            counters.send_failed.fetch_add(frames, Relaxed);
+            debug!(target: "pbft::net", peer = %id, frames, %reason, "frame write failed");
+        }
+    }
+}
+
+/// Writes whole records on `stream`, opening it first if there is none. On
+/// failure or timeout the stream is reset and forgotten (the next write opens
+/// another), so the peer never takes a truncated record for a frame.
+async fn write_records(
+    conn: &Connection,
+    stream: &mut Option<quinn::SendStream>,
+    records: &[u8],
+    limit: Duration,
+) -> Result<(), String> {
+    if stream.is_none() {
+        let opened = tokio::time::timeout(limit, conn.open_uni())
+            .await
+            .map_err(|_| "open stream timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        *stream = Some(opened);
+    }
+    let s = stream.as_mut().expect("opened above");
+    let result = match tokio::time::timeout(limit, s.write_all(records)).await {
+        Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => {
-            let _ = stream.reset(codes::SHUTDOWN);
+            let _ = s.reset(codes::SHUTDOWN);
             Err(e.to_string())
         }
         Err(_) => {
-            let _ = stream.reset(codes::TIMEOUT);
+            let _ = s.reset(codes::TIMEOUT);
             Err("write timed out".to_string())
         }
-    }
+    };
+    *stream = None;
+    result
 }

@@ -276,6 +276,53 @@ async fn a_frame_over_the_cap_is_not_delivered() {
     .await;
 }
 
+/// Consensus-sized frames share one stream and arrive in the order they were
+/// queued; a frame over the shared stream's limit travels on its own stream
+/// and arrives whole among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_frames_arrive_in_order_and_a_long_one_arrives_whole() {
+    bounded(async {
+        let (_keys, _cfgs, ts, mut rxs) = mesh("order", 2).await;
+        all_connected(&ts).await;
+        const SMALL: u32 = 3_000;
+        let long: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        for i in 0..SMALL {
+            let mut f = i.to_le_bytes().to_vec();
+            f.resize(100 + (i as usize % 300), 0xA5);
+            ts[0].send(ReplicaId(1), Arc::from(f));
+            if i == SMALL / 2 {
+                ts[0].send(ReplicaId(1), Arc::from(long.clone()));
+            }
+        }
+        let (mut next, mut long_seen) = (0u32, false);
+        while next < SMALL || !long_seen {
+            let (from, got) = rxs[1].recv().await.expect("transport closed");
+            assert_eq!(from, ReplicaId(0));
+            if got.len() == long.len() {
+                assert!(got == long, "the long frame arrived altered");
+                long_seen = true;
+                continue;
+            }
+            let i = u32::from_le_bytes(got[..4].try_into().unwrap());
+            assert_eq!(i, next, "small frames out of order");
+            assert_eq!(got.len(), 100 + (i as usize % 300));
+            assert!(got[4..].iter().all(|b| *b == 0xA5));
+            next += 1;
+        }
+        let s = ts[0].stats().peers[1].clone();
+        assert_eq!((s.send_failed, s.frames_dropped), (0, 0));
+        let r = ts[1].stats().peers[0].clone();
+        assert_eq!(
+            (r.frames_received, r.frames_oversize),
+            (SMALL as u64 + 1, 0)
+        );
+        for t in ts {
+            t.shutdown().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_queue_drops_oldest_when_full() {
     bounded(async {
