@@ -510,23 +510,7 @@ async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
                     let Ok(permit) = writers.clone().acquire_owned().await else {
                         return;
                     };
-                    let s = s.clone();
-                    let conn = conn.clone();
-                    tokio::spawn(
-                        async move {
-                            let _permit = permit;
-                            let mut own = None;
-                            let mut record = Vec::with_capacity(RECORD_LEN_BYTES + frame.len());
-                            put_record(&mut record, &frame);
-                            let result =
-                                write_records(&conn, &mut own, &record, s.cfg.idle_timeout).await;
-                            if let Some(mut stream) = own {
-                                let _ = stream.finish();
-                            }
-                            count_write(&s, id, 1, result);
-                        }
-                        .in_current_span(),
-                    );
+                    spawn_long_write(s.clone(), id, conn.clone(), frame, permit);
                     continue;
                 }
                 put_record(&mut buf, &frame);
@@ -546,6 +530,29 @@ async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
             count_write(&s, id, frames, result);
         }
     }
+}
+
+/// Writes one long frame on a stream of its own, in a task of its own that
+/// holds `permit` until it is done.
+fn spawn_long_write(
+    s: Arc<Shared>,
+    id: ReplicaId,
+    conn: Connection,
+    frame: Arc<[u8]>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let task = async move {
+        let _permit = permit;
+        let mut record = Vec::with_capacity(RECORD_LEN_BYTES + frame.len());
+        put_record(&mut record, &frame);
+        let mut own = None;
+        let result = write_records(&conn, &mut own, &record, s.cfg.idle_timeout).await;
+        if let Some(mut stream) = own {
+            let _ = stream.finish();
+        }
+        count_write(&s, id, 1, result);
+    };
+    tokio::spawn(task.in_current_span());
 }
 
 fn count_write(s: &Shared, id: ReplicaId, frames: u64, result: Result<(), String>) {
