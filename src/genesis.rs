@@ -85,6 +85,8 @@ impl Genesis {
     }
 
     /// Checks every field; addresses may be `sim` in simulations (no network).
+    /// The largest message the parameters allow must stay under
+    /// [`MESSAGE_BYTES_CEILING`].
     pub fn from_file(file: GenesisFile) -> Result<Genesis, GenesisError> {
         let invalid = |m: String| GenesisError::Invalid(m);
         if file.chain_id.trim().is_empty() {
@@ -95,6 +97,16 @@ impl Genesis {
         file.consensus
             .validate()
             .map_err(|e| invalid(format!("consensus.{e}")))?;
+        let largest =
+            crate::consensus::messages::message_bytes_max(&file.consensus, file.replicas.len());
+        if largest > MESSAGE_BYTES_CEILING {
+            return Err(invalid(format!(
+                "consensus: a full NEW-VIEW of this network could reach {} MiB, over the {} MiB any replica accepts; \
+                 lower consensus.watermark_window or consensus.batch_txs_max",
+                largest >> 20,
+                MESSAGE_BYTES_CEILING >> 20
+            )));
+        }
         let mut replica_keys = Vec::new();
         let mut p2p_addrs = Vec::new();
         let mut client_addrs = Vec::new();
@@ -223,6 +235,10 @@ fn canonical_hash(file: &GenesisFile) -> Digest {
 }
 
 /// Builds a genesis for `n` replicas with the given keys and funded accounts.
+/// The largest message (frame) any network may need: the frame cap, and
+/// with it each peer's memory budget, grows with the parameters up to here.
+pub const MESSAGE_BYTES_CEILING: usize = 256 * 1024 * 1024;
+
 pub fn build(
     chain_id: &str,
     replica_keys: &[PublicKey],

@@ -29,6 +29,9 @@ pub enum Tooth {
     EquivocationGuardOff,
     ViewChangeProofNotChecked,
     ExecuteNotAtomic,
+    AbstainNotPersisted,
+    TimerResetOnAnyExecution,
+    VotesAboveOwnWindow,
 }
 
 /// Name, tooth and one-line description of every tooth.
@@ -45,6 +48,9 @@ pub const CATALOGUE: &[(&str, Tooth, &str)] = &[
     ("equivocation-guard-off", Tooth::EquivocationGuardOff, "a backup replaces an accepted PRE-PREPARE with a conflicting one for the same view and seq, and prepares it too"),
     ("view-change-proof-not-checked", Tooth::ViewChangeProofNotChecked, "the checkpoint and prepared certificates inside a VIEW-CHANGE are not checked"),
     ("execute-not-atomic", Tooth::ExecuteNotAtomic, "executing a block writes the state changes and the block with its chain tip in two synced writes instead of one"),
+    ("timer-reset-on-any-execution", Tooth::TimerResetOnAnyExecution, "any executed batch restarts the request timer and clears its strikes, not only the execution of the request it waits for"),
+    ("votes-above-own-window", Tooth::VotesAboveOwnWindow, "a lagging replica prepares and commits NEW-VIEW entries above its own watermark window, which its VIEW-CHANGEs do not report"),
+    ("abstain-not-persisted", Tooth::AbstainNotPersisted, "the rule to sit out the view a crash erased the votes of lasts only for the run that learned it: a clean stop and restart lift it"),
 ];
 
 impl Tooth {

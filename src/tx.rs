@@ -204,7 +204,12 @@ pub struct Batch {
 /// Most transactions one batch may hold; a PRE-PREPARE carrying more is ignored.
 pub const BATCH_TXS_MAX: usize = 4096;
 /// Largest encoded batch accepted from a peer.
-pub const BATCH_BYTES_MAX: usize = 1024 + BATCH_TXS_MAX * 256;
+pub const BATCH_BYTES_MAX: usize = batch_bytes_max(BATCH_TXS_MAX);
+
+/// An upper bound on the encoded size of a batch of `txs` transactions.
+pub const fn batch_bytes_max(txs: usize) -> usize {
+    1024 + txs * 256
+}
 
 impl Batch {
     pub fn null() -> Batch {
@@ -241,7 +246,17 @@ pub enum Receipt {
     UnknownAccount,
     /// The amount was zero or the sender paid itself; nothing changed.
     Invalid,
+    /// The nonce was more than [`NONCE_AHEAD_MAX`] above the sender's last
+    /// nonce; nothing changed (the account's nonce stays where it was, so a
+    /// client tricked into signing a huge nonce does not freeze its account).
+    NonceTooFar,
 }
+
+/// How far above an account's last nonce a transfer's nonce may be. A
+/// client keeps at most a few thousand transfers in flight, so a correct
+/// one never comes near it; a nonce beyond it executes as
+/// [`Receipt::NonceTooFar`] and changes nothing.
+pub const NONCE_AHEAD_MAX: u64 = 1 << 20;
 
 impl Receipt {
     pub fn is_ok(self) -> bool {
@@ -254,6 +269,7 @@ impl Receipt {
             Receipt::StaleNonce => "stale nonce",
             Receipt::UnknownAccount => "unknown account",
             Receipt::Invalid => "invalid transfer",
+            Receipt::NonceTooFar => "nonce too far ahead",
         }
     }
 }

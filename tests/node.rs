@@ -12,7 +12,8 @@
 //!   crashes before its block is written executes it again, identically —
 //!   even when every replica loses its block to a power loss.
 //! * A replica's PRE-PREPAREs and PREPAREs are written only by a clean stop;
-//!   restarted after a crash, a primary proposes nothing in that view.
+//!   restarted after a crash, a primary proposes nothing in that view — nor
+//!   after a later clean stop and start (the rule is written and kept).
 //! * A replica restarted behind an idle network catches up by itself.
 //! * A transaction is verified once per replica: a PRE-PREPARE may carry
 //!   one the backup already holds (checked on arrival), but anything else —
@@ -670,6 +671,25 @@ fn a_clean_stop_saves_the_views_votes_and_after_a_crash_the_primary_sits_the_vie
     c.nodes[0].handle(now, tx(3)).unwrap();
     assert_eq!(proposed(drain(&mut c.nodes[0])), Vec::<Seq>::new());
     assert_eq!(c.nodes[0].replica().view(), View(0));
+
+    // Issue 17, defect 1: a clean stop of that restarted run, and a start,
+    // must not lift the rule (the clean stop saves only this run's votes,
+    // none of which is s2's): it still proposes nothing in view 0, and
+    // neither does any later start, clean or not.
+    for clean in [true, true, false, true] {
+        if clean {
+            c.nodes[0].save_votes().unwrap();
+        }
+        c.restart(0);
+        c.nodes[0].handle(now, tx(3)).unwrap();
+        assert_eq!(
+            proposed(drain(&mut c.nodes[0])),
+            Vec::<Seq>::new(),
+            "restarted after a {} stop, it proposed again in the view whose proposals a crash erased",
+            if clean { "clean" } else { "crash" }
+        );
+        assert_eq!(c.nodes[0].replica().view(), View(0));
+    }
 }
 
 #[test]

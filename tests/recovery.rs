@@ -324,3 +324,64 @@ fn whole_network_restarts_after_a_clean_stop_and_after_kill_9() {
     settle(&c);
     stop_and_compare(&mut c);
 }
+
+/// Issue 17, defect 1, exactly as found on real processes: the primary
+/// proposes a transfer at seq 2 that backup 1 prepares (2 and 3 are down,
+/// so it never commits); the primary is killed with -9, restarted (it must
+/// sit view 0 out), stopped cleanly and started again; a second transfer
+/// with the same nonce and another amount arrives. Before the fix the clean
+/// stop lifted the rule and the unmodified primary proposed the other
+/// transfer at seq 2 — equivocation, which backup 1 counted as
+/// "pre-prepare: conflicting digest (equivocation)". Now it proposes
+/// nothing in view 0, in every later run.
+#[test]
+fn a_clean_stop_after_a_crash_restart_does_not_lift_the_crashed_view_rule() {
+    let _one = serial();
+    let mut c = Cluster::generate();
+    c.start_all();
+    c.transfer_ok(0, 1, 1);
+    c.stop(2);
+    c.stop(3);
+    let transfer_unanswered = |c: &Cluster, amount: &str| {
+        let out = common::run_bounded(
+            c.command(CLIENT)
+                .args(["--network", c.root.to_str().unwrap()])
+                .args(["--timeout-ms", "800"])
+                .args(["--key", &c.key(0), "transfer", "--to", &c.accounts[1]])
+                .args(["--amount", amount]),
+            CLIENT_LIMIT,
+        );
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "two replicas cannot commit: {}",
+            common::text(&out.stdout)
+        );
+    };
+    // Primary 0 proposes the amount-2 transfer at seq 2; backup 1 prepares it.
+    transfer_unanswered(&c, "2");
+    c.kill(0);
+    c.start(0);
+    std::thread::sleep(Duration::from_millis(300));
+    c.stop(0);
+    c.start(0);
+    // The same nonce, another amount: another digest for seq 2.
+    transfer_unanswered(&c, "3");
+    std::thread::sleep(Duration::from_millis(300));
+    c.stop(1);
+    let log = std::fs::read_to_string(c.log(1)).unwrap();
+    let stopped = log
+        .lines()
+        .rfind(|l| l.contains("event=\"stopped\""))
+        .expect("replica 1's stop line");
+    assert!(
+        !stopped.contains("conflicting digest"),
+        "replica 0 equivocated at seq 2 after kill -9, restart, clean stop, restart: {stopped}"
+    );
+    let log0 = std::fs::read_to_string(c.log(0)).unwrap();
+    assert!(
+        log0.contains("still sending none up to the forgotten view"),
+        "the second start must keep the rule:\n{}",
+        c.log_tail(0)
+    );
+}

@@ -4,7 +4,7 @@
 //! faults stop; a test fails on any reported violation and on the specific
 //! behaviour it names.
 
-use pbft_ledger::sim::scenario::{Crash, Partition, Scenario};
+use pbft_ledger::sim::scenario::{Crash, Partition, Scenario, Stop};
 use pbft_ledger::sim::{run_scenario, run_seed, SeedOutcome, SimOptions};
 use pbft_ledger::types::{ReplicaId, Time};
 
@@ -20,6 +20,7 @@ fn crash(at_ms: u64, replica: u32, down_ms: Option<u64>) -> Crash {
         replica: ReplicaId(replica),
         down_ms,
         in_write: None,
+        how: Stop::PowerLoss,
     }
 }
 

@@ -36,6 +36,7 @@ const EXPECTED: &[(Tooth, Option<Kind>, u64)] = &[
         300,
     ),
     (Tooth::ExecuteNotAtomic, None, 100),
+    (Tooth::AbstainNotPersisted, None, 400),
 ];
 
 /// Teeth caught by a crash-anywhere campaign (crashes inside writes).

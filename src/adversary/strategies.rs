@@ -35,6 +35,7 @@ pub enum Kind {
     ViewChangeStorm,
     FarFlood,
     Malformed,
+    Censor,
     Clients,
     Twins,
 }
@@ -57,6 +58,7 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("view-change-storm", Kind::ViewChangeStorm, "valid SUSPECTs and VIEW-CHANGEs for ever-higher views, all the time"),
     ("far-flood", Kind::FarFlood, "floods votes, checkpoints and fetches for seqs and views far beyond the window"),
     ("malformed", Kind::Malformed, "garbage, truncated, corrupted and oversized frames"),
+    ("censor", Kind::Censor, "primary keeps the chain moving with stale, already executed transactions only, and never proposes a pending request"),
     ("clients", Kind::Clients, "Byzantine clients: bad signatures, replayed and conflicting nonces, request floods"),
     ("twins", Kind::Twins, "two instances of one replica share its key, each talking to part of the network"),
 ];
@@ -83,7 +85,7 @@ impl Kind {
     pub fn wants_primary(self) -> bool {
         matches!(
             self,
-            Kind::Equivocate | Kind::Silent | Kind::Slow | Kind::BadTxs
+            Kind::Equivocate | Kind::Silent | Kind::Slow | Kind::BadTxs | Kind::Censor
         )
     }
 
@@ -114,6 +116,7 @@ impl Kind {
             Kind::ViewChangeStorm => Box::new(ViewChangeStorm),
             Kind::FarFlood => Box::new(FarFlood),
             Kind::Malformed => Box::new(Malformed),
+            Kind::Censor => Box::new(Censor::default()),
             Kind::Clients | Kind::Twins => return None,
         })
     }
@@ -679,6 +682,72 @@ impl Strategy for BadTxs {
             self.rewritten.pop_first();
         }
         pass(to, Message::PrePrepare { pre_prepare, batch })
+    }
+}
+
+/// Censorship (issue 17, defect 3): the primary lets its first batch
+/// through, then replaces every batch it proposes with one transaction of
+/// an earlier batch — validly signed by its client, already executed, so it
+/// executes again as a stale nonce. Blocks keep coming, but no pending
+/// request is ever ordered; only a request timer that waits for a pending
+/// request (not for any execution) unmasks it.
+#[derive(Default)]
+pub struct Censor {
+    /// Transactions of batches it proposed (the stale material).
+    seen: VecDeque<Transaction>,
+    rewritten: BTreeMap<(View, Seq), (Signed<PrePrepare>, Vec<u8>)>,
+}
+
+impl Strategy for Censor {
+    fn outgoing(&mut self, ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        let Message::PrePrepare { pre_prepare, batch } = &message else {
+            return pass(to, message);
+        };
+        if pre_prepare.signer != ctx.me {
+            return pass(to, message);
+        }
+        let (Ok(pp), Ok(b)) = (
+            PrePrepare::decode(&pre_prepare.payload),
+            Batch::decode(batch),
+        ) else {
+            return pass(to, message);
+        };
+        if let Some(done) = self.rewritten.get(&(pp.view, pp.seq)) {
+            let (pre_prepare, batch) = done.clone();
+            return pass(to, Message::PrePrepare { pre_prepare, batch });
+        }
+        let stale = self.seen.front().cloned();
+        for tx in &b.txs {
+            if self.seen.len() < 64 && !self.seen.contains(tx) {
+                self.seen.push_back(tx.clone());
+            }
+        }
+        let Some(stale) = stale else {
+            // The first batch goes through: it makes the stale material.
+            return pass(to, message);
+        };
+        let bytes = Batch {
+            timestamp_ms: b.timestamp_ms,
+            txs: vec![stale],
+        }
+        .encode();
+        let signed = ctx.sign(PrePrepare {
+            view: pp.view,
+            seq: pp.seq,
+            digest: batch_digest(&bytes),
+        });
+        self.rewritten
+            .insert((pp.view, pp.seq), (signed.clone(), bytes.clone()));
+        if self.rewritten.len() > 256 {
+            self.rewritten.pop_first();
+        }
+        pass(
+            to,
+            Message::PrePrepare {
+                pre_prepare: signed,
+                batch: bytes,
+            },
+        )
     }
 }
 

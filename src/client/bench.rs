@@ -143,7 +143,7 @@ fn share(txs: u64, senders: usize, s: usize) -> u64 {
 }
 
 /// An account's balance and last nonce as the replicas report it: the value
-/// f+1 agree on, else the lowest balance and the highest nonce seen.
+/// f+1 agree on, else the lowest balance and the last nonce f+1 vouch for.
 async fn account(
     client: &Client,
     account: PublicKey,
@@ -163,7 +163,8 @@ async fn account(
         return Ok((a.value.balance, a.value.nonce));
     }
     let balance = g.ok().map(|(_, b)| b.balance).min().unwrap_or(0);
-    let nonce = g.ok().map(|(_, b)| b.nonce).max().unwrap_or(0);
+    // The last nonce f+1 replicas vouch for: one lying replica cannot pick it.
+    let nonce = g.vouched_max(|b| b.nonce).unwrap_or(0);
     Ok((balance, nonce))
 }
 

@@ -126,10 +126,13 @@ pub async fn transfer(client: &Client, to: PublicKey, amount: u64) -> Result<(),
     Ok(())
 }
 
-/// `balance`: the balance and nonce f+1 replicas agree on.
+/// `balance`: the balance and nonce 2f+1 replicas agree on (a quorum: at
+/// least f+1 correct replicas executed to a state with this value). With
+/// f+1 only, one Byzantine and one lagging replica could report a balance
+/// from before a completed transfer.
 pub async fn balance(client: &Client, account: PublicKey) -> Result<(), CliError> {
     let g = client.balance(account).await?;
-    let Some(a) = g.agreed(|b| (b.exists, b.balance, b.nonce)) else {
+    let Some(a) = g.agreed_by_quorum(|b| (b.exists, b.balance, b.nonce)) else {
         for (i, b) in g.ok() {
             eprintln!(
                 "replica {i}: balance {} nonce {} at height {}",
@@ -138,7 +141,7 @@ pub async fn balance(client: &Client, account: PublicKey) -> Result<(), CliError
         }
         return Err(fail(
             exit::FAILURE,
-            "replicas disagree on this account (a transfer may be committing); try again",
+            "no 2f+1 replicas agree on this account (a transfer may be committing, or a replica is behind); try again",
         ));
     };
     println!("account  {}", account);

@@ -50,6 +50,9 @@ pub enum SubmitRejected {
     Busy,
     /// The replica is shutting down.
     ShuttingDown,
+    /// The sender has no account at this replica's height: nothing it
+    /// signs can execute, so it is not ordered (fund the account first).
+    UnknownAccount,
 }
 
 impl std::fmt::Display for SubmitRejected {
@@ -65,6 +68,9 @@ impl std::fmt::Display for SubmitRejected {
             SubmitRejected::Timeout => write!(f, "not executed within the replica's timeout"),
             SubmitRejected::Busy => write!(f, "replica busy"),
             SubmitRejected::ShuttingDown => write!(f, "replica shutting down"),
+            SubmitRejected::UnknownAccount => {
+                write!(f, "the sender has no account (it was never funded)")
+            }
         }
     }
 }

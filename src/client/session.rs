@@ -121,7 +121,46 @@ impl<T> Gathered<T> {
     }
 }
 
+impl<T> Gathered<T> {
+    /// The highest value that at least f+1 answers reach (`needed` of
+    /// them): the f+1-th highest. At most f replicas lie, so at least one
+    /// correct replica reported that much or more; a single replica cannot
+    /// raise it. `None` if fewer than f+1 answered.
+    pub fn vouched_max(&self, value: impl Fn(&T) -> u64) -> Option<u64> {
+        let mut values: Vec<u64> = self
+            .answers
+            .iter()
+            .filter_map(|(_, a)| a.as_ref().ok())
+            .map(value)
+            .collect();
+        values.sort_unstable_by(|a, b| b.cmp(a));
+        values.get(self.needed.checked_sub(1)?).copied()
+    }
+}
+
+/// The next nonce to sign with: one above the last nonce f+1 replicas
+/// vouch for. Taking the highest answer would let one lying replica pick
+/// the nonce (`u64::MAX - 1` would make the client sign `u64::MAX`, and the
+/// account could never send again). A lagging correct replica can only make
+/// it too low, which executes as a stale nonce and is retried.
+pub fn next_nonce_of(g: &Gathered<BalanceInfo>) -> Result<u64, ClientError> {
+    let last = g.vouched_max(|b| b.nonce).unwrap_or(0);
+    last.checked_add(1).ok_or_else(|| {
+        ClientError::Disagree("the account's last nonce is u64::MAX: it can send no more".into())
+    })
+}
+
 impl<T: Clone> Gathered<T> {
+    /// The value at least 2f+1 replicas agree on (by `key`): PBFT's rule for
+    /// answering a read without ordering it (Castro & Liskov, TOCS 2002,
+    /// §5.1.3). f+1 matching answers are not enough for a read: a Byzantine
+    /// replica and a lagging correct one can agree on a balance from before
+    /// a transfer that already completed (issue 17, defect 11).
+    pub fn agreed_by_quorum<K: Ord>(&self, key: impl Fn(&T) -> K) -> Option<QueryAnswer<T>> {
+        let quorum = 2 * self.needed - 1;
+        self.agreed(key).filter(|a| a.replicas >= quorum)
+    }
+
     /// The value at least f+1 replicas agree on (by `key`), preferring the
     /// one the most replicas gave.
     pub fn agreed<K: Ord>(&self, key: impl Fn(&T) -> K) -> Option<QueryAnswer<T>> {
@@ -388,7 +427,7 @@ impl Client {
     }
 
     /// The next nonce for this client's account: one above the highest
-    /// last-used nonce among the answers (at least f+1 of them).
+    /// last-used nonce that f+1 answers vouch for (see [`next_nonce_of`]).
     pub async fn next_nonce(&self) -> Result<u64, ClientError> {
         self.next_nonce_by(Instant::now() + self.timeout).await
     }
@@ -401,8 +440,7 @@ impl Client {
                 _ => None,
             })
             .await?;
-        let highest = g.ok().map(|(_, b)| b.nonce).max().unwrap_or(0);
-        Ok(highest + 1)
+        next_nonce_of(&g)
     }
 
     /// Every replica's view of `account`; fails unless f+1 answered.
@@ -612,9 +650,9 @@ impl Verdict<'_> {
                     notes.push(format!("replica {i}: {reason}"));
                     match reason {
                         // Final: the replica will never execute it.
-                        SubmitRejected::BadSignature | SubmitRejected::StaleNonce { .. } => {
-                            rejections.push(*reason)
-                        }
+                        SubmitRejected::BadSignature
+                        | SubmitRejected::StaleNonce { .. }
+                        | SubmitRejected::UnknownAccount => rejections.push(*reason),
                         // Transient, and already retried until the deadline.
                         _ => transient += 1,
                     }
@@ -676,4 +714,60 @@ impl Verdict<'_> {
 
 fn same_kind(a: &SubmitRejected, b: &SubmitRejected) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(nonces: &[Option<u64>]) -> Gathered<BalanceInfo> {
+        let account = KeyPair::from_label("nonce-client").public();
+        Gathered {
+            answers: nonces
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let a = n.map(|nonce| BalanceInfo {
+                        account,
+                        exists: true,
+                        balance: 10,
+                        nonce,
+                        height: 3,
+                    });
+                    (i, a.ok_or_else(|| "down".to_string()))
+                })
+                .collect(),
+            needed: 2,
+        }
+    }
+
+    /// Issue 17, defect 4: one lying replica cannot pick the nonce.
+    #[test]
+    fn the_next_nonce_is_what_f_plus_1_vouch_for() {
+        let next = |n: &[Option<u64>]| next_nonce_of(&answers(n)).ok();
+        assert_eq!(next(&[Some(7), Some(7), Some(7), Some(7)]), Some(8));
+        // A liar far ahead, or at u64::MAX (whose +1 would overflow).
+        assert_eq!(next(&[Some(7), Some(u64::MAX - 1), Some(7), None]), Some(8));
+        assert_eq!(next(&[Some(u64::MAX), Some(7), Some(7), Some(7)]), Some(8));
+        // A lagging correct replica and a liar below: still the vouched one.
+        assert_eq!(next(&[Some(7), Some(5), Some(0), Some(7)]), Some(8));
+        // One lagging, one down: the lower of the two that answered.
+        assert_eq!(next(&[Some(7), Some(6), None, None]), Some(7));
+        // Fewer than f+1 answers vouch for nothing.
+        assert_eq!(next(&[Some(7), None, None, None]), Some(1));
+        // f+1 at u64::MAX: exhausted, an error rather than a wrap.
+        assert!(next_nonce_of(&answers(&[Some(u64::MAX), Some(u64::MAX), None, None])).is_err());
+    }
+
+    /// Issue 17, defect 11: a read needs 2f+1 matching answers; a lagging
+    /// replica and a liar agreeing on a stale value (f+1) are not enough.
+    #[test]
+    fn a_read_needs_a_quorum_of_matching_answers() {
+        let stale = answers(&[Some(7), Some(8), Some(7), Some(8)]);
+        assert_eq!(stale.agreed(|b| b.nonce).map(|a| a.replicas), Some(2));
+        assert_eq!(stale.agreed_by_quorum(|b| b.nonce), None);
+        let settled = answers(&[Some(8), Some(8), Some(7), Some(8)]);
+        let a = settled.agreed_by_quorum(|b| b.nonce).expect("three agree");
+        assert_eq!((a.value.nonce, a.replicas), (8, 3));
+    }
 }

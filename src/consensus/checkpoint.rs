@@ -155,6 +155,7 @@ impl Replica {
                 proof,
             }]));
         tracing::debug!(replica = %self.me, %seq, "stable checkpoint");
+        self.vote_held_entries();
         self.try_propose();
     }
 
@@ -295,6 +296,9 @@ impl Replica {
     ) -> Result<CommittedEntry, &'static str> {
         if cb.batch.len() > BATCH_BYTES_MAX {
             return Err("batches: batch too large");
+        }
+        if !self.distinct_signers(&cb.certificate) {
+            return Err("batches: certificate repeats a signer or is too long");
         }
         let digest = batch_digest(&cb.batch);
         let mut signers = BTreeSet::new();

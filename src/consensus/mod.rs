@@ -48,7 +48,7 @@ mod tests;
 
 use crate::cluster::Cluster;
 use crate::crypto::{Digest, KeyPair, NetworkId, Payload, Signed, Verified, Verifier};
-use crate::tx::{Batch, Transaction, VerifiedCache, VerifiedTx};
+use crate::tx::{Batch, Transaction, VerifiedCache, VerifiedTx, BATCH_BYTES_MAX};
 use crate::types::{ReplicaId, Seq, Time, View};
 use messages::*;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -201,6 +201,11 @@ pub enum PersistOp {
         seq: Seq,
         proof: Vec<Signed<Checkpoint>>,
     },
+    /// This replica sends no new PRE-PREPARE or PREPARE in any view up to
+    /// this one: a crash (or a lost store) erased the record of those it
+    /// sent there. Written before it sends anything after such a start, and
+    /// kept, so a later clean stop and restart cannot forget the rule.
+    Abstain(View),
 }
 
 /// What the core asks the driver to do, in order.
@@ -301,6 +306,18 @@ enum ViewMessage {
 }
 
 impl ViewMessage {
+    /// Bytes it holds while buffered (payload, signature, batch).
+    fn bytes(&self) -> usize {
+        const SIGNED_OVERHEAD: usize = 64 + 8;
+        match self {
+            ViewMessage::PrePrepare(p, batch) => {
+                p.signed().payload.len() + SIGNED_OVERHEAD + batch.len()
+            }
+            ViewMessage::Prepare(p) => p.signed().payload.len() + SIGNED_OVERHEAD,
+            ViewMessage::Commit(c) => c.signed().payload.len() + SIGNED_OVERHEAD,
+        }
+    }
+
     fn view(&self) -> View {
         match self {
             ViewMessage::PrePrepare(p, _) => p.view,
@@ -391,6 +408,9 @@ pub struct Replica {
     /// again. Bounded by [`verified_cache_max`].
     verified: VerifiedCache,
     request_deadline: Option<Time>,
+    /// Arrival number of the request the request timer was started for
+    /// (the oldest held then); `None` if it runs for other work.
+    timed_request: Option<u64>,
     view_change_deadline: Option<Time>,
     retransmit_deadline: Option<Time>,
     fetch: Option<Fetch>,
@@ -452,6 +472,7 @@ impl Replica {
             pending,
             verified,
             request_deadline: None,
+            timed_request: None,
             view_change_deadline: None,
             retransmit_deadline: None,
             fetch: None,
@@ -474,12 +495,14 @@ impl Replica {
         if let Some(d) = rec.last_checkpoint_digest {
             self.own_checkpoints.insert(rec.last_executed, d);
         }
+        let mut abstain: Option<View> = None;
         for op in &rec.ops {
             match op {
                 PersistOp::View { view, changing_to } => {
                     self.view = *view;
                     self.changing_to = *changing_to;
                 }
+                PersistOp::Abstain(v) => abstain = abstain.max(Some(*v)),
                 PersistOp::StableCheckpoint { seq, proof } if *seq >= self.low => {
                     self.low = *seq;
                     self.stable_proof = proof.clone();
@@ -490,7 +513,9 @@ impl Replica {
         let mut new_views = Vec::new();
         for op in rec.ops {
             match op {
-                PersistOp::View { .. } | PersistOp::StableCheckpoint { .. } => {}
+                PersistOp::View { .. }
+                | PersistOp::StableCheckpoint { .. }
+                | PersistOp::Abstain(_) => {}
                 PersistOp::PrePrepare { pre_prepare, batch } => {
                     let Ok(pp) = self.verifier.verify::<PrePrepare>(&pre_prepare) else {
                         continue;
@@ -582,17 +607,33 @@ impl Replica {
                 slot.reset_to(view);
             }
         }
+        // A crash (no clean stop's record) erased the PRE-PREPAREs and
+        // PREPAREs of the view it happened in. The rule to sit that view out
+        // is written before anything is sent and read back at every later
+        // start, so a clean stop in between does not lift it (a clean stop
+        // saves only the votes of *this* run).
+        self.forgotten_view = abstain;
         if votes_lost {
-            self.forgotten_view = Some(view);
-            #[cfg(feature = "teeth")]
-            if crate::teeth::active(crate::teeth::Tooth::RestartVotesInCrashView) {
-                // Broken on purpose: votes the crash erased are not ours to
-                // contradict, as far as this replica knows.
-                self.forgotten_view = None;
-            }
+            self.abstain_through(view);
             tracing::info!(replica = %self.me, %view,
                 "restarted without a record of the pre-prepares and prepares it sent; \
                  sending none in this view (commits only until the next view)");
+        } else if let Some(f) = abstain.filter(|f| *f >= view) {
+            tracing::info!(replica = %self.me, %view, forgotten = %f,
+                "an earlier crash erased this view's pre-prepares and prepares; \
+                 still sending none up to the forgotten view");
+        }
+        #[cfg(feature = "teeth")]
+        if crate::teeth::active(crate::teeth::Tooth::RestartVotesInCrashView) {
+            // Broken on purpose: votes the crash erased are not ours to
+            // contradict, as far as this replica knows.
+            self.forgotten_view = None;
+        }
+        #[cfg(feature = "teeth")]
+        if crate::teeth::active(crate::teeth::Tooth::AbstainNotPersisted) && !votes_lost {
+            // Broken on purpose: the rule lives only as long as the run
+            // that learned it (a clean stop in between lifts it).
+            self.forgotten_view = None;
         }
         if self.changing_to.is_some() {
             // Resume waiting for the NEW-VIEW: re-send our VIEW-CHANGE soon.
@@ -763,12 +804,14 @@ impl Replica {
         Footprint {
             slots: self.slots.len(),
             future_messages: self.future.len(),
+            future_bytes: self.future.iter().map(|(_, m)| m.bytes()).sum(),
             pending_requests: self.pending.len(),
             checkpoint_votes: self.checkpoints.values().map(|m| m.len()).sum(),
             view_changes: self.view_changes.len(),
             fetched: self.fetched.len(),
             votes: self.votes.len(),
             verified_txs: self.verified.len(),
+            reply_cache: 0,
         }
     }
     /// The bounds [`Replica::footprint`] must stay within.
@@ -778,12 +821,14 @@ impl Replica {
         Footprint {
             slots: 2 * window + 1,
             future_messages: self.cfg.future_messages_max,
+            future_bytes: n * FUTURE_BYTES_PER_SENDER,
             pending_requests: self.cfg.pending_requests_max,
             checkpoint_votes: n * CHECKPOINTS_PER_REPLICA,
             view_changes: n,
             fetched: self.fetch_window() as usize,
             votes: 3 * (2 * window + 1) * 2,
             verified_txs: verified_cache_max(&self.cfg),
+            reply_cache: 0,
         }
     }
 
@@ -941,6 +986,16 @@ impl Replica {
     /// Keeps a message for a future view. Each sender gets an equal share of
     /// the buffer, so a flooding replica only evicts its own messages.
     fn buffer_future(&mut self, from: ReplicaId, msg: ViewMessage) {
+        if let ViewMessage::PrePrepare(pp, batch) = &msg {
+            // Checked now, not when the view comes: a PRE-PREPARE that could
+            // never be accepted must not hold memory until then.
+            if pp.signer() != self.cluster.primary(pp.view) || from != pp.signer() {
+                return self.ignore("pre-prepare: not from the primary");
+            }
+            if batch.len() > BATCH_BYTES_MAX {
+                return self.ignore("pre-prepare: batch too large");
+            }
+        }
         let quiet = self
             .new_view_requested
             .get(&from)
@@ -962,17 +1017,34 @@ impl Replica {
             return;
         }
         let share = (self.cfg.future_messages_max / self.cluster.n() as usize).max(1);
-        let mine = self.future.iter().filter(|(f, _)| *f == from).count();
         #[cfg(feature = "teeth")]
         if crate::teeth::active(crate::teeth::Tooth::NoCapOnFutureBuffering) {
             // Broken on purpose: no eviction, so the buffer grows unbounded.
             self.future.push_back((from, msg));
             return;
         }
-        if mine >= share {
-            if let Some(pos) = self.future.iter().position(|(f, _)| *f == from) {
-                self.future.remove(pos);
+        // Each sender's share is bounded in messages and in bytes; a
+        // flooding sender evicts only its own oldest messages.
+        let size = msg.bytes();
+        let mut evicted = false;
+        loop {
+            let (count, bytes) = self
+                .future
+                .iter()
+                .filter(|(f, _)| *f == from)
+                .fold((0, 0), |(c, b), (_, m)| (c + 1, b + m.bytes()));
+            if count < share && bytes + size <= FUTURE_BYTES_PER_SENDER {
+                break;
             }
+            match self.future.iter().position(|(f, _)| *f == from) {
+                Some(pos) => {
+                    self.future.remove(pos);
+                    evicted = true;
+                }
+                None => break,
+            }
+        }
+        if evicted {
             self.ignore("future-view buffer full for sender");
         }
         self.future.push_back((from, msg));
@@ -1014,6 +1086,17 @@ impl Replica {
             );
         }
         self.key.sign(self.verifier.network(), self.me, value)
+    }
+
+    /// Sends no new PRE-PREPARE or PREPARE in views up to `view`, durably
+    /// (the `Persist` precedes every later send).
+    fn abstain_through(&mut self, view: View) {
+        if self.forgotten_view.is_some_and(|f| f >= view) {
+            return;
+        }
+        self.forgotten_view = Some(view);
+        self.actions
+            .push_back(Action::Persist(vec![PersistOp::Abstain(view)]));
     }
 
     /// Whether we may sign a PRE-PREPARE or PREPARE we have not signed
@@ -1082,7 +1165,7 @@ impl Replica {
             self.on_request_timer();
         }
         if self.request_deadline.is_none() && self.changing_to.is_none() && self.has_work() {
-            self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
+            self.start_request_timer();
         }
     }
 
@@ -1103,6 +1186,11 @@ impl Replica {
     }
 }
 
+/// Bytes of future-view messages kept per sender: two full batches (the
+/// PRE-PREPAREs of the next view's primary, say) and their votes. With
+/// `n` senders a replica holds at most `n` times this.
+pub const FUTURE_BYTES_PER_SENDER: usize = 2 * BATCH_BYTES_MAX + 64 * 1024;
+
 /// Client signatures remembered as checked: four full batches (a backup
 /// gets a client's own copy of a transfer at most a few batches after the
 /// PRE-PREPARE carrying it), at least 1,024.
@@ -1119,12 +1207,16 @@ const CHECKPOINTS_PER_REPLICA: usize = 8;
 pub struct Footprint {
     pub slots: usize,
     pub future_messages: usize,
+    /// Bytes held by buffered future-view messages.
+    pub future_bytes: usize,
     pub pending_requests: usize,
     pub checkpoint_votes: usize,
     pub view_changes: usize,
     pub fetched: usize,
     pub votes: usize,
     pub verified_txs: usize,
+    /// Clients whose last reply the node keeps (`Node::footprint`).
+    pub reply_cache: usize,
 }
 
 impl Footprint {
@@ -1137,6 +1229,7 @@ impl Footprint {
                 self.future_messages,
                 limits.future_messages,
             ),
+            ("future_bytes", self.future_bytes, limits.future_bytes),
             (
                 "pending_requests",
                 self.pending_requests,
@@ -1151,6 +1244,7 @@ impl Footprint {
             ("fetched", self.fetched, limits.fetched),
             ("votes", self.votes, limits.votes),
             ("verified_txs", self.verified_txs, limits.verified_txs),
+            ("reply_cache", self.reply_cache, limits.reply_cache),
         ];
         pairs
             .into_iter()

@@ -33,6 +33,57 @@ impl Replica {
         seq > self.low && seq <= self.high_watermark()
     }
 
+    /// Whether we may send our own PREPARE or COMMIT for `seq`: only inside
+    /// `(h, h + L]` of our own stable checkpoint, the range our VIEW-CHANGE
+    /// reports prepared certificates for. A NEW-VIEW may place entries above
+    /// it while we lag (`new_view_ceiling`); we hold them, but vote for them
+    /// only once our window has moved up to them (`vote_held_entries`) —
+    /// otherwise a COMMIT of ours could help commit a seq that our next
+    /// VIEW-CHANGE, bounded by our old window, would leave out (issue 17,
+    /// defect 2).
+    pub(super) fn may_vote_at(&self, seq: Seq) -> bool {
+        #[cfg(feature = "teeth")]
+        if crate::teeth::active(crate::teeth::Tooth::VotesAboveOwnWindow) {
+            return true;
+        }
+        seq.0 <= self.low.0.saturating_add(self.cfg.watermark_window)
+    }
+
+    /// After our window moved: vote for the entries held above the old one
+    /// (current view, PRE-PREPARE held, no PREPARE of ours yet).
+    pub(super) fn vote_held_entries(&mut self) {
+        let view = self.view;
+        let held: Vec<(Seq, Digest)> = self
+            .slots
+            .iter()
+            .filter(|(seq, slot)| {
+                slot.view == view
+                    && !slot.sent_commit
+                    && self.may_vote_at(**seq)
+                    && !slot.prepares.contains_key(&self.me)
+            })
+            .filter_map(|(seq, slot)| slot.pre_prepare.as_ref().map(|pp| (*seq, pp.digest)))
+            .collect();
+        let backup = self.cluster.primary(view) != self.me && self.may_vote_afresh(view);
+        for (seq, digest) in held {
+            if backup && !self.vote_conflicts(VoteKind::Prepare, view, seq, digest) {
+                let prepare = self.sign_vote(
+                    VoteKind::Prepare,
+                    view,
+                    seq,
+                    digest,
+                    Prepare { view, seq, digest },
+                );
+                self.actions.push_back(Action::Broadcast(Message::Prepare(
+                    prepare.signed().clone(),
+                )));
+                let me = self.me;
+                self.slot_mut(seq).prepares.insert(me, prepare);
+            }
+            self.check_prepared(seq);
+        }
+    }
+
     fn slot_mut(&mut self, seq: Seq) -> &mut Slot {
         let view = self.view;
         let slot = self.slots.entry(seq).or_insert_with(|| Slot {
@@ -154,7 +205,9 @@ impl Replica {
         bytes: Arc<[u8]>,
     ) -> Option<crate::crypto::Signed<Prepare>> {
         let (view, seq, digest) = (pp.view, pp.seq, pp.digest);
-        let prepare_it = self.cluster.primary(view) != self.me && self.may_vote_afresh(view);
+        let prepare_it = self.cluster.primary(view) != self.me
+            && self.may_vote_afresh(view)
+            && self.may_vote_at(seq);
         let slot = self.slot_mut(seq);
         slot.pre_prepare = Some(pp);
         slot.batch = Some((batch, bytes));
@@ -355,6 +408,10 @@ impl Replica {
         if matching.len() < quorum - 1 {
             return;
         }
+        if !self.may_vote_at(seq) {
+            // Held until our window reaches it (`vote_held_entries`).
+            return;
+        }
         if self.vote_conflicts(VoteKind::Commit, view, seq, digest) {
             return self.ignore("prepared: conflicts with a commit we signed");
         }
@@ -453,12 +510,21 @@ impl Replica {
         }
         if progressed {
             self.vc_attempts = 0;
-            self.timer_strikes = 0;
-            self.request_deadline = if !self.has_work() || self.changing_to.is_some() {
-                None
-            } else {
-                Some(self.now.plus_millis(self.cfg.request_timeout_ms))
-            };
+            // A replica catching up executes fetched batches that may not
+            // hold the request yet: that is progress towards it.
+            let censored = self.timed_request_waits() && !self.behind_peers();
+            #[cfg(feature = "teeth")]
+            let censored =
+                censored && !crate::teeth::active(crate::teeth::Tooth::TimerResetOnAnyExecution);
+            if !censored {
+                self.timer_strikes = 0;
+                if !self.has_work() || self.changing_to.is_some() {
+                    self.request_deadline = None;
+                    self.timed_request = None;
+                } else {
+                    self.start_request_timer();
+                }
+            }
             let next_range = Seq(self.last_executed.0 + self.cfg.fetch_batches_max);
             match self.fetch.as_mut() {
                 // A probe that reached its target asks for the next range.

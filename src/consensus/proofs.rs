@@ -36,6 +36,23 @@ pub(super) struct OSet {
 }
 
 impl Replica {
+    /// Whether a list of signed votes is short enough and names each signer
+    /// once — checked *before* any signature is: one valid signature
+    /// repeated a hundred thousand times in a proof would otherwise cost as
+    /// many checks on the loop thread (issue 17, defect 8). Honest proofs
+    /// never repeat a signer and never hold more than one vote per replica.
+    pub(super) fn distinct_signers<T>(&self, list: &[Signed<T>]) -> bool {
+        if list.len() > self.cluster.n() as usize {
+            return false;
+        }
+        #[cfg(feature = "teeth")]
+        if crate::teeth::active(crate::teeth::Tooth::SignersNotDeduplicated) {
+            return true;
+        }
+        let mut seen = BTreeSet::new();
+        list.iter().all(|s| seen.insert(s.signer))
+    }
+
     /// Checks 2f+1 distinct, valid CHECKPOINTs for `seq` with one digest.
     pub(super) fn check_checkpoint_proof(
         &self,
@@ -51,6 +68,9 @@ impl Replica {
         }
         if !seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
             return Err("view-change: stable seq is not a checkpoint seq");
+        }
+        if !self.distinct_signers(proof) {
+            return Err("view-change: checkpoint proof repeats a signer or is too long");
         }
         let mut signers = BTreeSet::new();
         let mut digest = None;
@@ -91,6 +111,9 @@ impl Replica {
         }
         if proof.batch.len() > BATCH_BYTES_MAX || batch_digest(&proof.batch) != pp.digest {
             return Err("view-change: prepared proof batch does not match");
+        }
+        if !self.distinct_signers(&proof.prepares) {
+            return Err("view-change: prepared proof repeats a signer or is too long");
         }
         let mut signers = BTreeSet::new();
         for p in &proof.prepares {

@@ -28,6 +28,9 @@ pub struct Pending {
     per_client: BTreeMap<PublicKey, usize>,
     /// Requests not yet proposed by us as primary, by arrival number.
     unproposed: BTreeMap<u64, TxKey>,
+    /// Arrival numbers of every held request (the oldest one is what the
+    /// request timer waits for).
+    arrivals: BTreeSet<u64>,
     next_arrival: u64,
     max: usize,
     per_client_max: usize,
@@ -53,6 +56,7 @@ impl Pending {
             txs: BTreeMap::new(),
             per_client: BTreeMap::new(),
             unproposed: BTreeMap::new(),
+            arrivals: BTreeSet::new(),
             next_arrival: 0,
             max,
             per_client_max,
@@ -90,7 +94,12 @@ impl Pending {
         self.next_arrival += 1;
         self.txs.insert(key, PendingTx { tx, arrival });
         self.unproposed.insert(arrival, key);
+        self.arrivals.insert(arrival);
         Ok(())
+    }
+    /// The arrival number of the oldest request held.
+    pub fn oldest_arrival(&self) -> Option<u64> {
+        self.arrivals.first().copied()
     }
     /// Forgets every request of `client` with a nonce up to `nonce`: it
     /// executed, and older nonces can only fail as stale.
@@ -103,6 +112,7 @@ impl Pending {
         for key in doomed {
             if let Some(p) = self.txs.remove(&key) {
                 self.unproposed.remove(&p.arrival);
+                self.arrivals.remove(&p.arrival);
             }
             if let Some(c) = self.per_client.get_mut(&client) {
                 *c -= 1;
@@ -196,9 +206,28 @@ impl Replica {
             }
         }
         if self.request_deadline.is_none() && self.changing_to.is_none() {
-            self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
+            self.start_request_timer();
         }
         self.try_propose();
+    }
+
+    /// Starts the request timer afresh, for the oldest request held (PBFT
+    /// §4.4: a backup waits for a request it received; only that request's
+    /// execution stops the timer — see `Replica::executed_progress`).
+    pub(super) fn start_request_timer(&mut self) {
+        self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
+        self.timed_request = self.pending.oldest_arrival();
+    }
+
+    /// Whether the request the timer was started for still waits: batches
+    /// that execute without it are no progress for it, so they neither
+    /// restart the timer nor clear its strikes (a primary that commits only
+    /// stale or other transactions is suspected all the same).
+    pub(super) fn timed_request_waits(&self) -> bool {
+        match (self.timed_request, self.pending.oldest_arrival()) {
+            (Some(timed), Some(oldest)) => oldest <= timed,
+            _ => false,
+        }
     }
 
     /// The request timer fired: nothing executed for a whole timeout while

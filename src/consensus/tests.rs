@@ -448,6 +448,7 @@ impl Net {
             PersistOp::Prepared(p) => self.proof(p),
             PersistOp::ViewChange(s) => self.view_change_desc(s),
             PersistOp::NewView(s) => self.new_view_desc(s),
+            PersistOp::Abstain(view) => format!("Abstain({view:?})"),
             PersistOp::StableCheckpoint { seq, proof } => {
                 let digest = proof
                     .first()
@@ -1516,7 +1517,12 @@ fn catch_up_rejects_bad_commit_certificates() {
         ),
         (
             net.committed_batch(1, &a, a.digest, &[0, 1, 1]),
-            "batches: certificate below quorum",
+            "batches: certificate repeats a signer or is too long",
+        ),
+        (
+            // A valid COMMIT repeated: refused before any is checked.
+            net.committed_batch(1, &a, a.digest, &[0; 50_000]),
+            "batches: certificate repeats a signer or is too long",
         ),
         (forged, "batches: certificate has a bad signature"),
         (
@@ -1608,6 +1614,236 @@ fn request_timer_retransmits_then_suspects_then_view_change() {
         3,
         net.commit(3, 0, 1, a.digest),
         "message for a view being abandoned",
+    );
+}
+
+/// §4.4 (the request timer waits for *a request*): a batch that executes
+/// without the request the timer waits for is no progress for it. Issue 17,
+/// defect 3: a Byzantine primary that commits only other (e.g. stale)
+/// transactions must still be suspected.
+///
+/// Setup: backup 2 holds client 0's request from t=0 (timer due at 1,000).
+/// At t=500 the primary commits a batch holding only client 1's transfer.
+/// Expect: the timer stays due at 1,000 (not 1,500); at 1,000 the backup
+/// retransmits; at 2,000 it suspects the primary.
+#[test]
+fn executing_other_requests_does_not_stop_the_request_timer() {
+    let net = Net::new(4);
+    let other = net.batch("O", T0_MS + 500, vec![net.tx(1, 1)]);
+    let mut r2 = net.replica(2);
+    feed(&mut r2, at(0), Input::Request(net.tx(0, 1)));
+    assert_eq!(r2.next_deadline(), Some(at(1_000)));
+    deliver(&mut r2, at(500), 0, net.pre_prepare(0, 1, &other));
+    deliver(&mut r2, at(500), 3, net.prepare(3, 0, 1, other.digest));
+    deliver(&mut r2, at(500), 0, net.commit(0, 0, 1, other.digest));
+    let acts = deliver(&mut r2, at(500), 3, net.commit(3, 0, 1, other.digest));
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Execute { seq: Seq(1), .. })),
+        "{:?}",
+        net.describe(&acts)
+    );
+    assert_eq!(
+        r2.next_deadline(),
+        Some(at(1_000)),
+        "another client's batch executed: the timer still waits for client 0's request"
+    );
+    feed(&mut r2, at(1_000), Input::Tick);
+    let acts = feed(&mut r2, at(2_000), Input::Tick);
+    assert!(
+        net.describe(&acts)
+            .iter()
+            .any(|a| a == "Broadcast(Suspect(v0)@r2)"),
+        "{:?}",
+        net.describe(&acts)
+    );
+
+    // Control: once the waited-for request executes, the timer stops.
+    let mut r3 = net.replica(3);
+    let mine = net.batch("M", T0_MS + 500, vec![net.tx(0, 1)]);
+    feed(&mut r3, at(0), Input::Request(net.tx(0, 1)));
+    deliver(&mut r3, at(500), 0, net.pre_prepare(0, 1, &mine));
+    deliver(&mut r3, at(500), 2, net.prepare(2, 0, 1, mine.digest));
+    deliver(&mut r3, at(500), 0, net.commit(0, 0, 1, mine.digest));
+    deliver(&mut r3, at(500), 2, net.commit(2, 0, 1, mine.digest));
+    assert_eq!(r3.next_deadline(), None, "nothing left to wait for");
+}
+
+/// §4.3/§4.4, issue 17 defect 2: a replica votes only inside its own
+/// window `(h, h + L]`, the range its VIEW-CHANGEs report prepared
+/// certificates for. A NEW-VIEW whose checkpoint is above a lagging replica
+/// places entries above that window: the replica holds them, but sends no
+/// PREPARE or COMMIT for them until its own stable checkpoint has moved up
+/// (otherwise its COMMIT could help commit a seq that its next VIEW-CHANGE
+/// would leave out, and a later view could fill that seq with another batch).
+///
+/// Setup: K=2, L=8. Replica 0 at h=0, nothing executed. VIEW-CHANGEs for v1
+/// from 1, 2, 3 with stable checkpoint s8 (2f+1 CHECKPOINTs) and B prepared
+/// at s10. NEW-VIEW v1 from 1: O = s9 null, s10 B.
+/// Expect: replica 0 enters v1 and fetches, but sends no PREPARE for s9/s10,
+/// and no COMMIT for s10 when 2f PREPAREs arrive; once it has fetched and
+/// executed s1..s8 and made s8 stable, it prepares s9 and s10 and commits s10.
+#[test]
+fn a_lagging_replica_votes_on_new_view_entries_only_inside_its_own_window() {
+    let net = Net::new(4);
+    let ckpt = Digest([8; 32]);
+    net.name(ckpt, "C8");
+    let proof: Vec<Signed<Checkpoint>> = (1..=3)
+        .map(|i| {
+            net.sign(
+                i,
+                Checkpoint {
+                    seq: Seq(8),
+                    digest: ckpt,
+                },
+            )
+        })
+        .collect();
+    let b = net.batch("B", T0_MS, vec![net.tx(1, 1)]);
+    let vc = |i: u32, prepared: Vec<PreparedProof>| {
+        net.sign(
+            i,
+            ViewChange {
+                new_view: View(1),
+                stable_seq: Seq(8),
+                checkpoint_proof: proof.clone(),
+                prepared,
+            },
+        )
+    };
+    let vcs = vec![
+        vc(1, vec![]),
+        vc(2, vec![net.prepared_proof(0, 10, &b, &[2, 3])]),
+        vc(3, vec![]),
+    ];
+    let null = Replica::null_batch().0;
+    let nv = net.new_view(1, 1, vcs, &[(9, null), (10, b.digest)]);
+    let mut r0 = net.replica(0);
+    let acts = net.describe(&deliver(&mut r0, at(0), 1, Message::NewView(nv)));
+    assert_eq!(r0.view(), View(1), "{acts:?}");
+    let votes_above = |acts: &[String]| -> Vec<String> {
+        acts.iter()
+            .filter(|a| a.starts_with("Broadcast(Prepare(") || a.starts_with("Broadcast(Commit("))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(votes_above(&acts), Vec::<String>::new(), "{acts:?}");
+    let fetch_from = |acts: &[String]| -> u32 {
+        let send = acts
+            .iter()
+            .find(|a| a.contains("Fetch("))
+            .unwrap_or_else(|| panic!("no fetch in {acts:?}"));
+        send["Send(r".len()..]
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let peer = fetch_from(&acts);
+    // 2f PREPAREs for s10 arrive: prepared, but no COMMIT yet.
+    for i in [2, 3] {
+        let acts = net.describe(&deliver(&mut r0, at(0), i, net.prepare(i, 1, 10, b.digest)));
+        assert_eq!(votes_above(&acts), Vec::<String>::new(), "{acts:?}");
+    }
+
+    // It catches up to s8 (two ranges of four) and executes them.
+    let fetched: Vec<TestBatch> = (1..=8)
+        .map(|s| net.batch(&format!("F{s}"), T0_MS, vec![net.tx(0, s)]))
+        .collect();
+    let range = |lo: u64| -> Message {
+        Message::Batches(
+            (lo..lo + 4)
+                .map(|s| {
+                    let f = &fetched[s as usize - 1];
+                    net.committed_batch(s, f, f.digest, &[1, 2, 3])
+                })
+                .collect(),
+        )
+    };
+    let acts = net.describe(&deliver(&mut r0, at(0), peer, range(1)));
+    let peer = fetch_from(&acts);
+    deliver(&mut r0, at(0), peer, range(5));
+    let mut acts = Vec::new();
+    for s in 1..=8 {
+        let digest = if s == 8 { ckpt } else { Digest([s as u8; 32]) };
+        acts.extend(feed(
+            &mut r0,
+            at(0),
+            Input::Executed {
+                seq: Seq(s),
+                checkpoint_digest: digest,
+            },
+        ));
+    }
+    assert_eq!(r0.low_watermark(), Seq(8));
+    let acts = net.describe(&acts);
+    assert_eq!(
+        votes_above(&acts),
+        [
+            "Broadcast(Prepare(v1,s9,null)@r0)",
+            "Broadcast(Prepare(v1,s10,B)@r0)",
+            "Broadcast(Commit(v1,s10,B)@r0)",
+        ],
+        "{acts:?}"
+    );
+}
+
+/// Issue 17, defect 6: the future-view buffer is bounded in bytes per
+/// sender, and a PRE-PREPARE that could never be accepted (not signed by its
+/// view's primary, or an oversize batch) is not buffered at all.
+///
+/// Setup: replica 0 in view 0. Replica 2 (not the primary of view 1) sends a
+/// PRE-PREPARE for view 1; replica 1 (view 1's primary) sends one with a batch
+/// over `BATCH_BYTES_MAX`, then eight with batches of 900 KB.
+/// Expect: the first two are refused with their reasons; the buffer holds at
+/// most `FUTURE_BYTES_PER_SENDER` bytes of replica 1's, the newest kept.
+#[test]
+fn future_view_pre_prepares_are_checked_and_bounded_in_bytes() {
+    let net = Net::new(4);
+    let mut r0 = net.replica(0);
+    let digest = Digest([7; 32]);
+    net.expect_ignored_input(
+        &mut r0,
+        at(0),
+        Input::Message {
+            from: ReplicaId(2),
+            message: net.pre_prepare_by(2, 1, 1, digest, &[1; 100]),
+        },
+        "pre-prepare: not from the primary",
+    );
+    let huge = vec![0; crate::tx::BATCH_BYTES_MAX + 1];
+    deliver(
+        &mut r0,
+        at(0),
+        1,
+        net.pre_prepare_by(1, 1, 1, digest, &huge),
+    );
+    assert_eq!(
+        r0.stats().ignored.get("pre-prepare: batch too large"),
+        Some(&1)
+    );
+    assert_eq!(r0.footprint().future_messages, 0);
+    for seq in 1..=8 {
+        let batch = vec![seq as u8; 900_000];
+        deliver(
+            &mut r0,
+            at(0),
+            1,
+            net.pre_prepare_by(1, 1, seq, digest, &batch),
+        );
+        let f = r0.footprint();
+        assert!(
+            f.future_bytes <= super::FUTURE_BYTES_PER_SENDER,
+            "{} bytes buffered",
+            f.future_bytes
+        );
+        assert!(f.exceeded(&r0.footprint_limits()).is_empty());
+    }
+    assert_eq!(r0.footprint().future_messages, 2, "the two newest fit");
+    assert_eq!(
+        r0.stats().ignored.get("future-view buffer full for sender"),
+        Some(&6)
     );
 }
 
@@ -1854,6 +2090,8 @@ fn view_change_with_forged_prepared_certificate_is_rejected() {
     only_f.prepares.truncate(1);
     let mut repeated = good.clone();
     repeated.prepares[1] = repeated.prepares[0].clone();
+    let mut flood = good.clone();
+    flood.prepares = vec![good.prepares[0].clone(); 100_000];
     let mut by_backup = good.clone();
     let pp = PrePrepare {
         view: View(0),
@@ -1874,7 +2112,15 @@ fn view_change_with_forged_prepared_certificate_is_rejected() {
             "view-change: prepared proof prepare does not match",
         ),
         (only_f, "view-change: prepared proof below quorum"),
-        (repeated, "view-change: prepared proof below quorum"),
+        (
+            repeated,
+            "view-change: prepared proof repeats a signer or is too long",
+        ),
+        (
+            // Issue 17, defect 8: refused before any of them is checked.
+            flood,
+            "view-change: prepared proof repeats a signer or is too long",
+        ),
         (
             by_backup,
             "view-change: prepared proof pre-prepare not from its primary",
@@ -1891,9 +2137,15 @@ fn view_change_with_forged_prepared_certificate_is_rejected() {
     ];
     let null = Replica::null_batch().0;
     for (proof, reason) in cases {
+        let long = proof.prepares.len() > 4;
         let vc = net.view_change(2, 1, vec![proof]);
         let mut r3 = net.replica(3);
+        let started = std::time::Instant::now();
         net.expect_ignored(&mut r3, 2, Message::ViewChange(vc.clone()), reason);
+        if long {
+            // 100,000 signature checks take seconds; refusing takes none.
+            assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        }
         assert!(!r3.view_changes.contains_key(&ReplicaId(2)), "{reason}");
 
         let vcs = vec![
@@ -2038,6 +2290,11 @@ fn restarted_backup_does_not_sign_a_conflicting_prepare() {
             ..Recovered::default()
         },
     );
+    assert_eq!(
+        net.describe(&drain(&mut r2)),
+        ["Persist[Abstain(v0)]"],
+        "the rule is written before anything is sent"
+    );
     let acts = deliver(&mut r2, at(0), 0, net.pre_prepare(0, 1, &b));
     assert_eq!(net.describe(&acts), Vec::<String>::new());
     let c = net.batch("C", T0_MS, vec![net.tx(0, 3)]);
@@ -2084,6 +2341,7 @@ fn restarted_primary_does_not_reuse_a_seq() {
             ..Recovered::default()
         },
     );
+    assert_eq!(net.describe(&drain(&mut r0)), ["Persist[Abstain(v0)]"]);
     let acts = feed(&mut r0, at(0), Input::Request(net.tx(0, 2)));
     assert_eq!(net.describe(&acts), Vec::<String>::new());
     let timeout = config().request_timeout_ms;
@@ -2346,6 +2604,12 @@ fn restarted_backup_prepares_the_new_views_o_set() {
             },
         );
         assert_eq!(r2.view(), View(1), "{name}");
+        let abstain: &[&str] = if votes_lost {
+            &["Persist[Abstain(v1)]"]
+        } else {
+            &[]
+        };
+        assert_eq!(net.describe(&drain(&mut r2)), abstain, "{name}");
         let mut x = deliver(&mut r2, at(0), 3, net.prepare(3, 1, 1, a.digest));
         let mut prepared_by = "r2,r3";
         if votes_lost {

@@ -366,6 +366,9 @@ impl Replica {
         if nv.view_changes.len() > self.cluster.n() as usize {
             return self.ignore("new-view: more view-changes than replicas");
         }
+        if !self.distinct_signers(&nv.view_changes) {
+            return self.ignore("new-view: view-change for another view or repeated signer");
+        }
         let mut vcs = Vec::with_capacity(nv.view_changes.len());
         let mut signers = BTreeSet::new();
         for s in &nv.view_changes {
@@ -506,11 +509,11 @@ impl Replica {
             self.check_stable(o.min_s);
         }
         self.replay_future();
-        self.request_deadline = if !self.has_work() {
-            None
+        if self.has_work() {
+            self.start_request_timer();
         } else {
-            Some(self.now.plus_millis(self.cfg.request_timeout_ms))
-        };
+            self.request_deadline = None;
+        }
         self.try_execute();
         self.try_propose();
     }

@@ -90,6 +90,9 @@ impl Bank {
         if checked && tx.nonce <= sender.nonce {
             return Receipt::StaleNonce;
         }
+        if checked && tx.nonce - sender.nonce > crate::tx::NONCE_AHEAD_MAX {
+            return Receipt::NonceTooFar;
+        }
         self.dirty.insert(tx.from);
         let sender = self.accounts.get_mut(&tx.from).expect("checked above");
         sender.nonce = tx.nonce;
@@ -203,6 +206,30 @@ mod tests {
         assert_eq!(bank.balance(&a.public()), 80);
         assert_eq!(bank.balance(&b.public()), 25);
         assert_eq!(bank.total_supply(), 105);
+    }
+
+    /// Issue 17, defect 4: a nonce far above the last one changes nothing,
+    /// so a client tricked into signing `u64::MAX` keeps its account.
+    #[test]
+    fn a_nonce_too_far_ahead_changes_nothing() {
+        let (net, a, b, mut bank) = setup();
+        let t = |amt, n| Transaction::transfer(net, &a, b.public(), amt, n);
+        assert_eq!(bank.transfer(&t(1, 5)), Receipt::Ok);
+        let root = bank.state_root();
+        for far in [5 + crate::tx::NONCE_AHEAD_MAX + 1, u64::MAX - 1, u64::MAX] {
+            assert_eq!(bank.transfer(&t(1, far)), Receipt::NonceTooFar);
+        }
+        assert_eq!(bank.state_root(), root, "a refused nonce is not recorded");
+        assert_eq!(bank.account(&a.public()).unwrap().nonce, 5);
+        // The furthest allowed jump still executes, and the next nonce works.
+        assert_eq!(
+            bank.transfer(&t(1, 5 + crate::tx::NONCE_AHEAD_MAX)),
+            Receipt::Ok
+        );
+        assert_eq!(
+            bank.transfer(&t(1, 6 + crate::tx::NONCE_AHEAD_MAX)),
+            Receipt::Ok
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@
 //! connection carrying numbered request and response records.
 
 mod client;
+mod inbound;
 mod peer;
 mod tls;
 
@@ -53,6 +54,7 @@ mod tls;
 mod tests;
 
 pub use client::{ClientConnector, ClientRequest, ClientServer, Responder};
+pub use inbound::{Inbound, TryRecvError};
 pub use peer::Transport;
 
 use crate::crypto::PublicKey;

@@ -19,12 +19,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
 
-/// Inbound frames as delivered to the node.
-type Inbound = mpsc::Sender<(ReplicaId, Vec<u8>)>;
+use super::inbound::{Inbound, InboundQueues};
 
 #[derive(Default)]
 struct Counters {
@@ -36,8 +35,19 @@ struct Counters {
     inbound_dropped: AtomicU64,
 }
 
+/// A peer's outbound frames and their bytes.
+#[derive(Default)]
+struct OutQueue {
+    frames: VecDeque<Arc<[u8]>>,
+    bytes: usize,
+}
+
 struct PeerSlot {
-    queue: Mutex<VecDeque<Arc<[u8]>>>,
+    queue: Mutex<OutQueue>,
+    /// Bytes of long frames being written on streams of their own (in KiB
+    /// permits): with `queue`, bounds what a peer that never reads can make
+    /// us hold.
+    long_writes: Arc<Semaphore>,
     wake: Notify,
     conn: watch::Sender<Option<Connection>>,
     counters: Counters,
@@ -45,13 +55,17 @@ struct PeerSlot {
 
 impl PeerSlot {
     fn pop(&self) -> Option<Arc<[u8]>> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let frame = q.frames.pop_front()?;
+        q.bytes -= frame.len();
+        Some(frame)
+    }
+    fn queued(&self) -> usize {
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
-    }
-    fn queued(&self) -> usize {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
+            .frames
+            .len()
     }
 }
 
@@ -60,7 +74,7 @@ struct Shared {
     endpoint: Endpoint,
     peers: Vec<PeerSlot>,
     by_key: HashMap<PublicKey, ReplicaId>,
-    inbound: Inbound,
+    inbound: Arc<InboundQueues>,
     rejected_handshakes: AtomicU64,
     tie_break_refused: AtomicU64,
     handshakes: Arc<Semaphore>,
@@ -83,10 +97,7 @@ impl Transport {
     /// Binds `cfg.listen`, starts the accept loop, one dial task per higher
     /// peer and one sender task per peer. Returns the handle and the channel
     /// of inbound `(sender, frame)` pairs.
-    pub async fn start(
-        cfg: NetConfig,
-        key: &KeyPair,
-    ) -> Result<(Transport, mpsc::Receiver<(ReplicaId, Vec<u8>)>), NetError> {
+    pub async fn start(cfg: NetConfig, key: &KeyPair) -> Result<(Transport, Inbound), NetError> {
         cfg.validate()?;
         if cfg.peers[cfg.me.index()].public_key != key.public() {
             return Err(NetError::Config(format!(
@@ -114,12 +125,20 @@ impl Transport {
             addr: cfg.listen,
             source,
         })?;
-        let (tx, rx) = mpsc::channel(cfg.inbound_queue_max);
+        let n = cfg.peers.len();
+        let queues = InboundQueues::new(
+            n,
+            cfg.inbound_queue_max / n.saturating_sub(1).max(1),
+            peer_bytes_max(&cfg),
+        );
+        let rx = Inbound::new(queues.clone());
+        let long_write_permits = kib(peer_bytes_max(&cfg));
         let peers = cfg
             .peers
             .iter()
             .map(|_| PeerSlot {
-                queue: Mutex::new(VecDeque::new()),
+                queue: Mutex::new(OutQueue::default()),
+                long_writes: Arc::new(Semaphore::new(long_write_permits as usize)),
                 wake: Notify::new(),
                 conn: watch::Sender::new(None),
                 counters: Counters::default(),
@@ -131,7 +150,7 @@ impl Transport {
             endpoint,
             peers,
             by_key,
-            inbound: tx,
+            inbound: queues,
             rejected_handshakes: AtomicU64::new(0),
             tie_break_refused: AtomicU64::new(0),
             handshakes: Arc::new(Semaphore::new(limits::HANDSHAKES)),
@@ -172,8 +191,9 @@ impl Transport {
         self.inner.endpoint.local_addr().ok()
     }
 
-    /// Queues `frame` for `to` without blocking; when the queue is full the
-    /// oldest queued frame is dropped and counted. Frames to `me` or to an
+    /// Queues `frame` for `to` without blocking; when the queue is full —
+    /// `peer_queue_max` frames, or [`peer_bytes_max`] bytes — the oldest
+    /// queued frames are dropped and counted. Frames to `me` or to an
     /// unknown replica are ignored.
     pub fn send(&self, to: ReplicaId, frame: Arc<[u8]>) {
         if to == self.inner.cfg.me {
@@ -183,12 +203,18 @@ impl Transport {
             debug!(target: "pbft::net", peer = %to, "send to unknown replica ignored");
             return;
         };
+        let bytes_max = peer_bytes_max(&self.inner.cfg);
         let dropped = {
             let mut q = slot.queue.lock().unwrap_or_else(|e| e.into_inner());
-            q.push_back(frame);
+            q.bytes += frame.len();
+            q.frames.push_back(frame);
             let mut dropped = 0;
-            while q.len() > self.inner.cfg.peer_queue_max {
-                q.pop_front();
+            while q.frames.len() > self.inner.cfg.peer_queue_max
+                || (q.bytes > bytes_max && q.frames.len() > 1)
+            {
+                if let Some(old) = q.frames.pop_front() {
+                    q.bytes -= old.len();
+                }
                 dropped += 1;
             }
             dropped
@@ -252,6 +278,7 @@ impl Transport {
         for t in tasks {
             let _ = t.await;
         }
+        s.inbound.close();
         s.endpoint.close(codes::SHUTDOWN, b"shutdown");
         for slot in &s.peers {
             slot.conn.send_replace(None);
@@ -440,6 +467,11 @@ async fn read_stream(s: &Shared, id: ReplicaId, mut recv: quinn::RecvStream) {
             }
             continue;
         }
+        // The frame's bytes come out of the peer's inbound budget before
+        // they are allocated, and go back once the node has taken it.
+        let Some(permit) = s.inbound.reserve(id, len).await else {
+            return;
+        };
         let mut frame = vec![0u8; len];
         if let Err(e) = recv.read_exact(&mut frame).await {
             // A truncated record (the writer reset the stream) is not a frame.
@@ -447,9 +479,9 @@ async fn read_stream(s: &Shared, id: ReplicaId, mut recv: quinn::RecvStream) {
             return;
         }
         counters.received.fetch_add(1, Relaxed);
-        if let Err(mpsc::error::TrySendError::Full(_)) = s.inbound.try_send((id, frame)) {
+        if !s.inbound.push(id, frame, permit) {
             counters.inbound_dropped.fetch_add(1, Relaxed);
-            debug!(target: "pbft::net", peer = %id, "inbound channel full; frame dropped");
+            debug!(target: "pbft::net", peer = %id, "peer's inbound queue full; frame dropped");
         }
     }
 }
@@ -464,6 +496,19 @@ async fn discard(recv: &mut quinn::RecvStream, mut len: usize) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// Bytes a peer may hold in each direction: queued for it plus long frames
+/// being written to it, and frames from it queued or being read. Room for
+/// two of the largest frames, so a peer that asks for fetches and never
+/// reads them makes us hold at most this much (issue 17, defect 7).
+pub(crate) fn peer_bytes_max(cfg: &NetConfig) -> usize {
+    (2 * cfg.frame_bytes_max).max(8 * 1024 * 1024)
+}
+
+/// `bytes` in KiB permits, rounded up.
+fn kib(bytes: usize) -> u32 {
+    bytes.div_ceil(1024).max(1) as u32
 }
 
 /// Bytes of a record's length prefix.
@@ -510,7 +555,12 @@ async fn send_loop(s: Arc<Shared>, id: ReplicaId) {
                     let Ok(permit) = writers.clone().acquire_owned().await else {
                         return;
                     };
-                    spawn_long_write(s.clone(), id, conn.clone(), frame, permit);
+                    let wanted = kib(frame.len()).min(kib(peer_bytes_max(&s.cfg)));
+                    let Ok(bytes) = slot.long_writes.clone().acquire_many_owned(wanted).await
+                    else {
+                        return;
+                    };
+                    spawn_long_write(s.clone(), id, conn.clone(), frame, (permit, bytes));
                     continue;
                 }
                 put_record(&mut buf, &frame);
@@ -539,7 +589,10 @@ fn spawn_long_write(
     id: ReplicaId,
     conn: Connection,
     frame: Arc<[u8]>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
 ) {
     let task = async move {
         let _permit = permit;

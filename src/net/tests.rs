@@ -5,7 +5,6 @@ use super::*;
 use crate::crypto::KeyPair;
 use std::future::Future;
 use std::time::Instant;
-use tokio::sync::mpsc;
 
 const TEST_LIMIT: Duration = Duration::from_secs(40);
 
@@ -57,7 +56,7 @@ fn config(me: usize, peers: Vec<PeerInfo>) -> NetConfig {
 }
 
 /// Starts `cfg`, retrying while the port is still held by a previous instance.
-async fn start(cfg: NetConfig, key: &KeyPair) -> (Transport, mpsc::Receiver<(ReplicaId, Vec<u8>)>) {
+async fn start(cfg: NetConfig, key: &KeyPair) -> (Transport, Inbound) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match Transport::start(cfg.clone(), key).await {
@@ -70,7 +69,7 @@ async fn start(cfg: NetConfig, key: &KeyPair) -> (Transport, mpsc::Receiver<(Rep
     }
 }
 
-type Rx = mpsc::Receiver<(ReplicaId, Vec<u8>)>;
+type Rx = Inbound;
 
 async fn mesh(tag: &str, n: usize) -> (Vec<KeyPair>, Vec<NetConfig>, Vec<Transport>, Vec<Rx>) {
     let keys = keys(tag, n);

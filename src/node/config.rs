@@ -402,7 +402,11 @@ pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
     net.reconnect_max = Duration::from_millis(p.reconnect_max_ms);
     net.peer_queue_max = p.peer_queue_max;
     net.inbound_queue_max = p.inbound_queue_max;
-    net.frame_bytes_max = p.frame_bytes_max;
+    // Every legal message must fit: raised to the largest one the genesis
+    // parameters allow (issue 17, defect 10).
+    let needed =
+        crate::consensus::messages::message_bytes_max(genesis.config(), genesis.replica_keys.len());
+    net.frame_bytes_max = p.frame_bytes_max.max(needed);
     net.validate().map_err(|e| invalid(e.to_string()))?;
     let runtime = RuntimeConfig {
         client_listen: addr(&config.client.listen, genesis.client_addrs[me.index()]),

@@ -7,6 +7,8 @@
 //!            "stable"                    -> PersistOp::StableCheckpoint
 //!            "saved"                     -> empty: the replica stopped cleanly
 //!                                           and saved its votes (see below)
+//!            "abstain"                   -> PersistOp::Abstain: no new PRE-PREPARE
+//!                                           or PREPARE up to this view (kept)
 //!            'o' seq(be) view(be) kind   -> our PRE-PREPARE / PREPARE / COMMIT
 //!            'p' seq(be)                 -> prepared certificate (highest view)
 //! blocks     'b' height(be)              -> header bytes ++ batch bytes
@@ -21,7 +23,9 @@
 //! COMMITs (with their prepared certificates) but not its PRE-PREPAREs and
 //! PREPAREs; a clean stop writes those too, with "saved", and the next start
 //! deletes "saved" before it votes again. A start without "saved" on a store
-//! that existed is a restart after a crash (`Recovered::votes_lost`).
+//! that existed is a restart after a crash (`Recovered::votes_lost`); the
+//! core then writes "abstain" for the view it crashed in, and every later
+//! start reads it back, clean stop or not.
 
 use crate::codec;
 use crate::consensus::messages::{Commit, CommittedBatch};
@@ -41,8 +45,12 @@ pub const KEY_GENESIS: &[u8] = b"genesis";
 pub const KEY_SCHEMA: &[u8] = b"schema";
 pub const KEY_TIP: &[u8] = b"tip";
 pub const KEY_SAVED: &[u8] = b"saved";
+pub const KEY_ABSTAIN: &[u8] = b"abstain";
 
-const OP_BYTES_MAX: usize = codec::FRAME_BYTES_MAX;
+/// Largest consensus record read back: records are this replica's own
+/// writes, and a legal NEW-VIEW or VIEW-CHANGE may exceed the default frame
+/// cap (issue 17, defect 10: such a store was refused at the next start).
+const OP_BYTES_MAX: usize = 1 << 30;
 
 fn seq_key(tag: u8, seq: Seq) -> Vec<u8> {
     let mut k = vec![tag];
@@ -75,6 +83,7 @@ pub fn add_ops(batch: &mut WriteBatch, ops: &[PersistOp]) {
             PersistOp::View { .. } => batch.put(Cf::Consensus, KEY_VIEW, value),
             PersistOp::ViewChange(_) => batch.put(Cf::Consensus, KEY_VC, value),
             PersistOp::NewView(_) => batch.put(Cf::Consensus, KEY_NV, value),
+            PersistOp::Abstain(_) => batch.put(Cf::Consensus, KEY_ABSTAIN, value),
             PersistOp::PrePrepare { pre_prepare, .. } => {
                 let (seq, view) =
                     vote_coords::<crate::consensus::messages::PrePrepare>(pre_prepare);
@@ -136,7 +145,7 @@ fn decode_op(bytes: &[u8]) -> Result<PersistOp, StorageError> {
 /// stable checkpoint, view, NEW-VIEW, VIEW-CHANGE, then the log by seq.
 pub fn load_ops(store: &dyn Store) -> Result<Vec<PersistOp>, StorageError> {
     let mut ops = Vec::new();
-    for key in [KEY_STABLE, KEY_VIEW, KEY_NV, KEY_VC] {
+    for key in [KEY_STABLE, KEY_VIEW, KEY_NV, KEY_VC, KEY_ABSTAIN] {
         if let Some(v) = store.get(Cf::Consensus, key)? {
             ops.push(decode_op(&v)?);
         }
@@ -210,20 +219,39 @@ pub fn read_committed(
     store: &dyn Store,
     from: u64,
     to: u64,
+    bytes_max: usize,
 ) -> Result<Vec<CommittedBatch>, StorageError> {
     let mut out = Vec::new();
+    let mut bytes = 0;
     for h in from..=to {
         let (Some(block), Some(certificate)) = (read_block(store, h)?, read_certificate(store, h)?)
         else {
             break;
         };
-        out.push(CommittedBatch {
+        let cb = CommittedBatch {
             seq: Seq(h),
             batch: block.batch_bytes,
             certificate,
-        });
+        };
+        let size = committed_batch_bytes(&cb);
+        if !out.is_empty() && bytes + size > bytes_max {
+            break;
+        }
+        bytes += size;
+        out.push(cb);
     }
     Ok(out)
+}
+
+/// An upper bound on a committed batch's encoded size.
+pub fn committed_batch_bytes(cb: &CommittedBatch) -> usize {
+    const PER_ITEM: usize = 16;
+    cb.batch.len()
+        + PER_ITEM
+        + cb.certificate
+            .iter()
+            .map(|c| c.payload.len() + c.signature.len() + PER_ITEM)
+            .sum::<usize>()
 }
 
 /// Where a transaction landed.
@@ -263,6 +291,7 @@ pub fn receipt_code(r: Receipt) -> u8 {
         Receipt::StaleNonce => 2,
         Receipt::UnknownAccount => 3,
         Receipt::Invalid => 4,
+        Receipt::NonceTooFar => 5,
     }
 }
 
@@ -273,6 +302,7 @@ pub fn receipt_from_code(c: u8) -> Option<Receipt> {
         2 => Receipt::StaleNonce,
         3 => Receipt::UnknownAccount,
         4 => Receipt::Invalid,
+        5 => Receipt::NonceTooFar,
         _ => return None,
     })
 }

@@ -475,7 +475,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
 
 async fn serve(
     d: &mut Driver,
-    inbound: &mut tokio::sync::mpsc::Receiver<(ReplicaId, Vec<u8>)>,
+    inbound: &mut net::Inbound,
     requests: &mut tokio::sync::mpsc::Receiver<net::ClientRequest>,
     sigterm: &mut tokio::signal::unix::Signal,
     sigint: &mut tokio::signal::unix::Signal,

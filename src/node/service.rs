@@ -195,20 +195,22 @@ impl ClientService {
 
     /// Called after the node handled a submission and its outbox was
     /// drained: a nonce the account already used, with no cached reply
-    /// delivered, will never be answered by execution.
+    /// delivered, or a sender without an account, will never be answered
+    /// by execution.
     pub fn after_submit<S: Store>(&mut self, node: &Node<S>, key: Key) {
         if !self.waiters.contains_key(&key) {
             return;
         }
-        if let Some(account) = node.account(&key.0) {
-            if key.1 <= account.nonce {
-                self.fail(
-                    &key,
-                    SubmitRejected::StaleNonce {
-                        account_nonce: account.nonce,
-                    },
-                );
-            }
+        match node.account(&key.0) {
+            Some(account) if key.1 <= account.nonce => self.fail(
+                &key,
+                SubmitRejected::StaleNonce {
+                    account_nonce: account.nonce,
+                },
+            ),
+            Some(_) => {}
+            // The node does not order it (see `Node::ingest`).
+            None => self.fail(&key, SubmitRejected::UnknownAccount),
         }
     }
 

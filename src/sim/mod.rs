@@ -58,6 +58,7 @@ enum Event {
     Wake(usize),
     Crash {
         replica: ReplicaId,
+        how: scenario::Stop,
         in_write: Option<scenario::WriteCrash>,
         down_ms: Option<u64>,
     },
@@ -195,6 +196,8 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
     }
     let mut write_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7772_6974_6563_7261);
     scenario.crash_in_writes(&mut write_rng, opts.crash_anywhere);
+    let mut stop_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6f70_6572_6174_6f72);
+    scenario.operator_stops(&mut stop_rng);
     let calm = opts.baseline.then(|| Scenario {
         adversary: None,
         byzantine: Vec::new(),
@@ -450,6 +453,7 @@ impl Sim {
                 c.at,
                 Event::Crash {
                     replica: c.replica,
+                    how: c.how,
                     in_write: c.in_write,
                     down_ms: c.down_ms,
                 },
@@ -701,16 +705,14 @@ impl Sim {
             Event::Crash {
                 replica: r,
                 in_write: None,
+                how,
                 ..
-            } => {
-                if self.nodes[r.index()].take().is_some() {
-                    self.went_down(r, "CRASH".into());
-                }
-            }
+            } => self.stop(r, how),
             Event::Crash {
                 replica: r,
                 in_write: Some(w),
                 down_ms,
+                ..
             } => {
                 if self.nodes[r.index()].is_some() {
                     self.hash_event(10, r.0 as u64, w.nth as u64, &[w.applied as u8]);
@@ -814,6 +816,58 @@ impl Sim {
                 "S3 durability: {r:?} failed to reopen its store: {e}"
             )),
         }
+    }
+
+    /// Takes replica `r` down between two inputs, the way `how` says.
+    fn stop(&mut self, r: ReplicaId, how: scenario::Stop) {
+        let Some(mut node) = self.nodes[r.index()].take() else {
+            return;
+        };
+        match how {
+            scenario::Stop::PowerLoss => {}
+            scenario::Stop::Kill => {
+                // The kernel keeps the unsynced blocks: the replica may come
+                // back above what it was seen to commit.
+                self.stores[r.index()].keep_unsynced();
+                self.died_applied.insert(r);
+            }
+            scenario::Stop::Clean => {
+                // As the runtime on SIGTERM: flush what was ingested, save
+                // this view's votes; nothing more is sent.
+                if let Err(e) = node.save_votes() {
+                    match self.stores[r.index()].crashed() {
+                        // A crash armed in its writes came during the stop:
+                        // it died in that write, as it could for real.
+                        Some(applied) => {
+                            self.write_crashes += 1;
+                            if applied {
+                                self.write_crashes_applied += 1;
+                            }
+                            self.log(|| format!("CRASH IN CLEAN STOP {r:?} ({e})"));
+                            if let Some(Some(down)) = self.armed_down.remove(&r) {
+                                self.push(self.now.plus_millis(down), Event::Restart(r));
+                            }
+                        }
+                        None => self
+                            .checker
+                            .report(format!("{r:?} failed to stop cleanly: {e}")),
+                    }
+                }
+                let committed: Vec<_> = node.drain_committed().collect();
+                for block in &committed {
+                    self.checker.on_commit(r, block);
+                }
+                // Blocks whose events waited for a sync are durable now.
+                self.died_applied.insert(r);
+            }
+        }
+        drop(node);
+        let what = match how {
+            scenario::Stop::PowerLoss => "CRASH (power loss)",
+            scenario::Stop::Kill => "CRASH (kill -9)",
+            scenario::Stop::Clean => "CLEAN STOP",
+        };
+        self.went_down(r, what.into());
     }
 
     /// Replica `r` was taken down (its node is already gone).
@@ -1024,10 +1078,7 @@ impl Sim {
         }
         if honest {
             let node = self.nodes[slot].as_ref().expect("alive");
-            let exceeded = node
-                .replica()
-                .footprint()
-                .exceeded(&node.replica().footprint_limits());
+            let exceeded = node.footprint().exceeded(&node.footprint_limits());
             if !exceeded.is_empty() {
                 self.checker.report(format!(
                     "S8 bounded: {r:?} exceeds its limits on {exceeded:?}"

@@ -19,6 +19,22 @@ pub struct Crash {
     /// `Some`: the replica dies inside a write instead of between two
     /// inputs, and is down for `down_ms` from then.
     pub in_write: Option<WriteCrash>,
+    /// How it goes down (between two inputs; a crash inside a write is a
+    /// power loss).
+    pub how: Stop,
+}
+
+/// How a replica goes down: the ways an operator or the world stops one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stop {
+    /// The machine loses power: writes not yet synced are lost.
+    #[default]
+    PowerLoss,
+    /// The process is killed (`kill -9`, OOM): the machine keeps what it
+    /// wrote, synced or not.
+    Kill,
+    /// SIGTERM: the node saves its votes (`Node::save_votes`) and exits.
+    Clean,
 }
 
 /// A crash inside the store's writes: from the crash time on, the `nth`
@@ -152,6 +168,7 @@ impl Scenario {
                 replica,
                 down_ms,
                 in_write: None,
+                how: Stop::PowerLoss,
             });
         }
         let partition_count = *pick(rng, &[0, 0, 1, 2]);
@@ -194,6 +211,7 @@ impl Scenario {
                     replica: ReplicaId(rng.gen_range(0..self.replicas)),
                     down_ms: Some(rng.gen_range(50..4_000)),
                     in_write: None,
+                    how: Stop::PowerLoss,
                 });
             }
         }
@@ -205,6 +223,41 @@ impl Scenario {
                 });
             }
         }
+    }
+
+    /// Operators' stops: each crash between two inputs becomes a power
+    /// loss, a `kill -9` or a clean stop, and a third of the replicas that
+    /// come back are stopped again soon after — cleanly or not — so every
+    /// order (crash, restart, clean stop, restart; clean stop, restart,
+    /// crash, ...) occurs. Drawn from an `rng` of its own, so the rest of a
+    /// seed's scenario does not change. A calm scenario stays calm.
+    pub fn operator_stops(&mut self, rng: &mut ChaCha8Rng) {
+        if self.calm {
+            return;
+        }
+        const KINDS: [Stop; 3] = [Stop::PowerLoss, Stop::Kill, Stop::Clean];
+        let mut again = Vec::new();
+        for c in &mut self.crashes {
+            if c.in_write.is_none() {
+                c.how = *pick(rng, &KINDS);
+            }
+            let Some(down) = c.down_ms else { continue };
+            if rng.gen_bool(1.0 / 3.0) {
+                // Back up, then down again within a few request timeouts.
+                let up = c.at.plus_millis(down);
+                let stays = rng.gen_range(20..3 * self.request_timeout_ms.max(1));
+                again.push(Crash {
+                    at: up.plus_millis(stays),
+                    replica: c.replica,
+                    down_ms: Some(rng.gen_range(20..2_000)),
+                    in_write: None,
+                    how: *pick(rng, &KINDS),
+                });
+            }
+        }
+        let end = self.faults_end;
+        self.crashes
+            .extend(again.into_iter().filter(|c| c.at < end));
     }
 
     /// Puts `count` replicas under the control of adversary `kind`. A
@@ -232,6 +285,7 @@ impl Scenario {
                 replica: ReplicaId(0),
                 down_ms: Some(self.request_timeout_ms * 8),
                 in_write: None,
+                how: Stop::PowerLoss,
             });
         }
         if kind == Kind::Clients && count == (n - 1) / 3 {

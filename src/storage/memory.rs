@@ -82,6 +82,13 @@ impl MemoryStore {
         *self.crash.lock().unwrap() = CrashState::default();
     }
 
+    /// The process was killed (`kill -9`) but the machine stayed up: the
+    /// kernel keeps what was written, synced or not, so the unsynced writes
+    /// become durable. Call before [`MemoryStore::reopen`].
+    pub fn keep_unsynced(&self) {
+        self.unsynced.lock().unwrap().clear();
+    }
+
     /// Writes applied but not yet synced (keys changed).
     pub fn unsynced_keys(&self) -> usize {
         self.unsynced.lock().unwrap().len()
