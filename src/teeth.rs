@@ -31,7 +31,6 @@ pub enum Tooth {
     ExecuteNotAtomic,
     AbstainNotPersisted,
     TimerResetOnAnyExecution,
-    VotesAboveOwnWindow,
 }
 
 /// Name, tooth and one-line description of every tooth.
@@ -49,7 +48,6 @@ pub const CATALOGUE: &[(&str, Tooth, &str)] = &[
     ("view-change-proof-not-checked", Tooth::ViewChangeProofNotChecked, "the checkpoint and prepared certificates inside a VIEW-CHANGE are not checked"),
     ("execute-not-atomic", Tooth::ExecuteNotAtomic, "executing a block writes the state changes and the block with its chain tip in two synced writes instead of one"),
     ("timer-reset-on-any-execution", Tooth::TimerResetOnAnyExecution, "any executed batch restarts the request timer and clears its strikes, not only the execution of the request it waits for"),
-    ("votes-above-own-window", Tooth::VotesAboveOwnWindow, "a lagging replica prepares and commits NEW-VIEW entries above its own watermark window, which its VIEW-CHANGEs do not report"),
     ("abstain-not-persisted", Tooth::AbstainNotPersisted, "the rule to sit out the view a crash erased the votes of lasts only for the run that learned it: a clean stop and restart lift it"),
 ];
 

@@ -717,3 +717,27 @@ fn a_replica_restarted_behind_an_idle_network_catches_up() {
     assert_eq!(c.nodes[3].height(), 3);
     assert_eq!(c.nodes[3].tip(), c.nodes[0].tip());
 }
+
+/// Issue 17, defect 12: a replica whose store was wiped (a new disk, a
+/// deleted data directory) starts at height 0 and, with nobody sending
+/// anything new, asks its peers for what it lacks all the same.
+#[test]
+fn a_replica_on_a_wiped_store_catches_up_on_an_idle_network() {
+    let client = KeyPair::from_label("wiped-client");
+    let payee = KeyPair::from_label("wiped-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100)]);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    for nonce in 1..=3 {
+        let tx = Transaction::transfer(net, &client, payee, 1, nonce);
+        let replies = c.run(now, 0, NodeInput::Request(tx));
+        assert!(replies.len() >= 3, "{replies:?}");
+    }
+    assert_eq!(c.nodes[3].height(), 3);
+    c.stores[3] = MemoryStore::new();
+    c.restart(3);
+    assert_eq!(c.nodes[3].height(), 0);
+    c.run(now, 3, NodeInput::Tick);
+    assert_eq!(c.nodes[3].height(), 3);
+    assert_eq!(c.nodes[3].tip(), c.nodes[0].tip());
+}

@@ -42,10 +42,6 @@ impl Replica {
     /// VIEW-CHANGE, bounded by our old window, would leave out (issue 17,
     /// defect 2).
     pub(super) fn may_vote_at(&self, seq: Seq) -> bool {
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::VotesAboveOwnWindow) {
-            return true;
-        }
         seq.0 <= self.low.0.saturating_add(self.cfg.watermark_window)
     }
 

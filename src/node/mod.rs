@@ -349,9 +349,12 @@ impl<S: Store> Node<S> {
             recovered,
         );
         replica.defer_proposals(true);
-        if existed && run {
-            // The others may have gone on while we were down, and an idle
-            // network would never show it: ask.
+        if run {
+            // The others may have gone on while we were down — or, on an
+            // empty store (a new replica, or one whose disk was wiped or
+            // replaced), since genesis — and an idle network would never
+            // show it: ask (issue 17, defect 12: a wiped replica stayed at
+            // height 0 on an idle network until the next transfer).
             replica.probe_for_missed_batches();
         }
         Ok(Node {
