@@ -31,6 +31,7 @@ pub enum Tooth {
     ExecuteNotAtomic,
     AbstainNotPersisted,
     TimerResetOnAnyExecution,
+    LostStoreVotesAfresh,
 }
 
 /// Name, tooth and one-line description of every tooth.
@@ -48,6 +49,7 @@ pub const CATALOGUE: &[(&str, Tooth, &str)] = &[
     ("view-change-proof-not-checked", Tooth::ViewChangeProofNotChecked, "the checkpoint and prepared certificates inside a VIEW-CHANGE are not checked"),
     ("execute-not-atomic", Tooth::ExecuteNotAtomic, "executing a block writes the state changes and the block with its chain tip in two synced writes instead of one"),
     ("timer-reset-on-any-execution", Tooth::TimerResetOnAnyExecution, "any executed batch restarts the request timer and clears its strikes, not only the execution of the request it waits for"),
+    ("lost-store-votes-afresh", Tooth::LostStoreVotesAfresh, "a replica restarted on a wiped or restored store votes (and asks for view changes) as if it had never voted, though its view record shows it did"),
     ("abstain-not-persisted", Tooth::AbstainNotPersisted, "the rule to sit out the view a crash erased the votes of lasts only for the run that learned it: a clean stop and restart lift it"),
 ];
 

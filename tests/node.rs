@@ -754,3 +754,74 @@ fn a_replica_on_a_wiped_store_catches_up_on_an_idle_network() {
     assert_eq!(c.nodes[3].height(), 3);
     assert_eq!(c.nodes[3].tip(), c.nodes[0].tip());
 }
+
+/// Issue 17, defect 12: the view record, kept apart from the store, tells
+/// a replica that its store was lost. Primary 0 proposes s1 in view 0 (nobody
+/// hears it); its disk is wiped; restarted on an empty store with its view
+/// record, it proposes nothing in view 0 (it cannot know what it proposed
+/// there), and neither does a later start on that store. A backup put back
+/// (the store as it was before view 1, the record at view 1) is recognised
+/// too. Without a record — a first start — it proposes at once.
+#[test]
+fn a_wiped_or_restored_store_is_recognised_by_the_view_record() {
+    use pbft_ledger::node::MemoryViewRecord;
+    let client = KeyPair::from_label("wiped-primary-client");
+    let payee = KeyPair::from_label("wiped-primary-payee").public();
+    let c = Cluster::new(&[(client.public(), 100)]);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let tx = |nonce| {
+        let tx = Transaction::transfer(net, &client, payee, 1, nonce);
+        NodeInput::VerifiedRequest(VerifiedTx::check(tx, net).expect("well signed"))
+    };
+    let proposes = |node: &mut Node<MemoryStore>, nonce| -> bool {
+        node.handle(now, tx(nonce)).unwrap();
+        drain(node)
+            .iter()
+            .any(|o| matches!(o, Outgoing::Broadcast(Message::PrePrepare { .. })))
+    };
+    let open = |store: &MemoryStore, record: &MemoryViewRecord| {
+        Node::open_recorded(
+            &c.genesis,
+            ReplicaId(0),
+            c.keys[0].clone(),
+            store.clone(),
+            Box::new(record.clone()),
+        )
+        .expect("opens")
+    };
+    let record = MemoryViewRecord::default();
+    let mut node = open(&MemoryStore::new(), &record);
+    assert!(proposes(&mut node, 1), "a first start proposes at once");
+    drop(node);
+
+    // The disk is wiped; the record is not.
+    let wiped = MemoryStore::new();
+    let mut node = open(&wiped, &record);
+    assert!(
+        !proposes(&mut node, 2),
+        "a wiped primary proposed again in view 0"
+    );
+    node.save_votes().unwrap();
+    let mut node = open(&wiped, &record);
+    assert!(
+        !proposes(&mut node, 2),
+        "the rule survives a clean stop and start"
+    );
+    drop(node);
+
+    // A backup from view 0 put back while the record says view 1.
+    let restored = MemoryStore::new();
+    drop(open(&restored, &MemoryViewRecord::default()));
+    let mut ahead = MemoryViewRecord::default();
+    use pbft_ledger::node::ViewRecord;
+    ahead.record(View(1)).unwrap();
+    let mut node = open(&restored, &ahead);
+    node.handle(now, NodeInput::Tick).unwrap();
+    assert_eq!(node.replica().view(), View(0));
+    let stored = restored.get(Cf::Consensus, b"abstain-commits").unwrap();
+    assert!(
+        stored.is_some(),
+        "the rule is written to the restored store"
+    );
+}

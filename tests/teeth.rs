@@ -38,6 +38,7 @@ const EXPECTED: &[(Tooth, Option<Kind>, u64)] = &[
     (Tooth::ExecuteNotAtomic, None, 100),
     (Tooth::AbstainNotPersisted, None, 400),
     (Tooth::TimerResetOnAnyExecution, Some(Kind::Censor), 100),
+    (Tooth::LostStoreVotesAfresh, None, 400),
 ];
 
 /// Teeth caught by a crash-anywhere campaign (crashes inside writes).

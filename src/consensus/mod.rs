@@ -202,10 +202,12 @@ pub enum PersistOp {
         proof: Vec<Signed<Checkpoint>>,
     },
     /// This replica sends no new PRE-PREPARE or PREPARE in any view up to
-    /// this one: a crash (or a lost store) erased the record of those it
-    /// sent there. Written before it sends anything after such a start, and
-    /// kept, so a later clean stop and restart cannot forget the rule.
-    Abstain(View),
+    /// `view` — and, with `commits`, no COMMIT either: a crash erased the
+    /// record of the PRE-PREPAREs and PREPAREs it sent there; a lost or
+    /// restored store erased its COMMITs too. Written before it sends
+    /// anything after such a start, and kept, so a later clean stop and
+    /// restart cannot forget the rule.
+    Abstain { view: View, commits: bool },
 }
 
 /// What the core asks the driver to do, in order.
@@ -246,6 +248,11 @@ pub struct Recovered {
     /// recovered view that `ops` does not hold, so it sends no new ones
     /// there.
     pub votes_lost: bool,
+    /// The store is not the one this replica voted with: it is empty or
+    /// older than the last view the replica recorded entering (a wiped
+    /// disk, a backup put back). It may have sent any vote, COMMITs
+    /// included, in views up to this one, so it sends none there.
+    pub store_lost: Option<View>,
 }
 
 /// Counters of what the core did and what it refused.
@@ -401,6 +408,9 @@ pub struct Replica {
     /// part there only through COMMITs (whose prepared certificates are
     /// persisted before they are sent) until the next view.
     forgotten_view: Option<View>,
+    /// The view up to which this replica sends no COMMIT either: its store
+    /// was lost (`Recovered::store_lost`), COMMITs with it.
+    forgotten_commits: Option<View>,
 
     pending: Pending,
     /// Client signatures checked in batches (PRE-PREPAREs, fetches): one
@@ -469,6 +479,7 @@ impl Replica {
             own_checkpoints: BTreeMap::new(),
             votes: BTreeMap::new(),
             forgotten_view: None,
+            forgotten_commits: None,
             pending,
             verified,
             request_deadline: None,
@@ -496,13 +507,19 @@ impl Replica {
             self.own_checkpoints.insert(rec.last_executed, d);
         }
         let mut abstain: Option<View> = None;
+        let mut abstain_commits: Option<View> = None;
         for op in &rec.ops {
             match op {
                 PersistOp::View { view, changing_to } => {
                     self.view = *view;
                     self.changing_to = *changing_to;
                 }
-                PersistOp::Abstain(v) => abstain = abstain.max(Some(*v)),
+                PersistOp::Abstain { view, commits } => {
+                    abstain = abstain.max(Some(*view));
+                    if *commits {
+                        abstain_commits = abstain_commits.max(Some(*view));
+                    }
+                }
                 PersistOp::StableCheckpoint { seq, proof } if *seq >= self.low => {
                     self.low = *seq;
                     self.stable_proof = proof.clone();
@@ -515,7 +532,7 @@ impl Replica {
             match op {
                 PersistOp::View { .. }
                 | PersistOp::StableCheckpoint { .. }
-                | PersistOp::Abstain(_) => {}
+                | PersistOp::Abstain { .. } => {}
                 PersistOp::PrePrepare { pre_prepare, batch } => {
                     let Ok(pp) = self.verifier.verify::<PrePrepare>(&pre_prepare) else {
                         continue;
@@ -613,8 +630,21 @@ impl Replica {
         // start, so a clean stop in between does not lift it (a clean stop
         // saves only the votes of *this* run).
         self.forgotten_view = abstain;
+        self.forgotten_commits = abstain_commits;
+        let store_lost = rec.store_lost;
+        #[cfg(feature = "teeth")]
+        let store_lost =
+            store_lost.filter(|_| !crate::teeth::active(crate::teeth::Tooth::LostStoreVotesAfresh));
+        if let Some(lost) = store_lost {
+            let through = lost.max(view);
+            self.abstain_through(through, true);
+            tracing::warn!(replica = %self.me, %view, through = %through,
+                "this store is empty or older than the last view this replica entered \
+                 (wiped, replaced or restored from a backup): it may have voted there, \
+                 so it sends no pre-prepare, prepare or commit up to that view");
+        }
         if votes_lost {
-            self.abstain_through(view);
+            self.abstain_through(view, false);
             tracing::info!(replica = %self.me, %view,
                 "restarted without a record of the pre-prepares and prepares it sent; \
                  sending none in this view (commits only until the next view)");
@@ -1090,13 +1120,24 @@ impl Replica {
 
     /// Sends no new PRE-PREPARE or PREPARE in views up to `view`, durably
     /// (the `Persist` precedes every later send).
-    fn abstain_through(&mut self, view: View) {
-        if self.forgotten_view.is_some_and(|f| f >= view) {
+    fn abstain_through(&mut self, view: View, commits: bool) {
+        let known = self.forgotten_view.is_some_and(|f| f >= view)
+            && (!commits || self.forgotten_commits.is_some_and(|f| f >= view));
+        if known {
             return;
         }
-        self.forgotten_view = Some(view);
+        self.forgotten_view = self.forgotten_view.max(Some(view));
+        if commits {
+            self.forgotten_commits = self.forgotten_commits.max(Some(view));
+        }
         self.actions
-            .push_back(Action::Persist(vec![PersistOp::Abstain(view)]));
+            .push_back(Action::Persist(vec![PersistOp::Abstain { view, commits }]));
+    }
+
+    /// Whether we may sign a COMMIT in `view`: not in a view whose COMMITs
+    /// a lost store erased.
+    pub(super) fn may_commit_in(&self, view: View) -> bool {
+        self.forgotten_commits.is_none_or(|f| view > f)
     }
 
     /// Whether we may sign a PRE-PREPARE or PREPARE we have not signed

@@ -408,6 +408,11 @@ impl Replica {
             // Held until our window reaches it (`vote_held_entries`).
             return;
         }
+        if !self.may_commit_in(view) {
+            // A lost store may have held a COMMIT of ours for another
+            // digest here; we catch up by fetching instead.
+            return;
+        }
         if self.vote_conflicts(VoteKind::Commit, view, seq, digest) {
             return self.ignore("prepared: conflicts with a commit we signed");
         }

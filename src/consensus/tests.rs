@@ -448,7 +448,14 @@ impl Net {
             PersistOp::Prepared(p) => self.proof(p),
             PersistOp::ViewChange(s) => self.view_change_desc(s),
             PersistOp::NewView(s) => self.new_view_desc(s),
-            PersistOp::Abstain(view) => format!("Abstain({view:?})"),
+            PersistOp::Abstain {
+                view,
+                commits: false,
+            } => format!("Abstain({view:?})"),
+            PersistOp::Abstain {
+                view,
+                commits: true,
+            } => format!("Abstain({view:?},commits)"),
             PersistOp::StableCheckpoint { seq, proof } => {
                 let digest = proof
                     .first()

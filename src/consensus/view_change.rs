@@ -122,6 +122,13 @@ impl Replica {
 
     /// Leaves the current view and asks for `target`.
     pub(super) fn start_view_change(&mut self, target: View) {
+        // A replica whose store was lost may have sent a VIEW-CHANGE for any
+        // view up to the recorded one (with certificates it no longer
+        // holds): it asks for the first view after it instead.
+        let target = match self.forgotten_commits {
+            Some(f) if target <= f => f.next(),
+            _ => target,
+        };
         let level = self.changing_to.unwrap_or(self.view);
         if target <= level {
             return;

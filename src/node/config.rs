@@ -189,12 +189,18 @@ pub struct RuntimeConfig {
     pub key: KeyPair,
     pub me: ReplicaId,
     pub data_dir: PathBuf,
+    /// The view record (`node::FileViewRecord`): in the home, outside the
+    /// data directory, so a wiped or restored store is recognised.
+    pub view_record: PathBuf,
     pub net: NetConfig,
     pub client_listen: SocketAddr,
     pub client_queue_max: usize,
     pub submit_timeout: Duration,
     pub submit_waiters_max: usize,
 }
+
+/// The view record's file name in a replica's home.
+pub const VIEW_RECORD_FILE: &str = "view-record";
 
 /// A loaded home directory: the file as written and what it resolves to.
 #[derive(Clone, Debug)]
@@ -414,6 +420,7 @@ pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
         key,
         me,
         data_dir: config.data_path(home),
+        view_record: home.join(VIEW_RECORD_FILE),
         net,
         client_queue_max: config.client.queue_max,
         submit_timeout: Duration::from_millis(config.client.submit_timeout_ms),

@@ -144,6 +144,97 @@ pub struct CommittedBlock {
     pub txs: Vec<(Digest, PublicKey, u64, crate::tx::Receipt)>,
 }
 
+/// The last view a replica entered, kept apart from its store (the runtime:
+/// a small file in the replica's home, outside the data directory).
+///
+/// A replica's store holds the record of its votes; a wiped data directory,
+/// a replaced volume or a backup put back loses some of it, and the replica
+/// could then vote again, differently, where it voted before (issue 17,
+/// defect 12). The view record survives that: a store that is empty while a
+/// record exists, or whose view is behind the record, is known to be lost,
+/// and the replica sends no PRE-PREPARE, PREPARE or COMMIT up to the
+/// recorded view. A first start at genesis has no record. A view is recorded
+/// before any vote of it leaves.
+pub trait ViewRecord: Send {
+    /// The highest view recorded, if any.
+    fn last(&self) -> Option<View>;
+    /// Records `view` durably if it is above the last one.
+    fn record(&mut self, view: View) -> Result<(), StorageError>;
+}
+
+/// A [`ViewRecord`] in memory, shared by its clones (the simulator keeps
+/// one per replica across restarts and wipes; [`Node::open`] uses a fresh
+/// one, which never recognises a lost store).
+#[derive(Clone, Default, Debug)]
+pub struct MemoryViewRecord(std::sync::Arc<std::sync::Mutex<Option<View>>>);
+
+impl ViewRecord for MemoryViewRecord {
+    fn last(&self) -> Option<View> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn record(&mut self, view: View) -> Result<(), StorageError> {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *v = (*v).max(Some(view));
+        Ok(())
+    }
+}
+
+/// A [`ViewRecord`] in a file: the view in decimal, replaced atomically
+/// (written to a temporary file, synced, renamed, the directory synced).
+pub struct FileViewRecord {
+    path: std::path::PathBuf,
+    last: Option<View>,
+}
+
+impl FileViewRecord {
+    /// Reads the record at `path` (none if the file does not exist).
+    pub fn open(path: std::path::PathBuf) -> Result<FileViewRecord, StorageError> {
+        let last = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(View(text.trim().parse().map_err(|_| {
+                StorageError::Corrupt(format!(
+                    "view record {} does not hold a view number",
+                    path.display()
+                ))
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(StorageError::Io(format!(
+                    "cannot read view record {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Ok(FileViewRecord { path, last })
+    }
+}
+
+impl ViewRecord for FileViewRecord {
+    fn last(&self) -> Option<View> {
+        self.last
+    }
+    fn record(&mut self, view: View) -> Result<(), StorageError> {
+        use std::io::Write;
+        if self.last.is_some_and(|l| l >= view) {
+            return Ok(());
+        }
+        let io = |e: std::io::Error| {
+            StorageError::Io(format!("view record {}: {e}", self.path.display()))
+        };
+        let tmp = self.path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        writeln!(f, "{}", view.0).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        self.last = Some(view);
+        Ok(())
+    }
+}
+
 /// Most clients whose last reply is kept. A resend beyond it is answered
 /// from the transaction index instead (signed afresh), so the bound costs
 /// only a signature for clients idle for a long time.
@@ -200,6 +291,7 @@ pub struct Node<S: Store> {
     checkpoint_interval: u64,
     /// Each client's last reply (bounded: the oldest entries go first).
     reply_cache: ReplyCache,
+    view_record: Box<dyn ViewRecord>,
     requests_unfunded: u64,
     /// What may leave: everything produced before the first unsynced write.
     outbox: VecDeque<Outgoing>,
@@ -232,7 +324,28 @@ impl<S: Store> Node<S> {
         key: KeyPair,
         store: S,
     ) -> Result<Node<S>, NodeError> {
-        Node::open_with(genesis, me, key, store, true)
+        Node::open_with(
+            genesis,
+            me,
+            key,
+            store,
+            Box::<MemoryViewRecord>::default(),
+            true,
+        )
+    }
+
+    /// [`Node::open`] with the replica's view record, kept apart from the
+    /// store (see [`ViewRecord`]): a store that is empty or behind it is
+    /// recognised as lost, and the replica sends no vote in the views it
+    /// may have voted in with it.
+    pub fn open_recorded(
+        genesis: &Genesis,
+        me: ReplicaId,
+        key: KeyPair,
+        store: S,
+        view_record: Box<dyn ViewRecord>,
+    ) -> Result<Node<S>, NodeError> {
+        Node::open_with(genesis, me, key, store, view_record, true)
     }
 
     /// Opens an existing store only to look at it (`pbft-replica inspect`):
@@ -244,7 +357,14 @@ impl<S: Store> Node<S> {
         key: KeyPair,
         store: S,
     ) -> Result<Node<S>, NodeError> {
-        Node::open_with(genesis, me, key, store, false)
+        Node::open_with(
+            genesis,
+            me,
+            key,
+            store,
+            Box::<MemoryViewRecord>::default(),
+            false,
+        )
     }
 
     fn open_with(
@@ -252,6 +372,7 @@ impl<S: Store> Node<S> {
         me: ReplicaId,
         key: KeyPair,
         mut store: S,
+        mut view_record: Box<dyn ViewRecord>,
         run: bool,
     ) -> Result<Node<S>, NodeError> {
         let network = genesis.network.0;
@@ -333,12 +454,30 @@ impl<S: Store> Node<S> {
             batch.delete(Cf::Consensus, persist::KEY_SAVED);
             store.write(batch)?;
         }
+        let ops = persist::load_ops(&store)?;
+        // The store must be the one this replica voted with: the view record,
+        // kept apart from it, says how far the replica got. An empty store
+        // with a record, or a store behind the record, lost votes.
+        let stored_view = ops
+            .iter()
+            .filter_map(|op| match op {
+                crate::consensus::PersistOp::View { view, changing_to } => {
+                    Some((*view).max(changing_to.unwrap_or(*view)))
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(View(0));
+        let store_lost = view_record
+            .last()
+            .filter(|recorded| !existed || *recorded > stored_view);
         let recovered = Recovered {
-            ops: persist::load_ops(&store)?,
+            ops,
             last_executed: Seq(tip.height),
             last_checkpoint_digest: (tip.height > 0 && tip.height.is_multiple_of(k))
                 .then(|| ledger::checkpoint_digest(tip.block_hash, state_root)),
             votes_lost: existed && !saved,
+            store_lost,
         };
         let mut replica = Replica::new(
             genesis.config().clone(),
@@ -349,6 +488,9 @@ impl<S: Store> Node<S> {
             recovered,
         );
         replica.defer_proposals(true);
+        if run {
+            view_record.record(replica.view())?;
+        }
         if run {
             // The others may have gone on while we were down — or, on an
             // empty store (a new replica, or one whose disk was wiped or
@@ -367,6 +509,7 @@ impl<S: Store> Node<S> {
             me,
             checkpoint_interval: k,
             reply_cache: ReplyCache::default(),
+            view_record,
             requests_unfunded: 0,
             outbox: VecDeque::new(),
             committed: VecDeque::new(),
@@ -729,6 +872,15 @@ impl<S: Store> Node<S> {
         while let Some(action) = self.replica.poll_action() {
             match action {
                 Action::Persist(ops) => {
+                    // The view record follows the view and the view being
+                    // changed to, before the write that holds back every
+                    // message of it.
+                    for op in &ops {
+                        if let crate::consensus::PersistOp::View { view, changing_to } = op {
+                            self.view_record
+                                .record((*view).max(changing_to.unwrap_or(*view)))?;
+                        }
+                    }
                     let mut batch = WriteBatch::default();
                     persist::add_ops(&mut batch, &ops);
                     self.write_later(batch, true);
@@ -753,6 +905,9 @@ impl<S: Store> Node<S> {
                     );
                 }
                 Action::EnteredView(view) => {
+                    // Before any vote of the view can leave (the NEW-VIEW's
+                    // write holds them back until the flush).
+                    self.view_record.record(view)?;
                     tracing::info!(replica = %self.me, %view, primary = %self.replica.primary(), "entered view");
                     self.view_entered.push(view);
                 }

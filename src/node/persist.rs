@@ -9,6 +9,7 @@
 //!                                           and saved its votes (see below)
 //!            "abstain"                   -> PersistOp::Abstain: no new PRE-PREPARE
 //!                                           or PREPARE up to this view (kept)
+//!            "abstain-commits"           -> the same, COMMITs too (a lost store)
 //!            'o' seq(be) view(be) kind   -> our PRE-PREPARE / PREPARE / COMMIT
 //!            'p' seq(be)                 -> prepared certificate (highest view)
 //! blocks     'b' height(be)              -> header bytes ++ batch bytes
@@ -46,6 +47,7 @@ pub const KEY_SCHEMA: &[u8] = b"schema";
 pub const KEY_TIP: &[u8] = b"tip";
 pub const KEY_SAVED: &[u8] = b"saved";
 pub const KEY_ABSTAIN: &[u8] = b"abstain";
+pub const KEY_ABSTAIN_COMMITS: &[u8] = b"abstain-commits";
 
 /// Largest consensus record read back: records are this replica's own
 /// writes, and a legal NEW-VIEW or VIEW-CHANGE may exceed the default frame
@@ -83,7 +85,16 @@ pub fn add_ops(batch: &mut WriteBatch, ops: &[PersistOp]) {
             PersistOp::View { .. } => batch.put(Cf::Consensus, KEY_VIEW, value),
             PersistOp::ViewChange(_) => batch.put(Cf::Consensus, KEY_VC, value),
             PersistOp::NewView(_) => batch.put(Cf::Consensus, KEY_NV, value),
-            PersistOp::Abstain(_) => batch.put(Cf::Consensus, KEY_ABSTAIN, value),
+            PersistOp::Abstain { .. } => {
+                // One record per kind: a later rule replaces an earlier one
+                // of its kind only if it reaches further (the core writes
+                // only those).
+                let key = match op {
+                    PersistOp::Abstain { commits: true, .. } => KEY_ABSTAIN_COMMITS,
+                    _ => KEY_ABSTAIN,
+                };
+                batch.put(Cf::Consensus, key, value)
+            }
             PersistOp::PrePrepare { pre_prepare, .. } => {
                 let (seq, view) =
                     vote_coords::<crate::consensus::messages::PrePrepare>(pre_prepare);
@@ -145,7 +156,14 @@ fn decode_op(bytes: &[u8]) -> Result<PersistOp, StorageError> {
 /// stable checkpoint, view, NEW-VIEW, VIEW-CHANGE, then the log by seq.
 pub fn load_ops(store: &dyn Store) -> Result<Vec<PersistOp>, StorageError> {
     let mut ops = Vec::new();
-    for key in [KEY_STABLE, KEY_VIEW, KEY_NV, KEY_VC, KEY_ABSTAIN] {
+    for key in [
+        KEY_STABLE,
+        KEY_VIEW,
+        KEY_NV,
+        KEY_VC,
+        KEY_ABSTAIN,
+        KEY_ABSTAIN_COMMITS,
+    ] {
         if let Some(v) = store.get(Cf::Consensus, key)? {
             ops.push(decode_op(&v)?);
         }

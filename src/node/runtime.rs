@@ -325,7 +325,14 @@ impl Driver {
 pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
     let me = cfg.me;
     let store = RocksStore::open(&cfg.data_dir)?;
-    let node = Node::open(&cfg.genesis, me, cfg.key.clone(), store)?;
+    let view_record = super::FileViewRecord::open(cfg.view_record.clone())?;
+    let node = Node::open_recorded(
+        &cfg.genesis,
+        me,
+        cfg.key.clone(),
+        store,
+        Box::new(view_record),
+    )?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RuntimeError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RuntimeError::Signal)?;
     let frame_cap = cfg.net.frame_bytes_max;

@@ -31,6 +31,8 @@ pub struct Summary {
     pub write_crashes_applied: u64,
     /// Restarts that recovered a block only the crashed write held.
     pub unseen_blocks_recovered: u64,
+    /// Replicas restarted on a wiped store.
+    pub wipes: u64,
     /// Synced writes that grouped several inputs' writes.
     pub grouped_syncs: u64,
 }
@@ -62,7 +64,7 @@ impl Summary {
             .throughput_ratio()
             .map_or(String::new(), |r| format!(" throughput-vs-none: {r:.2}"));
         format!(
-            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {} write-crashes: {} write-crashes-applied: {} unseen-blocks-recovered: {} grouped-syncs: {}{ratio} elapsed-s: {:.1}",
+            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {} write-crashes: {} write-crashes-applied: {} wipes: {} unseen-blocks-recovered: {} grouped-syncs: {}{ratio} elapsed-s: {:.1}",
             self.seeds,
             self.violations,
             self.commits,
@@ -75,6 +77,7 @@ impl Summary {
             self.frames_refused,
             self.write_crashes,
             self.write_crashes_applied,
+            self.wipes,
             self.unseen_blocks_recovered,
             self.grouped_syncs,
             self.elapsed.as_secs_f64()
@@ -170,6 +173,7 @@ pub fn run_jobs(
         write_crashes: outcomes.iter().map(|o| o.write_crashes).sum(),
         write_crashes_applied: outcomes.iter().map(|o| o.write_crashes_applied).sum(),
         unseen_blocks_recovered: outcomes.iter().map(|o| o.unseen_blocks_recovered).sum(),
+        wipes: outcomes.iter().map(|o| o.wipes).sum(),
         grouped_syncs: outcomes.iter().map(|o| o.grouped_syncs).sum(),
         seeds: count,
         violations: outcomes.iter().filter(|o| !o.violations.is_empty()).count() as u64,

@@ -107,6 +107,13 @@ impl Checker {
         }
     }
 
+    /// Replica `replica` lost its store (wiped): it restarts at height 0 and
+    /// its chain is judged afresh as it catches up. What it signed before
+    /// is kept (S7: a wiped replica must not contradict it).
+    pub fn on_wipe(&mut self, replica: ReplicaId) {
+        self.chains.remove(&replica);
+    }
+
     /// S7: a correct replica never signs two different votes for one slot.
     pub fn on_send(&mut self, sender: ReplicaId, message: &Message) {
         if self.byzantine.contains(&sender) {

@@ -27,7 +27,7 @@ use crate::consensus::messages::{Message, ReplyChecker, ReplyProof};
 use crate::consensus::Config;
 use crate::crypto::{Digest, KeyPair, PublicKey, Verifier};
 use crate::genesis::{self, Genesis};
-use crate::node::{Node, NodeInput, Outgoing};
+use crate::node::{MemoryViewRecord, Node, NodeInput, Outgoing};
 use crate::storage::memory::MemoryStore;
 use crate::tx::{Receipt, Transaction};
 use crate::types::{ReplicaId, Seq, Time};
@@ -139,6 +139,8 @@ pub struct SeedOutcome {
     /// Restarts that came back with a block committed in the write the
     /// replica died in (durable, never acknowledged or seen).
     pub unseen_blocks_recovered: u64,
+    /// Replicas restarted on a wiped store.
+    pub wipes: u64,
     /// Synced writes that grouped the writes of several inputs.
     pub grouped_syncs: u64,
 }
@@ -228,6 +230,8 @@ struct Sim {
     keys: Vec<KeyPair>,
     nodes: Vec<Option<Node<MemoryStore>>>,
     stores: Vec<MemoryStore>,
+    /// Each node slot's view record: outside the store, it survives a wipe.
+    view_records: Vec<MemoryViewRecord>,
     wake_at: Vec<Option<Time>>,
     /// Node slots with an [`Event::Flush`] queued.
     flush_queued: Vec<bool>,
@@ -276,6 +280,8 @@ struct Sim {
     died_applied: BTreeSet<ReplicaId>,
     write_crashes: u64,
     write_crashes_applied: u64,
+    /// Replicas restarted on a wiped store.
+    wiped: u64,
     unseen_blocks_recovered: u64,
     grouped_syncs: u64,
 }
@@ -337,6 +343,8 @@ impl Sim {
         )
         .expect("simulated genesis is valid");
         let stores: Vec<MemoryStore> = (0..slots).map(|_| MemoryStore::new()).collect();
+        let view_records: Vec<MemoryViewRecord> =
+            (0..slots).map(|_| MemoryViewRecord::default()).collect();
         let nodes = (0..slots)
             .map(|slot| {
                 let id = if slot < n as usize {
@@ -345,8 +353,14 @@ impl Sim {
                     twin_of.expect("slot n exists only with a twin")
                 };
                 Some(
-                    Node::open(&genesis, id, keys[id.index()].clone(), stores[slot].clone())
-                        .expect("fresh memory store opens"),
+                    Node::open_recorded(
+                        &genesis,
+                        id,
+                        keys[id.index()].clone(),
+                        stores[slot].clone(),
+                        Box::new(view_records[slot].clone()),
+                    )
+                    .expect("fresh memory store opens"),
                 )
             })
             .collect();
@@ -387,6 +401,7 @@ impl Sim {
             keys,
             nodes,
             stores,
+            view_records,
             wake_at: vec![None; slots],
             flush_queued: vec![false; slots],
             clients,
@@ -422,6 +437,7 @@ impl Sim {
             died_applied: BTreeSet::new(),
             write_crashes: 0,
             write_crashes_applied: 0,
+            wiped: 0,
             grouped_syncs: 0,
             unseen_blocks_recovered: 0,
             scenario,
@@ -781,11 +797,12 @@ impl Sim {
         self.stores[r.index()].reopen();
         self.armed_down.remove(&r);
         let died_applied = self.died_applied.remove(&r);
-        match Node::open(
+        match Node::open_recorded(
             &self.genesis,
             r,
             self.keys[r.index()].clone(),
             self.stores[r.index()].clone(),
+            Box::new(self.view_records[r.index()].clone()),
         ) {
             Ok(node) => {
                 let seen = self.checker.chain(r).len() as u64;
@@ -825,6 +842,14 @@ impl Sim {
         };
         match how {
             scenario::Stop::PowerLoss => {}
+            scenario::Stop::Wipe => {
+                // A new, empty disk: the replica restarts from genesis and
+                // catches up; what it committed before is judged no more.
+                self.stores[r.index()] = MemoryStore::new();
+                self.checker.on_wipe(r);
+                self.died_applied.remove(&r);
+                self.wiped += 1;
+            }
             scenario::Stop::Kill => {
                 // The kernel keeps the unsynced blocks: the replica may come
                 // back above what it was seen to commit.
@@ -866,6 +891,7 @@ impl Sim {
             scenario::Stop::PowerLoss => "CRASH (power loss)",
             scenario::Stop::Kill => "CRASH (kill -9)",
             scenario::Stop::Clean => "CLEAN STOP",
+            scenario::Stop::Wipe => "CRASH AND DISK WIPED",
         };
         self.went_down(r, what.into());
     }
@@ -1527,6 +1553,7 @@ impl Sim {
             write_crashes: self.write_crashes,
             write_crashes_applied: self.write_crashes_applied,
             unseen_blocks_recovered: self.unseen_blocks_recovered,
+            wipes: self.wiped,
             grouped_syncs: self.grouped_syncs,
             honest_view,
             refused: stats.iter().fold(BTreeMap::new(), |mut all, s| {

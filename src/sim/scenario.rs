@@ -35,6 +35,9 @@ pub enum Stop {
     Kill,
     /// SIGTERM: the node saves its votes (`Node::save_votes`) and exits.
     Clean,
+    /// The process is killed and its disk wiped (or replaced): it restarts
+    /// on an empty store, its view record (kept apart) intact.
+    Wipe,
 }
 
 /// A crash inside the store's writes: from the crash time on, the `nth`
@@ -236,10 +239,19 @@ impl Scenario {
             return;
         }
         const KINDS: [Stop; 3] = [Stop::PowerLoss, Stop::Kill, Stop::Clean];
+        // A wiped replica lost the prepared certificates it held, which its
+        // next VIEW-CHANGEs cannot report: like a Byzantine replica that
+        // omits them, it counts as one of the f faults. So one replica at
+        // most is wiped, and never beside an adversary.
+        let wiped = (self.adversary.is_none() && rng.gen_bool(0.5))
+            .then(|| ReplicaId(rng.gen_range(0..self.replicas)));
         let mut again = Vec::new();
         for c in &mut self.crashes {
             if c.in_write.is_none() {
                 c.how = *pick(rng, &KINDS);
+                if Some(c.replica) == wiped && c.down_ms.is_some() && rng.gen_bool(0.75) {
+                    c.how = Stop::Wipe;
+                }
             }
             let Some(down) = c.down_ms else { continue };
             if rng.gen_bool(1.0 / 3.0) {
