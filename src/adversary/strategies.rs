@@ -696,6 +696,42 @@ pub struct Censor {
     /// Transactions of batches it proposed (the stale material).
     seen: VecDeque<Transaction>,
     rewritten: BTreeMap<(View, Seq), (Signed<PrePrepare>, Vec<u8>)>,
+    /// Highest seq it proposed on its own, and when.
+    injected: Seq,
+    last_injection: Option<crate::types::Time>,
+}
+
+impl Censor {
+    /// The PRE-PREPARE (and its batch) it shows everyone for `(view, seq)`:
+    /// one stale transaction, signed once and kept, so it never equivocates.
+    fn stale_proposal(
+        &mut self,
+        ctx: &Ctx,
+        view: View,
+        seq: Seq,
+        timestamp_ms: u64,
+    ) -> Option<(Signed<PrePrepare>, Vec<u8>)> {
+        if let Some(done) = self.rewritten.get(&(view, seq)) {
+            return Some(done.clone());
+        }
+        let stale = self.seen.front().cloned()?;
+        let bytes = Batch {
+            timestamp_ms,
+            txs: vec![stale],
+        }
+        .encode();
+        let signed = ctx.sign(PrePrepare {
+            view,
+            seq,
+            digest: batch_digest(&bytes),
+        });
+        self.rewritten
+            .insert((view, seq), (signed.clone(), bytes.clone()));
+        if self.rewritten.len() > 256 {
+            self.rewritten.pop_first();
+        }
+        Some((signed, bytes))
+    }
 }
 
 impl Strategy for Censor {
@@ -712,42 +748,54 @@ impl Strategy for Censor {
         ) else {
             return pass(to, message);
         };
-        if let Some(done) = self.rewritten.get(&(pp.view, pp.seq)) {
-            let (pre_prepare, batch) = done.clone();
-            return pass(to, Message::PrePrepare { pre_prepare, batch });
-        }
-        let stale = self.seen.front().cloned();
+        let first = self.seen.is_empty() && !self.rewritten.contains_key(&(pp.view, pp.seq));
         for tx in &b.txs {
             if self.seen.len() < 64 && !self.seen.contains(tx) {
                 self.seen.push_back(tx.clone());
             }
         }
-        let Some(stale) = stale else {
+        if first {
             // The first batch goes through: it makes the stale material.
             return pass(to, message);
+        }
+        match self.stale_proposal(ctx, pp.view, pp.seq, b.timestamp_ms) {
+            Some((pre_prepare, batch)) => pass(to, Message::PrePrepare { pre_prepare, batch }),
+            None => pass(to, message),
+        }
+    }
+
+    /// Keeps blocks coming on its own: a stale batch at the next seq every
+    /// 60 % of the request timeout, while it leads the view.
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        if !ctx.is_primary() || self.seen.is_empty() {
+            return Vec::new();
+        }
+        let due = self
+            .last_injection
+            .is_none_or(|t| ctx.now >= t.plus_millis(ctx.request_timeout_ms * 6 / 10));
+        if !due {
+            return Vec::new();
+        }
+        self.last_injection = Some(ctx.now);
+        let seq = self.injected.max(ctx.height).next();
+        self.injected = seq;
+        let Some((pre_prepare, batch)) =
+            self.stale_proposal(ctx, ctx.view, seq, ctx.now.as_millis().max(1))
+        else {
+            return Vec::new();
         };
-        let bytes = Batch {
-            timestamp_ms: b.timestamp_ms,
-            txs: vec![stale],
-        }
-        .encode();
-        let signed = ctx.sign(PrePrepare {
-            view: pp.view,
-            seq: pp.seq,
-            digest: batch_digest(&bytes),
-        });
-        self.rewritten
-            .insert((pp.view, pp.seq), (signed.clone(), bytes.clone()));
-        if self.rewritten.len() > 256 {
-            self.rewritten.pop_first();
-        }
-        pass(
-            to,
-            Message::PrePrepare {
-                pre_prepare: signed,
-                batch: bytes,
-            },
-        )
+        ctx.others()
+            .into_iter()
+            .map(|to| {
+                Send::now(
+                    to,
+                    Message::PrePrepare {
+                        pre_prepare: pre_prepare.clone(),
+                        batch: batch.clone(),
+                    },
+                )
+            })
+            .collect()
     }
 }
 
