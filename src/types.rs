@@ -41,14 +41,18 @@ newtype!(
 );
 
 impl View {
+    /// The view after this one. Saturates: views and seqs come from peers
+    /// too, and `u64::MAX` (never reached by a correct network) must not
+    /// panic a debug build or wrap to 0 in release (issue 24, defect 11).
     pub fn next(self) -> View {
-        View(self.0 + 1)
+        View(self.0.saturating_add(1))
     }
 }
 
 impl Seq {
+    /// The seq after this one (saturating, as [`View::next`]).
     pub fn next(self) -> Seq {
-        Seq(self.0 + 1)
+        Seq(self.0.saturating_add(1))
     }
     pub fn prev(self) -> Seq {
         Seq(self.0.saturating_sub(1))

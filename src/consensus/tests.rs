@@ -1854,6 +1854,48 @@ fn future_view_pre_prepares_are_checked_and_bounded_in_bytes() {
     );
 }
 
+/// Issue 24, defect 11: peer-supplied views and seqs at `u64::MAX` are
+/// handled without overflow (a debug build panicked on `View::next`).
+#[test]
+fn extreme_views_and_seqs_from_peers_do_not_overflow() {
+    let net = Net::new(4);
+    let mut r0 = net.replica(0);
+    let max = u64::MAX;
+    let inputs = vec![
+        (1, Message::NewViewRequest { view: View(max) }),
+        (
+            1,
+            Message::NewViewRequest {
+                view: View(max - 1),
+            },
+        ),
+        (
+            2,
+            Message::Fetch {
+                from: Seq(max),
+                to: Seq(max),
+            },
+        ),
+        (
+            2,
+            Message::Fetch {
+                from: Seq(0),
+                to: Seq(max),
+            },
+        ),
+        (3, net.prepare(3, max, max, Digest([1; 32]))),
+        (3, net.commit(3, max, max, Digest([1; 32]))),
+        (3, net.suspect(3, max)),
+        (3, net.checkpoint(3, max, Digest([1; 32]))),
+        (1, Message::ViewChange(net.view_change(1, max, vec![]))),
+    ];
+    for (from, m) in inputs {
+        deliver(&mut r0, at(0), from, m);
+    }
+    feed(&mut r0, at(10_000), Input::Tick);
+    assert_eq!(r0.view(), View(0));
+}
+
 /// §4.5.2 ("a faulty replica cannot cause a view change on its own") with
 /// suspicion before view change (see `view_change` module docs).
 ///
