@@ -477,9 +477,11 @@ reconnect_max_ms = {rmax}
 # Outbound frames queued per peer; the oldest is dropped when full (PBFT
 # retransmits what matters).
 peer_queue_max = {pq}
-# Inbound frames queued for the node; more are dropped when full.
+# Inbound frames queued for the node, an equal share per peer; a peer
+# whose share is full has its newest dropped.
 inbound_queue_max = {iq}
-# Largest frame accepted from a peer, in bytes.
+# Largest frame accepted from a peer, in bytes: a floor, raised to the
+# largest message the genesis parameters allow (a full NEW-VIEW).
 frame_bytes_max = {fb}
 
 [client]
