@@ -340,6 +340,19 @@ mod tests {
         f.accounts[0].account = identity;
         let e = Genesis::from_file(f).unwrap_err().to_string();
         assert!(e.contains("accounts[0].account can never sign"), "{e}");
+        // Issue 17, defect 10: parameters whose full NEW-VIEW could not fit
+        // in any frame are refused, naming the keys to lower; the defaults
+        // fit, and the frame cap the runtime uses covers them.
+        let mut f = g.file.clone();
+        f.consensus.batch_txs_max = 4096;
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(
+            e.contains("consensus.watermark_window or consensus.batch_txs_max"),
+            "{e}"
+        );
+        let largest = crate::consensus::messages::message_bytes_max(&g.file.consensus, 4);
+        assert!(largest > crate::codec::FRAME_BYTES_MAX, "{largest}");
+        assert!(largest <= MESSAGE_BYTES_CEILING);
         let json = serde_json::to_string(&g.file)
             .unwrap()
             .replacen("{", "{\"extra\":1,", 1);

@@ -825,3 +825,32 @@ fn a_wiped_or_restored_store_is_recognised_by_the_view_record() {
         "the rule is written to the restored store"
     );
 }
+
+/// Issue 17, defect 10: a fetch answer is cut at a byte budget (at least
+/// one block), so blocks of 4,096 transfers never make an answer over the
+/// frame cap; the fetcher asks again from where it got to.
+#[test]
+fn fetch_answers_are_cut_at_a_byte_budget() {
+    use pbft_ledger::node::persist::{committed_batch_bytes, read_committed};
+    let client = KeyPair::from_label("fetch-bytes-client");
+    let payee = KeyPair::from_label("fetch-bytes-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100)]);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    for nonce in 1..=3 {
+        let tx = Transaction::transfer(net, &client, payee, 1, nonce);
+        c.run(now, 0, NodeInput::Request(tx));
+    }
+    let store = &c.stores[0];
+    let all = read_committed(store, 1, 3, usize::MAX).unwrap();
+    assert_eq!(all.len(), 3);
+    let one = committed_batch_bytes(&all[0]);
+    assert_eq!(
+        read_committed(store, 1, 3, 1).unwrap().len(),
+        1,
+        "at least one"
+    );
+    let two = one + committed_batch_bytes(&all[1]);
+    assert_eq!(read_committed(store, 1, 3, two).unwrap().len(), 2);
+    const { assert!(pbft_ledger::node::FETCH_REPLY_BYTES_MAX < pbft_ledger::codec::FRAME_BYTES_MAX) };
+}
