@@ -137,20 +137,48 @@ impl Genesis {
                 )));
             }
             replica_keys.push(key);
-            if r.p2p_addr != "sim" {
-                p2p_addrs.push(r.p2p_addr.parse().map_err(|_| {
-                    invalid(format!(
-                        "replicas[{i}].p2p_addr '{}' is not host:port",
-                        r.p2p_addr
-                    ))
-                })?);
-                client_addrs.push(r.client_addr.parse().map_err(|_| {
-                    invalid(format!(
-                        "replicas[{i}].client_addr '{}' is not host:port",
-                        r.client_addr
-                    ))
-                })?);
+            // Simulated networks name no addresses at all: a mix would shift
+            // every later replica's address onto the wrong replica.
+            let simulated = file.replicas[0].p2p_addr == "sim";
+            if (r.p2p_addr == "sim") != simulated || (r.client_addr == "sim") != simulated {
+                return Err(invalid(format!(
+                    "replicas[{i}] has an address 'sim' and another not, or differs from replicas[0] in it: either every replica's addresses are 'sim' (a simulation) or none"
+                )));
             }
+            if simulated {
+                continue;
+            }
+            let parse = |field: &str, text: &str| -> Result<SocketAddr, GenesisError> {
+                text.parse().map_err(|_| {
+                    invalid(format!("replicas[{i}].{field} '{text}' is not host:port"))
+                })
+            };
+            let p2p = parse("p2p_addr", &r.p2p_addr)?;
+            let client = parse("client_addr", &r.client_addr)?;
+            if p2p == client {
+                return Err(invalid(format!(
+                    "replicas[{i}].p2p_addr and client_addr are both {p2p}: they need a port each"
+                )));
+            }
+            for (field, addr) in [("p2p_addr", p2p), ("client_addr", client)] {
+                let taken = p2p_addrs
+                    .iter()
+                    .position(|a| *a == addr)
+                    .map(|j| (j, "p2p_addr"))
+                    .or_else(|| {
+                        client_addrs
+                            .iter()
+                            .position(|a| *a == addr)
+                            .map(|j| (j, "client_addr"))
+                    });
+                if let Some((j, other)) = taken {
+                    return Err(invalid(format!(
+                        "replicas[{i}].{field} {addr} is also replicas[{j}].{other}: every replica needs addresses of its own"
+                    )));
+                }
+            }
+            p2p_addrs.push(p2p);
+            client_addrs.push(client);
         }
         let mut balances = Vec::new();
         let mut total: u64 = 0;
@@ -161,6 +189,11 @@ impl Genesis {
             if key.point().is_none() {
                 return Err(invalid(format!(
                     "accounts[{i}].account can never sign a transfer (not a canonical ed25519 key of large order); its funds could never move"
+                )));
+            }
+            if let Some(j) = balances.iter().position(|(k, _)| *k == key) {
+                return Err(invalid(format!(
+                    "accounts[{i}].account repeats accounts[{j}].account: list each account once"
                 )));
             }
             total = total
@@ -340,6 +373,36 @@ mod tests {
         f.accounts[0].account = identity;
         let e = Genesis::from_file(f).unwrap_err().to_string();
         assert!(e.contains("accounts[0].account can never sign"), "{e}");
+        // Issue 24, defect 10: a replica without addresses among replicas
+        // with them (which shifted every later replica's address), two
+        // replicas on one address, and an account listed twice are refused,
+        // naming both entries.
+        let mut f = g.file.clone();
+        f.replicas[1].p2p_addr = "sim".into();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("replicas[1] has an address 'sim'"), "{e}");
+        let mut f = g.file.clone();
+        f.replicas[3].p2p_addr = f.replicas[1].p2p_addr.clone();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(
+            e.contains("replicas[3].p2p_addr 127.0.0.1:7010 is also replicas[1].p2p_addr"),
+            "{e}"
+        );
+        let mut f = g.file.clone();
+        f.replicas[2].client_addr = f.replicas[0].p2p_addr.clone();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(
+            e.contains("replicas[2].client_addr 127.0.0.1:7000 is also replicas[0].p2p_addr"),
+            "{e}"
+        );
+        let mut f = g.file.clone();
+        f.replicas[0].client_addr = f.replicas[0].p2p_addr.clone();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("replicas[0].p2p_addr and client_addr"), "{e}");
+        let mut f = g.file.clone();
+        f.accounts.push(f.accounts[0].clone());
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("accounts[1].account repeats accounts[0]"), "{e}");
         // Issue 17, defect 10: parameters whose full NEW-VIEW could not fit
         // in any frame are refused, naming the keys to lower; the defaults
         // fit, and the frame cap the runtime uses covers them.

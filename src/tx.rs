@@ -232,7 +232,12 @@ pub fn batch_digest(bytes: &[u8]) -> Digest {
     crypto::digest(Domain::Batch, &[bytes])
 }
 
-/// Outcome of executing one transaction.
+/// Outcome of executing one transaction. Every receipt but the two
+/// refusals ([`Receipt::StaleNonce`], [`Receipt::NonceTooFar`]) consumes
+/// the transaction's nonce, so it is final: the same signed transaction
+/// never executes with another outcome. A stale nonce stays stale; a nonce
+/// too far ahead executed nothing and may execute once the account's nonce
+/// comes within [`NONCE_AHEAD_MAX`] of it.
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
 #[rkyv(derive(Debug, PartialEq, Eq))]
 pub enum Receipt {
@@ -242,7 +247,8 @@ pub enum Receipt {
     InsufficientFunds,
     /// The nonce was not above the sender's last nonce (a replay); nothing changed.
     StaleNonce,
-    /// The sender has no account; nothing changed.
+    /// The sender had no account: it now has one of no funds with this
+    /// nonce (so the receipt is final), and nothing else changed.
     UnknownAccount,
     /// The amount was zero or the sender paid itself; nothing changed.
     Invalid,

@@ -31,9 +31,28 @@ fn four_replicas_agree_and_conserve_supply() {
         "single-transfer commit latency: median {:.1} ms of {latencies:?}",
         median(latencies.clone())
     );
-    let (code, f) = c.transfer(0, 1, BALANCE * 10);
-    assert_eq!(code, 6, "insufficient funds must exit 6");
-    assert_eq!(f["receipt"], "insufficient funds");
+    // A transfer beyond the balance is refused before it is ordered
+    // (issue 24, defect 3), with exit code 6 and the reason.
+    let out = c.client(&[
+        "--key",
+        &c.key(0),
+        "transfer",
+        "--to",
+        &c.accounts[1],
+        "--amount",
+        &(BALANCE * 10).to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "insufficient funds must exit 6: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("it would fail: insufficient funds"),
+        "{}",
+        text(&out.stderr)
+    );
     // 10+12+14 out of client 0, 11+13+15 into it.
     assert_eq!(c.balance(0), BALANCE - 36 + 39);
     assert_eq!(c.balance(1), BALANCE + 36 - 39);
@@ -257,9 +276,10 @@ fn sigterm_is_clean_and_store_reopens() {
 }
 
 /// Expect: a store from another network is refused with exit code 4 (by
-/// `start` and by `inspect`); a store in use is refused as locked (4); a
-/// config with an unknown key exits 3 naming the key; a key that is not in
-/// genesis exits 3.
+/// `start` and by `inspect`), and so is another replica's store; a store
+/// in use is refused as locked (4); a config with an unknown key exits 3
+/// naming the key; a key that is not in genesis exits 3; a genesis with two
+/// replicas on one address exits 3 naming both.
 #[test]
 fn refuses_foreign_store_bad_config_and_unknown_key() {
     let mut a = Cluster::generate();
@@ -295,6 +315,18 @@ fn refuses_foreign_store_bad_config_and_unknown_key() {
         Duration::from_secs(20),
     );
     assert_eq!(out.status.code(), Some(4));
+
+    // Issue 24, defect 8: replica 1 on replica 0's data directory (a
+    // swapped volume) is refused, naming both, before it votes.
+    copy_dir(&a.home(0).join("data"), &a.home(1).join("data"));
+    let out = start(&a.home(1));
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("store belongs to replica 0") && err.contains("this is replica 1"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
 
     let config = b.home(1).join("config.toml");
     let original = std::fs::read_to_string(&config).unwrap();
@@ -332,6 +364,26 @@ fn refuses_foreign_store_bad_config_and_unknown_key() {
         text(&out.stderr).contains("not a replica in genesis"),
         "{}",
         text(&out.stderr)
+    );
+
+    // Issue 24, defect 10: two replicas on one address in genesis are
+    // refused, naming both (before, the replica started).
+    let genesis = b.home(3).join("genesis.json");
+    let mut g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&genesis).unwrap()).unwrap();
+    g["replicas"][3]["p2p_addr"] = g["replicas"][2]["p2p_addr"].clone();
+    std::fs::write(&genesis, serde_json::to_string_pretty(&g).unwrap()).unwrap();
+    let out = start(&b.home(3));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("replicas[3].p2p_addr")
+            && text(&out.stderr).contains("is also replicas[2].p2p_addr"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !b.home(3).join("data").exists(),
+        "a refused start created a store"
     );
 }
 

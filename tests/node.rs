@@ -854,3 +854,87 @@ fn fetch_answers_are_cut_at_a_byte_budget() {
     assert_eq!(read_committed(store, 1, 3, two).unwrap().len(), 2);
     const { assert!(pbft_ledger::node::FETCH_REPLY_BYTES_MAX < pbft_ledger::codec::FRAME_BYTES_MAX) };
 }
+
+/// Every record of every column family, to compare a store before and
+/// after a refused open.
+fn dump(store: &MemoryStore) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
+    let mut all = Vec::new();
+    for cf in Cf::ALL {
+        for (k, v) in store.scan(cf, &[], &[0xff; 64], usize::MAX).unwrap() {
+            all.push((cf, k, v));
+        }
+    }
+    all
+}
+
+/// Issue 24, defect 8: a store is bound to the replica that wrote it.
+/// Replica 1 opened on replica 0's store (a swapped data directory) is
+/// refused, naming both; so are a store without a schema record and a
+/// store with records but no genesis record — and none of the refused
+/// opens writes anything. Before the fix all three opened (replica 1 ran
+/// on replica 0's vote history; the last was initialised over).
+#[test]
+fn another_replicas_store_and_damaged_stores_are_refused_untouched() {
+    use pbft_ledger::node::NodeError;
+    use pbft_ledger::storage::{StorageError, WriteBatch};
+    let client = KeyPair::from_label("swap-client");
+    let payee = KeyPair::from_label("swap-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100)]);
+    let net = c.genesis.network;
+    let tx = Transaction::transfer(net, &client, payee, 1, 1);
+    c.run(Time::from_millis(1_000), 0, NodeInput::Request(tx));
+    let swapped = c.stores[0].clone();
+    let before = dump(&swapped);
+    let open = |r: u32, store: &MemoryStore| {
+        Node::open(
+            &c.genesis,
+            ReplicaId(r),
+            c.keys[r as usize].clone(),
+            store.clone(),
+        )
+    };
+    match open(1, &swapped) {
+        Err(NodeError::Storage(e @ StorageError::OtherReplica { .. })) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("store belongs to replica 0") && text.contains("this is replica 1"),
+                "{text}"
+            );
+        }
+        other => panic!("replica 1 opened replica 0's store: {:?}", other.err()),
+    }
+    assert_eq!(
+        dump(&swapped),
+        before,
+        "the refused open wrote to the store"
+    );
+
+    let mut no_schema = WriteBatch::default();
+    no_schema.delete(Cf::Meta, b"schema".to_vec());
+    let store = MemoryStore::new();
+    drop(open(2, &store).expect("a fresh store opens"));
+    let mut s = store.clone();
+    s.write(no_schema).unwrap();
+    let before = dump(&store);
+    let e = open(2, &store)
+        .err()
+        .expect("a store without a schema opened");
+    assert!(e.to_string().contains("no schema record"), "{e}");
+    assert_eq!(dump(&store), before);
+
+    let store = MemoryStore::new();
+    let mut stray = WriteBatch::default();
+    stray.put(Cf::State, vec![7; 32], vec![1; 16]);
+    let mut s = store.clone();
+    s.write(stray).unwrap();
+    let before = dump(&store);
+    let e = open(3, &store)
+        .err()
+        .expect("a store with records but no genesis was initialised");
+    assert!(
+        e.to_string().contains("holds state records")
+            && e.to_string().contains("no genesis record"),
+        "{e}"
+    );
+    assert_eq!(dump(&store), before);
+}

@@ -53,6 +53,10 @@ pub enum SubmitRejected {
     /// The sender has no account at this replica's height: nothing it
     /// signs can execute, so it is not ordered (fund the account first).
     UnknownAccount,
+    /// At this replica's height the transfer would fail with this receipt
+    /// (insufficient funds, an invalid transfer, a nonce too far ahead), so
+    /// it is not ordered: it would only take room in the blocks.
+    WouldFail(Receipt),
 }
 
 impl std::fmt::Display for SubmitRejected {
@@ -71,6 +75,9 @@ impl std::fmt::Display for SubmitRejected {
             SubmitRejected::UnknownAccount => {
                 write!(f, "the sender has no account (it was never funded)")
             }
+            SubmitRejected::WouldFail(receipt) => {
+                write!(f, "it would fail: {}", receipt.as_str())
+            }
         }
     }
 }
@@ -79,7 +86,8 @@ impl std::fmt::Display for SubmitRejected {
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BalanceInfo {
     pub account: PublicKey,
-    /// False if the account never held funds (balance and nonce are then 0).
+    /// False if the account never held funds and no transfer of it was
+    /// ordered (balance and nonce are then 0).
     pub exists: bool,
     pub balance: u64,
     /// The highest nonce the account has used; the next transfer uses more.

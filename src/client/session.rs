@@ -652,7 +652,8 @@ impl Verdict<'_> {
                         // Final: the replica will never execute it.
                         SubmitRejected::BadSignature
                         | SubmitRejected::StaleNonce { .. }
-                        | SubmitRejected::UnknownAccount => rejections.push(*reason),
+                        | SubmitRejected::UnknownAccount
+                        | SubmitRejected::WouldFail(_) => rejections.push(*reason),
                         // Transient, and already retried until the deadline.
                         _ => transient += 1,
                     }
@@ -713,7 +714,10 @@ impl Verdict<'_> {
 }
 
 fn same_kind(a: &SubmitRejected, b: &SubmitRejected) -> bool {
-    std::mem::discriminant(a) == std::mem::discriminant(b)
+    match (a, b) {
+        (SubmitRejected::WouldFail(x), SubmitRejected::WouldFail(y)) => x == y,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
 }
 
 #[cfg(test)]

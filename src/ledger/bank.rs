@@ -5,9 +5,11 @@
 //! and gets a failed [`Receipt`]. Total supply never changes (TESTING.md S9).
 //!
 //! Nonces give exactly-once execution: a transfer applies only if its nonce is
-//! above the sender's last nonce. A transfer that fails for lack of funds or for
-//! being invalid still consumes its nonce, so a replay of a request that was
-//! answered "insufficient funds" can never later succeed.
+//! above the sender's last nonce. A transfer that fails for lack of funds, for
+//! being invalid or for coming from a key with no account still consumes its
+//! nonce (a key with no account gets one of no funds), so a replay of a request
+//! that was answered "insufficient funds" or "unknown account" can never later
+//! succeed: every receipt is final.
 
 use super::StateMachine;
 use crate::crypto::{self, Digest, Domain, PublicKey};
@@ -81,6 +83,22 @@ impl Bank {
     /// Applies one transfer (its signature is already checked).
     pub fn transfer(&mut self, tx: &Transaction) -> Receipt {
         let Some(sender) = self.accounts.get(&tx.from).copied() else {
+            // A receipt is final (issue 24, defect 4): the nonce is recorded,
+            // in an account of no funds the state root covers, so the same
+            // signed bytes can never execute again — not as a replay, and
+            // not once the key is funded (before, they then executed Ok:
+            // one transaction, two signed outcomes).
+            if tx.nonce > crate::tx::NONCE_AHEAD_MAX {
+                return Receipt::NonceTooFar;
+            }
+            self.accounts.insert(
+                tx.from,
+                Account {
+                    balance: 0,
+                    nonce: tx.nonce,
+                },
+            );
+            self.dirty.insert(tx.from);
             return Receipt::UnknownAccount;
         };
         #[cfg(feature = "teeth")]
@@ -230,6 +248,34 @@ mod tests {
             bank.transfer(&t(1, 6 + crate::tx::NONCE_AHEAD_MAX)),
             Receipt::Ok
         );
+    }
+
+    /// Issue 24, defect 4: an "unknown account" receipt is final. Before,
+    /// the identical signed bytes executed Ok once the key was funded (and
+    /// every replay was ordered again as "unknown account").
+    #[test]
+    fn an_unknown_account_receipt_is_final() {
+        let (net, a, b, mut bank) = setup();
+        let stranger = KeyPair::from_label("stranger");
+        let pay = Transaction::transfer(net, &stranger, b.public(), 10, 1);
+        assert_eq!(bank.transfer(&pay), Receipt::UnknownAccount);
+        assert_eq!(bank.account(&stranger.public()).unwrap().nonce, 1);
+        assert_eq!(bank.transfer(&pay), Receipt::StaleNonce, "a replay");
+        let fund = Transaction::transfer(net, &a, stranger.public(), 50, 1);
+        assert_eq!(bank.transfer(&fund), Receipt::Ok);
+        assert_eq!(
+            bank.transfer(&pay),
+            Receipt::StaleNonce,
+            "the refused transfer executed after funding"
+        );
+        assert_eq!(bank.balance(&stranger.public()), 50);
+        // A far nonce from an unknown key records nothing.
+        let ghost = KeyPair::from_label("ghost");
+        let root = bank.state_root();
+        let far = Transaction::transfer(net, &ghost, b.public(), 1, u64::MAX);
+        assert_eq!(bank.transfer(&far), Receipt::NonceTooFar);
+        assert_eq!(bank.state_root(), root);
+        assert_eq!(bank.total_supply(), 105);
     }
 
     #[test]

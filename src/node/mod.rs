@@ -33,6 +33,7 @@ use crate::genesis::Genesis;
 use crate::ledger::bank::{Account, Bank};
 use crate::ledger::{self, ChainTip, StateMachine};
 use crate::storage::{Cf, StorageError, Store, WriteBatch};
+use crate::tx::Receipt;
 use crate::types::{ReplicaId, Seq, Time, View};
 use persist::{StoredBlock, TxLocation};
 use std::collections::{BTreeMap, VecDeque};
@@ -313,6 +314,27 @@ pub struct Node<S: Store> {
     view_entered: Vec<View>,
 }
 
+/// The record binding a store to its replica: id (u32, big-endian) and
+/// public key.
+fn replica_identity(me: ReplicaId, key: &PublicKey) -> Vec<u8> {
+    let mut v = me.0.to_be_bytes().to_vec();
+    v.extend_from_slice(&key.0);
+    v
+}
+
+/// "replica 1 (key ab12cd34…)" for an identity record, or what is wrong
+/// with it.
+fn describe_identity(record: &[u8]) -> String {
+    match record.split_first_chunk::<4>() {
+        Some((id, key)) if key.len() == 32 => format!(
+            "replica {} (key {}…)",
+            u32::from_be_bytes(*id),
+            &hex::encode(key)[..16]
+        ),
+        _ => format!("a replica record of {} bytes", record.len()),
+    }
+}
+
 impl<S: Store> Node<S> {
     /// Opens a node on `store` to run it: initialises an empty store from
     /// genesis, or recovers the chain, application state and consensus state
@@ -377,6 +399,7 @@ impl<S: Store> Node<S> {
     ) -> Result<Node<S>, NodeError> {
         let network = genesis.network.0;
         let mut existed = false;
+        let identity = replica_identity(me, &key.public());
         match store.get(Cf::Meta, persist::KEY_GENESIS)? {
             Some(g) if g != network.0 => {
                 return Err(StorageError::GenesisMismatch {
@@ -387,11 +410,17 @@ impl<S: Store> Node<S> {
             }
             Some(_) => existed = true,
             None => {
-                if store.last(Cf::Blocks)?.is_some() || store.last(Cf::Consensus)?.is_some() {
-                    return Err(StorageError::Corrupt(
-                        "blocks present but no genesis record".into(),
-                    )
-                    .into());
+                // Only a store with nothing in it is initialised: records
+                // without a genesis record are damage, or another program's.
+                for cf in Cf::ALL {
+                    if let Some((k, _)) = store.last(cf)? {
+                        return Err(StorageError::Corrupt(format!(
+                            "the store holds {} records (key {}) but no genesis record; refusing to initialise over them",
+                            cf.name(),
+                            hex::encode(k)
+                        ))
+                        .into());
+                    }
                 }
                 let mut bank = Bank::new(&genesis.balances).map_err(StorageError::Corrupt)?;
                 let mut batch = WriteBatch::default();
@@ -405,22 +434,44 @@ impl<S: Store> Node<S> {
                     persist::KEY_SCHEMA,
                     persist::SCHEMA_VERSION.to_be_bytes().to_vec(),
                 );
+                batch.put(Cf::Meta, persist::KEY_REPLICA, identity.clone());
                 batch.put(Cf::Meta, persist::KEY_GENESIS, network.0.to_vec());
                 store.write(batch)?;
             }
         }
-        if let Some(v) = store.get(Cf::Meta, persist::KEY_SCHEMA)? {
-            let found = u32::from_be_bytes(
-                v.as_slice()
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupt("schema record".into()))?,
-            );
-            if found != persist::SCHEMA_VERSION {
-                return Err(StorageError::Schema {
-                    expected: persist::SCHEMA_VERSION,
-                    found,
+        let schema = store
+            .get(Cf::Meta, persist::KEY_SCHEMA)?
+            .ok_or_else(|| StorageError::Corrupt("the store has no schema record".into()))?;
+        let found = u32::from_be_bytes(schema.as_slice().try_into().map_err(|_| {
+            StorageError::Corrupt(format!(
+                "the schema record is {} bytes, not 4",
+                schema.len()
+            ))
+        })?);
+        if found != persist::SCHEMA_VERSION {
+            return Err(StorageError::Schema {
+                expected: persist::SCHEMA_VERSION,
+                found,
+            }
+            .into());
+        }
+        // Issue 24, defect 8: a store is bound to the replica that wrote
+        // it. Replica 2 on replica 1's data directory would vote with
+        // replica 1's history (and replica 1's own votes would be lost).
+        match store.get(Cf::Meta, persist::KEY_REPLICA)? {
+            Some(found) if found == identity => {}
+            Some(found) => {
+                return Err(StorageError::OtherReplica {
+                    expected: describe_identity(&identity),
+                    found: describe_identity(&found),
                 }
-                .into());
+                .into())
+            }
+            None => {
+                return Err(StorageError::Corrupt(
+                    "the store does not record which replica it belongs to".into(),
+                )
+                .into())
             }
         }
         let mut bank = Bank::default();
@@ -571,18 +622,39 @@ impl<S: Store> Node<S> {
         self.run_actions(now)
     }
 
-    /// Whether a client's request may be held and ordered: its sender has an
-    /// account here. Anything an unfunded key signs executes as "unknown
-    /// account", so such requests would only fill the pending set, the
-    /// blocks and the reply cache (any number of throwaway keys costs a
-    /// client nothing). A replica behind the funding transfer refuses too;
-    /// the others order it.
+    /// Whether a client's request may be held and ordered: see
+    /// [`Node::refusal`]. Counts the refused ones.
     fn admissible(&mut self, tx: &crate::tx::Transaction) -> bool {
-        if self.bank.account(&tx.from).is_some() {
+        if self.refusal(tx).is_none() {
             return true;
         }
         self.requests_unfunded += 1;
         false
+    }
+
+    /// The receipt a client's request would execute with at this height,
+    /// if it would fail: such a request is not held or ordered (issue 24,
+    /// defect 3). Anything an unfunded key signs fails, so throwaway keys
+    /// would only fill the pending set, the blocks and the reply cache (they
+    /// cost a client nothing); so would transfers beyond the balance and
+    /// nonces too far ahead. A used nonce is not refused here: it is
+    /// answered from the reply cache or the transaction index. A replica
+    /// behind the funding transfer refuses too; the others order it.
+    pub fn refusal(&self, tx: &crate::tx::Transaction) -> Option<Receipt> {
+        let Some(account) = self.bank.account(&tx.from) else {
+            return Some(Receipt::UnknownAccount);
+        };
+        if tx.nonce <= account.nonce {
+            None
+        } else if tx.nonce - account.nonce > crate::tx::NONCE_AHEAD_MAX {
+            Some(Receipt::NonceTooFar)
+        } else if tx.amount == 0 || tx.from == tx.to {
+            Some(Receipt::Invalid)
+        } else if account.balance < tx.amount {
+            Some(Receipt::InsufficientFunds)
+        } else {
+            None
+        }
     }
 
     /// Sizes of every bounded structure of the core and the node (S8).
@@ -601,7 +673,8 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Client requests refused because their sender has no account.
+    /// Client requests refused because they would fail (see
+    /// [`Node::refusal`]).
     pub fn requests_unfunded(&self) -> u64 {
         self.requests_unfunded
     }

@@ -37,7 +37,10 @@ use crate::storage::{Cf, StorageError, Store, WriteBatch};
 use crate::tx::{Batch, Receipt};
 use crate::types::Seq;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the store records the replica it belongs to (`KEY_REPLICA`).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The replica that wrote the store: its id (u32, big-endian) and public key.
+pub const KEY_REPLICA: &[u8] = b"replica";
 pub const KEY_VIEW: &[u8] = b"view";
 pub const KEY_VC: &[u8] = b"vc";
 pub const KEY_NV: &[u8] = b"nv";

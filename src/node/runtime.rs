@@ -161,6 +161,9 @@ impl Driver {
             .service
             .admit(replica.network(), |tx| replica.verified_tx(tx));
         for tx in admitted {
+            if let Some(receipt) = self.node.refusal(&tx) {
+                self.service.refused((tx.from, tx.nonce), receipt);
+            }
             // Answered after the flush, once replies to it have gone out.
             self.submitted.push((tx.from, tx.nonce));
             self.ingest(NodeInput::VerifiedRequest(tx))?;

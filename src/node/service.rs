@@ -24,7 +24,7 @@ use crate::consensus::messages::{Reply, ReplyProof};
 use crate::crypto::{Digest, NetworkId, PublicKey};
 use crate::net;
 use crate::storage::Store;
-use crate::tx::{Transaction, VerifiedTx};
+use crate::tx::{Receipt, Transaction, VerifiedTx};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -195,23 +195,30 @@ impl ClientService {
 
     /// Called after the node handled a submission and its outbox was
     /// drained: a nonce the account already used, with no cached reply
-    /// delivered, or a sender without an account, will never be answered
-    /// by execution.
+    /// delivered, will never be answered by execution.
     pub fn after_submit<S: Store>(&mut self, node: &Node<S>, key: Key) {
         if !self.waiters.contains_key(&key) {
             return;
         }
-        match node.account(&key.0) {
-            Some(account) if key.1 <= account.nonce => self.fail(
+        if let Some(account) = node.account(&key.0).filter(|a| key.1 <= a.nonce) {
+            self.fail(
                 &key,
                 SubmitRejected::StaleNonce {
                     account_nonce: account.nonce,
                 },
-            ),
-            Some(_) => {}
-            // The node does not order it (see `Node::ingest`).
-            None => self.fail(&key, SubmitRejected::UnknownAccount),
+            );
         }
+    }
+
+    /// The node refuses the submission (`Node::refusal`): it would execute
+    /// with `receipt`, a failure, so it is not ordered; its waiters learn
+    /// why.
+    pub fn refused(&mut self, key: Key, receipt: Receipt) {
+        let reason = match receipt {
+            Receipt::UnknownAccount => SubmitRejected::UnknownAccount,
+            other => SubmitRejected::WouldFail(other),
+        };
+        self.fail(&key, reason);
     }
 
     /// The node emitted a reply (and its proof) for `client`.

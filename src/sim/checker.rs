@@ -17,8 +17,10 @@ pub struct Checker {
     canonical: BTreeMap<u64, Digest>,
     /// Each replica's committed chain, by height.
     chains: BTreeMap<ReplicaId, Vec<Digest>>,
-    /// Successful executions per transaction id in the canonical chain.
-    executed_ok: BTreeMap<Digest, u64>,
+    /// Per transaction id, the height and receipt of its first execution
+    /// in the canonical chain that was not refused as stale: its final
+    /// receipt. Any later execution of it must be stale.
+    receipts: BTreeMap<Digest, (u64, Receipt)>,
     /// Ids of every transaction a correct client signed.
     pub submitted: BTreeSet<Digest>,
     /// (replica, kind, view, seq) → digest of each vote a replica signed.
@@ -69,14 +71,21 @@ impl Checker {
                             block.height
                         ));
                     }
-                    if *receipt == Receipt::Ok {
-                        let n = self.executed_ok.entry(*id).or_default();
-                        *n += 1;
-                        if *n > 1 {
-                            self.violation(format!(
-                                "S4 exactly-once: transaction {id:?} executed successfully twice (height {})",
-                                block.height
-                            ));
+                    // Refusals with no effect: a stale nonce is never
+                    // anything else later; a nonce too far ahead may execute
+                    // once the account's nonce comes near it.
+                    if matches!(receipt, Receipt::StaleNonce | Receipt::NonceTooFar) {
+                        continue;
+                    }
+                    // S4 exactly-once and receipt finality (issue 24,
+                    // defect 4): one outcome per transaction.
+                    match self.receipts.get(id).copied() {
+                        Some((first, before)) => self.violation(format!(
+                            "S4 receipt finality: transaction {id:?} executed as {before:?} at height {first} and again as {receipt:?} at height {}",
+                            block.height
+                        )),
+                        None => {
+                            self.receipts.insert(*id, (block.height, *receipt));
                         }
                     }
                 }
@@ -169,7 +178,7 @@ impl Checker {
     }
 
     pub fn succeeded(&self, id: &Digest) -> bool {
-        self.executed_ok.contains_key(id)
+        matches!(self.receipts.get(id), Some((_, Receipt::Ok)))
     }
 
     /// Supply check helper (S9).

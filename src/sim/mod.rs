@@ -77,6 +77,15 @@ enum Event {
     /// synced and what it produced leaves (like the runtime's loop after
     /// draining what had arrived).
     Flush(usize),
+    /// A replica's client service refused a client's request, which would
+    /// fail there (`Node::refusal`), and says so (an unsigned answer, like
+    /// the real service's; the client needs f+1 alike).
+    Refused {
+        client: usize,
+        replica: ReplicaId,
+        tx_id: Digest,
+        receipt: Receipt,
+    },
 }
 
 const CLIENT_BALANCE: u64 = 1_000;
@@ -86,6 +95,8 @@ struct Outstanding {
     first_sent: Time,
     sent_at: Time,
     replies: BTreeMap<ReplicaId, (Digest, Seq, Receipt)>,
+    /// Replicas that refused it, and the receipt it would have failed with.
+    refusals: BTreeMap<ReplicaId, Receipt>,
 }
 
 struct Client {
@@ -94,8 +105,11 @@ struct Client {
     submitted: u64,
     target: u64,
     outstanding: Option<Outstanding>,
-    /// Ids of transfers this client saw commit, with their receipts.
+    /// Ids of transfers this client saw commit, with their receipts, and
+    /// of those f+1 replicas refused (with the receipt they would fail with).
     results: Vec<(Digest, Receipt)>,
+    /// How many of `results` were refused, not ordered.
+    refused: u64,
     latencies_ms: Vec<u64>,
 }
 
@@ -373,6 +387,7 @@ impl Sim {
                 target: scenario.txs_per_client,
                 outstanding: None,
                 results: Vec::new(),
+                refused: 0,
                 latencies_ms: Vec::new(),
             })
             .collect();
@@ -672,7 +687,25 @@ impl Sim {
                 }
                 self.log(|| format!("{from:?} -> {to:?} {}", describe(&message)));
                 let input = match (self.endpoint_replica(from), message) {
-                    (None, Message::Request(tx)) => NodeInput::Request(tx),
+                    (None, Message::Request(tx)) => {
+                        let refusal = self.nodes[slot].as_ref().and_then(|n| n.refusal(&tx));
+                        if let (Endpoint::Client(client), Some(receipt), Some(replica)) =
+                            (from, refusal, self.endpoint_replica(to))
+                        {
+                            let at = self.now.plus_millis(self.scenario.delay_min_ms);
+                            let tx_id = tx.id();
+                            self.push(
+                                at,
+                                Event::Refused {
+                                    client,
+                                    replica,
+                                    tx_id,
+                                    receipt,
+                                },
+                            );
+                        }
+                        NodeInput::Request(tx)
+                    }
                     (Some(f), message) => NodeInput::Message { from: f, message },
                     (None, _) => return,
                 };
@@ -742,6 +775,12 @@ impl Sim {
             }
             Event::Restart(r) => self.restart(r),
             Event::ClientTick(c) => self.client_tick(c),
+            Event::Refused {
+                client,
+                replica,
+                tx_id,
+                receipt,
+            } => self.on_refused(client, replica, tx_id, receipt),
             Event::FaultsEnd => {
                 self.hash_event(5, 0, 0, &[]);
                 self.log(|| "FAULTS END: network reliable, all replicas restart".into());
@@ -1210,6 +1249,7 @@ impl Sim {
                     first_sent: now,
                     sent_at: now,
                     replies: BTreeMap::new(),
+                    refusals: BTreeMap::new(),
                 });
                 Some(tx)
             }
@@ -1385,6 +1425,34 @@ impl Sim {
         }
     }
 
+    /// A client gives up a transfer that f+1 replicas refused alike: it
+    /// would fail, so it is not ordered (counted as a result with that
+    /// receipt; the nonce was not used).
+    fn on_refused(&mut self, c: usize, replica: ReplicaId, tx_id: Digest, receipt: Receipt) {
+        self.hash_event(11, c as u64, replica.0 as u64, &tx_id.0);
+        let weak = self.genesis.cluster.weak_quorum();
+        let now = self.now;
+        let client = &mut self.clients[c];
+        let Some(o) = &mut client.outstanding else {
+            return;
+        };
+        if o.tx.id() != tx_id {
+            return;
+        }
+        o.refusals.insert(replica, receipt);
+        if o.refusals.values().filter(|r| **r == receipt).count() < weak {
+            return;
+        }
+        client.refused += 1;
+        client.results.push((tx_id, receipt));
+        client
+            .latencies_ms
+            .push(now.saturating_sub_millis(o.first_sent));
+        client.outstanding = None;
+        let think = self.client_rng.gen_range(0..5);
+        self.push(now.plus_millis(think), Event::ClientTick(c));
+    }
+
     /// The view that at least 2f+1 replicas are in (not changing), if any.
     /// Byzantine replicas count as their (honest) core reports: a quorum
     /// that needs one works until it stops cooperating, and then f+1 correct
@@ -1535,7 +1603,11 @@ impl Sim {
             seed: self.seed,
             violations: std::mem::take(&mut self.checker.violations),
             commits: max,
-            txs_committed: self.clients.iter().map(|c| c.results.len() as u64).sum(),
+            txs_committed: self
+                .clients
+                .iter()
+                .map(|c| c.results.len() as u64 - c.refused)
+                .sum(),
             view_changes: self.max_view,
             trace_hash: Digest(*self.trace_hasher.finalize().as_bytes()),
             trace: self.trace.take().unwrap_or_default(),
@@ -1556,12 +1628,18 @@ impl Sim {
             wipes: self.wiped,
             grouped_syncs: self.grouped_syncs,
             honest_view,
-            refused: stats.iter().fold(BTreeMap::new(), |mut all, s| {
-                for (reason, n) in &s.ignored {
-                    *all.entry(*reason).or_default() += n;
-                }
-                all
-            }),
+            refused: stats.iter().fold(
+                BTreeMap::from([(
+                    "client request: would fail (refused to the client by f+1)",
+                    self.clients.iter().map(|c| c.refused).sum(),
+                )]),
+                |mut all, s| {
+                    for (reason, n) in &s.ignored {
+                        *all.entry(*reason).or_default() += n;
+                    }
+                    all
+                },
+            ),
         }
     }
 

@@ -94,6 +94,11 @@ pub enum StorageError {
     /// The store was written by an incompatible version of this program.
     #[error("store schema version {found} is not supported (expected {expected})")]
     Schema { expected: u32, found: u32 },
+    /// The store was written by another replica of this network (a swapped
+    /// data directory or volume): running on it would vote with that
+    /// replica's history.
+    #[error("store belongs to {found}, but this is {expected}; each replica needs its own data directory")]
+    OtherReplica { expected: String, found: String },
     /// An I/O or engine failure.
     #[error("storage I/O error: {0}")]
     Io(String),
