@@ -354,7 +354,13 @@ pub struct Replica {
     me: ReplicaId,
     key: KeyPair,
     verifier: Verifier,
+    /// The timer clock: monotonic (the highest time fed in).
     now: Time,
+    /// Wall-clock milliseconds, for batch timestamps and the skew check
+    /// only (issue 24, defect 7): a wall-clock step must not move or freeze
+    /// the timers. `None` until set; then `now` stands in for it (the
+    /// simulator and tests run on one clock).
+    wall_ms: Option<u64>,
 
     view: View,
     /// `Some(v)` between sending VIEW-CHANGE for `v` and entering `v`.
@@ -454,6 +460,7 @@ impl Replica {
             key,
             verifier,
             now: Time::ZERO,
+            wall_ms: None,
             view: View(0),
             changing_to: None,
             vc_attempts: 0,
@@ -747,6 +754,19 @@ impl Replica {
     pub fn propose_now(&mut self, now: Time) {
         self.now = self.now.max(now);
         self.form_batches();
+    }
+
+    /// Sets the wall clock (milliseconds since the Unix epoch) that batch
+    /// timestamps and the timestamp-skew check use, which may step forward
+    /// or back; the `now` of inputs runs the timers and must be monotonic.
+    pub fn set_wall_clock(&mut self, wall_ms: u64) {
+        self.wall_ms = Some(wall_ms);
+    }
+
+    /// Wall-clock milliseconds: the last [`Replica::set_wall_clock`], or
+    /// the timer clock if none was set.
+    pub(crate) fn wall_ms(&self) -> u64 {
+        self.wall_ms.unwrap_or_else(|| self.now.as_millis())
     }
 
     /// Feeds one input at time `now`. Drain [`Replica::poll_action`] afterwards.

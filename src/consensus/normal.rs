@@ -164,7 +164,7 @@ impl Replica {
             self.ignore("pre-prepare: batch size out of bounds");
             return None;
         }
-        let now_ms = self.now.as_millis();
+        let now_ms = self.wall_ms();
         if batch.timestamp_ms.abs_diff(now_ms) > self.cfg.timestamp_skew_max_ms {
             self.ignore("pre-prepare: timestamp too far from local clock");
             return None;

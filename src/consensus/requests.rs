@@ -288,7 +288,7 @@ impl Replica {
                 break;
             }
             let batch = Batch {
-                timestamp_ms: self.now.as_millis().max(1),
+                timestamp_ms: self.wall_ms().max(1),
                 txs,
             };
             self.propose(seq, batch);

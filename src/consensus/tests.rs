@@ -693,6 +693,33 @@ fn backup_accepts_pre_prepare_and_broadcasts_its_prepare() {
     assert!(r1.stats().ignored.is_empty());
 }
 
+/// Issue 24, defect 7: the wall clock steps forward an hour and is
+/// corrected. Fed the wall clock as its only clock, the core kept the
+/// highest time it had seen, so after the correction it refused every
+/// PRE-PREPARE for skew (and its timers stood still) for an hour. Now the
+/// timers run on the monotonic clock of the inputs and the skew check reads
+/// the wall clock as it is now.
+///
+/// Setup: backup 1; its wall clock at T0 + 1 h, then back at T0.
+/// Expect: a PRE-PREPARE stamped T0 is refused for skew while the clock is
+/// an hour ahead, and accepted (PREPARE sent) once it is corrected.
+#[test]
+fn a_wall_clock_step_and_its_correction_do_not_stall_a_backup() {
+    let net = Net::new(4);
+    let mut r1 = net.replica(1);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    r1.set_wall_clock(T0_MS + 3_600_000);
+    net.expect_ignored(
+        &mut r1,
+        0,
+        net.pre_prepare(0, 1, &a),
+        "pre-prepare: timestamp too far from local clock",
+    );
+    r1.set_wall_clock(T0_MS);
+    let acts = deliver(&mut r1, at(2), 0, net.pre_prepare(0, 1, &a));
+    assert_eq!(net.describe(&acts), ["Broadcast(Prepare(v0,s1,A)@r1)"]);
+}
+
 /// §4.2 acceptance conditions, each violated once (STYLE 6: Byzantine input is
 /// dropped with a reason and a counter).
 ///

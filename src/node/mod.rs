@@ -582,6 +582,13 @@ impl<S: Store> Node<S> {
         self.flush()
     }
 
+    /// Sets the wall clock batch timestamps and the skew check use
+    /// (milliseconds since the Unix epoch; see `Replica::set_wall_clock`).
+    /// The `now` of [`Node::ingest`] runs the timers and is monotonic.
+    pub fn set_wall_clock(&mut self, wall_ms: u64) {
+        self.replica.set_wall_clock(wall_ms);
+    }
+
     /// Handles one input like [`Node::handle`], but its writes join one
     /// batch with those of the other inputs ingested since the last
     /// [`Node::flush`] (group commit: one synced write for many inputs).

@@ -106,17 +106,30 @@ struct LoopStats {
     write_micros: u64,
 }
 
-/// Wall-clock time as the core's [`Time`]: microseconds since the Unix epoch.
-pub fn wall_now() -> Time {
-    let since = std::time::SystemTime::now()
+/// Microseconds since the Unix epoch on the wall clock, which NTP or a
+/// resumed VM may step forward or back.
+fn wall_micros() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Time(since.as_micros() as u64)
+        .unwrap_or_default()
+        .as_micros() as u64
 }
 
-/// The tokio instant at which wall-clock `deadline` falls.
+/// The core's timer clock: monotonic (std's `Instant`), counted from the
+/// wall time of its first reading. Issue 24, defect 7: fed the wall clock,
+/// the core kept the highest time it saw, so after a step forward and its
+/// correction its timers stood still for the size of the step (and its
+/// PRE-PREPAREs were refused for skew). The wall clock goes to the core
+/// apart (`Node::set_wall_clock`), for batch timestamps and the skew check.
+pub fn core_now() -> Time {
+    static ORIGIN: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
+    let (at, wall) = ORIGIN.get_or_init(|| (std::time::Instant::now(), wall_micros()));
+    Time(wall + at.elapsed().as_micros() as u64)
+}
+
+/// The tokio instant at which timer-clock `deadline` falls.
 fn instant_of(deadline: Time) -> Instant {
-    let now = wall_now();
+    let now = core_now();
     Instant::now() + Duration::from_micros(deadline.0.saturating_sub(now.0))
 }
 
@@ -135,7 +148,8 @@ struct Driver {
 impl Driver {
     /// Feeds one input; what it produced leaves at the next [`Driver::flush`].
     fn ingest(&mut self, input: NodeInput) -> Result<(), NodeError> {
-        self.node.ingest(wall_now(), input)
+        self.node.set_wall_clock(wall_micros() / 1000);
+        self.node.ingest(core_now(), input)
     }
 
     /// Feeds one input and delivers everything it produced, in order.
@@ -261,7 +275,7 @@ impl Driver {
         byzantine::CoreState {
             view: self.node.replica().view(),
             height: self.node.height(),
-            now: wall_now(),
+            now: core_now(),
         }
     }
 

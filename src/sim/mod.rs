@@ -122,6 +122,9 @@ pub struct SeedOutcome {
     pub commits: u64,
     /// Transfers the clients saw commit.
     pub txs_committed: u64,
+    /// Transfers the clients gave up because f+1 replicas refused them
+    /// (they would fail: `Node::refusal`).
+    pub txs_refused: u64,
     /// Views entered after view 0 (highest view reached by any replica).
     pub view_changes: u64,
     pub trace_hash: Digest,
@@ -1608,6 +1611,7 @@ impl Sim {
                 .iter()
                 .map(|c| c.results.len() as u64 - c.refused)
                 .sum(),
+            txs_refused: self.clients.iter().map(|c| c.refused).sum(),
             view_changes: self.max_view,
             trace_hash: Digest(*self.trace_hasher.finalize().as_bytes()),
             trace: self.trace.take().unwrap_or_default(),
