@@ -33,15 +33,7 @@ fn four_replicas_agree_and_conserve_supply() {
     );
     // A transfer beyond the balance is refused before it is ordered
     // (issue 24, defect 3), with exit code 6 and the reason.
-    let out = c.client(&[
-        "--key",
-        &c.key(0),
-        "transfer",
-        "--to",
-        &c.accounts[1],
-        "--amount",
-        &(BALANCE * 10).to_string(),
-    ]);
+    let out = c.transfer_output(0, 1, BALANCE * 10);
     assert_eq!(
         out.status.code(),
         Some(6),

@@ -380,17 +380,21 @@ impl Cluster {
 
     /// A transfer from client `from` to client `to`'s account; returns the
     /// exit code and the printed fields.
-    pub fn transfer(&self, from: usize, to: usize, amount: u64) -> (i32, BTreeMap<String, String>) {
-        let amount = amount.to_string();
-        let out = self.client(&[
+    /// `pbft-client transfer` from client `from` to client `to`, as it ran.
+    pub fn transfer_output(&self, from: usize, to: usize, amount: u64) -> Output {
+        self.client(&[
             "--key",
             &self.key(from),
             "transfer",
             "--to",
             &self.accounts[to],
             "--amount",
-            &amount,
-        ]);
+            &amount.to_string(),
+        ])
+    }
+
+    pub fn transfer(&self, from: usize, to: usize, amount: u64) -> (i32, BTreeMap<String, String>) {
+        let out = self.transfer_output(from, to, amount);
         let code = out.status.code().unwrap_or(-1);
         let f = fields(&text(&out.stdout));
         if code != 0 && code != 6 {
