@@ -180,6 +180,136 @@ fn replica_restarted_after_executing_still_replies() {
     assert!(c.run(now, 2, NodeInput::Request(other)).is_empty());
 }
 
+/// Issue 24, defect 5: an executed request resent after its reply left the
+/// cache is answered from the transaction index without syncing the
+/// replica's unwritten group (before, each such resend flushed it: a sync
+/// each, and the group's votes written early), and at a bounded rate per
+/// client (each answer costs a signature).
+#[test]
+fn resent_executed_requests_force_no_sync_and_are_answered_at_a_bounded_rate() {
+    let client = KeyPair::from_label("replay-client");
+    let other = KeyPair::from_label("replay-other");
+    let payee = KeyPair::from_label("replay-payee").public();
+    let mut c = Cluster::new(&[(client.public(), 100), (other.public(), 100)]);
+    let net = c.genesis.network;
+    let mut now = Time::from_millis(1_000);
+    let first = Transaction::transfer(net, &client, payee, 1, 1);
+    assert_eq!(c.run(now, 0, NodeInput::Request(first.clone())).len(), 4);
+    // Nonce 2 executes too: the cache now holds nonce 2's reply, not 1's.
+    let second = Transaction::transfer(net, &client, payee, 1, 2);
+    assert_eq!(c.run(now, 0, NodeInput::Request(second)).len(), 4);
+
+    // Replica 2 has an unwritten vote: a PREPARE for another client's
+    // transfer, ingested but not flushed.
+    let pending = Transaction::transfer(net, &other, payee, 1, 1);
+    c.nodes[0]
+        .handle(now, NodeInput::Request(pending))
+        .expect("primary proposes");
+    let pre_prepare = broadcast_of(&drain(&mut c.nodes[0]), |m| {
+        matches!(m, Message::PrePrepare { .. })
+    });
+    let votes = stored_votes(&c.stores[2]);
+    c.nodes[2]
+        .ingest(
+            now,
+            NodeInput::Message {
+                from: ReplicaId(0),
+                message: pre_prepare,
+            },
+        )
+        .expect("backup prepares");
+    assert_eq!(
+        stored_votes(&c.stores[2]),
+        votes,
+        "the vote is not written yet"
+    );
+    c.nodes[2]
+        .ingest(now, NodeInput::Request(first.clone()))
+        .expect("resend");
+    assert_eq!(
+        stored_votes(&c.stores[2]),
+        votes,
+        "a resent executed request forced the group's write"
+    );
+    c.nodes[2].flush().expect("flush");
+    let answered = |sent: Vec<Outgoing>| {
+        sent.into_iter()
+            .filter(|o| matches!(o, Outgoing::ToClient { reply, .. } if reply.tx_id == first.id()))
+            .count()
+    };
+    assert_eq!(
+        answered(drain(&mut c.nodes[2])),
+        1,
+        "answered from the index"
+    );
+
+    // Resent again and again at one instant: the burst is answered, then
+    // nothing until the client's allowance grows back.
+    let mut replies = 0;
+    for _ in 0..20 {
+        c.nodes[2]
+            .handle(now, NodeInput::Request(first.clone()))
+            .expect("resend");
+        replies += answered(drain(&mut c.nodes[2]));
+    }
+    assert!(
+        (2..=4).contains(&replies),
+        "{replies} replies to 20 quick resends"
+    );
+    assert!(c.nodes[2].replays_refused() >= 16);
+    now = now.plus_millis(1_000);
+    c.nodes[2]
+        .handle(now, NodeInput::Request(first.clone()))
+        .expect("resend later");
+    assert_eq!(answered(drain(&mut c.nodes[2])), 1, "answered again later");
+}
+
+/// Issue 24, defect 3: senders that never executed a transfer fill at most
+/// three quarters of a replica's pending set; the rest is kept for senders
+/// that executed before. Before, newcomers (each sending once) filled it
+/// all and an established client was turned away.
+#[test]
+fn newcomers_fill_at_most_three_quarters_of_the_pending_set() {
+    let veteran = KeyPair::from_label("share-veteran");
+    let newcomers: Vec<KeyPair> = (0..8)
+        .map(|i| KeyPair::from_label(&format!("share-newcomer-{i}")))
+        .collect();
+    let payee = KeyPair::from_label("share-payee").public();
+    let mut accounts = vec![(veteran.public(), 100)];
+    accounts.extend(newcomers.iter().map(|k| (k.public(), 100)));
+    let config = Config {
+        pending_requests_max: 8,
+        pending_per_client_max: 4,
+        ..Config::default()
+    };
+    let mut c = Cluster::with_config(&accounts, config);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let first = Transaction::transfer(net, &veteran, payee, 1, 1);
+    assert_eq!(c.run(now, 0, NodeInput::Request(first)).len(), 4);
+    // Backup 1 hears each newcomer (it holds them pending; only the
+    // primary proposes).
+    for k in &newcomers {
+        let tx = Transaction::transfer(net, k, payee, 1, 1);
+        c.nodes[1]
+            .handle(now, NodeInput::Request(tx))
+            .expect("ingest");
+        drain(&mut c.nodes[1]);
+    }
+    assert_eq!(c.nodes[1].footprint().pending_requests, 6);
+    assert_eq!(c.nodes[1].requests_deferred(), 2);
+    let again = Transaction::transfer(net, &veteran, payee, 1, 2);
+    assert!(!c.nodes[1].deferral(&again));
+    c.nodes[1]
+        .handle(now, NodeInput::Request(again))
+        .expect("ingest");
+    assert_eq!(
+        c.nodes[1].footprint().pending_requests,
+        7,
+        "a sender that executed before is still admitted"
+    );
+}
+
 /// Our own votes in a store (PRE-PREPARE, PREPARE and COMMIT records).
 fn stored_votes(store: &MemoryStore) -> usize {
     store

@@ -168,3 +168,97 @@ fn replay_is_exact() {
     assert_eq!(a.steps, b.steps);
     assert_ne!(a.trace_hash, c.trace_hash);
 }
+
+/// Issue 24, defect 9: every configuration `Config::validate` accepts keeps
+/// a network committing. Configurations are drawn from `Config::RANGES`
+/// (each value at its minimum, its maximum or log-uniform between, then the
+/// relations between them met), and a simulated network with no faults but
+/// the configuration runs four clients' transfers to the end. View changes
+/// are allowed (a 50 ms request timeout may see some); every transfer must
+/// be answered, with no invariant broken.
+#[test]
+fn every_configuration_validate_accepts_keeps_committing() {
+    use pbft_ledger::consensus::Config;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(249);
+    let mut draw = |min: u64, max: u64| -> u64 {
+        match rng.gen_range(0..4) {
+            0 => min,
+            1 => max,
+            _ => {
+                let (lo, hi) = ((min as f64).ln(), (max as f64).ln());
+                (rng.gen_range(lo..=hi).exp() as u64).clamp(min, max)
+            }
+        }
+    };
+    for case in 0..40u64 {
+        let range = |key: &str| {
+            let (_, min, max) = Config::RANGES
+                .iter()
+                .find(|(k, ..)| *k == key)
+                .copied()
+                .expect("a ranged key");
+            (min, max)
+        };
+        let (kmin, kmax) = range("checkpoint_interval");
+        let k = draw(kmin, kmax);
+        let (_, wmax) = range("watermark_window");
+        let window = k * draw(2, wmax / k);
+        let (pmin, pmax) = range("pipeline_depth");
+        let (tmin, tmax) = range("request_timeout_ms");
+        let request_timeout_ms = draw(tmin, tmax);
+        let (_, vmax) = range("view_change_timeout_max_ms");
+        let (rmin, rmax) = range("retransmit_ms");
+        let (qmin, qmax) = range("pending_requests_max");
+        let pending_requests_max = draw(qmin, qmax);
+        let (cmin, cmax) = range("pending_per_client_max");
+        let (bmin, bmax) = range("batch_txs_max");
+        let (smin, smax) = range("timestamp_skew_max_ms");
+        let (fmin, fmax) = range("future_messages_max");
+        let (gmin, gmax) = range("fetch_batches_max");
+        let config = Config {
+            checkpoint_interval: k,
+            watermark_window: window,
+            batch_txs_max: draw(bmin, bmax) as usize,
+            pipeline_depth: draw(pmin, pmax.min(window)),
+            request_timeout_ms,
+            view_change_timeout_max_ms: draw(request_timeout_ms, vmax),
+            retransmit_ms: draw(rmin, rmax.min(request_timeout_ms - 1)),
+            pending_requests_max: pending_requests_max as usize,
+            pending_per_client_max: draw(cmin, cmax.min(pending_requests_max)) as usize,
+            timestamp_skew_max_ms: draw(smin, smax),
+            future_messages_max: draw(fmin, fmax) as usize,
+            fetch_batches_max: draw(gmin, gmax),
+        };
+        let mut config = config;
+        // Genesis also bounds the largest message (a full NEW-VIEW, window
+        // × batch): shrink the batch, then the window, until it fits.
+        let fits = |c: &Config| {
+            pbft_ledger::consensus::messages::message_bytes_max(c, 4)
+                <= pbft_ledger::genesis::MESSAGE_BYTES_CEILING
+        };
+        while !fits(&config) && config.batch_txs_max > 1 {
+            config.batch_txs_max /= 2;
+        }
+        while !fits(&config) && config.watermark_window > 2 * config.checkpoint_interval {
+            config.watermark_window -= config.checkpoint_interval;
+            config.pipeline_depth = config.pipeline_depth.min(config.watermark_window);
+        }
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("case {case}: drawn config refused: {e}: {config:?}"));
+        let mut s = Scenario::calm(4).with_consensus(config.clone());
+        s.calm = false;
+        let o = run_scenario(case, s, &SimOptions::default());
+        assert!(
+            o.violations.is_empty(),
+            "case {case} {config:?}: {:#?}",
+            o.violations
+        );
+        assert_eq!(
+            o.txs_committed + o.txs_refused,
+            4 * 15,
+            "case {case}: not every transfer was answered under {config:?}"
+        );
+    }
+}

@@ -101,6 +101,21 @@ enum Command {
               value_parser = clap::value_parser!(u64).range(0..=256))]
         threads: u64,
     },
+    /// (Feature `byzantine`.) Act as a hostile client against every replica
+    /// for a bounded time, then print what it sent: a fault-injection tool.
+    #[cfg(feature = "byzantine")]
+    Hostile {
+        #[arg(value_enum)]
+        behaviour: pbft_ledger::client::hostile::Behaviour,
+        /// How long to keep at it.
+        #[arg(long, value_name = "S", default_value_t = 20,
+              value_parser = clap::value_parser!(u64).range(1..=3_600))]
+        seconds: u64,
+        /// Requests (or new handshakes) per second, over all replicas.
+        #[arg(long, value_name = "R", default_value_t = 1_000,
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        rate: u64,
+    },
     /// Write a new key file and print its account.
     Keygen {
         #[arg(long, value_name = "FILE")]
@@ -164,6 +179,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 message: "bench needs --key FILE (the account that funds the senders)".into(),
             })
         }
+        #[cfg(feature = "byzantine")]
+        (
+            Command::Hostile {
+                behaviour: pbft_ledger::client::hostile::Behaviour::Replay,
+                ..
+            },
+            None,
+        ) => {
+            return Err(CliError {
+                code: exit::USAGE,
+                message: "hostile replay needs --key FILE (a funded account)".into(),
+            })
+        }
         _ => None,
     };
     let runtime = match &cli.command {
@@ -208,6 +236,28 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 };
                 cli::bench(&client, &opts, json).await
             }
+            #[cfg(feature = "byzantine")]
+            Command::Hostile {
+                behaviour,
+                seconds,
+                rate,
+            } => pbft_ledger::client::hostile::run(
+                &client,
+                behaviour,
+                Duration::from_secs(seconds),
+                rate,
+            )
+            .await
+            .map(|r| {
+                println!(
+                    "hostile {behaviour:?}: sent {} answered {} closed_on_us {}",
+                    r.sent, r.answered, r.closed_on_us
+                )
+            })
+            .map_err(|e| CliError {
+                code: exit::FAILURE,
+                message: format!("hostile {behaviour:?}: {e}"),
+            }),
             Command::Keygen { .. } => Ok(()),
         };
         client.close().await;

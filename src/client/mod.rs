@@ -15,6 +15,8 @@
 
 pub mod bench;
 pub mod cli;
+#[cfg(feature = "byzantine")]
+pub mod hostile;
 pub mod proto;
 mod session;
 

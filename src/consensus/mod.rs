@@ -113,41 +113,74 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Checks the relations between parameters; the error names the key.
+    /// The range each parameter must lie in (issue 24, defect 9: without
+    /// upper bounds, values passed that stall a network or wrap an
+    /// arithmetic step). Inside these ranges, and with the relations
+    /// [`Config::validate`] checks, a network keeps committing: the
+    /// property test `tests/sim_scenarios.rs`
+    /// `every_configuration_validate_accepts_keeps_committing` runs
+    /// simulated networks on configurations drawn from them, extremes
+    /// included. `configs/replica.toml` and the README list them.
+    pub const RANGES: [(&'static str, u64, u64); 12] = [
+        ("checkpoint_interval", 1, 1_024),
+        ("watermark_window", 2, 8_192),
+        ("batch_txs_max", 1, crate::tx::BATCH_TXS_MAX as u64),
+        ("pipeline_depth", 1, 256),
+        // Below ~50 ms a backup suspects a primary on a loaded loopback.
+        ("request_timeout_ms", 50, 600_000),
+        ("view_change_timeout_max_ms", 50, 3_600_000),
+        ("retransmit_ms", 10, 5_000),
+        ("pending_requests_max", 1, 1_000_000),
+        ("pending_per_client_max", 1, 65_536),
+        // Clocks of real hosts differ: a second is the least skew allowed.
+        ("timestamp_skew_max_ms", 1_000, 86_400_000),
+        ("future_messages_max", 1, 65_536),
+        ("fetch_batches_max", 1, 1_024),
+    ];
+
+    fn values(&self) -> [u64; 12] {
+        [
+            self.checkpoint_interval,
+            self.watermark_window,
+            self.batch_txs_max as u64,
+            self.pipeline_depth,
+            self.request_timeout_ms,
+            self.view_change_timeout_max_ms,
+            self.retransmit_ms,
+            self.pending_requests_max as u64,
+            self.pending_per_client_max as u64,
+            self.timestamp_skew_max_ms,
+            self.future_messages_max as u64,
+            self.fetch_batches_max,
+        ]
+    }
+
+    /// Checks each parameter's range and the relations between them; the
+    /// error names the key.
     pub fn validate(&self) -> Result<(), String> {
-        let k = self.checkpoint_interval;
-        if k == 0 {
-            return Err("checkpoint_interval must be at least 1".into());
+        for ((key, min, max), value) in Config::RANGES.iter().zip(self.values()) {
+            if !(*min..=*max).contains(&value) {
+                return Err(format!("{key} ({value}) must be in {min}..={max}"));
+            }
         }
+        let k = self.checkpoint_interval;
         if self.watermark_window < 2 * k || !self.watermark_window.is_multiple_of(k) {
             return Err(format!(
                 "watermark_window ({}) must be a multiple of checkpoint_interval ({k}) and at least twice it",
                 self.watermark_window
             ));
         }
-        if self.batch_txs_max == 0 || self.batch_txs_max > crate::tx::BATCH_TXS_MAX {
-            return Err(format!(
-                "batch_txs_max must be in 1..={}",
-                crate::tx::BATCH_TXS_MAX
-            ));
-        }
-        if self.pipeline_depth == 0 || self.pipeline_depth > self.watermark_window {
+        if self.pipeline_depth > self.watermark_window {
             return Err("pipeline_depth must be in 1..=watermark_window".into());
-        }
-        if self.request_timeout_ms == 0 {
-            return Err("request_timeout_ms must be positive".into());
         }
         if self.view_change_timeout_max_ms < self.request_timeout_ms {
             return Err("view_change_timeout_max_ms must be at least request_timeout_ms".into());
         }
-        if self.retransmit_ms == 0 || self.retransmit_ms >= self.request_timeout_ms {
-            return Err("retransmit_ms must be positive and below request_timeout_ms".into());
+        if self.retransmit_ms >= self.request_timeout_ms {
+            return Err("retransmit_ms must be below request_timeout_ms".into());
         }
-        if self.pending_requests_max == 0 || self.pending_per_client_max == 0 {
-            return Err("pending_requests_max and pending_per_client_max must be positive".into());
-        }
-        if self.future_messages_max == 0 || self.fetch_batches_max == 0 {
-            return Err("future_messages_max and fetch_batches_max must be positive".into());
+        if self.pending_per_client_max > self.pending_requests_max {
+            return Err("pending_per_client_max must be at most pending_requests_max".into());
         }
         Ok(())
     }
@@ -429,6 +462,12 @@ pub struct Replica {
     timed_request: Option<u64>,
     view_change_deadline: Option<Time>,
     retransmit_deadline: Option<Time>,
+    /// Normal case: when to re-send our votes if nothing executed since
+    /// `vote_retransmit_mark` (see `on_vote_retransmit_timer`), and how many
+    /// times in a row that found no progress (the interval doubles).
+    vote_retransmit_deadline: Option<Time>,
+    vote_retransmit_mark: Seq,
+    vote_retransmit_streak: u32,
     fetch: Option<Fetch>,
     fetched: BTreeMap<Seq, CommittedEntry>,
     /// Highest seq each replica has shown, by a CHECKPOINT, that it executed.
@@ -493,6 +532,9 @@ impl Replica {
             timed_request: None,
             view_change_deadline: None,
             retransmit_deadline: None,
+            vote_retransmit_deadline: None,
+            vote_retransmit_mark: Seq(0),
+            vote_retransmit_streak: 0,
             fetch: None,
             fetched: BTreeMap::new(),
             progress_claims: BTreeMap::new(),
@@ -796,6 +838,7 @@ impl Replica {
             self.request_deadline,
             self.view_change_deadline,
             self.retransmit_deadline,
+            self.vote_retransmit_deadline,
             self.fetch.as_ref().map(|f| f.deadline),
         ]
         .into_iter()
@@ -834,6 +877,14 @@ impl Replica {
     pub fn config(&self) -> &Config {
         &self.cfg
     }
+    /// Client requests held pending.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+    /// Whether exactly this request is held pending.
+    pub fn holds_pending(&self, tx: &Transaction) -> bool {
+        self.pending.holds(tx)
+    }
     pub fn cluster(&self) -> Cluster {
         self.cluster
     }
@@ -870,7 +921,8 @@ impl Replica {
         let window = self.cfg.watermark_window as usize;
         Footprint {
             slots: 2 * window + 1,
-            future_messages: self.cfg.future_messages_max,
+            // Each sender keeps at least one (a cap below n is rounded up).
+            future_messages: n * self.future_share(),
             future_bytes: n * FUTURE_BYTES_PER_SENDER,
             pending_requests: self.cfg.pending_requests_max,
             checkpoint_votes: n * CHECKPOINTS_PER_REPLICA,
@@ -1035,6 +1087,12 @@ impl Replica {
 
     /// Keeps a message for a future view. Each sender gets an equal share of
     /// the buffer, so a flooding replica only evicts its own messages.
+    /// Future-view messages kept per sender: an equal share of
+    /// `future_messages_max`, at least one.
+    fn future_share(&self) -> usize {
+        (self.cfg.future_messages_max / self.cluster.n() as usize).max(1)
+    }
+
     fn buffer_future(&mut self, from: ReplicaId, msg: ViewMessage) {
         if let ViewMessage::PrePrepare(pp, batch) = &msg {
             // Checked now, not when the view comes: a PRE-PREPARE that could
@@ -1066,7 +1124,7 @@ impl Replica {
             self.ignore("message for a far-future view");
             return;
         }
-        let share = (self.cfg.future_messages_max / self.cluster.n() as usize).max(1);
+        let share = self.future_share();
         #[cfg(feature = "teeth")]
         if crate::teeth::active(crate::teeth::Tooth::NoCapOnFutureBuffering) {
             // Broken on purpose: no eviction, so the buffer grows unbounded.
@@ -1225,8 +1283,24 @@ impl Replica {
             self.request_deadline = None;
             self.on_request_timer();
         }
+        if due(self.vote_retransmit_deadline) {
+            self.vote_retransmit_deadline = None;
+            self.on_vote_retransmit_timer();
+        }
         if self.request_deadline.is_none() && self.changing_to.is_none() && self.has_work() {
             self.start_request_timer();
+        }
+        if !self.has_work() {
+            self.vote_retransmit_deadline = None;
+        } else if self.vote_retransmit_deadline.is_none() && self.changing_to.is_none() {
+            let shift = self.vote_retransmit_streak.min(20);
+            let interval = self
+                .cfg
+                .retransmit_ms
+                .saturating_mul(1 << shift)
+                .min(self.cfg.request_timeout_ms);
+            self.vote_retransmit_mark = self.last_executed;
+            self.vote_retransmit_deadline = Some(now.plus_millis(interval));
         }
     }
 

@@ -344,8 +344,31 @@ impl Replica {
         }
     }
 
-    /// Re-broadcasts our own votes for every uncommitted slot of this view.
+    /// Nothing executed for a retransmission interval while work waits:
+    /// re-send our votes of the view now, not only when the request timer
+    /// fires. A message dropped for lying just above a replica's window
+    /// (its stable checkpoint a message behind ours) is otherwise resent
+    /// only after a whole request timeout: with `checkpoint_interval` 1
+    /// and a window of 2, each such drop stalled the network for one (the
+    /// property test of the configuration ranges found it, at request
+    /// timeouts of minutes). The interval doubles while nothing executes,
+    /// up to the request timeout, so a long stall costs few resends.
+    pub(super) fn on_vote_retransmit_timer(&mut self) {
+        if self.changing_to.is_some()
+            || !self.has_work()
+            || self.last_executed != self.vote_retransmit_mark
+        {
+            self.vote_retransmit_streak = 0;
+            return;
+        }
+        self.vote_retransmit_streak = self.vote_retransmit_streak.saturating_add(1);
+        self.retransmit_votes();
+    }
+
+    /// Re-broadcasts our own votes for every uncommitted slot of this view
+    /// (and restarts the normal-case retransmission interval).
     pub(super) fn retransmit_votes(&mut self) {
+        self.vote_retransmit_deadline = None;
         let mut out = Vec::new();
         let executed = self.last_executed;
         for (seq, slot) in self.slots.iter_mut() {

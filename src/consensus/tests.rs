@@ -1596,7 +1596,7 @@ fn request_timer_retransmits_then_suspects_then_view_change() {
     let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
     let mut r2 = net.replica(2);
     assert!(feed(&mut r2, at(0), Input::Request(net.tx(0, 1))).is_empty());
-    assert_eq!(r2.next_deadline(), Some(at(1_000)));
+    assert_eq!(r2.request_deadline, Some(at(1_000)));
     deliver(&mut r2, at(0), 0, net.pre_prepare(0, 1, &a));
     let acts = deliver(&mut r2, at(0), 3, net.prepare(3, 0, 1, a.digest));
     assert_eq!(
@@ -1615,7 +1615,7 @@ fn request_timer_retransmits_then_suspects_then_view_change() {
             "Broadcast(Commit(v0,s1,A)@r2)",
         ]
     );
-    assert_eq!(r2.next_deadline(), Some(at(2_000)));
+    assert_eq!(r2.request_deadline, Some(at(2_000)));
     let acts = feed(&mut r2, at(2_000), Input::Tick);
     assert_eq!(
         net.describe(&acts),
@@ -1666,7 +1666,7 @@ fn executing_other_requests_does_not_stop_the_request_timer() {
     let other = net.batch("O", T0_MS + 500, vec![net.tx(1, 1)]);
     let mut r2 = net.replica(2);
     feed(&mut r2, at(0), Input::Request(net.tx(0, 1)));
-    assert_eq!(r2.next_deadline(), Some(at(1_000)));
+    assert_eq!(r2.request_deadline, Some(at(1_000)));
     deliver(&mut r2, at(500), 0, net.pre_prepare(0, 1, &other));
     deliver(&mut r2, at(500), 3, net.prepare(3, 0, 1, other.digest));
     deliver(&mut r2, at(500), 0, net.commit(0, 0, 1, other.digest));
@@ -1678,7 +1678,7 @@ fn executing_other_requests_does_not_stop_the_request_timer() {
         net.describe(&acts)
     );
     assert_eq!(
-        r2.next_deadline(),
+        r2.request_deadline,
         Some(at(1_000)),
         "another client's batch executed: the timer still waits for client 0's request"
     );
@@ -2803,7 +2803,7 @@ fn request_timer_runs_for_a_pre_prepare_without_pending_requests() {
     deliver(&mut r3, at(0), 0, net.pre_prepare(0, 1, &a));
     assert_eq!(r3.pending_requests(), 0);
     let timeout = config().request_timeout_ms;
-    assert_eq!(r3.next_deadline(), Some(at(timeout)));
+    assert_eq!(r3.request_deadline, Some(at(timeout)));
     let acts = feed(&mut r3, at(timeout), Input::Tick);
     assert_eq!(net.describe(&acts), ["Broadcast(Prepare(v0,s1,A)@r3)"]);
 }
@@ -2933,4 +2933,75 @@ fn replica_in_a_view_change_fetches_what_f_plus_1_checkpoints_claim() {
     assert!(described
         .iter()
         .any(|a| a.starts_with("Broadcast(ViewChange(v1")));
+}
+
+/// Issue 24, defect 9: each parameter is refused outside its range (upper
+/// bounds included), naming it; the ends pass. Before, a checkpoint
+/// interval near `u64::MAX` wrapped `2 * k` in release and passed.
+#[test]
+fn each_parameter_is_refused_outside_its_range() {
+    let base = Config {
+        checkpoint_interval: 1,
+        watermark_window: 8_192,
+        pipeline_depth: 1,
+        request_timeout_ms: 1_000,
+        view_change_timeout_max_ms: 3_600_000,
+        retransmit_ms: 10,
+        pending_requests_max: 1_000_000,
+        pending_per_client_max: 1,
+        ..Config::default()
+    };
+    assert_eq!(base.validate(), Ok(()));
+    let set = |key: &str, v: u64| {
+        let mut c = base.clone();
+        match key {
+            "checkpoint_interval" => {
+                c.checkpoint_interval = v;
+                c.watermark_window = v.saturating_mul(2).clamp(2, 8_192);
+            }
+            "watermark_window" => c.watermark_window = v,
+            "batch_txs_max" => c.batch_txs_max = v as usize,
+            "pipeline_depth" => c.pipeline_depth = v,
+            "request_timeout_ms" => {
+                c.request_timeout_ms = v;
+                c.retransmit_ms = 10;
+            }
+            "view_change_timeout_max_ms" => {
+                c.view_change_timeout_max_ms = v;
+                c.request_timeout_ms = v.clamp(50, 600_000);
+            }
+            "retransmit_ms" => {
+                c.retransmit_ms = v;
+                c.request_timeout_ms = 600_000;
+            }
+            "pending_requests_max" => c.pending_requests_max = v as usize,
+            "pending_per_client_max" => {
+                c.pending_per_client_max = v as usize;
+                c.pending_requests_max = 1_000_000;
+            }
+            "timestamp_skew_max_ms" => c.timestamp_skew_max_ms = v,
+            "future_messages_max" => c.future_messages_max = v as usize,
+            "fetch_batches_max" => c.fetch_batches_max = v,
+            other => panic!("no such key {other}"),
+        }
+        c
+    };
+    for (key, min, max) in Config::RANGES {
+        for (v, ok) in [(min - 1, false), (min, true), (max, true), (max + 1, false)] {
+            let c = set(key, v);
+            match c.validate() {
+                Ok(()) => assert!(ok, "{key} = {v} accepted: {c:?}"),
+                Err(e) => {
+                    assert!(!ok, "{key} = {v} refused: {e}");
+                    assert!(e.contains(key), "{key} = {v}: {e}");
+                }
+            }
+        }
+    }
+    let wrapping = Config {
+        checkpoint_interval: u64::MAX / 2 + 1,
+        watermark_window: u64::MAX / 2 + 1,
+        ..base.clone()
+    };
+    assert!(wrapping.validate().is_err());
 }

@@ -137,6 +137,7 @@ impl Replica {
         self.timer_strikes = 0;
         self.changing_to = Some(target);
         self.request_deadline = None;
+        self.vote_retransmit_deadline = None;
         self.stats.view_changes_started += 1;
         tracing::info!(replica = %self.me, from = %self.view, to = %target, "starting view change");
 

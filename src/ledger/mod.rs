@@ -20,6 +20,7 @@
 //! the block hash and the state root, which certifies the chain itself.
 
 pub mod bank;
+pub mod commitment;
 
 use crate::crypto::{self, Digest, Domain};
 use crate::tx::{Batch, Receipt, Transaction};

@@ -39,16 +39,17 @@
 //! the replica nothing until the node produces it: the node's own timeouts
 //! (`submit_timeout`) bound how long it holds a request.
 
+use super::share::{Shares, Unit};
 use super::tls::{self, Identity, Pin};
 use super::{codes, connection_error, limits, transport_config, NetError};
 use crate::crypto::{KeyPair, PublicKey};
 use quinn::{Connection, Endpoint, VarInt};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -60,7 +61,7 @@ const RECORD_HEAD: usize = 8 + 1;
 /// Records a writer puts into one write when several are ready.
 const COALESCE_BYTES_MAX: usize = 64 * 1024;
 
-fn put_record(buf: &mut Vec<u8>, id: u64, kind: u8, payload: &[u8]) {
+pub(super) fn put_record(buf: &mut Vec<u8>, id: u64, kind: u8, payload: &[u8]) {
     buf.extend_from_slice(&((RECORD_HEAD + payload.len()) as u32).to_le_bytes());
     buf.extend_from_slice(&id.to_le_bytes());
     buf.push(kind);
@@ -124,7 +125,13 @@ pub struct Responder {
 
 struct Slots {
     _session: OwnedSemaphorePermit,
-    _server: Option<OwnedSemaphorePermit>,
+    _server: Option<ServerSlot>,
+}
+
+/// A replica-wide request slot and the client's share units for it.
+struct ServerSlot {
+    _slot: OwnedSemaphorePermit,
+    _shares: [Unit<ShareOf>; 2],
 }
 
 struct Answer {
@@ -179,18 +186,68 @@ impl std::fmt::Debug for ClientServer {
     }
 }
 
+/// Bounds of a replica's client endpoint.
+#[derive(Clone, Debug)]
+pub struct ClientLimits {
+    /// Largest request frame.
+    pub frame_bytes_max: usize,
+    /// Requests in flight at the replica (queued for the node or awaiting
+    /// its answer, or answered and not yet written); beyond it, "busy".
+    pub queue_max: usize,
+    /// Of `queue_max`, what one client key may hold (issue 24, defect 1).
+    pub key_share: usize,
+    /// Of `queue_max`, what one source IP address may hold, whatever keys
+    /// it presents.
+    pub source_share: usize,
+    /// An answer not written within this (the client does not read) ends
+    /// its session and frees the session's slots.
+    pub write_timeout: Duration,
+    /// Client connections one source IP may hold, handshakes included.
+    pub connections_per_source: usize,
+    /// A connection that sends no request record for this long is closed
+    /// (keep-alives do not count).
+    pub idle_timeout: Duration,
+}
+
+impl ClientLimits {
+    /// The bounds a replica uses for a replica-wide `queue_max`: a quarter
+    /// of it per key, half per source address.
+    pub fn for_queue(frame_bytes_max: usize, queue_max: usize) -> ClientLimits {
+        ClientLimits {
+            frame_bytes_max,
+            queue_max,
+            key_share: (queue_max / 4).max(1),
+            source_share: (queue_max / 2).max(1),
+            write_timeout: Duration::from_secs(10),
+            connections_per_source: limits::CLIENT_CONNECTIONS / 4,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Answers a request frame on sight, without the node and without taking a
+/// slot of the replica's capacity (the node's answer to a frame it cannot
+/// decode); `None` passes the frame on.
+pub type Screen = fn(&[u8]) -> Option<Vec<u8>>;
+
 impl ClientServer {
     /// Binds `listen` and starts accepting clients. Requests arrive on the
-    /// returned channel (capacity `queue_max`).
+    /// returned channel (capacity `limits.queue_max`); frames `screen`
+    /// answers never reach it.
     pub async fn start(
         listen: SocketAddr,
         key: &KeyPair,
-        frame_bytes_max: usize,
-        queue_max: usize,
+        limits: ClientLimits,
+        screen: Screen,
     ) -> Result<(ClientServer, mpsc::Receiver<ClientRequest>), NetError> {
-        if frame_bytes_max == 0 || queue_max == 0 {
+        if limits.frame_bytes_max == 0
+            || limits.queue_max == 0
+            || limits.key_share == 0
+            || limits.source_share == 0
+            || limits.connections_per_source == 0
+        {
             return Err(NetError::Config(
-                "client frame and queue bounds must be non-zero".into(),
+                "client frame, queue, share and connection bounds must be non-zero".into(),
             ));
         }
         let identity = Identity::new(key)?;
@@ -200,14 +257,14 @@ impl ClientServer {
             addr: listen,
             source,
         })?;
-        let (tx, rx) = mpsc::channel(queue_max);
-        let in_flight = Arc::new(Semaphore::new(queue_max));
-        let accept = tokio::spawn(accept_clients(
-            endpoint.clone(),
-            tx,
-            in_flight,
-            frame_bytes_max,
-        ));
+        let (tx, rx) = mpsc::channel(limits.queue_max);
+        let shared = Arc::new(Shared {
+            in_flight: Arc::new(Semaphore::new(limits.queue_max)),
+            shares: Shares::default(),
+            screen,
+            limits,
+        });
+        let accept = tokio::spawn(accept_clients(endpoint.clone(), tx, shared));
         info!(target: "pbft::net", %listen, "client endpoint started");
         Ok((ClientServer { endpoint, accept }, rx))
     }
@@ -227,23 +284,65 @@ impl ClientServer {
     }
 }
 
-async fn accept_clients(
-    endpoint: Endpoint,
-    tx: mpsc::Sender<ClientRequest>,
+/// What every connection of one endpoint shares.
+struct Shared {
+    /// The replica-wide request slots (`limits.queue_max`).
     in_flight: Arc<Semaphore>,
-    max: usize,
-) {
+    /// Slots and connections held per client key and per source address.
+    shares: Shares<ShareOf>,
+    screen: Screen,
+    limits: ClientLimits,
+}
+
+/// Who a share of the endpoint's capacity is counted against.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum ShareOf {
+    /// Request slots of one client key.
+    Key(PublicKey),
+    /// Request slots of one source IP address.
+    Source(IpAddr),
+    /// Connections (and handshakes) of one source IP address.
+    Connections(IpAddr),
+}
+
+impl Shared {
+    /// A replica-wide request slot within the client's shares.
+    fn request_slot(&self, key: PublicKey, source: IpAddr) -> Option<ServerSlot> {
+        let shares = self.shares.take([
+            (ShareOf::Key(key), self.limits.key_share),
+            (ShareOf::Source(source), self.limits.source_share),
+        ])?;
+        let slot = self.in_flight.clone().try_acquire_owned().ok()?;
+        Some(ServerSlot {
+            _slot: slot,
+            _shares: shares,
+        })
+    }
+}
+
+async fn accept_clients(endpoint: Endpoint, tx: mpsc::Sender<ClientRequest>, shared: Arc<Shared>) {
     let connections = Arc::new(Semaphore::new(limits::CLIENT_CONNECTIONS));
     while let Some(incoming) = endpoint.accept().await {
+        let from = incoming.remote_address();
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            debug!(target: "pbft::net", from = %incoming.remote_address(), "too many clients; refused");
+            debug!(target: "pbft::net", %from, "too many clients; refused");
             incoming.refuse();
             continue;
         };
-        let (tx, in_flight) = (tx.clone(), in_flight.clone());
+        // Issue 24, defect 2: one source cannot take every connection (or
+        // handshake) slot; counted from before the handshake.
+        let Some(source_unit) = shared.shares.take([(
+            ShareOf::Connections(from.ip()),
+            shared.limits.connections_per_source,
+        )]) else {
+            debug!(target: "pbft::net", %from,
+                cap = shared.limits.connections_per_source, "too many connections from this source; refused");
+            incoming.refuse();
+            continue;
+        };
+        let (tx, shared) = (tx.clone(), shared.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            let from = incoming.remote_address();
+            let _held = (permit, source_unit);
             let conn = match incoming.await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -256,20 +355,39 @@ async fn accept_clients(
                 return;
             };
             debug!(target: "pbft::net", %from, client = ?client_key, "client connected");
-            serve_connection(conn, client_key, tx, in_flight, max).await;
+            serve_connection(conn, client_key, tx, shared).await;
         });
     }
 }
 
+/// Accepts a connection's sessions; closes it once it has sent no request
+/// record for `idle_timeout` (issue 24, defect 2: keep-alives alone no
+/// longer hold a connection slot for ever).
 async fn serve_connection(
     conn: Connection,
     client_key: PublicKey,
     tx: mpsc::Sender<ClientRequest>,
-    in_flight: Arc<Semaphore>,
-    max: usize,
+    shared: Arc<Shared>,
 ) {
+    let started = tokio::time::Instant::now();
+    // Milliseconds since `started` of the last request record.
+    let active = Arc::new(AtomicU64::new(0));
+    let idle = shared.limits.idle_timeout;
     loop {
-        let (send, recv) = match conn.accept_bi().await {
+        let last = started + Duration::from_millis(active.load(Ordering::Relaxed));
+        let accepted = tokio::select! {
+            accepted = conn.accept_bi() => accepted,
+            _ = tokio::time::sleep_until(last + idle) => {
+                let last = started + Duration::from_millis(active.load(Ordering::Relaxed));
+                if last + idle <= tokio::time::Instant::now() {
+                    debug!(target: "pbft::net", client = ?client_key, ?idle, "idle client connection closed");
+                    conn.close(codes::TIMEOUT, b"idle");
+                    return;
+                }
+                continue;
+            }
+        };
+        let (send, recv) = match accepted {
             Ok(streams) => streams,
             Err(e) => {
                 debug!(target: "pbft::net", client = ?client_key, reason = %e, "client disconnected");
@@ -277,34 +395,63 @@ async fn serve_connection(
             }
         };
         tokio::spawn(serve_session(
-            conn.clone(),
+            SessionContext {
+                conn: conn.clone(),
+                client_key,
+                started,
+                active: active.clone(),
+            },
             send,
             recv,
-            client_key,
             tx.clone(),
-            in_flight.clone(),
-            max,
+            shared.clone(),
         ));
     }
+}
+
+/// What a session's reader knows of its connection.
+struct SessionContext {
+    conn: Connection,
+    client_key: PublicKey,
+    started: tokio::time::Instant,
+    active: Arc<AtomicU64>,
 }
 
 /// Reads a session's request records and hands them to the node; a writer
 /// task sends the answers back as the node produces them.
 async fn serve_session(
-    conn: Connection,
+    session: SessionContext,
     send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    client_key: PublicKey,
     tx: mpsc::Sender<ClientRequest>,
-    in_flight: Arc<Semaphore>,
-    max: usize,
+    shared: Arc<Shared>,
 ) {
+    let SessionContext {
+        conn,
+        client_key,
+        started,
+        active,
+    } = session;
+    let source = conn.remote_address().ip();
     let (answers, answers_rx) = mpsc::unbounded_channel::<Answer>();
-    // Ends once every Responder is gone (or the client stops reading).
-    tokio::spawn(write_answers(send, answers_rx));
+    let stalled = Arc::new(tokio::sync::Notify::new());
+    // Ends once every Responder is gone, or the client stops reading.
+    tokio::spawn(write_answers(
+        send,
+        answers_rx,
+        shared.limits.write_timeout,
+        stalled.clone(),
+        client_key,
+    ));
     let slots = Arc::new(Semaphore::new(limits::SESSION_IN_FLIGHT));
+    let max = shared.limits.frame_bytes_max;
     loop {
-        let (id, kind, frame) = match read_record(&mut recv, max).await {
+        let record = tokio::select! {
+            biased;
+            _ = stalled.notified() => return,
+            record = read_record(&mut recv, max) => record,
+        };
+        let (id, kind, frame) = match record {
             Ok(record) => record,
             Err(ReadFailure::Ended) => return,
             Err(ReadFailure::BadLength(len)) => {
@@ -318,6 +465,7 @@ async fn serve_session(
                 return;
             }
         };
+        active.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let Ok(session_slot) = slots.clone().try_acquire_owned() else {
             warn!(target: "pbft::net", client = ?client_key,
                 cap = limits::SESSION_IN_FLIGHT, "client over its in-flight cap; connection closed");
@@ -336,7 +484,12 @@ async fn serve_session(
                 _server: None,
             }),
         };
-        let Ok(server_slot) = in_flight.clone().try_acquire_owned() else {
+        // A frame answered on sight (undecodable) takes no replica-wide slot.
+        if let Some(answer) = (shared.screen)(&frame) {
+            let _ = respond.answer(KIND_FRAME, answer);
+            continue;
+        }
+        let Some(server_slot) = shared.request_slot(client_key, source) else {
             let _ = respond.answer(KIND_BUSY, Vec::new());
             continue;
         };
@@ -360,9 +513,18 @@ async fn serve_session(
 }
 
 /// Writes answers as they come, several at once when several are ready.
-/// A record's slots are freed only once it is written, so a client that
-/// stops reading holds at most its session's cap of answers here.
-async fn write_answers(mut send: quinn::SendStream, mut answers: mpsc::UnboundedReceiver<Answer>) {
+/// A record's slots are freed only once it is written; a write that does
+/// not finish within `timeout` (the client is not reading) resets the
+/// stream, tells the reader to stop and frees every slot of the session
+/// (issue 24, defect 1: before, such a client held its slots, and the
+/// replica's, for as long as it stayed connected).
+async fn write_answers(
+    mut send: quinn::SendStream,
+    mut answers: mpsc::UnboundedReceiver<Answer>,
+    timeout: Duration,
+    stalled: Arc<tokio::sync::Notify>,
+    client_key: PublicKey,
+) {
     let mut buf = Vec::new();
     let mut written = Vec::new();
     while let Some(first) = answers.recv().await {
@@ -376,8 +538,19 @@ async fn write_answers(mut send: quinn::SendStream, mut answers: mpsc::Unbounded
             put_record(&mut buf, next.id, next.kind, &next.payload);
             written.push(next);
         }
-        if send.write_all(&buf).await.is_err() {
-            return;
+        match tokio::time::timeout(timeout, send.write_all(&buf)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                stalled.notify_one();
+                return;
+            }
+            Err(_) => {
+                warn!(target: "pbft::net", client = ?client_key, ?timeout,
+                    "client does not read its answers; session closed");
+                let _ = send.reset(codes::TIMEOUT);
+                stalled.notify_one();
+                return;
+            }
         }
         written.clear();
     }
@@ -619,6 +792,13 @@ impl Session {
         })
     }
 
+    /// Whether every request in flight was abandoned by its caller (and
+    /// there are any).
+    fn all_abandoned(&self) -> bool {
+        let pending = lock(&self.pending);
+        !pending.waiters.is_empty() && pending.waiters.values().all(|(w, _)| w.is_none())
+    }
+
     fn alive(&self) -> bool {
         self.conn.close_reason().is_none() && lock(&self.pending).ended.is_none()
     }
@@ -626,12 +806,30 @@ impl Session {
     /// Sends one request and awaits its answer. Cancel-safe: dropping the
     /// future abandons the request (its record may still be sent).
     async fn exchange(&self, frame: &[u8]) -> Result<Vec<u8>, NetError> {
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| NetError::Closed("session closed".into()))?;
+        let slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(TryAcquireError::NoPermits) if self.all_abandoned() => {
+                // Issue 24, defect 12: every slot is held by a request whose
+                // caller gave up; the replica is not answering this session.
+                // Before, the session stayed full for as long as the
+                // connection lived, and every later request to this replica
+                // timed out even once it answered again. End it: the caller
+                // redials a fresh connection.
+                let why = Ended::Unreachable(format!(
+                    "no answer to {} abandoned requests",
+                    limits::SESSION_IN_FLIGHT
+                ));
+                lock(&self.pending).end(why.clone());
+                self.conn.close(codes::TIMEOUT, b"no answers");
+                return Err(why.error());
+            }
+            Err(_) => self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| NetError::Closed("session closed".into()))?,
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {

@@ -46,14 +46,17 @@
 //! connection carrying numbered request and response records.
 
 mod client;
+#[cfg(feature = "byzantine")]
+pub mod hostile;
 mod inbound;
 mod peer;
+mod share;
 mod tls;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::{ClientConnector, ClientRequest, ClientServer, Responder};
+pub use client::{ClientConnector, ClientLimits, ClientRequest, ClientServer, Responder, Screen};
 pub use inbound::{Inbound, TryRecvError};
 pub use peer::Transport;
 
@@ -244,8 +247,14 @@ pub(crate) mod limits {
     pub const MESH_READERS: usize = 32;
     /// Long frames (each on a stream of its own) written concurrently per peer.
     pub const MESH_WRITERS: usize = 8;
-    /// Handshakes in progress at once on one endpoint; more are refused.
+    /// Handshakes in progress at once on one endpoint from addresses that
+    /// are not a genesis peer's; more are refused.
     pub const HANDSHAKES: usize = 64;
+    /// Of those, from one source IP address.
+    pub const HANDSHAKES_PER_SOURCE: usize = 8;
+    /// Handshakes in progress from one genesis peer's own address (kept
+    /// apart: a peer always finds room, whatever others do).
+    pub const PEER_HANDSHAKES: usize = 2;
     /// Data quinn buffers per connection before the reader consumes it.
     pub const RECEIVE_WINDOW: u32 = 32 * 1024 * 1024;
     /// Client connections a replica serves at once.

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn, Instrument};
 
 use super::inbound::{Inbound, InboundQueues};
+use super::share::{Shares, Unit};
 
 #[derive(Default)]
 struct Counters {
@@ -77,8 +78,63 @@ struct Shared {
     inbound: Arc<InboundQueues>,
     rejected_handshakes: AtomicU64,
     tie_break_refused: AtomicU64,
-    handshakes: Arc<Semaphore>,
+    handshakes: Handshakes,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Room for inbound handshakes (issue 24, defect 2). Each genesis peer,
+/// from its own genesis address, has `PEER_HANDSHAKES` slots of its own;
+/// anyone else shares `HANDSHAKES` slots, at most `HANDSHAKES_PER_SOURCE`
+/// per source IP. Before, 64 stalled handshakes from one host kept a
+/// restarted peer from being accepted until they timed out.
+struct Handshakes {
+    peers: std::collections::HashSet<SocketAddr>,
+    shares: Shares<HandshakeOf>,
+    others: Arc<Semaphore>,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum HandshakeOf {
+    Peer(SocketAddr),
+    Source(std::net::IpAddr),
+}
+
+/// A handshake's slot; given back when dropped.
+#[allow(dead_code)] // held for its Drop
+enum HandshakeSlot {
+    Peer(Unit<HandshakeOf>),
+    Other(Unit<HandshakeOf>, tokio::sync::OwnedSemaphorePermit),
+}
+
+impl Handshakes {
+    fn new(cfg: &NetConfig) -> Handshakes {
+        Handshakes {
+            peers: cfg
+                .peers
+                .iter()
+                .filter(|p| p.id != cfg.me)
+                .map(|p| p.addr)
+                .collect(),
+            shares: Shares::default(),
+            others: Arc::new(Semaphore::new(limits::HANDSHAKES)),
+        }
+    }
+
+    /// A slot for a handshake from `from`, or `None` (refuse it).
+    fn slot(&self, from: SocketAddr) -> Option<HandshakeSlot> {
+        if self.peers.contains(&from) {
+            let [unit] = self
+                .shares
+                .take([(HandshakeOf::Peer(from), limits::PEER_HANDSHAKES)])?;
+            return Some(HandshakeSlot::Peer(unit));
+        }
+        let [unit] = self.shares.take([(
+            HandshakeOf::Source(from.ip()),
+            limits::HANDSHAKES_PER_SOURCE,
+        )])?;
+        let permit = self.others.clone().try_acquire_owned().ok()?;
+        Some(HandshakeSlot::Other(unit, permit))
+    }
 }
 
 /// A cloneable handle to the replica mesh.
@@ -145,6 +201,7 @@ impl Transport {
             })
             .collect();
         let by_key = cfg.peers.iter().map(|p| (p.public_key, p.id)).collect();
+        let handshakes = Handshakes::new(&cfg);
         let shared = Arc::new(Shared {
             cfg,
             endpoint,
@@ -153,7 +210,7 @@ impl Transport {
             inbound: queues,
             rejected_handshakes: AtomicU64::new(0),
             tie_break_refused: AtomicU64::new(0),
-            handshakes: Arc::new(Semaphore::new(limits::HANDSHAKES)),
+            handshakes,
             tasks: Mutex::new(Vec::new()),
         });
         let me = shared.cfg.me;
@@ -301,7 +358,7 @@ fn backoff(cfg: &NetConfig, attempt: u32) -> Duration {
 
 async fn accept_loop(s: Arc<Shared>) {
     while let Some(incoming) = s.endpoint.accept().await {
-        let Ok(permit) = s.handshakes.clone().try_acquire_owned() else {
+        let Some(permit) = s.handshakes.slot(incoming.remote_address()) else {
             debug!(target: "pbft::net", from = %incoming.remote_address(), "too many handshakes; refused");
             incoming.refuse();
             continue;
@@ -651,4 +708,51 @@ async fn write_records(
     };
     *stream = None;
     result
+}
+
+#[cfg(test)]
+mod handshake_tests {
+    use super::*;
+    use crate::net::PeerInfo;
+
+    /// Issue 24, defect 2: however many handshakes others hold, a genesis
+    /// peer's own address finds room; one source IP holds at most its cap.
+    #[test]
+    fn a_peer_always_finds_handshake_room_and_one_source_is_capped() {
+        let peers: Vec<PeerInfo> = (0..4)
+            .map(|i| PeerInfo {
+                id: ReplicaId(i),
+                public_key: KeyPair::from_label(&format!("hs-{i}")).public(),
+                addr: format!("127.0.0.1:{}", 7000 + i).parse().unwrap(),
+            })
+            .collect();
+        let cfg = NetConfig::new(ReplicaId(0), peers[0].addr, peers.clone());
+        let h = Handshakes::new(&cfg);
+        // One host (the peers' own IP, other ports) stalls handshakes.
+        let stalled: Vec<HandshakeSlot> = (0..100u16)
+            .filter_map(|port| h.slot(SocketAddr::from(([127, 0, 0, 1], 20_000 + port))))
+            .collect();
+        assert_eq!(stalled.len(), limits::HANDSHAKES_PER_SOURCE);
+        // Many hosts fill the shared pool.
+        let flood: Vec<HandshakeSlot> = (0..100u8)
+            .filter_map(|host| h.slot(SocketAddr::from(([10, 0, 0, host], 5000))))
+            .collect();
+        assert_eq!(
+            flood.len(),
+            limits::HANDSHAKES - limits::HANDSHAKES_PER_SOURCE
+        );
+        assert!(
+            h.slot(SocketAddr::from(([10, 0, 1, 1], 5000))).is_none(),
+            "pool full"
+        );
+        // Every peer still has room, up to its own cap.
+        for p in &peers[1..] {
+            let mine: Vec<HandshakeSlot> = (0..5).filter_map(|_| h.slot(p.addr)).collect();
+            assert_eq!(mine.len(), limits::PEER_HANDSHAKES, "peer {}", p.id);
+        }
+        // Slots come back when the handshakes end.
+        drop(flood);
+        assert!(h.slot(SocketAddr::from(([10, 0, 1, 1], 5000))).is_some());
+        drop(stalled);
+    }
 }

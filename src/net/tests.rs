@@ -5,6 +5,7 @@ use super::*;
 use crate::crypto::KeyPair;
 use std::future::Future;
 use std::time::Instant;
+use tokio::sync::mpsc;
 
 const TEST_LIMIT: Duration = Duration::from_secs(40);
 
@@ -357,10 +358,21 @@ fn config_validation() {
     assert!(matches!(c.validate(), Err(NetError::Config(_))));
 }
 
+fn no_screen(_: &[u8]) -> Option<Vec<u8>> {
+    None
+}
+
 async fn echo_server(key: &KeyPair, max: usize) -> (ClientServer, SocketAddr) {
-    let (server, mut rx) = ClientServer::start("127.0.0.1:0".parse().unwrap(), key, max, 16)
-        .await
-        .unwrap();
+    let limits = ClientLimits {
+        queue_max: 16,
+        key_share: 16,
+        source_share: 16,
+        ..ClientLimits::for_queue(max, 16)
+    };
+    let (server, mut rx) =
+        ClientServer::start("127.0.0.1:0".parse().unwrap(), key, limits, no_screen)
+            .await
+            .unwrap();
     tokio::spawn(async move {
         while let Some(req) = rx.recv().await {
             if req.frame == b"drop" {
@@ -506,6 +518,247 @@ async fn requests_to_an_unreachable_replica_fail_within_the_timeout() {
         let started = Instant::now();
         assert!(c.request(0, b"hi", Duration::from_secs(30)).await.is_err());
         assert!(started.elapsed() < Duration::from_millis(1500));
+    })
+    .await;
+}
+
+/// A client endpoint with `limits` whose requests the test handles itself.
+async fn bare_server(
+    key: &KeyPair,
+    limits: ClientLimits,
+    screen: Screen,
+) -> (ClientServer, SocketAddr, mpsc::Receiver<ClientRequest>) {
+    let (server, rx) = ClientServer::start("127.0.0.1:0".parse().unwrap(), key, limits, screen)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    (server, addr, rx)
+}
+
+/// Issue 24, defect 12: a replica that takes requests and never answers
+/// (while keeping its connection alive) fills the client's session with
+/// abandoned requests; the client must then drop that session and go on on
+/// a fresh one. Before, every later request to that replica waited for a
+/// slot until its timeout, even once the replica answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gives_up_a_session_its_silent_replica_filled() {
+    bounded(async {
+        let server_key = KeyPair::from_label("silent-server");
+        let client_key = KeyPair::from_label("silent-client");
+        let (server, addr, mut rx) =
+            bare_server(&server_key, ClientLimits::for_queue(1024, 4096), no_screen).await;
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = silent.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(req) = rx.recv().await {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    held.push(req); // never answered, never dropped
+                } else {
+                    let _ = req.respond.send(b"answer".to_vec());
+                }
+            }
+        });
+        let wait = Duration::from_secs(5);
+        let c = Arc::new(
+            ClientConnector::new(&client_key, vec![(server_key.public(), addr)], wait).unwrap(),
+        );
+        let abandoned: Vec<_> = (0..limits::SESSION_IN_FLIGHT)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.request(0, b"q", Duration::from_millis(500)).await })
+            })
+            .collect();
+        for a in abandoned {
+            assert!(matches!(a.await.unwrap(), Err(NetError::Timeout)));
+        }
+        silent.store(false, std::sync::atomic::Ordering::SeqCst);
+        let started = Instant::now();
+        let resp = c.request(0, b"again", Duration::from_secs(2)).await;
+        assert_eq!(
+            resp.expect("the replica answers again; the client must reach it"),
+            b"answer"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// Issue 24, defect 1: a client that sends and never reads its answers.
+/// With its key's share used up, another client (same source address) is
+/// still served at once; once the first client's answers sit unwritten for
+/// the write timeout, its session is reset and its slots come back. Before,
+/// such a client held the replica's whole capacity for as long as it stayed
+/// connected, and every other client got "busy".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_holds_only_its_share_and_only_for_a_while() {
+    bounded(async {
+        let server_key = KeyPair::from_label("unread-server");
+        let limits = ClientLimits {
+            queue_max: 64,
+            key_share: 16,
+            source_share: 48,
+            write_timeout: Duration::from_millis(1500),
+            ..ClientLimits::for_queue(4096, 64)
+        };
+        let (server, addr, mut rx) = bare_server(&server_key, limits, no_screen).await;
+        // Answers are 2 KiB each: the lazy client's small window fills at once.
+        tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                let _ = req.respond.send(vec![7u8; 2048]);
+            }
+        });
+        // The lazy client: a raw session with a tiny receive window.
+        let lazy_key = KeyPair::from_label("unread-lazy");
+        let mut t = quinn::TransportConfig::default();
+        t.stream_receive_window(1024u32.into())
+            .receive_window(1024u32.into())
+            .keep_alive_interval(Some(Duration::from_millis(200)));
+        let config = tls::client_config(
+            &tls::Identity::new(&lazy_key).unwrap(),
+            tls::Pin::One(server_key.public()),
+            tls::ALPN_CLIENT,
+            Arc::new(t),
+        )
+        .unwrap();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = endpoint
+            .connect_with(config, addr, "pbft-replica")
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let mut records = Vec::new();
+        for id in 0..200u64 {
+            super::client::put_record(&mut records, id, 0, &[1u8; 512]);
+        }
+        send.write_all(&records).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Another client, another key, same address: served at once.
+        let honest_key = KeyPair::from_label("unread-honest");
+        let wait = Duration::from_secs(5);
+        let honest =
+            ClientConnector::new(&honest_key, vec![(server_key.public(), addr)], wait).unwrap();
+        let started = Instant::now();
+        for _ in 0..20 {
+            let resp = honest.request(0, b"hi", Duration::from_millis(800)).await;
+            assert_eq!(resp.expect("served beside the lazy client").len(), 2048);
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1200),
+            "{:?}",
+            started.elapsed()
+        );
+        // The lazy session is reset once its answers wait past the timeout.
+        let reset = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match recv.read(&mut buf).await {
+                    Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("the session of a client that does not read is closed");
+        assert!(
+            matches!(reset, Err(quinn::ReadError::Reset(code)) if code == codes::TIMEOUT),
+            "{reset:?}"
+        );
+        endpoint.close(codes::SHUTDOWN, b"done");
+        honest.close().await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// Issue 24, defect 1: a frame the endpoint's screen answers on sight (the
+/// node's answer to an undecodable request) takes no replica-wide slot: it
+/// is answered even while every slot is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screened_frame_is_answered_without_a_slot() {
+    fn screen(frame: &[u8]) -> Option<Vec<u8>> {
+        frame.starts_with(b"bad").then(|| b"malformed".to_vec())
+    }
+    bounded(async {
+        let server_key = KeyPair::from_label("screen-server");
+        let limits = ClientLimits::for_queue(1024, 1);
+        let (server, addr, mut rx) = bare_server(&server_key, limits, screen).await;
+        let held = tokio::spawn(async move { rx.recv().await.map(|req| (req, rx)) });
+        let key = KeyPair::from_label("screen-client");
+        let wait = Duration::from_secs(5);
+        let c =
+            Arc::new(ClientConnector::new(&key, vec![(server_key.public(), addr)], wait).unwrap());
+        let waiting = {
+            let c = c.clone();
+            tokio::spawn(async move { c.request(0, b"hold", Duration::from_secs(5)).await })
+        };
+        let (req, _rx) = held.await.unwrap().expect("the request reaches the node");
+        assert!(
+            matches!(c.request(0, b"other", wait).await, Err(NetError::Closed(_))),
+            "the one slot is taken: busy"
+        );
+        assert_eq!(
+            c.request(0, b"bad bytes", wait).await.unwrap(),
+            b"malformed"
+        );
+        let _ = req.respond.send(b"done".to_vec());
+        assert_eq!(waiting.await.unwrap().unwrap(), b"done");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// Issue 24, defect 2: one source address holds at most its share of the
+/// connections, and a connection that sends nothing (keep-alives only) is
+/// closed after the idle timeout, giving its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_source_are_capped_and_idle_ones_closed() {
+    bounded(async {
+        let server_key = KeyPair::from_label("conn-server");
+        let limits = ClientLimits {
+            connections_per_source: 2,
+            idle_timeout: Duration::from_millis(1000),
+            ..ClientLimits::for_queue(1024, 64)
+        };
+        let (server, addr, mut rx) = bare_server(&server_key, limits, no_screen).await;
+        tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                let _ = req.respond.send(b"ok".to_vec());
+            }
+        });
+        let wait = Duration::from_millis(1500);
+        let connector = |label: &str| {
+            ClientConnector::new(
+                &KeyPair::from_label(label),
+                vec![(server_key.public(), addr)],
+                wait,
+            )
+            .unwrap()
+        };
+        let (a, b, c) = (
+            connector("conn-a"),
+            connector("conn-b"),
+            connector("conn-c"),
+        );
+        assert_eq!(a.request(0, b"x", wait).await.unwrap(), b"ok");
+        assert_eq!(b.request(0, b"x", wait).await.unwrap(), b"ok");
+        assert!(
+            c.request(0, b"x", wait).await.is_err(),
+            "a third connection from one source is refused"
+        );
+        // a and b stay connected (keep-alives) but send nothing.
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(
+            c.request(0, b"x", wait)
+                .await
+                .expect("idle connections were closed"),
+            b"ok"
+        );
+        // An idle-closed client redials transparently.
+        assert_eq!(a.request(0, b"x", wait).await.unwrap(), b"ok");
+        server.shutdown().await;
     })
     .await;
 }

@@ -287,27 +287,49 @@ impl ReplicaConfig {
         resolve(home, &self.data_dir)
     }
 
+    /// The range of each number in the file (issue 24, defect 9: upper
+    /// bounds too, so that no value passes that stalls the replica or
+    /// makes its memory unbounded). In the order `validate` checks them.
+    pub const RANGES: [(&'static str, u64, u64); 11] = [
+        ("p2p.dial_timeout_ms", 10, 600_000),
+        ("p2p.idle_timeout_ms", 100, 3_600_000),
+        ("p2p.keep_alive_ms", 10, 600_000),
+        ("p2p.reconnect_min_ms", 1, 600_000),
+        ("p2p.reconnect_max_ms", 1, 3_600_000),
+        ("p2p.peer_queue_max", 1, 1 << 20),
+        ("p2p.inbound_queue_max", 1, 1 << 20),
+        // At least a full batch in a PRE-PREPARE; at most the largest
+        // frame genesis may need (it refuses parameters whose full
+        // NEW-VIEW is larger).
+        (
+            "p2p.frame_bytes_max",
+            (crate::tx::BATCH_BYTES_MAX + 64 * 1024) as u64,
+            256 << 20,
+        ),
+        ("client.queue_max", 1, 1 << 20),
+        ("client.submit_timeout_ms", 1, 3_600_000),
+        ("client.submit_waiters_max", 1, 1 << 20),
+    ];
+
     /// Checks every value that does not need genesis; errors name the key.
     pub fn validate(&self) -> Result<(), String> {
         let p = &self.p2p;
-        let positive = [
-            ("p2p.dial_timeout_ms", p.dial_timeout_ms),
-            ("p2p.idle_timeout_ms", p.idle_timeout_ms),
-            ("p2p.keep_alive_ms", p.keep_alive_ms),
-            ("p2p.reconnect_min_ms", p.reconnect_min_ms),
-            ("p2p.peer_queue_max", p.peer_queue_max as u64),
-            ("p2p.inbound_queue_max", p.inbound_queue_max as u64),
-            ("p2p.frame_bytes_max", p.frame_bytes_max as u64),
-            ("client.queue_max", self.client.queue_max as u64),
-            ("client.submit_timeout_ms", self.client.submit_timeout_ms),
-            (
-                "client.submit_waiters_max",
-                self.client.submit_waiters_max as u64,
-            ),
+        let values = [
+            p.dial_timeout_ms,
+            p.idle_timeout_ms,
+            p.keep_alive_ms,
+            p.reconnect_min_ms,
+            p.reconnect_max_ms,
+            p.peer_queue_max as u64,
+            p.inbound_queue_max as u64,
+            p.frame_bytes_max as u64,
+            self.client.queue_max as u64,
+            self.client.submit_timeout_ms,
+            self.client.submit_waiters_max as u64,
         ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(format!("{key} must be positive"));
+        for ((key, min, max), value) in ReplicaConfig::RANGES.iter().zip(values) {
+            if !(*min..=*max).contains(&value) {
+                return Err(format!("{key} ({value}) must be in {min}..={max}"));
             }
         }
         if self.worker_threads > WORKER_THREADS_MAX {
@@ -327,14 +349,6 @@ impl ReplicaConfig {
                 "p2p.reconnect_max_ms ({}) must be at least p2p.reconnect_min_ms ({})",
                 p.reconnect_max_ms, p.reconnect_min_ms
             ));
-        }
-        // A frame must at least hold a full batch in a PRE-PREPARE.
-        let floor = crate::tx::BATCH_BYTES_MAX + 64 * 1024;
-        if p.frame_bytes_max < floor {
-            return Err(format!("p2p.frame_bytes_max must be at least {floor}"));
-        }
-        if self.client.submit_timeout_ms > 3_600_000 {
-            return Err("client.submit_timeout_ms must be at most 3600000 (one hour)".into());
         }
         for (key, value) in [
             ("p2p.listen", &p.listen),
@@ -437,11 +451,19 @@ pub fn render(c: &ReplicaConfig) -> String {
         LogFormat::Plain => "plain",
         LogFormat::Json => "json",
     };
+    let ranges: String = ReplicaConfig::RANGES
+        .iter()
+        .map(|(key, min, max)| format!("#   {key:<28} {min}..={max}\n"))
+        .collect();
     format!(
         r#"# pbft-replica configuration. Relative paths resolve against this file's
 # directory (the replica's home). Unknown keys are refused. Protocol
 # parameters are not here: they are in genesis ("consensus"), because every
 # replica must use the same ones.
+#
+# Each number must lie in its range (a value outside is refused at start,
+# naming the key; exit code 3):
+{ranges}#   worker_threads               0..={WORKER_THREADS_MAX}
 
 # Genesis file: replicas, keys, addresses, funded accounts, consensus params.
 genesis_file = {genesis}
@@ -573,5 +595,46 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("worker_threads"));
         c.worker_threads = 0;
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    /// Issue 24, defect 9: every number has an upper bound too; a value
+    /// just outside either end is refused naming its key, the ends pass.
+    #[test]
+    fn every_number_is_refused_outside_its_range() {
+        fn set(c: &mut ReplicaConfig, key: &str, v: u64) {
+            let (p, cl) = (&mut c.p2p, &mut c.client);
+            match key {
+                "p2p.dial_timeout_ms" => p.dial_timeout_ms = v,
+                "p2p.idle_timeout_ms" => p.idle_timeout_ms = v,
+                "p2p.keep_alive_ms" => p.keep_alive_ms = v,
+                "p2p.reconnect_min_ms" => p.reconnect_min_ms = v,
+                "p2p.reconnect_max_ms" => p.reconnect_max_ms = v,
+                "p2p.peer_queue_max" => p.peer_queue_max = v as usize,
+                "p2p.inbound_queue_max" => p.inbound_queue_max = v as usize,
+                "p2p.frame_bytes_max" => p.frame_bytes_max = v as usize,
+                "client.queue_max" => cl.queue_max = v as usize,
+                "client.submit_timeout_ms" => cl.submit_timeout_ms = v,
+                "client.submit_waiters_max" => cl.submit_waiters_max = v as usize,
+                other => panic!("no such key {other}"),
+            }
+        }
+        for (key, min, max) in ReplicaConfig::RANGES {
+            for (v, ok) in [(min - 1, false), (min, true), (max, true), (max + 1, false)] {
+                let mut c = ReplicaConfig::default();
+                // Keep the relations: keep-alive below idle, min below max.
+                c.p2p.idle_timeout_ms = 3_600_000;
+                c.p2p.reconnect_max_ms = 3_600_000;
+                c.p2p.reconnect_min_ms = 1;
+                c.p2p.keep_alive_ms = 10;
+                set(&mut c, key, v);
+                match c.validate() {
+                    Ok(()) => assert!(ok, "{key} = {v} accepted"),
+                    Err(e) => {
+                        assert!(!ok, "{key} = {v} refused: {e}");
+                        assert!(e.contains(key), "{e}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod inspect;
 pub mod keyfile;
+mod pacer;
 pub mod persist;
 pub mod runtime;
 pub mod service;
@@ -35,6 +36,7 @@ use crate::ledger::{self, ChainTip, StateMachine};
 use crate::storage::{Cf, StorageError, Store, WriteBatch};
 use crate::tx::Receipt;
 use crate::types::{ReplicaId, Seq, Time, View};
+use pacer::Pacer;
 use persist::{StoredBlock, TxLocation};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -87,6 +89,16 @@ pub const FETCH_REPLY_BYTES_MAX: usize = crate::codec::FRAME_BYTES_MAX / 2;
 /// blocks without bound.
 const FETCH_BURST: u64 = 4;
 const FETCH_INTERVAL_MS: u64 = 20;
+/// Replies signed afresh for resent, already executed requests whose reply
+/// is no longer cached, per client: a burst of `REPLAY_BURST`, then one per
+/// `REPLAY_INTERVAL_MS` (issue 24, defect 5: each cost a signature, and
+/// before, a forced sync). A correct client resends a request a few times
+/// at most; the others are dropped unanswered, and the client's next
+/// resend, later, is answered.
+const REPLAY_BURST: u64 = 4;
+const REPLAY_INTERVAL_MS: u64 = 250;
+/// Clients tracked by the replay pacer at once.
+const REPLAY_CLIENTS_MAX: usize = 16_384;
 
 /// Writes awaiting their sync and everything that must wait for it.
 ///
@@ -269,10 +281,12 @@ impl ReplyCache {
         }
     }
 
-    fn get(&self, client: &PublicKey, nonce: u64) -> Option<(Reply, ReplyProof)> {
+    /// The cached reply to exactly this transaction (a different one with
+    /// the same nonce never executed: it gets nothing).
+    fn get(&self, client: &PublicKey, nonce: u64, tx_id: &Digest) -> Option<(Reply, ReplyProof)> {
         self.map
             .get(client)
-            .filter(|(_, r, _)| r.nonce == nonce)
+            .filter(|(_, r, _)| r.nonce == nonce && r.tx_id == *tx_id)
             .map(|(_, r, p)| (*r, p.clone()))
     }
 
@@ -294,6 +308,7 @@ pub struct Node<S: Store> {
     reply_cache: ReplyCache,
     view_record: Box<dyn ViewRecord>,
     requests_unfunded: u64,
+    requests_deferred: u64,
     /// What may leave: everything produced before the first unsynced write.
     outbox: VecDeque<Outgoing>,
     committed: VecDeque<CommittedBlock>,
@@ -308,9 +323,10 @@ pub struct Node<S: Store> {
     unsynced_since: Option<Time>,
     /// The latest time an input was ingested at.
     last_now: Time,
-    /// Per peer, when its fetch allowance is next whole (see `FETCH_BURST`).
-    fetch_allowance: BTreeMap<ReplicaId, Time>,
-    fetches_refused: u64,
+    /// Fetches served per peer (see `FETCH_BURST`).
+    fetch_pacer: Pacer<ReplicaId>,
+    /// Replies signed afresh per client (see `REPLAY_BURST`).
+    replay_pacer: Pacer<PublicKey>,
     view_entered: Vec<View>,
 }
 
@@ -562,6 +578,7 @@ impl<S: Store> Node<S> {
             reply_cache: ReplyCache::default(),
             view_record,
             requests_unfunded: 0,
+            requests_deferred: 0,
             outbox: VecDeque::new(),
             committed: VecDeque::new(),
             unsynced: None,
@@ -569,8 +586,8 @@ impl<S: Store> Node<S> {
             awaiting_sync: VecDeque::new(),
             unsynced_since: None,
             last_now: Time(0),
-            fetch_allowance: BTreeMap::new(),
-            fetches_refused: 0,
+            fetch_pacer: Pacer::new(FETCH_BURST, FETCH_INTERVAL_MS, 1024),
+            replay_pacer: Pacer::new(REPLAY_BURST, REPLAY_INTERVAL_MS, REPLAY_CLIENTS_MAX),
             view_entered: Vec::new(),
         })
     }
@@ -632,11 +649,32 @@ impl<S: Store> Node<S> {
     /// Whether a client's request may be held and ordered: see
     /// [`Node::refusal`]. Counts the refused ones.
     fn admissible(&mut self, tx: &crate::tx::Transaction) -> bool {
-        if self.refusal(tx).is_none() {
-            return true;
+        if self.refusal(tx).is_some() {
+            self.requests_unfunded += 1;
+            return false;
         }
-        self.requests_unfunded += 1;
-        false
+        if self.deferral(tx) {
+            self.requests_deferred += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Whether a request is turned away for now (the client hears "busy"
+    /// and resends later): the pending set is full, or three quarters full
+    /// and the sender never executed a transfer — the last quarter is kept
+    /// for senders that executed before (issue 24, defect 3: any number of
+    /// funded keys, each sending once, could fill the whole set and keep
+    /// every established client out). Before, a request the full set
+    /// dropped was never answered: its client waited out its timeout.
+    pub fn deferral(&self, tx: &crate::tx::Transaction) -> bool {
+        if self.replica.holds_pending(tx) {
+            return false;
+        }
+        let newcomer = self.bank.account(&tx.from).is_none_or(|a| a.nonce == 0);
+        let max = self.replica.config().pending_requests_max;
+        let held = self.replica.pending_len();
+        held >= max || (newcomer && held >= max - max / 4)
     }
 
     /// The receipt a client's request would execute with at this height,
@@ -684,6 +722,12 @@ impl<S: Store> Node<S> {
     /// [`Node::refusal`]).
     pub fn requests_unfunded(&self) -> u64 {
         self.requests_unfunded
+    }
+
+    /// Client requests from newcomers turned away while the pending set was
+    /// three quarters full (see [`Node::deferral`]).
+    pub fn requests_deferred(&self) -> u64 {
+        self.requests_deferred
     }
 
     /// Whether the request's nonce already executed; if so, its reply (if
@@ -863,13 +907,20 @@ impl<S: Store> Node<S> {
         if tx.nonce > account.nonce {
             return Ok(None);
         }
-        let cached = self.reply_cache.get(&tx.from, tx.nonce);
+        let id = tx.id();
+        let cached = self.reply_cache.get(&tx.from, tx.nonce, &id);
         if cached.is_some() {
             return Ok(Some(cached));
         }
-        // The transaction index is read from the store: make it current.
-        self.flush()?;
-        let id = tx.id();
+        // Issue 24, defect 5: no forced sync (before, every uncached resend
+        // flushed the group: a sync each) and a bounded rate of signatures.
+        // The index holds every block written, synced or not; a block still
+        // in the unwritten group has its replies in the cache, unless 65,536
+        // clients were answered since — then the client's next resend, after
+        // the group is written, is answered.
+        if !self.replay_pacer.allow(tx.from, self.last_now) {
+            return Ok(Some(None));
+        }
         let Ok(Some(loc)) = persist::read_tx(&self.store, &id) else {
             return Ok(Some(None));
         };
@@ -882,6 +933,12 @@ impl<S: Store> Node<S> {
             receipt: loc.receipt,
         };
         let proof = self.sign_replies(&[reply]).pop();
+        if let Some(proof) = &proof {
+            if tx.nonce == account.nonce {
+                // The client's latest: later resends are answered from the cache.
+                self.reply_cache.insert(reply, proof.clone());
+            }
+        }
         Ok(Some(proof.map(|p| (reply, p))))
     }
 
@@ -901,30 +958,25 @@ impl<S: Store> Node<S> {
         )
     }
 
-    /// Whether `peer` may have a fetch served now (a leaky bucket: each
-    /// served fetch moves its time forward by `FETCH_INTERVAL_MS`; it may
-    /// run at most a burst ahead of `now`).
+    /// Whether `peer` may have a fetch served now.
     fn fetch_allowed(&mut self, peer: ReplicaId, now: Time) -> bool {
-        let due = self
-            .fetch_allowance
-            .get(&peer)
-            .copied()
-            .unwrap_or(now)
-            .max(now);
-        if due > now.plus_millis((FETCH_BURST - 1) * FETCH_INTERVAL_MS) {
-            self.fetches_refused += 1;
-            tracing::debug!(replica = %self.me, %peer, refused = self.fetches_refused,
-                "fetch over the per-peer rate dropped");
-            return false;
+        if self.fetch_pacer.allow(peer, now) {
+            return true;
         }
-        self.fetch_allowance
-            .insert(peer, due.plus_millis(FETCH_INTERVAL_MS));
-        true
+        tracing::debug!(replica = %self.me, %peer, refused = self.fetch_pacer.refused(),
+            "fetch over the per-peer rate dropped");
+        false
     }
 
     /// Fetch requests dropped for exceeding a peer's rate.
     pub fn fetches_refused(&self) -> u64 {
-        self.fetches_refused
+        self.fetch_pacer.refused()
+    }
+
+    /// Resent requests left unanswered for exceeding a client's rate of
+    /// replies signed afresh.
+    pub fn replays_refused(&self) -> u64 {
+        self.replay_pacer.refused()
     }
 
     fn serve_fetch(&mut self, peer: ReplicaId, from: Seq, to: Seq) -> Result<(), NodeError> {

@@ -177,6 +177,8 @@ impl Driver {
         for tx in admitted {
             if let Some(receipt) = self.node.refusal(&tx) {
                 self.service.refused((tx.from, tx.nonce), receipt);
+            } else if self.node.deferral(&tx) {
+                self.service.busy((tx.from, tx.nonce));
             }
             // Answered after the flush, once replies to it have gone out.
             self.submitted.push((tx.from, tx.nonce));
@@ -357,8 +359,11 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
     let (clients, mut requests) = match ClientServer::start(
         cfg.client_listen,
         &cfg.key,
-        crate::client::proto::REQUEST_BYTES_MAX,
-        cfg.client_queue_max,
+        net::ClientLimits::for_queue(
+            crate::client::proto::REQUEST_BYTES_MAX,
+            cfg.client_queue_max,
+        ),
+        ClientService::screen,
     )
     .await
     {

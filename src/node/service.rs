@@ -88,6 +88,15 @@ impl ClientService {
         self.count
     }
 
+    /// The client endpoint's answer on sight ([`net::Screen`]): a frame that
+    /// does not decode is answered "malformed" without reaching the node or
+    /// taking a slot of the replica's capacity.
+    pub fn screen(frame: &[u8]) -> Option<Vec<u8>> {
+        ClientRequest::from_frame(frame)
+            .err()
+            .map(|_| ClientResponse::Malformed.to_frame())
+    }
+
     /// Decodes and answers one request, or queues a submission for
     /// [`ClientService::admit`].
     pub fn on_request<S: Store>(
@@ -219,6 +228,12 @@ impl ClientService {
             other => SubmitRejected::WouldFail(other),
         };
         self.fail(&key, reason);
+    }
+
+    /// The node turns the submission away for now (`Node::deferral`): its
+    /// waiters hear "busy" and may resend.
+    pub fn busy(&mut self, key: Key) {
+        self.fail(&key, SubmitRejected::Busy);
     }
 
     /// The node emitted a reply (and its proof) for `client`.

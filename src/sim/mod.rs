@@ -86,6 +86,20 @@ enum Event {
         tx_id: Digest,
         receipt: Receipt,
     },
+    /// A replica turned a client's request away for now (`Node::deferral`:
+    /// its pending set is full), and says "busy", as the real service does.
+    Busy {
+        client: usize,
+        replica: ReplicaId,
+        tx_id: Digest,
+    },
+    /// A client sends its outstanding request again to one replica (after
+    /// a "busy" from it).
+    Resend {
+        client: usize,
+        replica: ReplicaId,
+        tx_id: Digest,
+    },
 }
 
 const CLIENT_BALANCE: u64 = 1_000;
@@ -323,7 +337,7 @@ impl Sim {
         let client_keys: Vec<KeyPair> = (0..scenario.clients)
             .map(|i| KeyPair::from_label(&format!("sim-{seed}-client-{i}")))
             .collect();
-        let cfg = Config {
+        let cfg = scenario.consensus.clone().unwrap_or(Config {
             checkpoint_interval: scenario.checkpoint_interval,
             watermark_window: scenario.watermark_window,
             batch_txs_max: scenario.batch_txs_max,
@@ -332,7 +346,7 @@ impl Sim {
             view_change_timeout_max_ms: scenario.request_timeout_ms * 8,
             retransmit_ms: scenario.request_timeout_ms / 3,
             ..Config::default()
-        };
+        });
         let addrs: Vec<(String, String)> = (0..n).map(|_| ("sim".into(), "sim".into())).collect();
         let mut balances: Vec<(PublicKey, u64)> = client_keys
             .iter()
@@ -691,6 +705,21 @@ impl Sim {
                 self.log(|| format!("{from:?} -> {to:?} {}", describe(&message)));
                 let input = match (self.endpoint_replica(from), message) {
                     (None, Message::Request(tx)) => {
+                        let busy = self.nodes[slot].as_ref().is_some_and(|n| n.deferral(&tx));
+                        if let (Endpoint::Client(client), true, Some(replica)) =
+                            (from, busy, self.endpoint_replica(to))
+                        {
+                            let at = self.now.plus_millis(self.scenario.delay_min_ms);
+                            let tx_id = tx.id();
+                            self.push(
+                                at,
+                                Event::Busy {
+                                    client,
+                                    replica,
+                                    tx_id,
+                                },
+                            );
+                        }
                         let refusal = self.nodes[slot].as_ref().and_then(|n| n.refusal(&tx));
                         if let (Endpoint::Client(client), Some(receipt), Some(replica)) =
                             (from, refusal, self.endpoint_replica(to))
@@ -784,6 +813,35 @@ impl Sim {
                 tx_id,
                 receipt,
             } => self.on_refused(client, replica, tx_id, receipt),
+            Event::Busy {
+                client,
+                replica,
+                tx_id,
+            } => {
+                // The real client retries that replica after a short pause.
+                self.hash_event(12, client as u64, replica.0 as u64, &tx_id.0);
+                let pause = self.client_rng.gen_range(20..=100);
+                self.push(
+                    self.now.plus_millis(pause),
+                    Event::Resend {
+                        client,
+                        replica,
+                        tx_id,
+                    },
+                );
+            }
+            Event::Resend {
+                client,
+                replica,
+                tx_id,
+            } => {
+                let tx = match &self.clients[client].outstanding {
+                    Some(o) if o.tx.id() == tx_id => o.tx.clone(),
+                    _ => return,
+                };
+                self.hash_event(13, client as u64, replica.0 as u64, &tx_id.0);
+                self.send_request(Endpoint::Client(client), &tx, Some(&|r| r == replica.0));
+            }
             Event::FaultsEnd => {
                 self.hash_event(5, 0, 0, &[]);
                 self.log(|| "FAULTS END: network reliable, all replicas restart".into());

@@ -93,6 +93,9 @@ pub struct Scenario {
     /// links) are absent: no view change may happen unless the adversary
     /// is a primary (L3).
     pub calm: bool,
+    /// The consensus parameters, if not derived from the fields above (see
+    /// [`Scenario::with_consensus`]).
+    pub consensus: Option<crate::consensus::Config>,
 }
 
 /// One round of a Twins scenario.
@@ -131,7 +134,19 @@ impl Scenario {
             byzantine: Vec::new(),
             twin_rounds: Vec::new(),
             calm: true,
+            consensus: None,
         }
+    }
+
+    /// Runs the replicas on `config` (the fields the simulator also reads —
+    /// checkpoint interval, window, batch size, request timeout — follow it).
+    pub fn with_consensus(mut self, config: crate::consensus::Config) -> Scenario {
+        self.checkpoint_interval = config.checkpoint_interval;
+        self.watermark_window = config.watermark_window;
+        self.batch_txs_max = config.batch_txs_max;
+        self.request_timeout_ms = config.request_timeout_ms;
+        self.consensus = Some(config);
+        self
     }
 
     /// A random scenario: faults and their rates both come from `rng`.

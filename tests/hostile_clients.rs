@@ -1,0 +1,131 @@
+//! Hostile clients beside honest ones on a real four-replica network
+//! (issue 24; cargo feature `byzantine` for `pbft-client hostile`).
+//!
+//! A fresh testnet; an honest `pbft-client bench` measures the committed
+//! transfers per second without any attacker (the better of two runs).
+//! Then, for each behaviour — clients that never read their answers,
+//! handshakes that never finish, transfers from throwaway keys, resent
+//! executed transfers — a `pbft-client hostile` process attacks every
+//! replica while the same benchmark runs again beside it. Each run must
+//! commit every transfer at no less than half the unattacked rate, and
+//! every replica's peak resident memory must stay under a bound. The figures
+//! are printed (run with `--nocapture`).
+//!
+//! `cargo test --release --features byzantine --test hostile_clients -- --test-threads=1`
+
+#![cfg(feature = "byzantine")]
+
+mod common;
+use common::cluster::{Cluster, CLIENT, N};
+use common::text;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const TXS: u64 = 2_000;
+const CONCURRENCY: u64 = 32;
+/// Peak resident memory a replica may reach over the whole test.
+const PEAK_RSS_MAX_KB: u64 = 400 * 1024;
+
+/// A status line of `/proc/PID/status` in KiB (`VmHWM`: peak resident).
+fn proc_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn tx_per_s(report: &serde_json::Value) -> f64 {
+    report["tx_per_s"].as_f64().expect("tx_per_s in the report")
+}
+
+/// The attacker, killed by PID if still running when dropped.
+struct Attacker(Option<Child>);
+
+impl Attacker {
+    /// Waits (bounded) for the attacker to end by itself; its report line.
+    fn finish(mut self, behaviour: &str) -> String {
+        let mut child = self.0.take().expect("attacker running");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{behaviour}: attacker did not end by itself");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{behaviour}: attacker failed ({}): {}",
+            out.status,
+            text(&out.stderr)
+        );
+        text(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn hostile_clients_leave_honest_throughput_and_memory_bounded() {
+    let mut c = Cluster::generate();
+    c.start_all();
+    let unattacked = (0..2)
+        .map(|_| tx_per_s(&c.bench(0, TXS, CONCURRENCY).wait()))
+        .fold(0.0, f64::max);
+    println!("unattacked: {unattacked:.0} tx/s");
+    for behaviour in ["never-read", "stall-handshakes", "throwaway-keys", "replay"] {
+        let attacker = c
+            .command(CLIENT)
+            .args(["--network", c.root.to_str().unwrap()])
+            .args(["--key", &c.key(1), "--timeout-ms", "5000"])
+            .args(["hostile", behaviour, "--seconds", "15", "--rate", "1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pbft-client hostile");
+        let mut attacker = Attacker(Some(attacker));
+        // Let the attack build up (the replay setup commits 32 transfers).
+        std::thread::sleep(Duration::from_secs(4));
+        let running = attacker.0.as_mut().unwrap().try_wait().unwrap().is_none();
+        assert!(
+            running,
+            "{behaviour}: attacker ended early: {}",
+            attacker.finish(behaviour)
+        );
+        let report = c.bench(0, TXS, CONCURRENCY).wait();
+        let attacked = tx_per_s(&report);
+        let peaks: Vec<u64> = (0..N)
+            .map(|i| proc_kb(c.children[i].as_ref().expect("running").id(), "VmHWM:"))
+            .collect();
+        println!(
+            "{behaviour}: {attacked:.0} tx/s ({:.0} % of unattacked), replica peak RSS {:?} MiB",
+            100.0 * attacked / unattacked,
+            peaks.iter().map(|kb| kb / 1024).collect::<Vec<_>>()
+        );
+        assert!(
+            attacked >= 0.5 * unattacked,
+            "{behaviour}: {attacked:.0} tx/s, below half of {unattacked:.0}"
+        );
+        for (i, kb) in peaks.iter().enumerate() {
+            assert!(
+                *kb > 0 && *kb <= PEAK_RSS_MAX_KB,
+                "{behaviour}: replica {i} peak RSS {kb} KiB"
+            );
+        }
+        println!("  attacker: {}", attacker.finish(behaviour));
+    }
+    // Every replica is still up and on one chain height give or take.
+    let heights = c.heights();
+    assert!(heights.iter().all(Option::is_some), "{heights:?}");
+}
