@@ -83,12 +83,25 @@ fn hostile_clients_leave_honest_throughput_and_memory_bounded() {
         .map(|_| tx_per_s(&c.bench(0, TXS, CONCURRENCY).wait()))
         .fold(0.0, f64::max);
     println!("unattacked: {unattacked:.0} tx/s");
-    for behaviour in ["never-read", "stall-handshakes", "throwaway-keys", "replay"] {
+    let behaviours = ["never-read", "stall-handshakes", "throwaway-keys", "replay"];
+    for (k, behaviour) in behaviours.into_iter().enumerate() {
+        // Another host's address on this machine, one per behaviour:
+        // per-source limits apply to it, not to the honest client on
+        // 127.0.0.1 (nor to the next attacker: the replicas may still hold
+        // the last one's stalled handshakes).
+        let bind = format!("127.0.0.{}", 2 + k);
+        // Handshakes are the dearest for the attacker's own CPU here.
+        let rate = if behaviour == "stall-handshakes" {
+            "250"
+        } else {
+            "1000"
+        };
         let attacker = c
             .command(CLIENT)
             .args(["--network", c.root.to_str().unwrap()])
             .args(["--key", &c.key(1), "--timeout-ms", "5000"])
-            .args(["hostile", behaviour, "--seconds", "15", "--rate", "1000"])
+            .args(["hostile", behaviour, "--seconds", "15", "--rate", rate])
+            .args(["--bind", &bind])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,7 +136,28 @@ fn hostile_clients_leave_honest_throughput_and_memory_bounded() {
                 "{behaviour}: replica {i} peak RSS {kb} KiB"
             );
         }
-        println!("  attacker: {}", attacker.finish(behaviour));
+        let line = attacker.finish(behaviour);
+        println!("  attacker: {line}");
+        let count = |what: &str| -> u64 {
+            let after = line.split(&format!("{what} ")).nth(1).unwrap_or("");
+            after
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        assert!(
+            count("sent") > 0,
+            "{behaviour}: the attacker sent nothing: {line}"
+        );
+        if matches!(behaviour, "throwaway-keys" | "replay") {
+            // The attack reached the replicas (it was answered), so the
+            // honest rate above was measured under it.
+            assert!(
+                count("answered") > 0,
+                "{behaviour}: nothing answered: {line}"
+            );
+        }
     }
     // Every replica is still up and on one chain height give or take.
     let heights = c.heights();

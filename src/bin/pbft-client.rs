@@ -115,6 +115,10 @@ enum Command {
         #[arg(long, value_name = "R", default_value_t = 1_000,
               value_parser = clap::value_parser!(u64).range(1..=100_000))]
         rate: u64,
+        /// Local address to send from (127.0.0.2 plays another host on
+        /// one machine).
+        #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
     },
     /// Write a new key file and print its account.
     Keygen {
@@ -241,11 +245,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 behaviour,
                 seconds,
                 rate,
+                bind,
             } => pbft_ledger::client::hostile::run(
                 &client,
                 behaviour,
                 Duration::from_secs(seconds),
                 rate,
+                bind,
             )
             .await
             .map(|r| {

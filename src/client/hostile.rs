@@ -16,14 +16,16 @@
 //!
 //! `rate` bounds the requests per second a behaviour sends (on one machine
 //! the attacker's own CPU would otherwise be the attack); the handshake
-//! staller renews at most `rate` handshakes per second.
+//! staller renews at most `rate` handshakes per second. Everything is sent
+//! from `bind`, an address of this host: on one machine, `127.0.0.2` plays
+//! another host (per-source limits apply per address).
 
 use super::proto::ClientRequest;
 use super::session::Client;
 use crate::crypto::{KeyPair, PublicKey};
 use crate::net::{hostile, ClientConnector, NetError};
 use crate::tx::Transaction;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +58,7 @@ pub async fn run(
     behaviour: Behaviour,
     duration: Duration,
     rate: u64,
+    bind: IpAddr,
 ) -> Result<Report, NetError> {
     let deadline = Instant::now() + duration;
     let g = client.genesis();
@@ -75,8 +78,7 @@ pub async fn run(
                     let me = KeyPair::from_label(&format!("hostile-never-read-{i}-{c}"));
                     tasks.push(tokio::spawn(never_read(
                         me,
-                        key,
-                        addr,
+                        (key, addr, bind),
                         deadline,
                         per_replica / 4 + 1,
                         counters.clone(),
@@ -95,7 +97,7 @@ pub async fn run(
                             .min(Duration::from_secs(10));
                         // `per_replica` new handshakes per second, held `hold`.
                         let count = (per_replica * hold.as_secs().max(1)) as usize;
-                        match hostile::stall_handshakes(&me, key, addr, count, hold).await {
+                        match hostile::stall_handshakes(&me, key, addr, count, hold, bind).await {
                             Ok(n) => counters.sent.fetch_add(n as u64, Ordering::Relaxed),
                             Err(_) => counters.closed_on_us.fetch_add(1, Ordering::Relaxed),
                         };
@@ -113,7 +115,7 @@ pub async fn run(
                 })
                 .collect();
             tasks.extend(send_round_robin(
-                &replicas,
+                (&replicas, bind),
                 frames,
                 deadline,
                 per_replica,
@@ -131,7 +133,7 @@ pub async fn run(
                 frames.push(ClientRequest::Submit(tx).to_frame());
             }
             tasks.extend(send_round_robin(
-                &replicas,
+                (&replicas, bind),
                 frames,
                 deadline,
                 per_replica,
@@ -159,8 +161,7 @@ struct Counters {
 /// One connection's sessions that never read, renewed until `deadline`.
 async fn never_read(
     me: KeyPair,
-    replica: PublicKey,
-    addr: SocketAddr,
+    (replica, addr, bind): (PublicKey, SocketAddr, IpAddr),
     deadline: Instant,
     rate: u64,
     counters: Arc<Counters>,
@@ -168,9 +169,11 @@ async fn never_read(
     let status = ClientRequest::Status.to_frame();
     let mut next_id = 0u64;
     while Instant::now() < deadline {
-        let Ok(Ok((endpoint, conn))) =
-            tokio::time::timeout_at(deadline, hostile::connect_unread(&me, replica, addr, 1024))
-                .await
+        let Ok(Ok((endpoint, conn))) = tokio::time::timeout_at(
+            deadline,
+            hostile::connect_unread(&me, replica, addr, 1024, bind),
+        )
+        .await
         else {
             counters.closed_on_us.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -216,16 +219,17 @@ async fn never_read(
 /// Sends `frames` round and round to every replica, `rate` per second per
 /// replica, at most 64 unanswered at a time per replica.
 fn send_round_robin(
-    replicas: &[(PublicKey, SocketAddr)],
+    (replicas, bind): (&[(PublicKey, SocketAddr)], IpAddr),
     frames: Vec<Vec<u8>>,
     deadline: Instant,
     rate: u64,
     counters: Arc<Counters>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, NetError> {
-    let connector = Arc::new(ClientConnector::new(
+    let connector = Arc::new(ClientConnector::bound(
         &KeyPair::generate(),
         replicas.to_vec(),
         Duration::from_secs(2),
+        Some(bind),
     )?);
     let frames = Arc::new(frames);
     let mut tasks = Vec::new();

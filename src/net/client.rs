@@ -585,6 +585,17 @@ impl ClientConnector {
         replicas: Vec<(PublicKey, SocketAddr)>,
         dial_timeout: Duration,
     ) -> Result<Self, NetError> {
+        ClientConnector::bound(key, replicas, dial_timeout, None)
+    }
+
+    /// [`ClientConnector::new`] sending from `bind` (an address of this
+    /// host) instead of the unspecified address.
+    pub fn bound(
+        key: &KeyPair,
+        replicas: Vec<(PublicKey, SocketAddr)>,
+        dial_timeout: Duration,
+        bind: Option<IpAddr>,
+    ) -> Result<Self, NetError> {
         let identity = Identity::new(key)?;
         let transport =
             transport_config(Duration::from_secs(10), Some(Duration::from_secs(2)), 0, 0)?;
@@ -604,10 +615,12 @@ impl ClientConnector {
                 })
             })
             .collect::<Result<Vec<_>, NetError>>()?;
-        let bind: SocketAddr = if replicas.iter().any(|r| r.addr.is_ipv6()) {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        let bind: SocketAddr = match bind {
+            Some(ip) => (ip, 0).into(),
+            None if replicas.iter().any(|r| r.addr.is_ipv6()) => {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            }
+            None => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         };
         let endpoint =
             Endpoint::client(bind).map_err(|source| NetError::Bind { addr: bind, source })?;

@@ -10,7 +10,7 @@ use super::tls::{self, Identity, Pin};
 use super::NetError;
 use crate::crypto::{KeyPair, PublicKey};
 use quinn::{Connection, Endpoint};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +21,15 @@ pub fn request_record(id: u64, frame: &[u8]) -> Vec<u8> {
     buf
 }
 
-/// A connection to a replica's client endpoint that reads at most
-/// `window` bytes of answers before its flow control stops the replica.
+/// A connection to a replica's client endpoint, sent from `bind`, that
+/// reads at most `window` bytes of answers before its flow control stops
+/// the replica.
 pub async fn connect_unread(
     key: &KeyPair,
     replica: PublicKey,
     addr: SocketAddr,
     window: u32,
+    bind: IpAddr,
 ) -> Result<(Endpoint, Connection), NetError> {
     let mut t = quinn::TransportConfig::default();
     t.stream_receive_window(window.into())
@@ -42,11 +44,7 @@ pub async fn connect_unread(
         tls::ALPN_CLIENT,
         Arc::new(t),
     )?;
-    let bind: SocketAddr = if addr.is_ipv6() {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    };
+    let bind: SocketAddr = (bind, 0).into();
     let endpoint =
         Endpoint::client(bind).map_err(|source| NetError::Bind { addr: bind, source })?;
     let conn = endpoint
@@ -58,7 +56,8 @@ pub async fn connect_unread(
 }
 
 /// Starts `count` handshakes with the replica at `addr` that never finish,
-/// each from a source port of its own, and holds them for `hold`: a relay
+/// each from a source port of its own on `bind`, and holds them for
+/// `hold`: a relay
 /// socket per handshake passes the client's packets on and drops every
 /// packet the replica sends back, so the replica waits for a client flight
 /// that never comes. Returns how many relays were set up.
@@ -68,12 +67,9 @@ pub async fn stall_handshakes(
     addr: SocketAddr,
     count: usize,
     hold: Duration,
+    bind: IpAddr,
 ) -> Result<usize, NetError> {
-    let local: SocketAddr = if addr.is_ipv6() {
-        (std::net::Ipv6Addr::LOCALHOST, 0).into()
-    } else {
-        (std::net::Ipv4Addr::LOCALHOST, 0).into()
-    };
+    let local: SocketAddr = (bind, 0).into();
     let config = tls::client_config(
         &Identity::new(key)?,
         Pin::One(replica),
