@@ -231,6 +231,8 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
     scenario.crash_in_writes(&mut write_rng, opts.crash_anywhere);
     let mut stop_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6f70_6572_6174_6f72);
     scenario.operator_stops(&mut stop_rng);
+    let mut clock_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x636c_6f63_6b73_2121);
+    scenario.clocks(&mut clock_rng);
     let calm = opts.baseline.then(|| Scenario {
         adversary: None,
         byzantine: Vec::new(),
@@ -1141,7 +1143,10 @@ impl Sim {
         f: impl FnOnce(&mut Node<MemoryStore>) -> Result<(), crate::node::NodeError>,
     ) -> bool {
         let r = self.slot_id(slot);
+        let wall = self.scenario.wall_ms(r, self.now);
         let node = self.nodes[slot].as_mut().expect("caller checked");
+        // Each replica reads its own wall clock (offset, maybe stepped).
+        node.set_wall_clock(wall);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(node)));
         match result {
             Ok(Ok(())) => true,

@@ -96,6 +96,22 @@ pub struct Scenario {
     /// The consensus parameters, if not derived from the fields above (see
     /// [`Scenario::with_consensus`]).
     pub consensus: Option<crate::consensus::Config>,
+    /// Each replica's wall clock: a constant offset from true time (by
+    /// replica index; missing ones are exact) and steps that are corrected
+    /// later (see [`Scenario::clocks`]). Timers run on true time, as the
+    /// runtime's run on a monotonic clock.
+    pub clock_offsets_ms: Vec<i64>,
+    pub clock_steps: Vec<ClockStep>,
+}
+
+/// A replica's wall clock stepped by `by_ms` (NTP, a VM resumed) from `at`
+/// until `at + for_ms`, when it is corrected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClockStep {
+    pub at: Time,
+    pub replica: ReplicaId,
+    pub by_ms: i64,
+    pub for_ms: u64,
 }
 
 /// One round of a Twins scenario.
@@ -135,6 +151,8 @@ impl Scenario {
             twin_rounds: Vec::new(),
             calm: true,
             consensus: None,
+            clock_offsets_ms: Vec::new(),
+            clock_steps: Vec::new(),
         }
     }
 
@@ -249,6 +267,55 @@ impl Scenario {
     /// order (crash, restart, clean stop, restart; clean stop, restart,
     /// crash, ...) occurs. Drawn from an `rng` of its own, so the rest of a
     /// seed's scenario does not change. A calm scenario stays calm.
+    /// Per-replica wall clocks (issue 24, defect 7: the simulator had one
+    /// clock for all): offsets of up to ±2 s, and in some seeds steps of
+    /// up to ±2 h — far beyond the skew a PRE-PREPARE may have — that are
+    /// corrected before the faults end. A stepped primary's batches are
+    /// refused for skew until then (a view change replaces it); a stepped
+    /// backup refuses them; after the correction nothing may stay stuck.
+    pub fn clocks(&mut self, rng: &mut ChaCha8Rng) {
+        if self.calm {
+            return;
+        }
+        self.clock_offsets_ms = (0..self.replicas)
+            .map(|_| rng.gen_range(-2_000..=2_000))
+            .collect();
+        let faults_ms = self.faults_end.as_millis();
+        let steps = *pick(rng, &[0, 0, 1, 2]);
+        for _ in 0..steps {
+            let at = rng.gen_range(100..faults_ms.saturating_sub(200).max(101));
+            let magnitude = *pick(rng, &[5_000, 90_000, 7_200_000]);
+            let by_ms = if rng.gen_bool(0.5) {
+                magnitude
+            } else {
+                -magnitude
+            };
+            let for_ms = rng.gen_range(50..=(faults_ms - at).max(51));
+            self.clock_steps.push(ClockStep {
+                at: Time::from_millis(at),
+                replica: ReplicaId(rng.gen_range(0..self.replicas)),
+                by_ms,
+                for_ms: for_ms.min(faults_ms - at),
+            });
+        }
+    }
+
+    /// Replica `r`'s wall clock at true time `now`, in milliseconds since
+    /// the epoch (true time 0 is `EPOCH_MS`).
+    pub fn wall_ms(&self, r: ReplicaId, now: Time) -> u64 {
+        const EPOCH_MS: i64 = 1_800_000_000_000;
+        let t = now.as_millis() as i64;
+        let offset = self.clock_offsets_ms.get(r.index()).copied().unwrap_or(0);
+        let steps: i64 = self
+            .clock_steps
+            .iter()
+            .filter(|s| s.replica == r && s.at.as_millis() as i64 <= t)
+            .filter(|s| t < (s.at.as_millis() + s.for_ms) as i64)
+            .map(|s| s.by_ms)
+            .sum();
+        (EPOCH_MS + t + offset + steps).max(0) as u64
+    }
+
     pub fn operator_stops(&mut self, rng: &mut ChaCha8Rng) {
         if self.calm {
             return;
