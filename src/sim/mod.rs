@@ -299,6 +299,9 @@ struct Sim {
     collusion: Collusion,
     adv_rng: ChaCha8Rng,
     frames_refused: u64,
+    /// The frame cap every replica applies (as the runtime: the default,
+    /// raised to the largest message the genesis parameters allow).
+    frame_cap: usize,
     /// When the correct clients' last transfer committed.
     finish: Time,
     byzantine_client: Option<ByzantineClient>,
@@ -375,6 +378,9 @@ impl Sim {
             cfg,
         )
         .expect("simulated genesis is valid");
+        let frame_cap = crate::codec::FRAME_BYTES_MAX.max(
+            crate::consensus::messages::message_bytes_max(genesis.config(), n as usize),
+        );
         let stores: Vec<MemoryStore> = (0..slots).map(|_| MemoryStore::new()).collect();
         let view_records: Vec<MemoryViewRecord> =
             (0..slots).map(|_| MemoryViewRecord::default()).collect();
@@ -464,6 +470,7 @@ impl Sim {
             collusion: Collusion::default(),
             adv_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6164_7665_7273_6172),
             frames_refused: 0,
+            frame_cap,
             finish: Time::ZERO,
             byzantine_client,
             twin_of,
@@ -740,7 +747,29 @@ impl Sim {
                         }
                         NodeInput::Request(tx)
                     }
-                    (Some(f), message) => NodeInput::Message { from: f, message },
+                    (Some(f), message) => {
+                        // As on the wire: encoded, under the frame cap the
+                        // runtime derives from genesis, decoded with its
+                        // checks (issue 24: honest messages used to pass as
+                        // values, so no seed could meet a message the codec
+                        // or the cap refuses).
+                        let frame = message.to_frame();
+                        let cap = self.frame_cap;
+                        match Message::from_frame(&frame, cap) {
+                            Ok(message) => NodeInput::Message { from: f, message },
+                            Err(e) => {
+                                if !self.strategies.contains_key(&f) {
+                                    self.checker.report(format!(
+                                        "S10 codec: an honest {} of {} bytes from {f:?} does not pass the codec (cap {cap}): {e}",
+                                        message.kind(),
+                                        frame.len()
+                                    ));
+                                }
+                                self.frames_refused += 1;
+                                return;
+                            }
+                        }
+                    }
                     (None, _) => return,
                 };
                 self.deliver_to_slot(slot, input);
