@@ -264,6 +264,66 @@ fn resent_executed_requests_force_no_sync_and_are_answered_at_a_bounded_rate() {
     assert_eq!(answered(drain(&mut c.nodes[2])), 1, "answered again later");
 }
 
+/// Issue 24, defect 5: replies to resent, executed requests that are not
+/// cached are signed together — one signature for those of one block that
+/// arrive in one group (before: one signature per resend).
+#[test]
+fn resent_requests_of_one_block_are_answered_under_one_signature() {
+    let clients: Vec<KeyPair> = (0..3)
+        .map(|i| KeyPair::from_label(&format!("batch-replay-{i}")))
+        .collect();
+    let payee = KeyPair::from_label("batch-replay-payee").public();
+    let accounts: Vec<(PublicKey, u64)> = clients.iter().map(|k| (k.public(), 100)).collect();
+    let mut c = Cluster::new(&accounts);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let txs: Vec<Transaction> = clients
+        .iter()
+        .map(|k| Transaction::transfer(net, k, payee, 1, 1))
+        .collect();
+    // One block: the primary takes all three in one group.
+    let queue = txs
+        .iter()
+        .map(|tx| (0, NodeInput::Request(tx.clone())))
+        .collect();
+    let replies = c.run_all(now, queue);
+    // The first request went alone (the primary proposed at once); the other
+    // two waited and share the next block.
+    let shared: Vec<&Transaction> = txs
+        .iter()
+        .filter(|tx| {
+            replies
+                .iter()
+                .any(|(_, r)| r.tx_id == tx.id() && r.seq == Seq(2))
+        })
+        .collect();
+    assert_eq!(shared.len(), 2, "{replies:?}");
+    // Replica 2 restarts (its cache is gone); both are resent at once.
+    c.restart(2);
+    drain(&mut c.nodes[2]);
+    for tx in shared {
+        c.nodes[2]
+            .ingest(now, NodeInput::Request(tx.clone()))
+            .expect("resend");
+    }
+    c.nodes[2].flush().expect("flush");
+    let proofs: Vec<_> = drain(&mut c.nodes[2])
+        .into_iter()
+        .filter_map(|o| match o {
+            Outgoing::ToClient { reply, proof, .. } => Some((reply, proof)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proofs.len(), 2, "each resend answered");
+    for (reply, proof) in &proofs {
+        let (_, checked) = ReplyChecker::default()
+            .check(&c.genesis.verifier, proof)
+            .expect("the proof holds");
+        assert_eq!(checked, *reply);
+        assert_eq!(proof.root, proofs[0].1.root, "one signature for the block");
+    }
+}
+
 /// Issue 24, defect 3: senders that never executed a transfer fill at most
 /// three quarters of a replica's pending set; the rest is kept for senders
 /// that executed before. Before, newcomers (each sending once) filled it

@@ -306,6 +306,9 @@ pub struct Node<S: Store> {
     checkpoint_interval: u64,
     /// Each client's last reply (bounded: the oldest entries go first).
     reply_cache: ReplyCache,
+    /// Replies to resent, executed requests not in the cache, signed at the
+    /// end of the group ([`Node::sign_replays`]).
+    replays: Vec<Reply>,
     view_record: Box<dyn ViewRecord>,
     requests_unfunded: u64,
     requests_deferred: u64,
@@ -576,6 +579,7 @@ impl<S: Store> Node<S> {
             me,
             checkpoint_interval: k,
             reply_cache: ReplyCache::default(),
+            replays: Vec::new(),
             view_record,
             requests_unfunded: 0,
             requests_deferred: 0,
@@ -794,6 +798,7 @@ impl<S: Store> Node<S> {
     /// ([`Node::pop_outgoing`]) may be sent while they sync; nothing may be
     /// ingested until [`Node::finish_flush`].
     pub fn begin_flush(&mut self) -> Result<Option<PendingWrite>, NodeError> {
+        self.sign_replays();
         // A primary batches every request the group brought.
         self.replica.propose_now(self.last_now);
         self.run_actions(self.last_now)?;
@@ -924,22 +929,47 @@ impl<S: Store> Node<S> {
         let Ok(Some(loc)) = persist::read_tx(&self.store, &id) else {
             return Ok(Some(None));
         };
-        let reply = Reply {
-            view: self.replica.view(),
-            client: tx.from,
-            nonce: tx.nonce,
-            tx_id: id,
-            seq: Seq(loc.height),
-            receipt: loc.receipt,
-        };
-        let proof = self.sign_replies(&[reply]).pop();
-        if let Some(proof) = &proof {
-            if tx.nonce == account.nonce {
-                // The client's latest: later resends are answered from the cache.
-                self.reply_cache.insert(reply, proof.clone());
+        // Signed with the group's other such replies of its block, one
+        // signature for all (`sign_replays`).
+        if !self.replays.iter().any(|r| r.tx_id == id) {
+            self.replays.push(Reply {
+                view: self.replica.view(),
+                client: tx.from,
+                nonce: tx.nonce,
+                tx_id: id,
+                seq: Seq(loc.height),
+                receipt: loc.receipt,
+            });
+        }
+        Ok(Some(None))
+    }
+
+    /// Signs the group's replies to resent, executed requests: one
+    /// signature per block they come from (issue 24, defect 5: before, one
+    /// per resend), and sends them. A client's latest reply is cached, so
+    /// its later resends cost nothing.
+    fn sign_replays(&mut self) {
+        let mut by_block: BTreeMap<(View, Seq), Vec<Reply>> = BTreeMap::new();
+        for r in std::mem::take(&mut self.replays) {
+            by_block.entry((r.view, r.seq)).or_default().push(r);
+        }
+        for replies in by_block.into_values() {
+            let proofs = self.sign_replies(&replies);
+            for (reply, proof) in replies.into_iter().zip(proofs) {
+                if self
+                    .bank
+                    .account(&reply.client)
+                    .is_some_and(|a| a.nonce == reply.nonce)
+                {
+                    self.reply_cache.insert(reply, proof.clone());
+                }
+                self.push_out(Outgoing::ToClient {
+                    client: reply.client,
+                    reply,
+                    proof,
+                });
             }
         }
-        Ok(Some(proof.map(|p| (reply, p))))
     }
 
     /// One signature over `replies` (all of one block, same view and seq):
