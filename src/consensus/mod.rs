@@ -39,6 +39,7 @@
 mod checkpoint;
 pub mod messages;
 mod normal;
+pub mod pacer;
 mod proofs;
 mod requests;
 mod view_change;
@@ -468,6 +469,17 @@ pub struct Replica {
     vote_retransmit_deadline: Option<Time>,
     vote_retransmit_mark: Seq,
     vote_retransmit_streak: u32,
+    /// Per sender, the highest view a VIEW-CHANGE of it was refused for:
+    /// its proofs are not checked again for that view or below (issue 17:
+    /// each check of a VIEW-CHANGE's certificates costs up to
+    /// (2f+1)·(L+1) signatures, and a peer could resend one refused
+    /// VIEW-CHANGE for ever).
+    refused_view_changes: BTreeMap<ReplicaId, View>,
+    /// Checks of VIEW-CHANGE certificates per sender: a burst, then one per
+    /// half request timeout (an honest replica asks for a new view at most
+    /// once per view-change timeout; its resends of one are not checked
+    /// again).
+    view_change_checks: pacer::Pacer<ReplicaId>,
     fetch: Option<Fetch>,
     fetched: BTreeMap<Seq, CommittedEntry>,
     /// Highest seq each replica has shown, by a CHECKPOINT, that it executed.
@@ -492,6 +504,8 @@ impl Replica {
         assert_eq!(verifier.replica_count(), cluster.n() as usize);
         let pending = Pending::new(cfg.pending_requests_max, cfg.pending_per_client_max);
         let verified = VerifiedCache::new(verified_cache_max(&cfg));
+        let view_change_checks =
+            pacer::Pacer::new(4, (cfg.request_timeout_ms / 2).max(1), cluster.n() as usize);
         let mut r = Replica {
             cfg,
             cluster,
@@ -535,6 +549,8 @@ impl Replica {
             vote_retransmit_deadline: None,
             vote_retransmit_mark: Seq(0),
             vote_retransmit_streak: 0,
+            refused_view_changes: BTreeMap::new(),
+            view_change_checks,
             fetch: None,
             fetched: BTreeMap::new(),
             progress_claims: BTreeMap::new(),

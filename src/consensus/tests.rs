@@ -3005,3 +3005,53 @@ fn each_parameter_is_refused_outside_its_range() {
     };
     assert!(wrapping.validate().is_err());
 }
+
+/// Issue 17: checking a VIEW-CHANGE's certificates costs up to (2f+1)·(L+1)
+/// signatures. A refused one is not checked again — its sender's later
+/// VIEW-CHANGEs for that view or below are dropped unchecked — and the
+/// checks of a sender's VIEW-CHANGEs for new views are paced (a burst of 4,
+/// then one per half request timeout). Before, a peer could resend one
+/// refused VIEW-CHANGE (or new variants of it) for ever, each checked.
+///
+/// Setup: backup 2 sends VIEW-CHANGEs whose prepared certificate has f
+/// PREPAREs only, for views 1, 1 again, 2, 3, 4, 5; then replica 1 a valid one.
+/// Expect: the first is refused for the certificate, the repeat as refused
+/// before, views 2–4 checked and refused, view 5 over the rate; replica 1's
+/// is kept.
+#[test]
+fn a_refused_view_change_is_not_checked_again_and_checks_are_paced() {
+    let net = Net::new(4);
+    let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
+    let mut bad = net.prepared_proof(0, 2, &b, &[2, 3]);
+    bad.prepares.truncate(1);
+    let mut r3 = net.replica(3);
+    let vc = |view| Message::ViewChange(net.view_change(2, view, vec![bad.clone()]));
+    let below = "view-change: prepared proof below quorum";
+    net.expect_ignored(&mut r3, 2, vc(1), below);
+    net.expect_ignored(
+        &mut r3,
+        2,
+        vc(1),
+        "view-change: its sender's VIEW-CHANGE for this view was refused",
+    );
+    for view in 2..=4 {
+        net.expect_ignored(&mut r3, 2, vc(view), below);
+    }
+    net.expect_ignored(
+        &mut r3,
+        2,
+        vc(5),
+        "view-change: over the sender's rate of certificate checks",
+    );
+    assert!(!r3.view_changes.contains_key(&ReplicaId(2)));
+    deliver(
+        &mut r3,
+        at(0),
+        1,
+        Message::ViewChange(net.view_change(1, 1, vec![])),
+    );
+    assert!(
+        r3.view_changes.contains_key(&ReplicaId(1)),
+        "another sender is checked"
+    );
+}

@@ -238,7 +238,18 @@ impl Replica {
         {
             return self.ignore("view-change: not newer than the sender's last");
         }
+        if self
+            .refused_view_changes
+            .get(&signer)
+            .is_some_and(|v| *v >= target)
+        {
+            return self.ignore("view-change: its sender's VIEW-CHANGE for this view was refused");
+        }
+        if !self.view_change_checks.allow(signer, self.now) {
+            return self.ignore("view-change: over the sender's rate of certificate checks");
+        }
         if let Err(reason) = self.check_view_change(&vc) {
+            self.refused_view_changes.insert(signer, target);
             return self.ignore(reason);
         }
         if vc.stable_seq < self.low && self.changing_to.is_none() {

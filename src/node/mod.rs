@@ -20,7 +20,7 @@
 pub mod config;
 pub mod inspect;
 pub mod keyfile;
-mod pacer;
+
 pub mod persist;
 pub mod runtime;
 pub mod service;
@@ -28,6 +28,7 @@ pub mod telemetry;
 pub mod testnet;
 
 use crate::consensus::messages::{Message, Reply, ReplyProof};
+use crate::consensus::pacer::Pacer;
 use crate::consensus::{Action, Input, Recovered, Replica};
 use crate::crypto::{Digest, KeyPair, PublicKey, Signed};
 use crate::genesis::Genesis;
@@ -36,7 +37,6 @@ use crate::ledger::{self, ChainTip, StateMachine};
 use crate::storage::{Cf, StorageError, Store, WriteBatch};
 use crate::tx::Receipt;
 use crate::types::{ReplicaId, Seq, Time, View};
-use pacer::Pacer;
 use persist::{StoredBlock, TxLocation};
 use std::collections::{BTreeMap, VecDeque};
 
