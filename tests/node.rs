@@ -324,6 +324,70 @@ fn resent_requests_of_one_block_are_answered_under_one_signature() {
     }
 }
 
+/// A transfer its payer can afford only after an incoming one: the primary,
+/// one block behind the backups when it arrives, refuses it (insufficient
+/// funds) while the backups hold it. Once the primary executes that block it
+/// reconsiders the refusal and orders the transfer. Before, it never did,
+/// and the backups' request timers replaced an honest primary (a
+/// view-change-storm campaign seed reported it as L3).
+#[test]
+fn a_primary_admits_a_transfer_it_refused_once_the_funds_arrive() {
+    let funder = KeyPair::from_label("later-funder");
+    let payer = KeyPair::from_label("later-payer");
+    let payee = KeyPair::from_label("later-payee").public();
+    let mut c = Cluster::new(&[(funder.public(), 100), (payer.public(), 1)]);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    // The backups execute the funding alone (the primary hears nothing back).
+    let fund = Transaction::transfer(net, &funder, payer.public(), 50, 1);
+    c.nodes[0]
+        .handle(now, NodeInput::Request(fund))
+        .expect("primary proposes");
+    let proposal = broadcast_of(&drain(&mut c.nodes[0]), |m| {
+        matches!(m, Message::PrePrepare { .. })
+    });
+    c.down = vec![0];
+    let queue = (1..4)
+        .map(|r| {
+            (
+                r,
+                NodeInput::Message {
+                    from: ReplicaId(0),
+                    message: proposal.clone(),
+                },
+            )
+        })
+        .collect();
+    c.run_all(now, queue);
+    assert!((1..4).all(|r| c.nodes[r].height() == 1));
+    assert_eq!(c.nodes[0].height(), 0);
+    // The payer's transfer reaches everyone: the primary refuses it.
+    let pay = Transaction::transfer(net, &payer, payee, 20, 1);
+    for r in 0..4 {
+        c.nodes[r]
+            .handle(now, NodeInput::Request(pay.clone()))
+            .expect("request");
+        drain(&mut c.nodes[r]);
+    }
+    assert_eq!(c.nodes[0].requests_unfunded(), 1);
+    // The primary catches up (its retransmission draws the backups' votes)
+    // and must now order the transfer, in view 0.
+    c.down.clear();
+    let replies = c.run(now.plus_millis(600), 0, NodeInput::Tick);
+    let paid: Vec<&Reply> = replies
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| r.tx_id == pay.id())
+        .collect();
+    assert!(
+        paid.len() >= 2
+            && paid
+                .iter()
+                .all(|r| r.receipt == Receipt::Ok && r.view == View(0)),
+        "{replies:?}"
+    );
+}
+
 /// Issue 24, defect 3: senders that never executed a transfer fill at most
 /// three quarters of a replica's pending set; the rest is kept for senders
 /// that executed before. Before, newcomers (each sending once) filled it

@@ -99,6 +99,9 @@ const REPLAY_BURST: u64 = 4;
 const REPLAY_INTERVAL_MS: u64 = 250;
 /// Clients tracked by the replay pacer at once.
 const REPLAY_CLIENTS_MAX: usize = 16_384;
+/// Requests refused at admission kept to be reconsidered after later blocks
+/// (`Node::reconsider_refused`); the oldest goes first.
+const REFUSED_KEPT_MAX: usize = 1_024;
 
 /// Writes awaiting their sync and everything that must wait for it.
 ///
@@ -312,6 +315,9 @@ pub struct Node<S: Store> {
     view_record: Box<dyn ViewRecord>,
     requests_unfunded: u64,
     requests_deferred: u64,
+    /// Requests refused at admission for a reason a later block may lift
+    /// (see [`Node::reconsider_refused`]), with when they were refused.
+    refused_for_now: VecDeque<(Time, crate::tx::Transaction)>,
     /// What may leave: everything produced before the first unsynced write.
     outbox: VecDeque<Outgoing>,
     committed: VecDeque<CommittedBlock>,
@@ -583,6 +589,7 @@ impl<S: Store> Node<S> {
             view_record,
             requests_unfunded: 0,
             requests_deferred: 0,
+            refused_for_now: VecDeque::new(),
             outbox: VecDeque::new(),
             committed: VecDeque::new(),
             unsynced: None,
@@ -647,14 +654,55 @@ impl<S: Store> Node<S> {
             }
             NodeInput::Tick => self.replica.on_input(now, Input::Tick),
         }
-        self.run_actions(now)
+        let height = self.tip.height;
+        self.run_actions(now)?;
+        if self.tip.height != height && !self.refused_for_now.is_empty() {
+            self.reconsider_refused(now);
+            self.run_actions(now)?;
+        }
+        Ok(())
+    }
+
+    /// After blocks executed: requests refused at admission because the
+    /// sender lacked an account or funds, or its nonce was too far ahead,
+    /// are admitted now if they no longer would fail; they are kept for two
+    /// request timeouts at most, [`REFUSED_KEPT_MAX`] of them. Replicas
+    /// execute a block at slightly different times, so a transfer that its
+    /// payer could afford only after an incoming one was refused by the
+    /// primary alone and held by the backups: their request timers then
+    /// replaced an honest primary (a view-change-storm campaign seed, L3).
+    fn reconsider_refused(&mut self, now: Time) {
+        let keep_ms = 2 * self.replica.config().request_timeout_ms;
+        let waiting = std::mem::take(&mut self.refused_for_now);
+        for (at, tx) in waiting {
+            if now.saturating_sub_millis(at) > keep_ms {
+                continue;
+            }
+            if self.refusal(&tx).is_none() {
+                // Its signature is checked again by the core (it may never
+                // have been: a refusal comes first).
+                self.replica.on_input(now, Input::Request(tx));
+            } else {
+                self.refused_for_now.push_back((at, tx));
+            }
+        }
     }
 
     /// Whether a client's request may be held and ordered: see
     /// [`Node::refusal`]. Counts the refused ones.
     fn admissible(&mut self, tx: &crate::tx::Transaction) -> bool {
-        if self.refusal(tx).is_some() {
+        if let Some(receipt) = self.refusal(tx) {
             self.requests_unfunded += 1;
+            if matches!(
+                receipt,
+                Receipt::UnknownAccount | Receipt::InsufficientFunds | Receipt::NonceTooFar
+            ) && !self.refused_for_now.iter().any(|(_, t)| t == tx)
+            {
+                self.refused_for_now.push_back((self.last_now, tx.clone()));
+                if self.refused_for_now.len() > REFUSED_KEPT_MAX {
+                    self.refused_for_now.pop_front();
+                }
+            }
             return false;
         }
         if self.deferral(tx) {
