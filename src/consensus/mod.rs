@@ -897,6 +897,13 @@ impl Replica {
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }
+    /// Requests of `client` held pending, and the most one client may hold.
+    pub fn pending_of(&self, client: &crate::crypto::PublicKey) -> (usize, usize) {
+        (
+            self.pending.of_client(client),
+            self.cfg.pending_per_client_max,
+        )
+    }
     /// Whether exactly this request is held pending.
     pub fn holds_pending(&self, tx: &Transaction) -> bool {
         self.pending.holds(tx)

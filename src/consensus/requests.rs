@@ -65,6 +65,10 @@ impl Pending {
     pub fn len(&self) -> usize {
         self.txs.len()
     }
+    /// Requests of `client` held.
+    pub fn of_client(&self, client: &PublicKey) -> usize {
+        self.per_client.get(client).copied().unwrap_or(0)
+    }
     pub fn is_empty(&self) -> bool {
         self.txs.is_empty()
     }

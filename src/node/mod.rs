@@ -665,17 +665,31 @@ impl<S: Store> Node<S> {
 
     /// After blocks executed: requests refused at admission because the
     /// sender lacked an account or funds, or its nonce was too far ahead,
-    /// are admitted now if they no longer would fail; they are kept for two
-    /// request timeouts at most, [`REFUSED_KEPT_MAX`] of them. Replicas
+    /// are admitted now if they no longer would fail and their nonce is
+    /// still unused; they are kept for one request timeout at most,
+    /// [`REFUSED_KEPT_MAX`] of them. (A refusal says "it would fail now";
+    /// as anyone may resend the signed bytes, a client that gave up a
+    /// refused transfer must still treat it as able to execute until its
+    /// nonce is used.) Replicas
     /// execute a block at slightly different times, so a transfer that its
     /// payer could afford only after an incoming one was refused by the
     /// primary alone and held by the backups: their request timers then
     /// replaced an honest primary (a view-change-storm campaign seed, L3).
     fn reconsider_refused(&mut self, now: Time) {
-        let keep_ms = 2 * self.replica.config().request_timeout_ms;
+        // One request timeout: before the backups holding it suspect us.
+        let keep_ms = self.replica.config().request_timeout_ms;
         let waiting = std::mem::take(&mut self.refused_for_now);
         for (at, tx) in waiting {
             if now.saturating_sub_millis(at) > keep_ms {
+                continue;
+            }
+            let fresh = self
+                .bank
+                .account(&tx.from)
+                .is_some_and(|a| tx.nonce > a.nonce);
+            if !fresh {
+                // Its nonce was used meanwhile (by another transfer of the
+                // client's): it can never execute.
                 continue;
             }
             if self.refusal(&tx).is_none() {
@@ -713,7 +727,8 @@ impl<S: Store> Node<S> {
     }
 
     /// Whether a request is turned away for now (the client hears "busy"
-    /// and resends later): the pending set is full, or three quarters full
+    /// and resends later): its sender already has as many requests pending
+    /// as one may, the pending set is full, or it is three quarters full
     /// and the sender never executed a transfer — the last quarter is kept
     /// for senders that executed before (issue 24, defect 3: any number of
     /// funded keys, each sending once, could fill the whole set and keep
@@ -722,6 +737,10 @@ impl<S: Store> Node<S> {
     pub fn deferral(&self, tx: &crate::tx::Transaction) -> bool {
         if self.replica.holds_pending(tx) {
             return false;
+        }
+        let (mine, mine_max) = self.replica.pending_of(&tx.from);
+        if mine >= mine_max {
+            return true;
         }
         let newcomer = self.bank.account(&tx.from).is_none_or(|a| a.nonce == 0);
         let max = self.replica.config().pending_requests_max;
