@@ -342,6 +342,31 @@ async fn outbound_queue_drops_oldest_when_full() {
     .await;
 }
 
+/// Issue 17, defect 7: the outbound queue is bounded in bytes too (here
+/// 8 MiB: `peer_bytes_max` with a small frame cap), not only in frames: a
+/// peer that never reads cannot make us hold `peer_queue_max` large frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_queue_is_bounded_in_bytes() {
+    bounded(async {
+        let keys = keys("queue-bytes", 2);
+        let peers = genesis(&keys, &addrs(2));
+        let mut c0 = config(0, peers);
+        c0.peer_queue_max = 4_096;
+        c0.frame_bytes_max = 2 * 1024 * 1024;
+        assert_eq!(peer::peer_bytes_max(&c0), 8 * 1024 * 1024);
+        // Peer 1 is never started, so frames stay queued.
+        let (t0, _rx) = start(c0, &keys[0]).await;
+        let mib: Arc<[u8]> = vec![7u8; 1024 * 1024].into();
+        for _ in 0..20 {
+            t0.send(ReplicaId(1), mib.clone());
+        }
+        let s = t0.stats().peers[1].clone();
+        assert_eq!((s.queued, s.frames_dropped), (8, 12), "{s:?}");
+        t0.shutdown().await;
+    })
+    .await;
+}
+
 #[test]
 fn config_validation() {
     let keys = keys("cfg", 4);

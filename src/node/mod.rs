@@ -1348,3 +1348,66 @@ impl<S: Store> Node<S> {
         self.checkpoint_interval
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{Digest, NetworkId};
+
+    fn reply(client: u32, nonce: u64) -> Reply {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(&client.to_le_bytes());
+        Reply {
+            view: View(0),
+            client: PublicKey(key),
+            nonce,
+            tx_id: Digest([nonce as u8; 32]),
+            seq: Seq(1),
+            receipt: Receipt::Ok,
+        }
+    }
+
+    /// Issue 17, defect 9: the reply cache holds at most `REPLY_CACHE_MAX`
+    /// clients; the one whose latest reply is oldest goes first, a client
+    /// answered again moves to the back, and a lookup needs the exact
+    /// transaction.
+    #[test]
+    fn the_reply_cache_is_bounded_and_forgets_the_oldest_client() {
+        let key = KeyPair::from_label("reply-cache");
+        let proof = ReplyProof::sign_block(
+            &key,
+            NetworkId(Digest([1; 32])),
+            ReplicaId(0),
+            View(0),
+            Seq(1),
+            &[reply(0, 1)],
+        )
+        .pop()
+        .expect("one proof");
+        let mut cache = ReplyCache::default();
+        for c in 0..REPLY_CACHE_MAX as u32 {
+            cache.insert(reply(c, 1), proof.clone());
+        }
+        assert_eq!(cache.len(), REPLY_CACHE_MAX);
+        // Client 0 is answered again (nonce 2): it is now the newest.
+        cache.insert(reply(0, 2), proof.clone());
+        assert_eq!(cache.len(), REPLY_CACHE_MAX, "one entry per client");
+        for c in 0..10u32 {
+            cache.insert(reply(REPLY_CACHE_MAX as u32 + c, 1), proof.clone());
+        }
+        assert_eq!(cache.len(), REPLY_CACHE_MAX);
+        let get = |c: u32, nonce: u64| {
+            let r = reply(c, nonce);
+            cache.get(&r.client, nonce, &r.tx_id).is_some()
+        };
+        assert!(get(0, 2), "refreshed, kept");
+        assert!(!get(0, 1), "only the latest reply per client");
+        assert!((1..11).all(|c| !get(c, 1)), "the ten oldest went");
+        assert!(get(11, 1) && get(REPLY_CACHE_MAX as u32 + 9, 1));
+        let other = reply(11, 1);
+        assert!(
+            cache.get(&other.client, 1, &Digest([9; 32])).is_none(),
+            "another transaction with that nonce"
+        );
+    }
+}
