@@ -53,7 +53,7 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("forge", Kind::Forge, "votes, checkpoints and catch-up batches with forged signatures or signers, and bit-flipped signatures"),
     ("bad-txs", Kind::BadTxs, "primary puts a badly signed transaction into every batch"),
     ("bad-checkpoint", Kind::BadCheckpoint, "CHECKPOINTs with wrong digests, and claims of checkpoints it never reached"),
-    ("forged-view-change", Kind::ForgedViewChange, "VIEW-CHANGEs carrying fake prepared certificates (duplicate or forged PREPAREs) for committed seqs"),
+    ("forged-view-change", Kind::ForgedViewChange, "VIEW-CHANGEs carrying fake prepared certificates (duplicate, forged or thousands of one signer's PREPAREs) for committed seqs, and checkpoint proofs of one CHECKPOINT repeated"),
     ("bad-new-view", Kind::BadNewView, "as new primary, sends a NEW-VIEW whose O-set replaces prepared requests with null requests"),
     ("view-change-storm", Kind::ViewChangeStorm, "valid SUSPECTs and VIEW-CHANGEs for ever-higher views, all the time"),
     ("far-flood", Kind::FarFlood, "floods votes, checkpoints and fetches for seqs and views far beyond the window"),
@@ -844,6 +844,9 @@ pub struct ForgedViewChange {
     requests: VecDeque<Transaction>,
 }
 
+/// Signatures in an oversize certificate: one signer's, repeated.
+const OVERSIZE_PROOF: usize = 4_000;
+
 impl ForgedViewChange {
     fn fake_proof(&self, ctx: &mut Ctx, view: View, seq: Seq) -> PreparedProof {
         let txs: Vec<Transaction> = self.requests.iter().take(2).cloned().collect();
@@ -861,9 +864,15 @@ impl ForgedViewChange {
             Signed::from_parts(PrePrepare { view, seq, digest }.encode(), primary, sig)
         };
         let quorum = ctx.cluster.quorum();
-        let prepares = if ctx.rng.gen_bool(0.5) {
+        let shape = ctx.rng.gen_range(0..3);
+        let prepares = if shape == 0 {
             let own = ctx.sign(Prepare { view, seq, digest });
             vec![own; quorum - 1]
+        } else if shape == 1 {
+            // Oversize: far more PREPAREs than there are replicas, all one
+            // signer (issue 17, defect 8: refused before any is checked).
+            let own = ctx.sign(Prepare { view, seq, digest });
+            vec![own; OVERSIZE_PROOF]
         } else {
             let mut v = vec![ctx.sign(Prepare { view, seq, digest })];
             for r in ctx.others().into_iter().filter(|r| *r != primary) {
@@ -904,6 +913,12 @@ impl Strategy for ForgedViewChange {
         for seq in first..first + 2 {
             let proof = self.fake_proof(ctx, claimed, Seq(seq));
             vc.prepared.push(proof);
+        }
+        if let Some(first) = vc.checkpoint_proof.first().cloned() {
+            if ctx.rng.gen_bool(0.3) {
+                // Its stable checkpoint "proved" by one CHECKPOINT repeated.
+                vc.checkpoint_proof = vec![first; OVERSIZE_PROOF];
+            }
         }
         pass(to, Message::ViewChange(ctx.sign(vc)))
     }
