@@ -27,6 +27,8 @@ echo "== cargo clippy --release --all-targets --features teeth -- -D warnings"
 cargo clippy --release --all-targets --features teeth -- -D warnings
 echo "== cargo test --release --features teeth --test teeth (every deliberately broken core is caught)"
 cargo test --release --features teeth --test teeth
+echo "== fuzz smoke: every cargo-fuzz target of tests/fuzz, 200,000 inputs each (scripts/fuzz.sh runs 10,000,000)"
+bash scripts/fuzz.sh --runs 200000
 echo "== scripts/bench.sh smoke run (fresh 4-replica network, 3,000 transfers)"
 cargo build --release --bins
 bench_json="$(scripts/bench.sh --txs 3000 --no-build --json --base-port 27700)"

@@ -18,10 +18,12 @@
 //! simulator's network otherwise. The same `Node` runs in both.
 
 pub mod config;
+#[cfg(feature = "rocksdb")]
 pub mod inspect;
 pub mod keyfile;
 
 pub mod persist;
+#[cfg(feature = "rocksdb")]
 pub mod runtime;
 pub mod service;
 pub mod telemetry;

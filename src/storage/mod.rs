@@ -8,6 +8,7 @@
 //! action is durable before any later `Send`.
 
 pub mod memory;
+#[cfg(feature = "rocksdb")]
 pub mod rocks;
 
 /// Column families (DESIGN.md §5).
