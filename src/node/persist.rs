@@ -38,7 +38,9 @@ use crate::tx::{Batch, Receipt};
 use crate::types::Seq;
 
 /// 2: the store records the replica it belongs to (`KEY_REPLICA`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: state roots are the bucketed commitment (`ledger::commitment`); a
+/// store of 2 holds tips and checkpoints under the old root.
+pub const SCHEMA_VERSION: u32 = 3;
 /// The replica that wrote the store: its id (u32, big-endian) and public key.
 pub const KEY_REPLICA: &[u8] = b"replica";
 pub const KEY_VIEW: &[u8] = b"view";
