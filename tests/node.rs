@@ -175,9 +175,17 @@ fn replica_restarted_after_executing_still_replies() {
     );
 
     // A different transfer with the same (already used) nonce never executed:
-    // no reply for it.
+    // it is answered with the reply of the one that did (cached again by the
+    // answer above), so its client learns of the conflict.
     let other = Transaction::transfer(c.genesis.network, &client, payee, 8, 1);
-    assert!(c.run(now, 2, NodeInput::Request(other)).is_empty());
+    let conflict = c.run(now, 2, NodeInput::Request(other.clone()));
+    assert_eq!(conflict.len(), 1, "{conflict:?}");
+    assert_eq!(
+        conflict[0].1.tx_id,
+        tx.id(),
+        "the executed transaction's reply"
+    );
+    assert_ne!(conflict[0].1.tx_id, other.id());
 }
 
 /// Issue 24, defect 5: an executed request resent after its reply left the
