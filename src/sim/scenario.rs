@@ -300,10 +300,14 @@ impl Scenario {
         }
     }
 
-    /// Replica `r`'s wall clock at true time `now`, in milliseconds since
-    /// the epoch (true time 0 is `EPOCH_MS`).
+    /// Replica `r`'s wall clock at true time `now`, in milliseconds. True
+    /// time is the wall clock's origin, as in the runtime (whose timer clock
+    /// is anchored at the wall time), so an adversary that stamps batches
+    /// with its timer clock stamps them as a replica would. (With an epoch
+    /// added here, every batch the `censor` adversary injected was refused
+    /// for skew, the chain stopped, and the tooth it is there to catch went
+    /// uncaught.)
     pub fn wall_ms(&self, r: ReplicaId, now: Time) -> u64 {
-        const EPOCH_MS: i64 = 1_800_000_000_000;
         let t = now.as_millis() as i64;
         let offset = self.clock_offsets_ms.get(r.index()).copied().unwrap_or(0);
         let steps: i64 = self
@@ -313,7 +317,7 @@ impl Scenario {
             .filter(|s| t < (s.at.as_millis() + s.for_ms) as i64)
             .map(|s| s.by_ms)
             .sum();
-        (EPOCH_MS + t + offset + steps).max(0) as u64
+        (t + offset + steps).max(0) as u64
     }
 
     pub fn operator_stops(&mut self, rng: &mut ChaCha8Rng) {
