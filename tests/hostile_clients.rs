@@ -90,7 +90,9 @@ fn hostile_clients_leave_honest_throughput_and_memory_bounded() {
         // 127.0.0.1 (nor to the next attacker: the replicas may still hold
         // the last one's stalled handshakes).
         let bind = format!("127.0.0.{}", 2 + k);
-        // Handshakes are the dearest for the attacker's own CPU here.
+        // Handshakes are the dearest for the attacker's own CPU on these
+        // shared cores; 100 a second still fills the per-source cap (25 a
+        // second per replica, each held 10 s).
         let rate = if behaviour == "stall-handshakes" {
             "250"
         } else {

@@ -105,32 +105,23 @@ pub async fn run(
                 }));
             }
         }
-        Behaviour::ThrowawayKeys => {
+        Behaviour::ThrowawayKeys | Behaviour::Replay => {
             let payee = KeyPair::from_label("hostile-payee").public();
-            let frames: Vec<Vec<u8>> = (0..2_048)
-                .map(|_| {
+            let mut frames: Vec<Vec<u8>> = Vec::new();
+            if behaviour == Behaviour::ThrowawayKeys {
+                for _ in 0..2_048 {
                     let k = KeyPair::generate();
-                    ClientRequest::Submit(Transaction::transfer(g.network, &k, payee, 1, 1))
-                        .to_frame()
-                })
-                .collect();
-            tasks.extend(send_round_robin(
-                (&replicas, bind),
-                frames,
-                deadline,
-                per_replica,
-                counters.clone(),
-            )?);
-        }
-        Behaviour::Replay => {
-            let payee = KeyPair::from_label("hostile-payee").public();
-            let mut frames = Vec::new();
-            for _ in 0..32 {
-                let (tx, _) = client
-                    .transfer(payee, 1)
-                    .await
-                    .map_err(|e| NetError::Closed(format!("replay setup transfer: {e}")))?;
-                frames.push(ClientRequest::Submit(tx).to_frame());
+                    let tx = Transaction::transfer(g.network, &k, payee, 1, 1);
+                    frames.push(ClientRequest::Submit(tx).to_frame());
+                }
+            } else {
+                for _ in 0..32 {
+                    let (tx, _) = client
+                        .transfer(payee, 1)
+                        .await
+                        .map_err(|e| NetError::Closed(format!("replay setup transfer: {e}")))?;
+                    frames.push(ClientRequest::Submit(tx).to_frame());
+                }
             }
             tasks.extend(send_round_robin(
                 (&replicas, bind),
