@@ -94,7 +94,7 @@ fn hostile_clients_leave_honest_throughput_and_memory_bounded() {
         // shared cores; 100 a second still fills the per-source cap (25 a
         // second per replica, each held 10 s).
         let rate = if behaviour == "stall-handshakes" {
-            "250"
+            "100"
         } else {
             "1000"
         };
