@@ -23,6 +23,8 @@ cargo test --release --features byzantine --lib node::runtime::byzantine
 cargo test --release --features byzantine --test byzantine -- --test-threads=1
 echo "== cargo test --release --features byzantine --test hostile_clients (hostile clients beside honest ones, real processes)"
 cargo test --release --features byzantine --test hostile_clients -- --test-threads=1 --nocapture
+echo "== cargo test --release --features byzantine --test byzantine_flood (a replica floods frames that each cost a signature check)"
+cargo test --release --features byzantine --test byzantine_flood -- --nocapture
 echo "== cargo clippy --release --all-targets --features teeth -- -D warnings"
 cargo clippy --release --all-targets --features teeth -- -D warnings
 echo "== cargo test --release --features teeth --test teeth (every deliberately broken core is caught)"

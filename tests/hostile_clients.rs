@@ -16,7 +16,7 @@
 #![cfg(feature = "byzantine")]
 
 mod common;
-use common::cluster::{Cluster, CLIENT, N};
+use common::cluster::{peak_rss_kb, tx_per_s, Cluster, CLIENT, N};
 use common::text;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -25,20 +25,6 @@ const TXS: u64 = 2_000;
 const CONCURRENCY: u64 = 32;
 /// Peak resident memory a replica may reach over the whole test.
 const PEAK_RSS_MAX_KB: u64 = 400 * 1024;
-
-/// A status line of `/proc/PID/status` in KiB (`VmHWM`: peak resident).
-fn proc_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn tx_per_s(report: &serde_json::Value) -> f64 {
-    report["tx_per_s"].as_f64().expect("tx_per_s in the report")
-}
 
 /// The attacker, killed by PID if still running when dropped.
 struct Attacker(Option<Child>);
@@ -121,7 +107,7 @@ fn hostile_clients_leave_honest_throughput_and_memory_bounded() {
         let report = c.bench(0, TXS, CONCURRENCY).wait();
         let attacked = tx_per_s(&report);
         let peaks: Vec<u64> = (0..N)
-            .map(|i| proc_kb(c.children[i].as_ref().expect("running").id(), "VmHWM:"))
+            .map(|i| peak_rss_kb(c.children[i].as_ref().expect("running").id()))
             .collect();
         println!(
             "{behaviour}: {attacked:.0} tx/s ({:.0} % of unattacked), replica peak RSS {:?} MiB",

@@ -134,3 +134,26 @@ fn checker_reports_gaps_lost_blocks_and_equivocation() {
         .iter()
         .any(|v| v.starts_with("S7 equivocation")));
 }
+
+/// Issue 17: a client's nonce of u64::MAX, or beyond the bank's nonce jump
+/// above its account's last nonce, is reported (C1); so is an account state
+/// no correct replica answered (C3).
+#[test]
+fn checker_reports_nonces_that_freeze_and_reads_of_lies() {
+    let account = KeyPair::from_label("client").public();
+    let mut c = Checker::default();
+    c.on_client_sign(0, &account, 1);
+    c.on_client_sign(0, &account, pbft_ledger::tx::NONCE_AHEAD_MAX);
+    assert!(c.violations.is_empty(), "{:?}", c.violations);
+    c.on_client_sign(0, &account, u64::MAX);
+    c.on_client_sign(0, &account, pbft_ledger::tx::NONCE_AHEAD_MAX + 1);
+    assert_eq!(c.violations.len(), 2, "{:?}", c.violations);
+    assert!(c.violations.iter().all(|v| v.starts_with("C1 client nonce")));
+
+    let mut c = Checker::default();
+    c.on_account_state(account, true, 1_000, 0);
+    c.on_client_read(0, &account, true, 1_000, 0);
+    assert!(c.violations.is_empty());
+    c.on_client_read(0, &account, true, u64::MAX, 0);
+    assert!(c.violations[0].starts_with("C3 client read"), "{:?}", c.violations);
+}

@@ -34,6 +34,23 @@ fn calm_cluster_commits_without_view_changes() {
     assert!(o.commits > 0 && o.stable_checkpoints > 0);
 }
 
+/// Setup: every client restarts before every transfer — forgetting its
+/// nonce and balance — while a replica is down for a while and comes back
+/// behind (issue 17). Expect: each learns its next nonce from the replicas'
+/// answers (the real client's rule), transfers signed with a nonce a
+/// lagging replica made too low are signed again, and every transfer
+/// commits once.
+#[test]
+fn restarted_clients_learn_their_nonce_from_the_replicas() {
+    let mut s = Scenario::calm(4);
+    s.query_rate = 1.0;
+    s.crashes.push(crash(500, 2, Some(3_000)));
+    let o = run(7, s);
+    assert_eq!(o.txs_committed + o.txs_refused, 4 * 15);
+    assert!(o.queries >= 4 * 15, "{} queries", o.queries);
+    assert_eq!(o.query_lies, 0);
+}
+
 /// Setup: the primary of view 0 crashes at 0.2 s (mid-traffic) and stays down until the
 /// faults end. Expect: the backups suspect it, change view (PBFT §4.4), and
 /// keep committing; the old primary restarts and catches up.

@@ -76,6 +76,10 @@ pub struct Ctx<'a> {
     pub request_timeout_ms: u64,
     /// The other Byzantine replicas (colluders), `me` excluded.
     pub colluders: &'a [ReplicaId],
+    /// Frames a flooding strategy sends each replica per tick: the
+    /// simulator keeps it small (every frame costs it real crypto), a real
+    /// process sends as many as a link carries.
+    pub flood_per_tick: usize,
     pub rng: &'a mut ChaCha8Rng,
     pub collusion: &'a mut Collusion,
 }
@@ -115,6 +119,18 @@ pub trait Strategy: std::marker::Send {
     /// Replies to clients pass unless the strategy withholds them.
     fn replies_to_clients(&self) -> bool {
         true
+    }
+    /// A client's query (balance and nonce, a transaction, a block, the
+    /// status) and the answer the replica's honest service gives; returns
+    /// what is answered instead. Query answers are unsigned, so a Byzantine
+    /// replica may say anything: clients combine several replicas' answers.
+    fn answer_query(
+        &mut self,
+        _ctx: &mut Ctx,
+        _request: &crate::client::proto::ClientRequest,
+        honest: crate::client::proto::ClientResponse,
+    ) -> crate::client::proto::ClientResponse {
+        honest
     }
 }
 

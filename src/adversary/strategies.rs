@@ -10,8 +10,9 @@ use crate::consensus::messages::{
     Checkpoint, Commit, CommittedBatch, Message, NewView, PrePrepare, Prepare, PreparedProof,
     Suspect, ViewChange,
 };
+use crate::client::proto::{ClientRequest, ClientResponse};
 use crate::crypto::{Digest, Payload, Signed};
-use crate::tx::{batch_digest, Batch, Transaction};
+use crate::tx::{batch_digest, Batch, Transaction, NONCE_AHEAD_MAX};
 use crate::types::{ReplicaId, Seq, View};
 use rand::Rng;
 use std::collections::{BTreeMap, VecDeque};
@@ -36,6 +37,9 @@ pub enum Kind {
     FarFlood,
     Malformed,
     Censor,
+    SigFlood,
+    LyingAnswers,
+    FetchNeverRead,
     Clients,
     Twins,
 }
@@ -59,6 +63,9 @@ pub const CATALOGUE: &[(&str, Kind, &str)] = &[
     ("far-flood", Kind::FarFlood, "floods votes, checkpoints and fetches for seqs and views far beyond the window"),
     ("malformed", Kind::Malformed, "garbage, truncated, corrupted and oversized frames"),
     ("censor", Kind::Censor, "primary keeps the chain moving with stale, already executed transactions only, and never proposes a pending request"),
+    ("sig-flood", Kind::SigFlood, "floods every replica with frames that each cost a signature check and bring nothing: its votes with broken signatures, and validly signed votes of past views"),
+    ("lying-answers", Kind::LyingAnswers, "answers clients' balance queries with lies: nonces of u64::MAX - 1, u64::MAX, beyond the bank's nonce jump, zero or stale; balances inflated or zero"),
+    ("fetch-and-never-read", Kind::FetchNeverRead, "keeps asking every replica for catch-up batches, faster than they serve, and never reads anything they send it"),
     ("clients", Kind::Clients, "Byzantine clients: bad signatures, replayed and conflicting nonces, request floods"),
     ("twins", Kind::Twins, "two instances of one replica share its key, each talking to part of the network"),
 ];
@@ -96,6 +103,12 @@ impl Kind {
         matches!(self, Kind::BadNewView | Kind::ForgedViewChange)
     }
 
+    /// Whether the Byzantine replica never reads what other replicas send
+    /// it: their frames for it stay in their outbound queues.
+    pub fn never_reads(self) -> bool {
+        self == Kind::FetchNeverRead
+    }
+
     /// The strategy a Byzantine replica runs (`None` for adversaries that
     /// are not replica strategies: clients and twins).
     pub fn strategy(self) -> Option<Box<dyn Strategy>> {
@@ -117,6 +130,9 @@ impl Kind {
             Kind::FarFlood => Box::new(FarFlood),
             Kind::Malformed => Box::new(Malformed),
             Kind::Censor => Box::new(Censor::default()),
+            Kind::SigFlood => Box::new(SigFlood),
+            Kind::LyingAnswers => Box::new(LyingAnswers),
+            Kind::FetchNeverRead => Box::new(FetchNeverRead::default()),
             Kind::Clients | Kind::Twins => return None,
         })
     }
@@ -1079,5 +1095,141 @@ impl Strategy for Malformed {
             wire: Wire::Frame(frame),
             delay_ms: 0,
         }]
+    }
+}
+
+// ----- signature-check flood ----------------------------------------------------
+
+/// Sends each other replica `ctx.flood_per_tick` votes per tick that each
+/// cost the receiver a signature check and bring it nothing: seven in
+/// eight carry one of our real votes with a signature bit flipped (never
+/// the same bytes twice, so nothing can be recognised unchecked), the rest
+/// are validly signed votes of a past view (refused after their check).
+/// Honest traffic passes unchanged.
+pub struct SigFlood;
+
+impl Strategy for SigFlood {
+    fn outgoing(&mut self, _ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        pass(to, message)
+    }
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        let mut out = Vec::new();
+        let seq = Seq(ctx.height.0 + 1);
+        let digest = random_digest(ctx);
+        let template = ctx.sign(Prepare {
+            view: ctx.view,
+            seq,
+            digest,
+        });
+        // Past-view votes exist once there is a past view; before that the
+        // flood is all broken signatures.
+        let past = (ctx.view.0 > 0).then(|| View(ctx.view.0 - 1));
+        for to in ctx.others() {
+            for i in 0..ctx.flood_per_tick {
+                let m = match past {
+                    Some(view) if i % 8 == 7 => {
+                        let digest = random_digest(ctx);
+                        vote(ctx, 1 + (i / 8 % 2) as u8, view, seq, digest)
+                    }
+                    _ => {
+                        let mut bad = template.clone();
+                        let bit = ctx.rng.gen_range(0..512usize);
+                        bad.signature[bit / 8] ^= 1 << (bit % 8);
+                        Message::Prepare(bad)
+                    }
+                };
+                out.push(Send::now(to, m));
+            }
+        }
+        out
+    }
+}
+
+// ----- lies to clients' queries ------------------------------------------------
+
+/// An otherwise honest replica that answers clients' balance queries with
+/// lies — a last nonce of `u64::MAX - 1` (a client taking the highest answer
+/// would sign `u64::MAX`) or `u64::MAX` (its successor overflows), just
+/// beyond the bank's nonce jump, zero or a few behind; balances inflated or
+/// zero — and with the truth one time in eight, so a lie is not simply the
+/// odd one out. Its protocol messages pass unchanged.
+pub struct LyingAnswers;
+
+impl Strategy for LyingAnswers {
+    fn outgoing(&mut self, _ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        pass(to, message)
+    }
+    fn answer_query(
+        &mut self,
+        ctx: &mut Ctx,
+        _request: &ClientRequest,
+        honest: ClientResponse,
+    ) -> ClientResponse {
+        let ClientResponse::Balance(truth) = honest else {
+            return honest;
+        };
+        let mut lie = truth;
+        match ctx.rng.gen_range(0..8) {
+            0 => lie.nonce = u64::MAX - 1,
+            1 => lie.nonce = u64::MAX,
+            2 => lie.nonce = truth.nonce.saturating_add(NONCE_AHEAD_MAX + 1),
+            3 => {
+                lie.exists = false;
+                lie.balance = 0;
+                lie.nonce = 0;
+            }
+            4 => lie.nonce = truth.nonce.saturating_sub(ctx.rng.gen_range(1..=3)),
+            5 => {
+                lie.balance = u64::MAX;
+                lie.nonce = u64::MAX - 1;
+                lie.height = truth.height.saturating_add(1_000_000);
+            }
+            6 => lie.balance = truth.balance.saturating_mul(1_000).max(1_000_000),
+            _ => {}
+        }
+        ClientResponse::Balance(lie)
+    }
+}
+
+// ----- fetches whose answers are never read -------------------------------------
+
+/// Keeps asking every other replica for catch-up batches — mostly the chain
+/// from seq 1, sometimes from a random seq — at a pace drawn once per run (1
+/// to 8 per replica per tick; the fetch pacer serves about 2.5), and never
+/// reads anything the others send it ([`Kind::never_reads`]): the simulator
+/// keeps their frames for it in their bounded outbound queues, as a QUIC
+/// peer that never reads makes the transport keep them. Its own protocol
+/// messages pass (its core, hearing nothing, soon falls silent).
+#[derive(Default)]
+pub struct FetchNeverRead {
+    per_tick: usize,
+}
+
+impl Strategy for FetchNeverRead {
+    fn outgoing(&mut self, _ctx: &mut Ctx, to: ReplicaId, message: Message) -> Vec<Send> {
+        pass(to, message)
+    }
+    fn tick(&mut self, ctx: &mut Ctx) -> Vec<Send> {
+        if self.per_tick == 0 {
+            self.per_tick = [1, 2, 4, 8][ctx.rng.gen_range(0..4)];
+        }
+        let mut out = Vec::new();
+        for to in ctx.others() {
+            for _ in 0..self.per_tick {
+                let from = if ctx.rng.gen_bool(0.75) {
+                    1
+                } else {
+                    ctx.rng.gen_range(1..=64)
+                };
+                out.push(Send::now(
+                    to,
+                    Message::Fetch {
+                        from: Seq(from),
+                        to: Seq(u64::MAX),
+                    },
+                ));
+            }
+        }
+        out
     }
 }

@@ -20,4 +20,6 @@ pub mod hostile;
 pub mod proto;
 mod session;
 
-pub use session::{Client, ClientError, Committed, Gathered, QueryAnswer, ReplicaAnswer};
+pub use session::{
+    next_nonce_of, Client, ClientError, Committed, Gathered, QueryAnswer, ReplicaAnswer,
+};

@@ -480,6 +480,18 @@ pub struct Replica {
     /// once per view-change timeout; its resends of one are not checked
     /// again).
     view_change_checks: pacer::Pacer<ReplicaId>,
+    /// Per sender, signature checks that were wasted: the message failed
+    /// its check or was refused after it (stale, duplicate, out of window).
+    /// A sender that wastes more than [`WASTED_CHECKS_BURST`] at once, then
+    /// one per [`WASTED_CHECK_INTERVAL_MS`], has its messages that need a
+    /// check dropped unchecked until its allowance refills (issue 17,
+    /// defect 5: a peer flooding frames that each cost a check could take
+    /// the loop thread). Honest peers waste a few checks per view change,
+    /// far below the rate.
+    wasted_checks: pacer::Pacer<ReplicaId>,
+    /// Inputs refused as useless so far (every [`Replica::ignore`]; not
+    /// [`Replica::ignore_kept`]).
+    refusals: u64,
     fetch: Option<Fetch>,
     fetched: BTreeMap<Seq, CommittedEntry>,
     /// Highest seq each replica has shown, by a CHECKPOINT, that it executed.
@@ -551,6 +563,12 @@ impl Replica {
             vote_retransmit_streak: 0,
             refused_view_changes: BTreeMap::new(),
             view_change_checks,
+            wasted_checks: pacer::Pacer::new(
+                WASTED_CHECKS_BURST,
+                WASTED_CHECK_INTERVAL_MS,
+                cluster.n() as usize,
+            ),
+            refusals: 0,
             fetch: None,
             fetched: BTreeMap::new(),
             progress_claims: BTreeMap::new(),
@@ -972,6 +990,31 @@ impl Replica {
                 }
             }
         }
+        // Votes that cannot change anything are handled without a check.
+        let skipped = match &message {
+            Message::Prepare(p) => self.skip_late_vote(from, VoteKind::Prepare, p),
+            Message::Commit(c) => self.skip_late_vote(from, VoteKind::Commit, c),
+            _ => false,
+        };
+        if skipped {
+            return;
+        }
+        let needs_check = !matches!(
+            message,
+            Message::NewViewRequest { .. } | Message::Fetch { .. } | Message::Reply(_)
+        );
+        if needs_check && !self.wasted_checks.has_room(from, self.now) {
+            self.ignore("peer over its allowance of wasted signature checks (not checked)");
+            return;
+        }
+        let refusals = self.refusals;
+        self.dispatch(from, message);
+        if needs_check && self.refusals > refusals {
+            self.wasted_checks.charge(from, self.now);
+        }
+    }
+
+    fn dispatch(&mut self, from: ReplicaId, message: Message) {
         match message {
             Message::Request(tx) => self.on_unverified_request(tx),
             Message::PrePrepare { pre_prepare, batch } => {
@@ -980,12 +1023,10 @@ impl Replica {
                     Err(_) => self.ignore("pre-prepare: bad signature or payload"),
                 }
             }
-            Message::Prepare(p) if self.skip_late_vote(from, VoteKind::Prepare, &p) => {}
             Message::Prepare(p) => match self.verifier.verify(&p) {
                 Ok(p) => self.route(from, ViewMessage::Prepare(p)),
                 Err(_) => self.ignore("prepare: bad signature or payload"),
             },
-            Message::Commit(c) if self.skip_late_vote(from, VoteKind::Commit, &c) => {}
             Message::Commit(c) => match self.verifier.verify(&c) {
                 Ok(c) => self.route(from, ViewMessage::Commit(c)),
                 Err(_) => self.ignore("commit: bad signature or payload"),
@@ -1197,6 +1238,14 @@ impl Replica {
     fn ignore(&mut self, reason: &'static str) {
         tracing::debug!(replica = %self.me, view = %self.view, reason, "ignored input");
         *self.stats.ignored.entry(reason).or_default() += 1;
+        self.refusals += 1;
+    }
+
+    /// Counts a refusal of an input that was nonetheless used (so its
+    /// signature check was not wasted).
+    fn ignore_kept(&mut self, reason: &'static str) {
+        tracing::debug!(replica = %self.me, view = %self.view, reason, "input refused, kept as evidence");
+        *self.stats.ignored.entry(reason).or_default() += 1;
     }
 
     /// Signs a vote after checking the double-sign guard; a conflicting vote
@@ -1347,6 +1396,13 @@ impl Replica {
 /// Bytes of future-view messages kept per sender: two full batches (the
 /// PRE-PREPAREs of the next view's primary, say) and their votes. With
 /// `n` senders a replica holds at most `n` times this.
+/// Wasted signature checks a peer may cause at once before its messages go
+/// unchecked (see `Replica::wasted_checks`).
+pub const WASTED_CHECKS_BURST: u64 = 1024;
+/// Then one wasted check per this many milliseconds: at ~50 µs a check,
+/// a flooding peer gets at most ~5 % of the loop thread.
+pub const WASTED_CHECK_INTERVAL_MS: u64 = 1;
+
 pub const FUTURE_BYTES_PER_SENDER: usize = 2 * BATCH_BYTES_MAX + 64 * 1024;
 
 /// Client signatures remembered as checked: four full batches (a backup

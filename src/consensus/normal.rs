@@ -248,8 +248,15 @@ impl Replica {
     pub(super) fn on_commit(&mut self, c: Verified<Commit>) {
         let seq = c.seq;
         if seq > self.high_watermark() {
+            // Evidence that this replica lags: a COMMIT that raises what we
+            // know to be committed was worth its check.
+            let known = (self.known_committed, self.weakly_committed);
             self.note_far_commit(&c);
-            return self.ignore("commit: seq above the watermark window");
+            let reason = "commit: seq above the watermark window";
+            if (self.known_committed, self.weakly_committed) != known {
+                return self.ignore_kept(reason);
+            }
+            return self.ignore(reason);
         }
         if !self.in_window(seq) {
             return self.ignore("commit: seq outside the watermark window");

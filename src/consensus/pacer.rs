@@ -50,6 +50,28 @@ impl<K: Ord + Copy> Pacer<K> {
         true
     }
 
+    /// Whether `key` has a use left at `now`, without taking it (for work
+    /// charged afterwards, once it is known to have been wasted).
+    pub fn has_room(&self, key: K, now: Time) -> bool {
+        let slack = now.plus_millis((self.burst - 1) * self.interval_ms);
+        self.due.get(&key).is_none_or(|due| *due <= slack)
+    }
+
+    /// Takes one use of `key` whether or not it had one left: a key that
+    /// keeps wasting runs into debt, up to one more burst, and waits longer.
+    pub fn charge(&mut self, key: K, now: Time) {
+        if !self.due.contains_key(&key) && self.due.len() >= self.keys_max {
+            self.due.retain(|_, due| *due > now);
+            if self.due.len() >= self.keys_max {
+                return;
+            }
+        }
+        let limit = now.plus_millis(2 * self.burst * self.interval_ms);
+        let due = self.due.get(&key).copied().unwrap_or(now).max(now);
+        self.due
+            .insert(key, due.plus_millis(self.interval_ms).min(limit));
+    }
+
     /// Uses refused so far.
     pub fn refused(&self) -> u64 {
         self.refused
@@ -74,5 +96,22 @@ mod tests {
         // Key 2 drains by t + 100: its place goes to key 3.
         assert!(p.allow(3, t.plus_millis(150)));
         assert_eq!(p.due.len(), 2);
+    }
+
+    #[test]
+    fn charged_work_runs_into_bounded_debt() {
+        let mut p = Pacer::new(2, 10, 4);
+        let t = Time::from_millis(1_000);
+        assert!(p.has_room(7u32, t));
+        p.charge(7, t);
+        p.charge(7, t);
+        assert!(!p.has_room(7, t), "the burst is spent");
+        for _ in 0..100 {
+            p.charge(7, t);
+        }
+        // Debt is capped at one more burst: room again after 2 * 2 * 10 ms.
+        assert!(!p.has_room(7, t.plus_millis(29)));
+        assert!(p.has_room(7, t.plus_millis(30)));
+        assert_eq!(p.refused(), 0, "charging is not refusing");
     }
 }

@@ -3055,3 +3055,46 @@ fn a_refused_view_change_is_not_checked_again_and_checks_are_paced() {
         "another sender is checked"
     );
 }
+
+/// Issue 17, defect 5: a peer whose messages keep failing their signature
+/// check (or are refused after it) spends an allowance; beyond it its
+/// messages are dropped unchecked until the allowance refills, while
+/// another peer's messages are still checked and used.
+#[test]
+fn wasted_signature_checks_are_limited_per_peer() {
+    use super::{WASTED_CHECKS_BURST, WASTED_CHECK_INTERVAL_MS};
+    let net = Net::new(4);
+    let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
+    let mut r1 = net.replica(1);
+    let broken = |k: u64| {
+        let Message::Prepare(mut p) = net.prepare(2, 0, 2, b.digest) else {
+            unreachable!()
+        };
+        p.signature[(k % 64) as usize] ^= 1 + (k / 64) as u8;
+        Message::Prepare(p)
+    };
+    let bad = "prepare: bad signature or payload";
+    let over = "peer over its allowance of wasted signature checks (not checked)";
+    for k in 0..WASTED_CHECKS_BURST {
+        net.expect_ignored(&mut r1, 2, broken(k), bad);
+    }
+    net.expect_ignored(&mut r1, 2, broken(5_000), over);
+    // A validly signed vote of that peer is not checked either for now.
+    net.expect_ignored(&mut r1, 2, net.prepare(2, 0, 2, b.digest), over);
+    // Another peer is checked and its vote used.
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &b));
+    deliver(&mut r1, at(0), 3, net.prepare(3, 0, 1, b.digest));
+    assert!(r1.slots[&Seq(1)].prepares.contains_key(&ReplicaId(3)));
+    // The allowance refills at one check per interval.
+    let later = at(WASTED_CHECK_INTERVAL_MS);
+    let input = |m| Input::Message {
+        from: ReplicaId(2),
+        message: m,
+    };
+    net.expect_ignored_input(&mut r1, later, input(broken(5_001)), bad);
+    net.expect_ignored_input(&mut r1, later, input(broken(5_002)), over);
+    // Well after, a valid vote of the peer is checked and used.
+    let refilled = at(10 * WASTED_CHECKS_BURST * WASTED_CHECK_INTERVAL_MS);
+    feed(&mut r1, refilled, input(net.prepare(2, 0, 2, b.digest)));
+    assert!(r1.slots[&Seq(2)].prepares.contains_key(&ReplicaId(2)));
+}

@@ -35,6 +35,17 @@ pub struct Summary {
     pub wipes: u64,
     /// Synced writes that grouped several inputs' writes.
     pub grouped_syncs: u64,
+    /// Clients' balance queries, lying answers to them, and transfers
+    /// signed again because a learned nonce was used already.
+    pub queries: u64,
+    pub query_lies: u64,
+    pub nonce_retries: u64,
+    /// Frames dropped from correct replicas' queues for a peer that never
+    /// reads, and fetches they did not serve (over a peer's rate).
+    pub outbound_dropped: u64,
+    pub fetches_refused: u64,
+    /// The most bytes one such queue held, over all seeds.
+    pub outbound_peak_bytes: u64,
 }
 
 impl Summary {
@@ -64,7 +75,7 @@ impl Summary {
             .throughput_ratio()
             .map_or(String::new(), |r| format!(" throughput-vs-none: {r:.2}"));
         format!(
-            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {} write-crashes: {} write-crashes-applied: {} wipes: {} unseen-blocks-recovered: {} grouped-syncs: {}{ratio} elapsed-s: {:.1}",
+            "seeds: {} violations: {} commits: {} view-changes: {} seeds-with-view-change: {} txs: {} fetched-batches: {} latency-p50-ms: {} latency-p99-ms: {} frames-refused: {} write-crashes: {} write-crashes-applied: {} wipes: {} unseen-blocks-recovered: {} grouped-syncs: {} queries: {} query-lies: {} nonce-retries: {} outbound-dropped: {} outbound-peak-bytes: {} fetches-refused: {}{ratio} elapsed-s: {:.1}",
             self.seeds,
             self.violations,
             self.commits,
@@ -80,6 +91,12 @@ impl Summary {
             self.wipes,
             self.unseen_blocks_recovered,
             self.grouped_syncs,
+            self.queries,
+            self.query_lies,
+            self.nonce_retries,
+            self.outbound_dropped,
+            self.outbound_peak_bytes,
+            self.fetches_refused,
             self.elapsed.as_secs_f64()
         )
     }
@@ -175,6 +192,16 @@ pub fn run_jobs(
         unseen_blocks_recovered: outcomes.iter().map(|o| o.unseen_blocks_recovered).sum(),
         wipes: outcomes.iter().map(|o| o.wipes).sum(),
         grouped_syncs: outcomes.iter().map(|o| o.grouped_syncs).sum(),
+        queries: outcomes.iter().map(|o| o.queries).sum(),
+        query_lies: outcomes.iter().map(|o| o.query_lies).sum(),
+        nonce_retries: outcomes.iter().map(|o| o.nonce_retries).sum(),
+        outbound_dropped: outcomes.iter().map(|o| o.outbound_dropped).sum(),
+        fetches_refused: outcomes.iter().map(|o| o.fetches_refused).sum(),
+        outbound_peak_bytes: outcomes
+            .iter()
+            .map(|o| o.outbound_peak_bytes)
+            .max()
+            .unwrap_or(0),
         seeds: count,
         violations: outcomes.iter().filter(|o| !o.violations.is_empty()).count() as u64,
         commits: outcomes.iter().map(|o| o.commits).sum(),

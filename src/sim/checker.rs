@@ -5,7 +5,7 @@
 //! reports a violation as soon as one is visible; it never stops the run.
 
 use crate::consensus::messages::{Commit, Message, PrePrepare, Prepare, ViewChange};
-use crate::crypto::{Digest, Payload, Signed};
+use crate::crypto::{Digest, Payload, PublicKey, Signed};
 use crate::node::CommittedBlock;
 use crate::tx::Receipt;
 use crate::types::{ReplicaId, View};
@@ -29,6 +29,12 @@ pub struct Checker {
     /// Replicas under adversary control: none of their commits, votes or
     /// restarts is judged (the invariants are about correct replicas).
     pub byzantine: BTreeSet<ReplicaId>,
+    /// Each account's last nonce in the canonical chain (a transfer that
+    /// executed, or was refused as stale or too far ahead, leaves it).
+    account_nonces: BTreeMap<PublicKey, u64>,
+    /// Every (exists, balance, nonce) a correct replica answered for an
+    /// account (and its genesis state).
+    account_states: BTreeMap<PublicKey, BTreeSet<(bool, u64, u64)>>,
 }
 
 impl Checker {
@@ -64,7 +70,7 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.canonical.insert(block.height, block.block_hash);
-                for (id, _, _, receipt) in &block.txs {
+                for (id, from, nonce, receipt) in &block.txs {
                     if !self.submitted.contains(id) {
                         self.violation(format!(
                             "S4 validity: height {} holds transaction {id:?} no client signed",
@@ -77,6 +83,8 @@ impl Checker {
                     if matches!(receipt, Receipt::StaleNonce | Receipt::NonceTooFar) {
                         continue;
                     }
+                    let last = self.account_nonces.entry(*from).or_default();
+                    *last = (*last).max(*nonce);
                     // S4 exactly-once and receipt finality (issue 24,
                     // defect 4): one outcome per transaction.
                     match self.receipts.get(id).copied() {
@@ -195,6 +203,55 @@ impl Checker {
 
     pub fn report(&mut self, v: String) {
         self.violation(v);
+    }
+
+    /// C1: a correct client signs a nonce its account can use — not
+    /// `u64::MAX` (no nonce above it: the account could never send again)
+    /// and at most `NONCE_AHEAD_MAX` above the account's last nonce in the
+    /// chain (beyond it the bank never executes the transfer, and a client
+    /// that kept counting from it would stall). A nonce one lying replica
+    /// picked would be either.
+    pub fn on_client_sign(&mut self, client: usize, account: &PublicKey, nonce: u64) {
+        let last = self.account_nonces.get(account).copied().unwrap_or(0);
+        let why = if nonce == u64::MAX {
+            "u64::MAX: the account could never send again"
+        } else if nonce > last.saturating_add(crate::tx::NONCE_AHEAD_MAX) {
+            "beyond the bank's nonce jump: it can never execute"
+        } else {
+            return;
+        };
+        self.violation(format!(
+            "C1 client nonce: client {client} signed nonce {nonce}, its account's last nonce being {last}: {why}"
+        ));
+    }
+
+    /// A correct replica answered `(exists, balance, nonce)` for `account`.
+    pub fn on_account_state(&mut self, account: PublicKey, exists: bool, balance: u64, nonce: u64) {
+        self.account_states
+            .entry(account)
+            .or_default()
+            .insert((exists, balance, nonce));
+    }
+
+    /// C3: what a client reads as its account (2f+1 alike) is a state a
+    /// correct replica gave: no lie gets through.
+    pub fn on_client_read(
+        &mut self,
+        client: usize,
+        account: &PublicKey,
+        exists: bool,
+        balance: u64,
+        nonce: u64,
+    ) {
+        let held = self
+            .account_states
+            .get(account)
+            .is_some_and(|s| s.contains(&(exists, balance, nonce)));
+        if !held {
+            self.violation(format!(
+                "C3 client read: client {client} read its account as (exists {exists}, balance {balance}, nonce {nonce}), which no correct replica answered"
+            ));
+        }
     }
 }
 

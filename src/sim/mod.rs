@@ -23,6 +23,8 @@ pub mod checker;
 pub mod scenario;
 
 use crate::adversary::{self, Collusion, Kind, Strategy, Wire};
+use crate::client::proto::{BalanceInfo, ClientRequest, ClientResponse};
+use crate::client::{next_nonce_of, Gathered};
 use crate::consensus::messages::{Message, ReplyChecker, ReplyProof};
 use crate::consensus::Config;
 use crate::crypto::{Digest, KeyPair, PublicKey, Verifier};
@@ -100,9 +102,37 @@ enum Event {
         replica: ReplicaId,
         tx_id: Digest,
     },
+    /// A client's balance query (number `id`) reaches a replica's client
+    /// service, which answers from its executed state.
+    QueryArrive {
+        client: usize,
+        replica: ReplicaId,
+        id: u64,
+    },
+    /// A replica's answer to a client's query.
+    QueryAnswer {
+        client: usize,
+        replica: ReplicaId,
+        id: u64,
+        response: ClientResponse,
+    },
+    /// The client's wait for the other replicas' answers after f+1 came in
+    /// ends (the real client's `QUERY_GRACE`).
+    QueryDone { client: usize, id: u64 },
 }
 
 const CLIENT_BALANCE: u64 = 1_000;
+/// Frames a flooding adversary sends each replica per tick here: each costs
+/// a real signature check, so campaigns keep it small (a real process
+/// floods far harder: tests/byzantine_flood.rs).
+const SIM_FLOOD_PER_TICK: usize = 8;
+
+/// After f+1 answers to a query, how long a client waits for the others:
+/// the real client's `QUERY_GRACE` (src/client/session.rs).
+const QUERY_GRACE_MS: u64 = 300;
+/// Times one transfer may be signed again because the nonce it had was
+/// used already before the client counts as stuck (C2).
+const NONCE_RETRIES_MAX: u32 = 8;
 
 struct Outstanding {
     tx: Transaction,
@@ -111,6 +141,49 @@ struct Outstanding {
     replies: BTreeMap<ReplicaId, (Digest, Seq, Receipt)>,
     /// Replicas that refused it, and the receipt it would have failed with.
     refusals: BTreeMap<ReplicaId, Receipt>,
+    /// Its nonce came from the replicas' answers, not the client's count.
+    queried: bool,
+    /// Times it was sent again after the client's timeout.
+    resends: u32,
+    /// Replicas whose signed reply for this nonce names another
+    /// transaction (the nonce was used by it).
+    conflicts: BTreeMap<ReplicaId, Digest>,
+}
+
+/// Why a client asks the replicas for its account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueryPurpose {
+    /// It restarted (or its last nonce was used already): it learns its
+    /// next nonce, and its balance, before signing.
+    Nonce,
+    /// Its outstanding transfer, signed with a learned nonce, gets no
+    /// answer: is that nonce used already?
+    Check,
+}
+
+/// A client's balance query in flight, and the answers so far.
+struct PendingQuery {
+    id: u64,
+    purpose: QueryPurpose,
+    started: Time,
+    answers: BTreeMap<usize, Result<BalanceInfo, String>>,
+    /// f+1 answered: the client waits `QUERY_GRACE_MS` for the others.
+    grace: bool,
+}
+
+/// A transfer to sign again with the next nonce the replicas vouch for.
+struct Retry {
+    to: PublicKey,
+    amount: u64,
+    first_sent: Time,
+}
+
+/// The frames a replica holds for a peer that never reads them, as the
+/// transport's per-peer outbound queue (`net::peer`) would.
+#[derive(Default)]
+struct OutQueue {
+    frames: std::collections::VecDeque<usize>,
+    bytes: usize,
 }
 
 struct Client {
@@ -125,6 +198,16 @@ struct Client {
     /// How many of `results` were refused, not ordered.
     refused: u64,
     latencies_ms: Vec<u64>,
+    /// False after a restart: the next transfer waits for a balance query.
+    nonce_known: bool,
+    /// `nonce` came from a query and the next transfer is its first use.
+    nonce_queried: bool,
+    /// The balance the last query read (2f+1 alike), for the next transfer.
+    balance: Option<u64>,
+    query: Option<PendingQuery>,
+    retry: Option<Retry>,
+    /// Times the current transfer was signed again (its nonce was used).
+    retries_in_row: u32,
 }
 
 /// What one seed produced.
@@ -174,6 +257,18 @@ pub struct SeedOutcome {
     pub wipes: u64,
     /// Synced writes that grouped the writes of several inputs.
     pub grouped_syncs: u64,
+    /// Balance queries the clients sent (to every replica each), answers
+    /// that differed from the replica's honest one, and transfers signed
+    /// again because the nonce a query gave was used already.
+    pub queries: u64,
+    pub query_lies: u64,
+    pub nonce_retries: u64,
+    /// Frames dropped from correct replicas' outbound queues for a peer
+    /// that never reads, and the most bytes one such queue held.
+    pub outbound_dropped: u64,
+    pub outbound_peak_bytes: u64,
+    /// Fetches the correct replicas did not serve (over a peer's rate).
+    pub fetches_refused: u64,
 }
 
 impl SeedOutcome {
@@ -233,6 +328,8 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
     scenario.operator_stops(&mut stop_rng);
     let mut clock_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x636c_6f63_6b73_2121);
     scenario.clocks(&mut clock_rng);
+    let mut query_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7175_6572_6965_7321);
+    scenario.client_queries(&mut query_rng);
     let calm = opts.baseline.then(|| Scenario {
         adversary: None,
         byzantine: Vec::new(),
@@ -320,6 +417,24 @@ struct Sim {
     wiped: u64,
     unseen_blocks_recovered: u64,
     grouped_syncs: u64,
+    /// Client restarts, balance queries and their network (apart from
+    /// `client_rng` and `net_rng`, so seeds without queries are unchanged).
+    query_rng: ChaCha8Rng,
+    next_query: u64,
+    queries: u64,
+    query_lies: u64,
+    nonce_retries: u64,
+    /// Replicas that never read what the others send them.
+    never_reads: BTreeSet<ReplicaId>,
+    /// (sender, peer that never reads) → the sender's queue for it.
+    outbound: BTreeMap<(ReplicaId, ReplicaId), OutQueue>,
+    /// The transport's bounds of one peer's queue: frames
+    /// (`p2p.peer_queue_max`) and bytes (`net::peer_bytes_max` of the
+    /// frame cap).
+    outbound_frames_max: usize,
+    outbound_bytes_max: usize,
+    outbound_dropped: u64,
+    outbound_peak_bytes: usize,
 }
 
 /// A client under adversary control: funded, with a real key.
@@ -381,6 +496,20 @@ impl Sim {
         let frame_cap = crate::codec::FRAME_BYTES_MAX.max(
             crate::consensus::messages::message_bytes_max(genesis.config(), n as usize),
         );
+        // The runtime's transport bounds (node::config: the default
+        // `[p2p]`, its frame cap raised to what genesis needs).
+        let p2p = crate::node::config::P2pConfig::default();
+        let mut net = crate::net::NetConfig::new(
+            ReplicaId(0),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            Vec::new(),
+        );
+        net.peer_queue_max = p2p.peer_queue_max;
+        net.frame_bytes_max = p2p.frame_bytes_max.max(frame_cap);
+        let never_reads: BTreeSet<ReplicaId> = match scenario.adversary {
+            Some(k) if k.never_reads() => scenario.byzantine.iter().copied().collect(),
+            _ => BTreeSet::new(),
+        };
         let stores: Vec<MemoryStore> = (0..slots).map(|_| MemoryStore::new()).collect();
         let view_records: Vec<MemoryViewRecord> =
             (0..slots).map(|_| MemoryViewRecord::default()).collect();
@@ -414,6 +543,12 @@ impl Sim {
                 results: Vec::new(),
                 refused: 0,
                 latencies_ms: Vec::new(),
+                nonce_known: true,
+                nonce_queried: false,
+                balance: None,
+                query: None,
+                retry: None,
+                retries_in_row: 0,
             })
             .collect();
         let client_index = clients
@@ -436,6 +571,9 @@ impl Sim {
         let byzantine = scenario.byzantine.clone();
         let mut checker = Checker::default();
         checker.byzantine = byzantine.iter().copied().collect();
+        for c in &clients {
+            checker.on_account_state(c.key.public(), true, CLIENT_BALANCE, 0);
+        }
         let mut sim = Sim {
             genesis,
             keys,
@@ -481,6 +619,17 @@ impl Sim {
             wiped: 0,
             grouped_syncs: 0,
             unseen_blocks_recovered: 0,
+            query_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x636c_6965_6e74_3f3f),
+            next_query: 0,
+            queries: 0,
+            query_lies: 0,
+            nonce_retries: 0,
+            never_reads,
+            outbound: BTreeMap::new(),
+            outbound_frames_max: net.peer_queue_max,
+            outbound_bytes_max: crate::net::peer_bytes_max(&net),
+            outbound_dropped: 0,
+            outbound_peak_bytes: 0,
             scenario,
         };
         let byzantine_replicas: Vec<ReplicaId> = sim.strategies.keys().copied().collect();
@@ -628,6 +777,12 @@ impl Sim {
         let Some(to) = self.twin_route(from, to, &message) else {
             return;
         };
+        if let (Some(a), Endpoint::Replica(b)) = (self.endpoint_replica(from), to) {
+            if self.never_reads.contains(&b) {
+                self.queue_unread(a, b, &message);
+                return;
+            }
+        }
         if let (Some(a), Some(b)) = (self.endpoint_replica(from), self.endpoint_replica(to)) {
             if self.partitioned(self.now, a, b) {
                 return;
@@ -873,6 +1028,22 @@ impl Sim {
                 self.hash_event(13, client as u64, replica.0 as u64, &tx_id.0);
                 self.send_request(Endpoint::Client(client), &tx, Some(&|r| r == replica.0));
             }
+            Event::QueryArrive {
+                client,
+                replica,
+                id,
+            } => self.on_query_arrive(client, replica, id),
+            Event::QueryAnswer {
+                client,
+                replica,
+                id,
+                response,
+            } => self.on_query_answer(client, replica, id, response),
+            Event::QueryDone { client, id } => {
+                if self.clients[client].query.as_ref().is_some_and(|q| q.id == id) {
+                    self.finish_query(client);
+                }
+            }
             Event::FaultsEnd => {
                 self.hash_event(5, 0, 0, &[]);
                 self.log(|| "FAULTS END: network reliable, all replicas restart".into());
@@ -1100,6 +1271,7 @@ impl Sim {
             now: self.now,
             request_timeout_ms: self.scenario.request_timeout_ms,
             colluders: &colluders,
+            flood_per_tick: SIM_FLOOD_PER_TICK,
             rng: &mut self.adv_rng,
             collusion: &mut self.collusion,
         };
@@ -1288,6 +1460,33 @@ impl Sim {
                 }
             }
         }
+        if honest && slot == r.index() {
+            // S8 counts what the transport holds for a peer that never
+            // reads: bounded per peer, as `net::peer` bounds it.
+            let exceeded: Vec<String> = self
+                .outbound
+                .iter()
+                .filter(|((from, _), q)| {
+                    *from == r
+                        && (q.bytes > self.outbound_bytes_max
+                            || q.frames.len() > self.outbound_frames_max)
+                })
+                .map(|((_, to), q)| {
+                    format!(
+                        "outbound queue for {to:?}: {} bytes in {} frames (bounds {} and {})",
+                        q.bytes,
+                        q.frames.len(),
+                        self.outbound_bytes_max,
+                        self.outbound_frames_max
+                    )
+                })
+                .collect();
+            if !exceeded.is_empty() {
+                self.checker.report(format!(
+                    "S8 bounded: {r:?} exceeds its limits on {exceeded:?}"
+                ));
+            }
+        }
         // Schedule the node's next timer if it is earlier than the one pending.
         let deadline = self.nodes[slot].as_ref().and_then(|n| n.next_deadline());
         if let Some(d) = deadline {
@@ -1311,13 +1510,90 @@ impl Sim {
         }) {
             self.last_stall = Some(now);
         }
+        // A query that got fewer answers than it waits for ends at the
+        // client's timeout, with what it has (as the real client's).
+        if self.clients[c]
+            .query
+            .as_ref()
+            .is_some_and(|q| now.saturating_sub_millis(q.started) >= timeout)
+        {
+            self.finish_query(c);
+        }
+        let querying = self.clients[c].query.is_some();
+        let client = &self.clients[c];
+        let wants_transfer = client.retry.is_some() || client.submitted < client.target;
+        let (timed_out, check) = match &client.outstanding {
+            Some(o) if now.saturating_sub_millis(o.sent_at) >= timeout => {
+                (true, o.queried && o.resends >= 2 && !querying)
+            }
+            _ => (false, false),
+        };
+        let idle = client.outstanding.is_none();
+        let resend = if timed_out {
+            // A transfer signed with a learned nonce that gets no answer at
+            // all may have a nonce used already (a replica past it answers
+            // nothing): the client asks whether it is.
+            if check {
+                self.start_query(c, QueryPurpose::Check);
+            }
+            self.clients[c].outstanding.as_ref().map(|o| o.tx.clone())
+        } else if idle && wants_transfer && !querying {
+            self.new_transfer(c)
+        } else {
+            None
+        };
+        if let Some(tx) = resend {
+            if let Some(o) = &mut self.clients[c].outstanding {
+                if o.sent_at != now {
+                    o.resends += 1;
+                }
+                o.sent_at = now;
+            }
+            self.hash_event(6, c as u64, tx.nonce, &[]);
+            self.send_request(Endpoint::Client(c), &tx, None);
+        }
+        if self.client_busy(c) {
+            self.push(now.plus_millis(timeout / 2), Event::ClientTick(c));
+        }
+    }
+
+    /// Whether client `c` still has something to do (or wait for).
+    fn client_busy(&self, c: usize) -> bool {
+        let client = &self.clients[c];
+        client.outstanding.is_some()
+            || client.query.is_some()
+            || client.retry.is_some()
+            || client.submitted < client.target
+    }
+
+    /// Client `c`'s next transfer (or the one it signs again), signed; or
+    /// `None` while it must first learn its nonce. In seeds with client
+    /// restarts a client sometimes forgets its nonce and balance first.
+    fn new_transfer(&mut self, c: usize) -> Option<Transaction> {
+        let now = self.now;
+        let rate = self.scenario.query_rate;
+        let client = &self.clients[c];
+        if client.nonce_known
+            && !client.nonce_queried
+            && client.retry.is_none()
+            && rate > 0.0
+            && self.query_rng.gen_bool(rate)
+        {
+            let client = &mut self.clients[c];
+            client.nonce_known = false;
+            client.balance = None;
+            self.log(|| format!("CLIENT {c} RESTARTS: forgets its nonce and balance"));
+        }
+        if !self.clients[c].nonce_known {
+            self.start_query(c, QueryPurpose::Nonce);
+            return None;
+        }
         let client = &mut self.clients[c];
-        let resend = match &client.outstanding {
-            Some(o) if now.saturating_sub_millis(o.sent_at) >= timeout => Some(o.tx.clone()),
-            Some(_) => None,
-            None if client.submitted < client.target => {
-                client.nonce += 1;
+        let (to, amount, first_sent) = match client.retry.take() {
+            Some(r) => (r.to, r.amount, r.first_sent),
+            None => {
                 client.submitted += 1;
+                let known = client.balance.take();
                 let others: Vec<PublicKey> = self
                     .client_index
                     .keys()
@@ -1329,39 +1605,269 @@ impl Sim {
                 let amount = if self.client_rng.gen_bool(0.1) {
                     CLIENT_BALANCE * 10
                 } else {
-                    self.client_rng.gen_range(1..=CLIENT_BALANCE / 4)
+                    let a = self.client_rng.gen_range(1..=CLIENT_BALANCE / 4);
+                    // What a restarted client read it holds bounds it.
+                    known.map_or(a, |b| a.min(b.max(1)))
                 };
-                let tx = Transaction::transfer(
-                    self.genesis.network,
-                    &client.key,
-                    to,
-                    amount,
-                    client.nonce,
-                );
-                self.checker.submitted.insert(tx.id());
-                client.outstanding = Some(Outstanding {
-                    tx: tx.clone(),
-                    first_sent: now,
-                    sent_at: now,
-                    replies: BTreeMap::new(),
-                    refusals: BTreeMap::new(),
-                });
-                Some(tx)
+                (to, amount, now)
             }
-            None => None,
         };
-        if let Some(tx) = resend {
-            if let Some(o) = &mut self.clients[c].outstanding {
-                o.sent_at = now;
+        client.nonce = client.nonce.saturating_add(1);
+        let queried = std::mem::take(&mut client.nonce_queried);
+        let tx = Transaction::transfer(self.genesis.network, &client.key, to, amount, client.nonce);
+        let key = client.key.public();
+        client.outstanding = Some(Outstanding {
+            tx: tx.clone(),
+            first_sent,
+            sent_at: now,
+            replies: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+            queried,
+            resends: 0,
+            conflicts: BTreeMap::new(),
+        });
+        self.checker.on_client_sign(c, &key, tx.nonce);
+        self.checker.submitted.insert(tx.id());
+        Some(tx)
+    }
+
+    /// Client `c` asks every replica for its account (the real client's
+    /// `Client::balance` / `next_nonce`): one query to each, over the
+    /// clients' network, answered by the replica's client service.
+    fn start_query(&mut self, c: usize, purpose: QueryPurpose) {
+        self.next_query += 1;
+        self.queries += 1;
+        let id = self.next_query;
+        self.hash_event(14, c as u64, id, &[purpose as u8]);
+        self.log(|| format!("CLIENT {c} QUERY {id} ({purpose:?})"));
+        self.clients[c].query = Some(PendingQuery {
+            id,
+            purpose,
+            started: self.now,
+            answers: BTreeMap::new(),
+            grace: false,
+        });
+        for r in 0..self.scenario.replicas {
+            if let Some(at) = self.query_hop() {
+                let replica = ReplicaId(r);
+                self.push(
+                    at,
+                    Event::QueryArrive {
+                        client: c,
+                        replica,
+                        id,
+                    },
+                );
             }
-            self.hash_event(6, c as u64, tx.nonce, &[]);
-            self.send_request(Endpoint::Client(c), &tx, None);
         }
-        if self.clients[c].outstanding.is_some()
-            || self.clients[c].submitted < self.clients[c].target
-        {
-            self.push(now.plus_millis(timeout / 2), Event::ClientTick(c));
+    }
+
+    /// When a query or its answer arrives, if the network does not lose it
+    /// (loss and delay as the replicas' links now, from `query_rng`).
+    fn query_hop(&mut self) -> Option<Time> {
+        let (loss, _, lo, hi) = self.link();
+        if loss > 0.0 && self.query_rng.gen_bool(loss) {
+            return None;
         }
+        let delay_us = self.query_rng.gen_range(lo * 1000..=hi * 1000);
+        Some(Time(self.now.0 + delay_us))
+    }
+
+    /// A replica's client service answers a balance query as
+    /// `node::service` does — from the account in its executed state and
+    /// its height — unless its adversary answers otherwise. A replica that
+    /// is down answers nothing.
+    fn on_query_arrive(&mut self, c: usize, r: ReplicaId, id: u64) {
+        self.hash_event(15, c as u64, r.0 as u64, &id.to_le_bytes());
+        let account = self.clients[c].key.public();
+        let Some(node) = self.nodes[r.index()].as_ref() else {
+            return;
+        };
+        let a = node.account(&account);
+        let truth = BalanceInfo {
+            account,
+            exists: a.is_some(),
+            balance: a.map_or(0, |a| a.balance),
+            nonce: a.map_or(0, |a| a.nonce),
+            height: node.height(),
+        };
+        let honest = ClientResponse::Balance(truth);
+        let response = if self.strategies.contains_key(&r) {
+            let request = ClientRequest::Balance(account);
+            let answer = self.with_strategy(r, |s, ctx| {
+                Some(s.answer_query(ctx, &request, honest.clone()))
+            });
+            answer.unwrap_or_else(|| honest.clone())
+        } else {
+            honest.clone()
+        };
+        if !self.checker.byzantine.contains(&r) {
+            self.checker
+                .on_account_state(account, truth.exists, truth.balance, truth.nonce);
+        }
+        if response != honest {
+            self.query_lies += 1;
+        }
+        if let Some(at) = self.query_hop() {
+            self.push(
+                at,
+                Event::QueryAnswer {
+                    client: c,
+                    replica: r,
+                    id,
+                    response,
+                },
+            );
+        }
+    }
+
+    /// An answer to client `c`'s query: kept if it is an answer about its
+    /// account (what the real client's `Client::balance` extracts); once
+    /// f+1 are in the client waits `QUERY_GRACE_MS` for the rest.
+    fn on_query_answer(&mut self, c: usize, r: ReplicaId, id: u64, response: ClientResponse) {
+        self.hash_event(16, c as u64, r.0 as u64, &id.to_le_bytes());
+        let needed = self.genesis.cluster.weak_quorum();
+        let n = self.scenario.replicas as usize;
+        let account = self.clients[c].key.public();
+        let Some(q) = self.clients[c].query.as_mut().filter(|q| q.id == id) else {
+            return;
+        };
+        let answer = match response {
+            ClientResponse::Balance(b) if b.account == account => Ok(b),
+            _ => Err("unexpected answer".to_string()),
+        };
+        q.answers.entry(r.index()).or_insert(answer);
+        let ok = q.answers.values().filter(|a| a.is_ok()).count();
+        if q.answers.len() == n {
+            self.finish_query(c);
+        } else if ok >= needed && !q.grace {
+            q.grace = true;
+            let at = self.now.plus_millis(QUERY_GRACE_MS);
+            self.push(at, Event::QueryDone { client: c, id });
+        }
+    }
+
+    /// Client `c` combines its query's answers with the real client's rules:
+    /// the next nonce is one above the last nonce f+1 answers vouch for
+    /// (`client::next_nonce_of`), the balance is what 2f+1 agree on
+    /// (`Gathered::agreed_by_quorum`). Fewer than f+1 answers: it asks again.
+    fn finish_query(&mut self, c: usize) {
+        let Some(q) = self.clients[c].query.take() else {
+            return;
+        };
+        let needed = self.genesis.cluster.weak_quorum();
+        let n = self.scenario.replicas as usize;
+        let g = Gathered {
+            answers: (0..n)
+                .map(|i| {
+                    let a = q.answers.get(&i).cloned();
+                    (i, a.unwrap_or_else(|| Err("timed out".into())))
+                })
+                .collect(),
+            needed,
+        };
+        if g.ok_count() < needed {
+            self.log(|| format!("CLIENT {c} QUERY {} got {} answers", q.id, g.ok_count()));
+            self.start_query(c, q.purpose);
+            return;
+        }
+        let account = self.clients[c].key.public();
+        let read = g
+            .agreed_by_quorum(|b| (b.exists, b.balance, b.nonce))
+            .map(|a| a.value);
+        if let Some(b) = read {
+            self.checker
+                .on_client_read(c, &account, b.exists, b.balance, b.nonce);
+        }
+        let next = match next_nonce_of(&g) {
+            Ok(next) => next,
+            Err(e) => {
+                let nonces: Vec<u64> = g.ok().map(|(_, b)| b.nonce).collect();
+                self.checker.report(format!(
+                    "C1 client nonce: client {c} cannot pick a nonce ({e}) from the last nonces {nonces:?}"
+                ));
+                // It tries again later; L1 judges whether it ever can.
+                self.clients[c].nonce_known = false;
+                return;
+            }
+        };
+        self.log(|| format!("CLIENT {c} QUERY {} ({:?}): next nonce {next}", q.id, q.purpose));
+        let client = &mut self.clients[c];
+        match q.purpose {
+            QueryPurpose::Nonce => {
+                client.nonce = next - 1;
+                client.nonce_known = true;
+                client.nonce_queried = true;
+                client.balance = read.map(|b| b.balance);
+                self.push(self.now, Event::ClientTick(c));
+            }
+            QueryPurpose::Check => {
+                let used = client.outstanding.as_ref().is_some_and(|o| next > o.tx.nonce);
+                if used {
+                    self.nonce_used(c, Some(next));
+                }
+            }
+        }
+    }
+
+    /// Client `c`'s outstanding transfer has a nonce used already (by
+    /// another transaction, or it executed as stale): it gives it up and
+    /// signs the same transfer again with the next nonce — known (`next`)
+    /// or to be learned from the replicas. C2: a transfer that needs more
+    /// than `NONCE_RETRIES_MAX` nonces means the client keeps picking used
+    /// ones.
+    fn nonce_used(&mut self, c: usize, next: Option<u64>) {
+        if self.clients[c].outstanding.is_none() {
+            return;
+        }
+        self.nonce_retries += 1;
+        let client = &mut self.clients[c];
+        let Some(o) = client.outstanding.take() else {
+            return;
+        };
+        client.retries_in_row += 1;
+        client.retry = Some(Retry {
+            to: o.tx.to,
+            amount: o.tx.amount,
+            first_sent: o.first_sent,
+        });
+        match next {
+            Some(next) => {
+                client.nonce = next - 1;
+                client.nonce_queried = true;
+            }
+            None => client.nonce_known = false,
+        }
+        let tries = client.retries_in_row;
+        self.hash_event(17, c as u64, o.tx.nonce, &[]);
+        self.log(|| format!("CLIENT {c} NONCE {} USED: signs the transfer again", o.tx.nonce));
+        if tries == NONCE_RETRIES_MAX + 1 {
+            self.checker.report(format!(
+                "C2 client progress: client {c} signed one transfer {tries} times, each time with a nonce used already (last {})",
+                o.tx.nonce
+            ));
+        }
+        self.push(self.now, Event::ClientTick(c));
+    }
+
+    /// Frames replica `from` sends a peer that never reads stay in its
+    /// outbound queue for that peer, bounded as the transport bounds it
+    /// (`net::Transport::send`: over `peer_queue_max` frames or
+    /// `net::peer_bytes_max` bytes, the oldest are dropped).
+    fn queue_unread(&mut self, from: ReplicaId, to: ReplicaId, message: &Message) {
+        let len = message.to_frame().len();
+        self.hash_event(18, from.0 as u64, to.0 as u64, &(len as u64).to_le_bytes());
+        let (frames_max, bytes_max) = (self.outbound_frames_max, self.outbound_bytes_max);
+        let q = self.outbound.entry((from, to)).or_default();
+        q.bytes += len;
+        q.frames.push_back(len);
+        while q.frames.len() > frames_max || (q.bytes > bytes_max && q.frames.len() > 1) {
+            if let Some(old) = q.frames.pop_front() {
+                q.bytes -= old;
+            }
+            self.outbound_dropped += 1;
+        }
+        self.outbound_peak_bytes = self.outbound_peak_bytes.max(q.bytes);
     }
 
     /// Sends a request to every replica (and the twin instance), or to the
@@ -1502,13 +2008,29 @@ impl Sim {
         let Some(o) = &mut client.outstanding else {
             return;
         };
-        if v.client != client.key.public() || v.nonce != o.tx.nonce || v.tx_id != o.tx.id() {
+        if v.client != client.key.public() || v.nonce != o.tx.nonce {
+            return;
+        }
+        if v.tx_id != o.tx.id() {
+            // The reply a replica keeps for the client's last nonce names
+            // another transaction: f+1 alike, and the nonce is used.
+            o.conflicts.insert(signer, v.tx_id);
+            if o.conflicts.values().filter(|d| **d == v.tx_id).count() >= weak {
+                self.nonce_used(c, None);
+            }
             return;
         }
         o.replies.insert(signer, (v.tx_id, v.seq, v.receipt));
         let wanted = (v.tx_id, v.seq, v.receipt);
         let matching = o.replies.values().filter(|r| **r == wanted).count();
+        if matching >= weak && o.queried && v.receipt == Receipt::StaleNonce {
+            // A learned nonce that was used already (a lagging replica's
+            // answer): the transfer is signed again with a fresh one.
+            self.nonce_used(c, None);
+            return;
+        }
         if matching >= weak {
+            client.retries_in_row = 0;
             let latency = now.saturating_sub_millis(o.first_sent);
             client.results.push((v.tx_id, v.receipt));
             client.latencies_ms.push(latency);
@@ -1539,6 +2061,7 @@ impl Sim {
             return;
         }
         client.refused += 1;
+        client.retries_in_row = 0;
         client.results.push((tx_id, receipt));
         client
             .latencies_ms
@@ -1581,7 +2104,12 @@ impl Sim {
     fn liveness_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for (i, c) in self.clients.iter().enumerate() {
-            if c.outstanding.is_some() || c.submitted < c.target {
+            let busy = c.outstanding.is_some()
+                || c.query.is_some()
+                || c.retry.is_some()
+                || !c.nonce_known
+                || c.submitted < c.target;
+            if busy {
                 problems.push(format!(
                     "L1 liveness: client {i} finished {} of {} transfers",
                     c.results.len(),
@@ -1723,6 +2251,12 @@ impl Sim {
             unseen_blocks_recovered: self.unseen_blocks_recovered,
             wipes: self.wiped,
             grouped_syncs: self.grouped_syncs,
+            queries: self.queries,
+            query_lies: self.query_lies,
+            nonce_retries: self.nonce_retries,
+            outbound_dropped: self.outbound_dropped,
+            outbound_peak_bytes: self.outbound_peak_bytes as u64,
+            fetches_refused: self.honest_nodes().map(|n| n.fetches_refused()).sum(),
             honest_view,
             refused: stats.iter().fold(
                 BTreeMap::from([(

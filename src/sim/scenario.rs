@@ -102,6 +102,11 @@ pub struct Scenario {
     /// runtime's run on a monotonic clock.
     pub clock_offsets_ms: Vec<i64>,
     pub clock_steps: Vec<ClockStep>,
+    /// How often a client restarts, forgetting its nonce and balance,
+    /// before a transfer: the chance per transfer that it first asks every
+    /// replica for them (see [`Scenario::client_queries`]). 0 in explicit
+    /// scenarios.
+    pub query_rate: f64,
 }
 
 /// A replica's wall clock stepped by `by_ms` (NTP, a VM resumed) from `at`
@@ -153,6 +158,7 @@ impl Scenario {
             consensus: None,
             clock_offsets_ms: Vec::new(),
             clock_steps: Vec::new(),
+            query_rate: 0.0,
         }
     }
 
@@ -320,6 +326,20 @@ impl Scenario {
         (t + offset + steps).max(0) as u64
     }
 
+    /// Client restarts (issue 17): in half of the seeds clients sometimes
+    /// forget their nonce and balance and learn them again by asking every
+    /// replica, as the real client does (`Client::next_nonce`), before the
+    /// transfer; under the `lying-answers` adversary they do so often.
+    /// Drawn from an `rng` of its own, so the rest of a seed's scenario is
+    /// the same with and without it.
+    pub fn client_queries(&mut self, rng: &mut ChaCha8Rng) {
+        self.query_rate = if self.adversary == Some(Kind::LyingAnswers) {
+            *pick(rng, &[0.3, 0.6, 1.0])
+        } else {
+            *pick(rng, &[0.0, 0.0, 0.05, 0.25])
+        };
+    }
+
     pub fn operator_stops(&mut self, rng: &mut ChaCha8Rng) {
         if self.calm {
             return;
@@ -386,6 +406,15 @@ impl Scenario {
                 how: Stop::PowerLoss,
             });
         }
+        if kind.never_reads() {
+            // Long enough, with a chain long enough, for what the correct
+            // replicas hold for a peer that never reads to reach the
+            // transport's bound (`net::peer_bytes_max`, 32 MiB): a missing
+            // bound is then an S8 violation.
+            let end = rng.gen_range(30_000..=40_000);
+            self.faults_end = Time::from_millis(end.max(self.faults_end.as_millis()));
+            self.txs_per_client = self.txs_per_client.max(32);
+        }
         if kind == Kind::Clients && count == (n - 1) / 3 {
             // Byzantine clients only, unless more replicas were asked for.
             return;
@@ -430,7 +459,7 @@ impl Scenario {
     /// One line describing the scenario, for `replay --verbose`.
     pub fn describe(&self) -> String {
         format!(
-            "adversary={} byzantine={:?} twin-rounds={} n={} clients={} txs={}+{} loss={} dup={} delay={}..{}ms crashes={:?} partitions={:?} faults_end={}ms K={} L={} batch={} timeout={}ms",
+            "adversary={} byzantine={:?} twin-rounds={} n={} clients={} txs={}+{} loss={} dup={} delay={}..{}ms crashes={:?} partitions={:?} faults_end={}ms K={} L={} batch={} timeout={}ms queries={}",
             self.adversary.map_or("none", |k| k.name()),
             self.byzantine.iter().map(|r| r.0).collect::<Vec<_>>(),
             self.twin_rounds.len(),
@@ -460,6 +489,7 @@ impl Scenario {
             self.watermark_window,
             self.batch_txs_max,
             self.request_timeout_ms,
+            self.query_rate,
         )
     }
 }

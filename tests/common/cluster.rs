@@ -259,6 +259,11 @@ impl Cluster {
 
     /// Starts replica `i` and waits (bounded) for this run's ready line.
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// [`Cluster::start`] with more arguments for `pbft-replica start`.
+    pub fn start_with(&mut self, i: usize, extra: &[&str]) {
         assert!(self.children[i].is_none(), "replica {i} already running");
         let log = OpenOptions::new()
             .create(true)
@@ -270,6 +275,7 @@ impl Cluster {
             .command(REPLICA)
             .args(["start", "--home", self.home(i).to_str().unwrap()])
             .args(["--log-level", "info"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -305,6 +311,12 @@ impl Cluster {
         for i in 0..N {
             self.start(i);
         }
+        self.wait_connected();
+    }
+
+    /// Waits (bounded) until every replica reports a connection to every
+    /// other one.
+    pub fn wait_connected(&self) {
         let deadline = Instant::now() + READY_LIMIT;
         loop {
             let out = self.client(&["status"]);
@@ -593,4 +605,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// Peak resident memory of process `pid` in KiB (`VmHWM` of
+/// `/proc/PID/status`; 0 if unreadable).
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Committed transfers per second of a `pbft-client bench --json` report.
+pub fn tx_per_s(report: &serde_json::Value) -> f64 {
+    report["tx_per_s"].as_f64().expect("tx_per_s in the report")
 }

@@ -33,6 +33,11 @@ use tokio::time::Instant;
 /// strategy that delays everything cannot pile up unbounded tasks.
 const DELAYED_MAX: usize = 4096;
 
+/// Frames a flooding strategy sends each peer per tick (20,000 a second):
+/// more than the peer's inbound queue share takes, so the receiver's
+/// bounds, not the attacker's restraint, decide what it handles.
+const FLOOD_PER_TICK: usize = 1_000;
+
 /// Catalogue names under the names `pbft-replica start --byzantine` also
 /// accepts for them.
 const ALIASES: &[(&str, Kind)] = &[
@@ -182,6 +187,7 @@ impl Adversary {
             now: core.now,
             request_timeout_ms: *request_timeout_ms,
             colluders: &[],
+            flood_per_tick: FLOOD_PER_TICK,
             rng,
             collusion,
         };
