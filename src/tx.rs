@@ -258,6 +258,34 @@ pub enum Receipt {
     NonceTooFar,
 }
 
+impl Receipt {
+    /// The receipt's number: in the transaction index on disk and as the
+    /// client prints it (`receipt-code`). Never renumber.
+    pub fn code(self) -> u8 {
+        match self {
+            Receipt::Ok => 0,
+            Receipt::InsufficientFunds => 1,
+            Receipt::StaleNonce => 2,
+            Receipt::UnknownAccount => 3,
+            Receipt::Invalid => 4,
+            Receipt::NonceTooFar => 5,
+        }
+    }
+
+    /// The receipt numbered `code` ([`Receipt::code`]), if any.
+    pub fn from_code(code: u8) -> Option<Receipt> {
+        Some(match code {
+            0 => Receipt::Ok,
+            1 => Receipt::InsufficientFunds,
+            2 => Receipt::StaleNonce,
+            3 => Receipt::UnknownAccount,
+            4 => Receipt::Invalid,
+            5 => Receipt::NonceTooFar,
+            _ => return None,
+        })
+    }
+}
+
 /// How far above an account's last nonce a transfer's nonce may be. A
 /// client keeps at most a few thousand transfers in flight, so a correct
 /// one never comes near it; a nonce beyond it executes as

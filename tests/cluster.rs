@@ -82,7 +82,7 @@ fn library_setup(
         .build()
         .unwrap();
     let genesis = pbft_ledger::genesis::Genesis::load(&c.root.join("genesis.json")).unwrap();
-    let key = pbft_ledger::node::keyfile::read(Path::new(&c.key(0))).unwrap();
+    let key = pbft_ledger::keyfile::read(Path::new(&c.key(0))).unwrap();
     let to = pbft_ledger::crypto::PublicKey::from_hex(&c.accounts[1]).unwrap();
     (rt, genesis, key, to)
 }

@@ -3,8 +3,11 @@
 
 use clap::{Args, Parser, Subcommand};
 use pbft_ledger::consensus::Config;
-use pbft_ledger::node::config::{exit, LogFormat};
-use pbft_ledger::node::{inspect, keyfile, runtime, testnet};
+use pbft_ledger::exit;
+use pbft_ledger::node::config::LogFormat;
+use pbft_ledger::keyfile;
+use pbft_ledger::node::runtime;
+use pbft_ledger::operator::{inspect, start, testnet};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -111,7 +114,7 @@ fn main() {
             log_level,
             byzantine,
         } => match role(byzantine.as_deref()) {
-            Ok(role) => runtime::start(&home, log_format, log_level, role),
+            Ok(role) => start::start(&home, log_format, log_level, role),
             Err(message) => {
                 eprintln!("error: {message}");
                 exit::USAGE

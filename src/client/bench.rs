@@ -33,7 +33,7 @@
 use super::cli::CliError;
 use super::{Client, ClientError};
 use crate::crypto::{KeyPair, PublicKey};
-use crate::node::config::exit;
+use crate::exit;
 use crate::tx::{Receipt, Transaction};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -1,13 +1,13 @@
 //! What `pbft-client`'s subcommands do and print. The binary parses the
 //! command line; everything else is here. Results go to stdout as aligned
 //! `key value` lines; errors are one line for stderr plus an exit code
-//! (`node::config::exit`).
+//! ([`crate::exit`]).
 
 use super::{Client, ClientError};
 use crate::crypto::{Digest, KeyPair, PublicKey};
 use crate::genesis::Genesis;
-use crate::node::config::exit;
-use crate::node::keyfile;
+use crate::exit;
+use crate::keyfile;
 use crate::tx::Receipt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -162,7 +162,7 @@ pub async fn tx(client: &Client, id: Digest) -> Result<(), CliError> {
             (
                 t.height,
                 t.index,
-                crate::node::persist::receipt_code(t.receipt),
+                t.receipt.code(),
             )
         })
     }) {

@@ -1,8 +1,10 @@
-//! Clients (L5): the client protocol and the library `pbft-client` is built on.
+//! Clients (L4): the client protocol and the library `pbft-client` is built on.
 //!
 //! A client is an ed25519 key; its account in the bank is the same key. It
 //! talks QUIC to every replica's client port ([`crate::net::ClientConnector`]
-//! pins each replica's genesis key), one request per stream ([`proto`]).
+//! pins each replica's genesis key) over one session per replica: a stream
+//! carrying request and response records, many requests in flight
+//! (`net::client` has the record format, [`proto`] the frames).
 //!
 //! Submitting follows PBFT §4.1: the client sends the signed transaction to
 //! *all* replicas (so a faulty primary cannot hide it: backups hold it and

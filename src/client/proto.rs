@@ -1,5 +1,7 @@
-//! The client protocol: one [`ClientRequest`] frame per QUIC stream, one
-//! [`ClientResponse`] frame back (`codec::encode_frame` / `decode_frame`).
+//! The client protocol's frames: a [`ClientRequest`] and the
+//! [`ClientResponse`] that answers it (`codec::encode_frame` /
+//! `decode_frame`), each carried in one record of a session stream
+//! (`net::client`).
 //!
 //! A `Submit` is answered only once the transaction executed (with the
 //! replica's [`ReplyProof`]) or when the replica gives up on it (a

@@ -57,9 +57,9 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The process exit code (see `node::config::exit`).
+    /// The process exit code (see [`crate::exit`]).
     pub fn exit_code(&self) -> i32 {
-        use crate::node::config::exit;
+        use crate::exit;
         match self {
             ClientError::Unreachable { .. } | ClientError::Timeout { .. } => exit::TIMEOUT,
             ClientError::Rejected { .. } | ClientError::NonceConflict { .. } => exit::REJECTED,
@@ -640,7 +640,7 @@ impl Verdict<'_> {
                     } else {
                         let k = (
                             reply.seq.0,
-                            crate::node::persist::receipt_code(reply.receipt),
+                            reply.receipt.code(),
                         );
                         groups.entry(k).or_default().push(*i as u32);
                         receipts.insert(k, reply.receipt);

@@ -1469,8 +1469,6 @@ impl Footprint {
 }
 
 impl Slot {
-    /// Drops the messages of an older view, keeping what survives a view
-    /// change: the prepared certificate and a committed batch.
     /// Our PRE-PREPARE in this slot with its batch, if we are its primary.
     fn own_pre_prepare(&self, me: ReplicaId) -> Option<(Signed<PrePrepare>, Vec<u8>)> {
         match (&self.pre_prepare, &self.batch) {
@@ -1481,6 +1479,8 @@ impl Slot {
         }
     }
 
+    /// Drops the messages of an older view, keeping what survives a view
+    /// change: the prepared certificate and a committed batch.
     fn reset_to(&mut self, view: View) {
         let prepared = self.prepared.take();
         let committed = self.committed.take();

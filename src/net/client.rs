@@ -15,11 +15,11 @@
 //!                   kind 2: no response (the node dropped the request)
 //! ```
 //!
-//! Why not one stream per request (as until stop 10): every transfer then
-//! opened and closed a stream at each of the four replicas, and each of
-//! those cost the replica a spawned task, two timers and quinn's stream
-//! bookkeeping, and the client four stream set-ups; a session costs none of
-//! that per request, and records written together leave in one write. A
+//! Why not one stream per request: every transfer would open and close a
+//! stream at each of the four replicas, and each costs the replica a
+//! spawned task, two timers and quinn's stream bookkeeping, and the client
+//! four stream set-ups; a session costs none of that per request, and
+//! records written together leave in one write. A
 //! lost packet now delays the session's other requests (head-of-line
 //! blocking), which a client that is latency-sensitive across a lossy
 //! network could avoid by opening more than one session.
@@ -194,7 +194,8 @@ pub struct ClientLimits {
     /// Requests in flight at the replica (queued for the node or awaiting
     /// its answer, or answered and not yet written); beyond it, "busy".
     pub queue_max: usize,
-    /// Of `queue_max`, what one client key may hold (issue 24, defect 1).
+    /// Of `queue_max`, what one client key may hold (so a client that never
+    /// reads its answers cannot take every slot).
     pub key_share: usize,
     /// Of `queue_max`, what one source IP address may hold, whatever keys
     /// it presents.
@@ -361,8 +362,8 @@ async fn accept_clients(endpoint: Endpoint, tx: mpsc::Sender<ClientRequest>, sha
 }
 
 /// Accepts a connection's sessions; closes it once it has sent no request
-/// record for `idle_timeout` (issue 24, defect 2: keep-alives alone no
-/// longer hold a connection slot for ever).
+/// record for `idle_timeout` (keep-alives alone do not hold a connection
+/// slot for ever).
 async fn serve_connection(
     conn: Connection,
     client_key: PublicKey,
@@ -516,7 +517,7 @@ async fn serve_session(
 /// A record's slots are freed only once it is written; a write that does
 /// not finish within `timeout` (the client is not reading) resets the
 /// stream, tells the reader to stop and frees every slot of the session
-/// (issue 24, defect 1: before, such a client held its slots, and the
+/// (else a client that never reads would hold its slots, and the
 /// replica's, for as long as it stayed connected).
 async fn write_answers(
     mut send: quinn::SendStream,

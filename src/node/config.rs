@@ -20,24 +20,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Process exit codes shared by `pbft-replica` and `pbft-client`.
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
-    /// A runtime failure (network, I/O, a command that failed).
-    pub const FAILURE: i32 = 1;
-    /// Bad command-line usage (clap's own code).
-    pub const USAGE: i32 = 2;
-    /// The configuration, genesis or a key file is invalid.
-    pub const CONFIG: i32 = 3;
-    /// The store is corrupt, locked, from another network or another version.
-    pub const STORAGE: i32 = 4;
-    /// Client: no f+1 matching answers in time (network unreachable or slow).
-    pub const TIMEOUT: i32 = 5;
-    /// Client: the transaction was rejected or executed with a failed receipt.
-    pub const REJECTED: i32 = 6;
-}
-
 /// The name of the configuration file in a replica's home.
 pub const CONFIG_FILE: &str = "config.toml";
 
@@ -179,7 +161,7 @@ pub enum ConfigError {
     Genesis(#[from] crate::genesis::GenesisError),
     /// The key file could not be read.
     #[error("key_file: {0}")]
-    Key(#[from] super::keyfile::KeyFileError),
+    Key(#[from] crate::keyfile::KeyFileError),
 }
 
 /// Everything `runtime::run` needs, resolved and checked.
@@ -382,7 +364,7 @@ pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
             config.genesis_path(home).display()
         )));
     }
-    let key = super::keyfile::read(&config.key_path(home))?;
+    let key = crate::keyfile::read(&config.key_path(home))?;
     let me = genesis
         .replica_keys
         .iter()

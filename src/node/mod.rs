@@ -1,4 +1,4 @@
-//! A replica wired to its ledger and store (L5), driven synchronously.
+//! A replica wired to its ledger and store (L6), driven synchronously.
 //!
 //! [`Node`] owns the consensus [`Replica`], the bank, the chain tip and a
 //! [`Store`]. It feeds inputs to the core and executes the core's actions in
@@ -18,16 +18,10 @@
 //! simulator's network otherwise. The same `Node` runs in both.
 
 pub mod config;
-#[cfg(feature = "rocksdb")]
-pub mod inspect;
-pub mod keyfile;
-
 pub mod persist;
 #[cfg(feature = "rocksdb")]
 pub mod runtime;
 pub mod service;
-pub mod telemetry;
-pub mod testnet;
 
 use crate::consensus::messages::{Message, Reply, ReplyProof};
 use crate::consensus::pacer::Pacer;

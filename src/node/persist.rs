@@ -288,7 +288,7 @@ pub struct TxLocation {
 pub fn encode_tx_location(loc: &TxLocation) -> Vec<u8> {
     let mut v = loc.height.to_be_bytes().to_vec();
     v.extend_from_slice(&loc.index.to_be_bytes());
-    v.push(receipt_code(loc.receipt));
+    v.push(loc.receipt.code());
     v
 }
 
@@ -302,32 +302,9 @@ pub fn read_tx(store: &dyn Store, id: &Digest) -> Result<Option<TxLocation>, Sto
     Ok(Some(TxLocation {
         height: u64::from_be_bytes(v[..8].try_into().unwrap()),
         index: u32::from_be_bytes(v[8..12].try_into().unwrap()),
-        receipt: receipt_from_code(v[12])
+        receipt: Receipt::from_code(v[12])
             .ok_or_else(|| StorageError::Corrupt("receipt code".into()))?,
     }))
-}
-
-pub fn receipt_code(r: Receipt) -> u8 {
-    match r {
-        Receipt::Ok => 0,
-        Receipt::InsufficientFunds => 1,
-        Receipt::StaleNonce => 2,
-        Receipt::UnknownAccount => 3,
-        Receipt::Invalid => 4,
-        Receipt::NonceTooFar => 5,
-    }
-}
-
-pub fn receipt_from_code(c: u8) -> Option<Receipt> {
-    Some(match c {
-        0 => Receipt::Ok,
-        1 => Receipt::InsufficientFunds,
-        2 => Receipt::StaleNonce,
-        3 => Receipt::UnknownAccount,
-        4 => Receipt::Invalid,
-        5 => Receipt::NonceTooFar,
-        _ => return None,
-    })
 }
 
 /// The chain tip record in `meta`: height, block hash, timestamp, state root after.

@@ -33,7 +33,8 @@
 //! the storage exit code. Peer loss is never fatal: the transport keeps
 //! redialling and PBFT tolerates f silent replicas.
 
-use super::config::{exit, LogFormat, RuntimeConfig};
+use super::config::RuntimeConfig;
+use crate::exit;
 use super::service::ClientService;
 use super::{Node, NodeError, NodeInput, Outgoing};
 use crate::consensus::messages::Message;
@@ -72,7 +73,7 @@ impl From<NodeError> for RuntimeError {
 }
 
 impl RuntimeError {
-    /// The process exit code for this error (see `config::exit`).
+    /// The process exit code for this error (see [`crate::exit`]).
     pub fn exit_code(&self) -> i32 {
         match self {
             RuntimeError::Storage(_) => exit::STORAGE,
@@ -575,63 +576,5 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// `pbft-replica start`: loads the home's configuration, sets up logging,
-/// runs the replica on a multi-threaded runtime and returns the exit code.
-/// `log_format` and `log_level` override the configuration; without a
-/// `log_level`, `RUST_LOG` overrides it.
-pub fn start(
-    home: &std::path::Path,
-    log_format: Option<LogFormat>,
-    log_level: Option<String>,
-    role: Role,
-) -> i32 {
-    let loaded = match super::config::load(home) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CONFIG;
-        }
-    };
-    let level = log_level
-        .or_else(|| {
-            std::env::var("RUST_LOG")
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-        })
-        .unwrap_or_else(|| loaded.config.log_level.clone());
-    let format = log_format.unwrap_or(loaded.config.log_format);
-    if let Err(e) = super::telemetry::init(&level, format) {
-        eprintln!("error: log_level: {e}");
-        return exit::CONFIG;
-    }
-    let mut builder = match loaded.config.worker_threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            if n > 0 {
-                b.worker_threads(n);
-            }
-            b
-        }
-    };
-    let runtime = match builder.enable_all().thread_name("pbft-replica").build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILURE;
-        }
-    };
-    let result = runtime.block_on(run(loaded.runtime, role));
-    // Background tasks (closing connections) get a moment, never a hang.
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
     }
 }

@@ -2,8 +2,8 @@
 //! `inspect`). The store is opened without creating anything, its genesis
 //! record is checked before anything else is read, and nothing is written.
 
-use super::config::{self, ConfigError};
-use super::{persist, Node};
+use crate::node::config::{self, ConfigError};
+use crate::node::{persist, Node};
 use crate::crypto::Digest;
 use crate::genesis::Genesis;
 use crate::storage::rocks::RocksStore;
@@ -38,8 +38,8 @@ pub enum InspectError {
 impl InspectError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            InspectError::Config(_) => config::exit::CONFIG,
-            InspectError::Storage(_) => config::exit::STORAGE,
+            InspectError::Config(_) => crate::exit::CONFIG,
+            InspectError::Storage(_) => crate::exit::STORAGE,
         }
     }
 }
@@ -79,7 +79,7 @@ pub fn inspect_store(
         Some(_) => {}
     }
     let node = Node::open_to_inspect(genesis, me, key, store).map_err(|e| match e {
-        super::NodeError::Storage(s) => s,
+        crate::node::NodeError::Storage(s) => s,
     })?;
     let mut blocks = Vec::new();
     if with_blocks {

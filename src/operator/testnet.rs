@@ -11,8 +11,8 @@
 //! Ports follow the CometBFT/BFT-SMaRt convention of spaced blocks per
 //! replica: p2p `base + 10*i`, client `base + 10*i + 1`.
 
-use super::config::{render, ReplicaConfig};
-use super::keyfile::{self, KeyFileError};
+use crate::node::config::{render, ReplicaConfig};
+use crate::keyfile::{self, KeyFileError};
 use crate::consensus::Config;
 use crate::crypto::{KeyPair, PublicKey};
 use crate::genesis::{self, GenesisError};
@@ -77,9 +77,9 @@ pub struct Testnet {
 }
 
 impl TestnetError {
-    /// The process exit code (see `config::exit`).
+    /// The process exit code (see [`crate::exit`]).
     pub fn exit_code(&self) -> i32 {
-        use super::config::exit;
+        use crate::exit;
         match self {
             TestnetError::Invalid(_) | TestnetError::Genesis(_) => exit::CONFIG,
             TestnetError::Exists(_) | TestnetError::Key(_) | TestnetError::Io { .. } => {
@@ -173,7 +173,7 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
         keyfile::write(&home.join("node.key"), key)?;
         let g = home.join("genesis.json");
         genesis.save(&g).map_err(io(&g))?;
-        let c = home.join(super::config::CONFIG_FILE);
+        let c = home.join(crate::node::config::CONFIG_FILE);
         std::fs::write(&c, render(&ReplicaConfig::default())).map_err(io(&c))?;
         homes.push(home);
     }
@@ -209,7 +209,7 @@ mod tests {
         assert_eq!(t.homes.len(), 4);
         assert_eq!(t.client_keys.len(), 2);
         for (i, home) in t.homes.iter().enumerate() {
-            let loaded = super::super::config::load(home).unwrap();
+            let loaded = crate::node::config::load(home).unwrap();
             assert_eq!(loaded.runtime.me.index(), i);
             assert_eq!(loaded.runtime.genesis.network, t.network);
             assert_eq!(loaded.runtime.net.listen.port(), 31000 + 10 * i as u16);

@@ -1,7 +1,7 @@
 //! Log set-up for the binaries: tracing to stderr (stdout is reserved for
 //! command output), filtered by `EnvFilter` directives, plain or JSON.
 
-use super::config::LogFormat;
+use crate::node::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
