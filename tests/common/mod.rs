@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses part of them
 
 pub mod cluster;
+pub mod node;
 
 use std::collections::BTreeMap;
 use std::io::Read;
