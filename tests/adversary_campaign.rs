@@ -193,7 +193,11 @@ fn one_adversary(kind: Kind, start: u64, seeds: u64) -> Vec<SeedOutcome> {
     );
     let outcomes = outcomes.into_inner().unwrap();
     let hit = outcomes.iter().filter(|o| exercised(kind, o)).count() as u64;
-    assert!(hit * 2 >= seeds, "{} exercised in {hit} of {seeds} seeds", kind.name());
+    assert!(
+        hit * 2 >= seeds,
+        "{} exercised in {hit} of {seeds} seeds",
+        kind.name()
+    );
     outcomes
 }
 
@@ -204,21 +208,26 @@ fn one_adversary(kind: Kind, start: u64, seeds: u64) -> Vec<SeedOutcome> {
 /// no lie picks a nonce (C1), stalls a client (C2, L1) or is read (C3).
 #[test]
 fn lying_answers_pick_no_nonce() {
-    let outcomes = one_adversary(Kind::LyingAnswers, 830_000, 24);
+    let outcomes = one_adversary(Kind::LyingAnswers, 830_000, 12);
     let queries: u64 = outcomes.iter().map(|o| o.queries).sum();
     let lies: u64 = outcomes.iter().map(|o| o.query_lies).sum();
     eprintln!("queries: {queries} lies: {lies}");
-    assert!(queries >= 24 * 5 && lies >= 24, "queries {queries} lies {lies}");
+    assert!(
+        queries >= 12 * 5 && lies >= 12,
+        "queries {queries} lies {lies}"
+    );
 }
 
 /// Issue 17: a replica that keeps fetching and never reads what it is sent
-/// makes the correct replicas hold frames for it — no more than the
-/// transport's per-peer bound (S8) — and they stay live.
+/// makes the correct replicas hold frames for it — up to the transport's
+/// per-peer bound and no more (S8) — and they stay live.
 #[test]
 fn fetch_and_never_read_is_held_within_bounds() {
-    let outcomes = one_adversary(Kind::FetchNeverRead, 840_000, 16);
+    let outcomes = one_adversary(Kind::FetchNeverRead, 840_000, 8);
     let peak = outcomes.iter().map(|o| o.outbound_peak_bytes).max();
     let refused: u64 = outcomes.iter().map(|o| o.fetches_refused).sum();
     eprintln!("peak queued bytes: {peak:?} fetches refused: {refused}");
     assert!(refused > 0);
+    // The bound was reached (frames dropped): without it, S8 fails.
+    assert!(outcomes.iter().any(|o| o.outbound_dropped > 0));
 }

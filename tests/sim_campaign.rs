@@ -148,12 +148,19 @@ fn checker_reports_nonces_that_freeze_and_reads_of_lies() {
     c.on_client_sign(0, &account, u64::MAX);
     c.on_client_sign(0, &account, pbft_ledger::tx::NONCE_AHEAD_MAX + 1);
     assert_eq!(c.violations.len(), 2, "{:?}", c.violations);
-    assert!(c.violations.iter().all(|v| v.starts_with("C1 client nonce")));
+    assert!(c
+        .violations
+        .iter()
+        .all(|v| v.starts_with("C1 client nonce")));
 
     let mut c = Checker::default();
     c.on_account_state(account, true, 1_000, 0);
     c.on_client_read(0, &account, true, 1_000, 0);
     assert!(c.violations.is_empty());
     c.on_client_read(0, &account, true, u64::MAX, 0);
-    assert!(c.violations[0].starts_with("C3 client read"), "{:?}", c.violations);
+    assert!(
+        c.violations[0].starts_with("C3 client read"),
+        "{:?}",
+        c.violations
+    );
 }

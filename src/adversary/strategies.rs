@@ -6,11 +6,11 @@
 //! cannot make, so they are either replays of real ones or forgeries.
 
 use super::{Ctx, Send, Strategy, Wire};
+use crate::client::proto::{ClientRequest, ClientResponse};
 use crate::consensus::messages::{
     Checkpoint, Commit, CommittedBatch, Message, NewView, PrePrepare, Prepare, PreparedProof,
     Suspect, ViewChange,
 };
-use crate::client::proto::{ClientRequest, ClientResponse};
 use crate::crypto::{Digest, Payload, Signed};
 use crate::tx::{batch_digest, Batch, Transaction, NONCE_AHEAD_MAX};
 use crate::types::{ReplicaId, Seq, View};

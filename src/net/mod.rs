@@ -58,9 +58,9 @@ mod tests;
 
 pub use client::{ClientConnector, ClientLimits, ClientRequest, ClientServer, Responder, Screen};
 pub use inbound::{Inbound, TryRecvError};
-pub use peer::Transport;
 /// The simulator bounds a peer's outbound queue as the transport does.
 pub(crate) use peer::peer_bytes_max;
+pub use peer::Transport;
 
 use crate::crypto::PublicKey;
 use crate::types::ReplicaId;

@@ -118,7 +118,10 @@ enum Event {
     },
     /// The client's wait for the other replicas' answers after f+1 came in
     /// ends (the real client's `QUERY_GRACE`).
-    QueryDone { client: usize, id: u64 },
+    QueryDone {
+        client: usize,
+        id: u64,
+    },
 }
 
 const CLIENT_BALANCE: u64 = 1_000;
@@ -141,8 +144,11 @@ struct Outstanding {
     replies: BTreeMap<ReplicaId, (Digest, Seq, Receipt)>,
     /// Replicas that refused it, and the receipt it would have failed with.
     refusals: BTreeMap<ReplicaId, Receipt>,
-    /// Its nonce came from the replicas' answers, not the client's count.
-    queried: bool,
+    /// Signed after the client restarted: its nonce (learned from the
+    /// replicas, or counted on from there) may be used already — by a
+    /// transfer signed before the restart that f+1 refused and that was
+    /// admitted later, or because the answers lagged.
+    unsure: bool,
     /// Times it was sent again after the client's timeout.
     resends: u32,
     /// Replicas whose signed reply for this nonce names another
@@ -202,6 +208,8 @@ struct Client {
     nonce_known: bool,
     /// `nonce` came from a query and the next transfer is its first use.
     nonce_queried: bool,
+    /// It restarted at least once (its nonces are no longer its own count).
+    restarted: bool,
     /// The balance the last query read (2f+1 alike), for the next transfer.
     balance: Option<u64>,
     query: Option<PendingQuery>,
@@ -545,6 +553,7 @@ impl Sim {
                 latencies_ms: Vec::new(),
                 nonce_known: true,
                 nonce_queried: false,
+                restarted: false,
                 balance: None,
                 query: None,
                 retry: None,
@@ -1040,7 +1049,11 @@ impl Sim {
                 response,
             } => self.on_query_answer(client, replica, id, response),
             Event::QueryDone { client, id } => {
-                if self.clients[client].query.as_ref().is_some_and(|q| q.id == id) {
+                if self.clients[client]
+                    .query
+                    .as_ref()
+                    .is_some_and(|q| q.id == id)
+                {
                     self.finish_query(client);
                 }
             }
@@ -1524,14 +1537,14 @@ impl Sim {
         let wants_transfer = client.retry.is_some() || client.submitted < client.target;
         let (timed_out, check) = match &client.outstanding {
             Some(o) if now.saturating_sub_millis(o.sent_at) >= timeout => {
-                (true, o.queried && o.resends >= 2 && !querying)
+                (true, o.unsure && o.resends >= 2 && !querying)
             }
             _ => (false, false),
         };
         let idle = client.outstanding.is_none();
         let resend = if timed_out {
-            // A transfer signed with a learned nonce that gets no answer at
-            // all may have a nonce used already (a replica past it answers
+            // A transfer signed after a restart that gets no answer at all
+            // may have a nonce used already (a replica past it answers
             // nothing): the client asks whether it is.
             if check {
                 self.start_query(c, QueryPurpose::Check);
@@ -1581,6 +1594,7 @@ impl Sim {
         {
             let client = &mut self.clients[c];
             client.nonce_known = false;
+            client.restarted = true;
             client.balance = None;
             self.log(|| format!("CLIENT {c} RESTARTS: forgets its nonce and balance"));
         }
@@ -1613,7 +1627,7 @@ impl Sim {
             }
         };
         client.nonce = client.nonce.saturating_add(1);
-        let queried = std::mem::take(&mut client.nonce_queried);
+        client.nonce_queried = false;
         let tx = Transaction::transfer(self.genesis.network, &client.key, to, amount, client.nonce);
         let key = client.key.public();
         client.outstanding = Some(Outstanding {
@@ -1622,7 +1636,7 @@ impl Sim {
             sent_at: now,
             replies: BTreeMap::new(),
             refusals: BTreeMap::new(),
-            queried,
+            unsure: client.restarted,
             resends: 0,
             conflicts: BTreeMap::new(),
         });
@@ -1791,7 +1805,12 @@ impl Sim {
                 return;
             }
         };
-        self.log(|| format!("CLIENT {c} QUERY {} ({:?}): next nonce {next}", q.id, q.purpose));
+        self.log(|| {
+            format!(
+                "CLIENT {c} QUERY {} ({:?}): next nonce {next}",
+                q.id, q.purpose
+            )
+        });
         let client = &mut self.clients[c];
         match q.purpose {
             QueryPurpose::Nonce => {
@@ -1802,7 +1821,10 @@ impl Sim {
                 self.push(self.now, Event::ClientTick(c));
             }
             QueryPurpose::Check => {
-                let used = client.outstanding.as_ref().is_some_and(|o| next > o.tx.nonce);
+                let used = client
+                    .outstanding
+                    .as_ref()
+                    .is_some_and(|o| next > o.tx.nonce);
                 if used {
                     self.nonce_used(c, Some(next));
                 }
@@ -1840,7 +1862,12 @@ impl Sim {
         }
         let tries = client.retries_in_row;
         self.hash_event(17, c as u64, o.tx.nonce, &[]);
-        self.log(|| format!("CLIENT {c} NONCE {} USED: signs the transfer again", o.tx.nonce));
+        self.log(|| {
+            format!(
+                "CLIENT {c} NONCE {} USED: signs the transfer again",
+                o.tx.nonce
+            )
+        });
         if tries == NONCE_RETRIES_MAX + 1 {
             self.checker.report(format!(
                 "C2 client progress: client {c} signed one transfer {tries} times, each time with a nonce used already (last {})",
@@ -2023,7 +2050,7 @@ impl Sim {
         o.replies.insert(signer, (v.tx_id, v.seq, v.receipt));
         let wanted = (v.tx_id, v.seq, v.receipt);
         let matching = o.replies.values().filter(|r| **r == wanted).count();
-        if matching >= weak && o.queried && v.receipt == Receipt::StaleNonce {
+        if matching >= weak && o.unsure && v.receipt == Receipt::StaleNonce {
             // A learned nonce that was used already (a lagging replica's
             // answer): the transfer is signed again with a fresh one.
             self.nonce_used(c, None);
