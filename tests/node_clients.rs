@@ -16,7 +16,7 @@ mod common;
 
 use common::node::{broadcast_of, drain, first_transfers, funded_clients, stored_votes, Cluster};
 use pbft_ledger::consensus::messages::{Message, PrePrepare, Reply, ReplyChecker};
-use pbft_ledger::consensus::Config;
+use pbft_ledger::consensus::{Config, Refusal};
 use pbft_ledger::crypto::KeyPair;
 use pbft_ledger::node::{Node, NodeInput, Outgoing};
 use pbft_ledger::storage::memory::MemoryStore;
@@ -342,7 +342,7 @@ fn a_held_transaction_is_not_verified_again_but_a_variant_of_it_is() {
             },
         }
     };
-    let bad_signature = "pre-prepare: batch holds a badly signed transaction";
+    let bad_signature = &Refusal::PrePrepareBadlySignedTx;
     let refused = |n: &Node<MemoryStore>| {
         n.replica()
             .stats()

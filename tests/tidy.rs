@@ -190,7 +190,10 @@ fn every_module_imports_only_its_layer_or_below() {
         }
         let module = module_of(rel);
         let Some(layer) = layer_of(&module) else {
-            problems.push(format!("{}: module {module} is not in the layer table", rel.display()));
+            problems.push(format!(
+                "{}: module {module} is not in the layer table",
+                rel.display()
+            ));
             continue;
         };
         let text = std::fs::read_to_string(&file).expect("readable");

@@ -4,8 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use pbft_ledger::consensus::Config;
 use pbft_ledger::exit;
-use pbft_ledger::node::config::LogFormat;
 use pbft_ledger::keyfile;
+use pbft_ledger::node::config::LogFormat;
 use pbft_ledger::node::runtime;
 use pbft_ledger::operator::{inspect, start, testnet};
 use std::path::PathBuf;

@@ -5,8 +5,8 @@
 
 use super::{Client, ClientError};
 use crate::crypto::{Digest, KeyPair, PublicKey};
-use crate::genesis::Genesis;
 use crate::exit;
+use crate::genesis::Genesis;
 use crate::keyfile;
 use crate::tx::Receipt;
 use std::path::{Path, PathBuf};
@@ -157,15 +157,7 @@ pub async fn balance(client: &Client, account: PublicKey) -> Result<(), CliError
 /// `tx`: where a transaction landed.
 pub async fn tx(client: &Client, id: Digest) -> Result<(), CliError> {
     let g = client.tx(id).await?;
-    match g.agreed(|t| {
-        t.clone().map(|t| {
-            (
-                t.height,
-                t.index,
-                t.receipt.code(),
-            )
-        })
-    }) {
+    match g.agreed(|t| t.clone().map(|t| (t.height, t.index, t.receipt.code()))) {
         Some(a) => match a.value {
             Some(t) => {
                 println!("tx       {}", t.tx_id);

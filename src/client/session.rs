@@ -638,10 +638,7 @@ impl Verdict<'_> {
                     } else if reply.tx_id != self.tx_id {
                         *conflicts.entry(reply.tx_id).or_default() += 1;
                     } else {
-                        let k = (
-                            reply.seq.0,
-                            reply.receipt.code(),
-                        );
+                        let k = (reply.seq.0, reply.receipt.code());
                         groups.entry(k).or_default().push(*i as u32);
                         receipts.insert(k, reply.receipt);
                     }

@@ -13,7 +13,7 @@
 //! fetch that stalls moves on to the next peer.
 
 use super::messages::{Checkpoint, Commit, CommittedBatch, Message};
-use super::{Action, CommittedEntry, Fetch, PersistOp, Replica, CHECKPOINTS_PER_REPLICA};
+use super::{Action, CommittedEntry, Fetch, PersistOp, Refusal, Replica, CHECKPOINTS_PER_REPLICA};
 use crate::crypto::{Digest, Signed, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
 use crate::types::{ReplicaId, Seq};
@@ -45,10 +45,10 @@ impl Replica {
 
     pub(super) fn on_checkpoint(&mut self, c: Verified<Checkpoint>) {
         if c.seq <= self.low {
-            return self.ignore("checkpoint: at or below the stable checkpoint");
+            return self.ignore(Refusal::CheckpointNotAboveStable);
         }
         if !c.seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
-            return self.ignore("checkpoint: not a checkpoint seq");
+            return self.ignore(Refusal::CheckpointNotACheckpointSeq);
         }
         let seq = c.seq;
         self.note_progress(c.signer(), seq);
@@ -64,7 +64,7 @@ impl Replica {
         let signer = c.signer();
         let votes = self.checkpoints.entry(c.seq).or_default();
         if votes.contains_key(&signer) {
-            self.ignore("checkpoint: duplicate");
+            self.ignore(Refusal::CheckpointDuplicate);
             return false;
         }
         votes.insert(signer, c);
@@ -248,7 +248,7 @@ impl Replica {
     /// certificate before it is queued for execution.
     pub(super) fn on_batches(&mut self, from: ReplicaId, batches: Vec<CommittedBatch>) {
         if self.fetch.is_none() {
-            return self.ignore("batches: no fetch in progress");
+            return self.ignore(Refusal::BatchesNotFetching);
         }
         let limit = Seq(self.last_executed.0 + self.fetch_window());
         let mut accepted = 0;
@@ -266,7 +266,7 @@ impl Replica {
                     accepted += 1;
                 }
                 Err(reason) => {
-                    tracing::debug!(replica = %self.me, peer = %from, seq = %cb.seq, reason, "rejected fetched batch");
+                    tracing::debug!(replica = %self.me, peer = %from, seq = %cb.seq, %reason, "rejected fetched batch");
                     self.ignore(reason);
                 }
             }
@@ -293,12 +293,12 @@ impl Replica {
     pub(super) fn check_committed_batch(
         &mut self,
         cb: &CommittedBatch,
-    ) -> Result<CommittedEntry, &'static str> {
+    ) -> Result<CommittedEntry, Refusal> {
         if cb.batch.len() > BATCH_BYTES_MAX {
-            return Err("batches: batch too large");
+            return Err(Refusal::BatchesBatchTooLarge);
         }
         if !self.distinct_signers(&cb.certificate) {
-            return Err("batches: certificate repeats a signer or is too long");
+            return Err(Refusal::BatchesCertificateRepeatsSigner);
         }
         let digest = batch_digest(&cb.batch);
         let mut signers = BTreeSet::new();
@@ -313,13 +313,13 @@ impl Replica {
                 verified
             };
             let Ok(v) = verified else {
-                return Err("batches: certificate has a bad signature");
+                return Err(Refusal::BatchesCertificateBadSignature);
             };
             if v.seq != cb.seq || v.digest != digest {
-                return Err("batches: certificate is for another seq or digest");
+                return Err(Refusal::BatchesCertificateMismatch);
             }
             if *view.get_or_insert(v.view) != v.view {
-                return Err("batches: certificate mixes views");
+                return Err(Refusal::BatchesCertificateMixesViews);
             }
             if signers.insert(v.signer()) {
                 certificate.push(c.clone());
@@ -333,11 +333,11 @@ impl Replica {
             counted
         };
         if counted < self.cluster.quorum() {
-            return Err("batches: certificate below quorum");
+            return Err(Refusal::BatchesCertificateBelowQuorum);
         }
-        let batch = Batch::decode(&cb.batch).map_err(|_| "batches: malformed batch")?;
+        let batch = Batch::decode(&cb.batch).map_err(|_| Refusal::BatchesMalformedBatch)?;
         if !self.signatures_hold(&batch) {
-            return Err("batches: batch holds a badly signed transaction");
+            return Err(Refusal::BatchesBadlySignedTx);
         }
         Ok(CommittedEntry {
             digest,

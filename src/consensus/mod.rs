@@ -40,6 +40,8 @@ mod checkpoint;
 pub mod messages;
 mod normal;
 pub mod pacer;
+mod refusal;
+pub use refusal::Refusal;
 mod proofs;
 mod requests;
 mod view_change;
@@ -293,7 +295,7 @@ pub struct Recovered {
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     /// Dropped peer or client input by reason.
-    pub ignored: BTreeMap<&'static str, u64>,
+    pub ignored: BTreeMap<Refusal, u64>,
     pub view_changes_started: u64,
     pub new_views_entered: u64,
     pub batches_executed: u64,
@@ -979,7 +981,7 @@ impl Replica {
 
     fn on_message(&mut self, from: ReplicaId, message: Message) {
         if !self.cluster.contains(from) || from == self.me {
-            self.ignore("message from unknown or own replica id");
+            self.ignore(Refusal::UnknownSender);
             return;
         }
         #[cfg(feature = "teeth")]
@@ -1004,7 +1006,7 @@ impl Replica {
             Message::NewViewRequest { .. } | Message::Fetch { .. } | Message::Reply(_)
         );
         if needs_check && !self.wasted_checks.has_room(from, self.now) {
-            self.ignore("peer over its allowance of wasted signature checks (not checked)");
+            self.ignore(Refusal::WastedChecksSpent);
             return;
         }
         let refusals = self.refusals;
@@ -1020,37 +1022,37 @@ impl Replica {
             Message::PrePrepare { pre_prepare, batch } => {
                 match self.verifier.verify(&pre_prepare) {
                     Ok(pp) => self.route(from, ViewMessage::PrePrepare(pp, batch)),
-                    Err(_) => self.ignore("pre-prepare: bad signature or payload"),
+                    Err(_) => self.ignore(Refusal::PrePrepareBadSignature),
                 }
             }
             Message::Prepare(p) => match self.verifier.verify(&p) {
                 Ok(p) => self.route(from, ViewMessage::Prepare(p)),
-                Err(_) => self.ignore("prepare: bad signature or payload"),
+                Err(_) => self.ignore(Refusal::PrepareBadSignature),
             },
             Message::Commit(c) => match self.verifier.verify(&c) {
                 Ok(c) => self.route(from, ViewMessage::Commit(c)),
-                Err(_) => self.ignore("commit: bad signature or payload"),
+                Err(_) => self.ignore(Refusal::CommitBadSignature),
             },
             Message::Checkpoint(c) => match self.verifier.verify(&c) {
                 Ok(c) => self.on_checkpoint(c),
-                Err(_) => self.ignore("checkpoint: bad signature or payload"),
+                Err(_) => self.ignore(Refusal::CheckpointBadSignature),
             },
             Message::ViewChange(vc) => match self.verifier.verify(&vc) {
                 Ok(vc) => self.on_view_change(vc),
-                Err(_) => self.ignore("view-change: bad signature or payload"),
+                Err(_) => self.ignore(Refusal::ViewChangeBadSignature),
             },
             Message::NewView(nv) => match self.verifier.verify(&nv) {
                 Ok(nv) => self.on_new_view(nv),
-                Err(_) => self.ignore("new-view: bad signature or payload"),
+                Err(_) => self.ignore(Refusal::NewViewBadSignature),
             },
             Message::Suspect(sus) => match self.verifier.verify(&sus) {
                 Ok(sus) => self.on_suspect(sus),
-                Err(_) => self.ignore("suspect: bad signature or payload"),
+                Err(_) => self.ignore(Refusal::SuspectBadSignature),
             },
             Message::NewViewRequest { view } => self.help_straggler(from, view.next()),
             Message::Batches(batches) => self.on_batches(from, batches),
-            Message::Fetch { .. } => self.ignore("fetch reached the core (the node serves it)"),
-            Message::Reply(_) => self.ignore("reply sent to a replica"),
+            Message::Fetch { .. } => self.ignore(Refusal::FetchReachedCore),
+            Message::Reply(_) => self.ignore(Refusal::ReplyToReplica),
         }
     }
 
@@ -1097,16 +1099,16 @@ impl Replica {
                 // still be prepared in this one, for our COMMIT that the
                 // others may need.
                 !slot.sent_commit,
-                "prepare: duplicate",
-                "prepare: after its quorum (not checked)",
+                Refusal::PrepareDuplicate,
+                Refusal::PrepareAfterQuorum,
             ),
             VoteKind::Commit => (
                 slot.commits
                     .get(&from)
                     .map(|c| same(&c.signed().payload, &c.signed().signature)),
                 slot.committed.is_none(),
-                "commit: duplicate",
-                "commit: after its quorum (not checked)",
+                Refusal::CommitDuplicate,
+                Refusal::CommitAfterQuorum,
             ),
             VoteKind::PrePrepare => return false,
         };
@@ -1131,11 +1133,11 @@ impl Replica {
     fn route(&mut self, from: ReplicaId, msg: ViewMessage) {
         let view = msg.view();
         if view < self.view {
-            self.ignore("message for an older view");
+            self.ignore(Refusal::OlderView);
         } else if view > self.view {
             self.buffer_future(from, msg);
         } else if self.changing_to.is_some() {
-            self.ignore("message for a view being abandoned");
+            self.ignore(Refusal::AbandonedView);
         } else {
             self.on_view_message(from, msg);
         }
@@ -1162,10 +1164,10 @@ impl Replica {
             // Checked now, not when the view comes: a PRE-PREPARE that could
             // never be accepted must not hold memory until then.
             if pp.signer() != self.cluster.primary(pp.view) || from != pp.signer() {
-                return self.ignore("pre-prepare: not from the primary");
+                return self.ignore(Refusal::PrePrepareNotFromPrimary);
             }
             if batch.len() > BATCH_BYTES_MAX {
-                return self.ignore("pre-prepare: batch too large");
+                return self.ignore(Refusal::PrePrepareBatchTooLarge);
             }
         }
         let quiet = self
@@ -1185,7 +1187,7 @@ impl Replica {
         }
         let level = self.changing_to.unwrap_or(self.view);
         if msg.view() > level.next().next() {
-            self.ignore("message for a far-future view");
+            self.ignore(Refusal::FarFutureView);
             return;
         }
         let share = self.future_share();
@@ -1217,7 +1219,7 @@ impl Replica {
             }
         }
         if evicted {
-            self.ignore("future-view buffer full for sender");
+            self.ignore(Refusal::FutureBufferFull);
         }
         self.future.push_back((from, msg));
     }
@@ -1235,16 +1237,16 @@ impl Replica {
     }
 
     /// Counts and logs dropped input. `reason` names the guard.
-    fn ignore(&mut self, reason: &'static str) {
-        tracing::debug!(replica = %self.me, view = %self.view, reason, "ignored input");
+    fn ignore(&mut self, reason: Refusal) {
+        tracing::debug!(replica = %self.me, view = %self.view, %reason, "ignored input");
         *self.stats.ignored.entry(reason).or_default() += 1;
         self.refusals += 1;
     }
 
     /// Counts a refusal of an input that was nonetheless used (so its
     /// signature check was not wasted).
-    fn ignore_kept(&mut self, reason: &'static str) {
-        tracing::debug!(replica = %self.me, view = %self.view, reason, "input refused, kept as evidence");
+    fn ignore_kept(&mut self, reason: Refusal) {
+        tracing::debug!(replica = %self.me, view = %self.view, %reason, "input refused, kept as evidence");
         *self.stats.ignored.entry(reason).or_default() += 1;
     }
 

@@ -15,7 +15,7 @@
 //!   predecessors.
 
 use super::messages::{Commit, Message, PrePrepare, Prepare, PreparedProof};
-use super::{Action, CommittedEntry, PersistOp, Replica, Slot, VoteKind};
+use super::{Action, CommittedEntry, PersistOp, Refusal, Replica, Slot, VoteKind};
 use crate::crypto::{Digest, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
 use crate::types::{ReplicaId, Seq};
@@ -100,10 +100,10 @@ impl Replica {
     ) {
         let (view, seq, digest) = (pp.view, pp.seq, pp.digest);
         if pp.signer() != self.cluster.primary(view) || from != pp.signer() {
-            return self.ignore("pre-prepare: not from the primary");
+            return self.ignore(Refusal::PrePrepareNotFromPrimary);
         }
         if !self.in_window(seq) {
-            return self.ignore("pre-prepare: seq outside the watermark window");
+            return self.ignore(Refusal::PrePrepareOutsideWindow);
         }
         #[cfg(feature = "teeth")]
         if crate::teeth::active(crate::teeth::Tooth::EquivocationGuardOff)
@@ -133,12 +133,12 @@ impl Replica {
             if same {
                 // The primary re-sent it: it may lack our votes.
                 self.answer_retransmission(from, seq);
-                return self.ignore("pre-prepare: duplicate");
+                return self.ignore(Refusal::PrePrepareDuplicate);
             }
-            return self.ignore("pre-prepare: conflicting digest (equivocation)");
+            return self.ignore(Refusal::PrePrepareEquivocation);
         }
         if self.vote_conflicts(VoteKind::Prepare, view, seq, digest) {
-            return self.ignore("pre-prepare: conflicts with a prepare we signed");
+            return self.ignore(Refusal::PrePrepareConflictsWithOurPrepare);
         }
         let Some(batch) = self.check_fresh_batch(&batch_bytes, digest) else {
             return;
@@ -149,28 +149,28 @@ impl Replica {
     /// Validates the batch of a fresh (normal-case) PRE-PREPARE.
     fn check_fresh_batch(&mut self, bytes: &[u8], digest: Digest) -> Option<Batch> {
         if bytes.len() > BATCH_BYTES_MAX {
-            self.ignore("pre-prepare: batch too large");
+            self.ignore(Refusal::PrePrepareBatchTooLarge);
             return None;
         }
         if batch_digest(bytes) != digest {
-            self.ignore("pre-prepare: batch does not match digest");
+            self.ignore(Refusal::PrePrepareDigestMismatch);
             return None;
         }
         let Ok(batch) = Batch::decode(bytes) else {
-            self.ignore("pre-prepare: malformed batch");
+            self.ignore(Refusal::PrePrepareMalformedBatch);
             return None;
         };
         if batch.txs.is_empty() || batch.txs.len() > self.cfg.batch_txs_max {
-            self.ignore("pre-prepare: batch size out of bounds");
+            self.ignore(Refusal::PrePrepareBatchSizeOutOfBounds);
             return None;
         }
         let now_ms = self.wall_ms();
         if batch.timestamp_ms.abs_diff(now_ms) > self.cfg.timestamp_skew_max_ms {
-            self.ignore("pre-prepare: timestamp too far from local clock");
+            self.ignore(Refusal::PrePrepareClockSkew);
             return None;
         }
         if !self.signatures_hold(&batch) {
-            self.ignore("pre-prepare: batch holds a badly signed transaction");
+            self.ignore(Refusal::PrePrepareBadlySignedTx);
             return None;
         }
         Some(batch)
@@ -227,19 +227,19 @@ impl Replica {
     pub(super) fn on_prepare(&mut self, p: Verified<Prepare>) {
         let (view, seq) = (p.view, p.seq);
         if p.signer() == self.cluster.primary(view) {
-            return self.ignore("prepare: sent by the primary");
+            return self.ignore(Refusal::PrepareFromPrimary);
         }
         if !self.in_window(seq) {
-            return self.ignore("prepare: seq outside the watermark window");
+            return self.ignore(Refusal::PrepareOutsideWindow);
         }
         let signer = p.signer();
         let slot = self.slot_mut(seq);
         if let Some(prev) = slot.prepares.get(&signer) {
             if prev.digest == p.digest {
                 self.answer_retransmission(signer, seq);
-                return self.ignore("prepare: duplicate");
+                return self.ignore(Refusal::PrepareDuplicate);
             }
-            return self.ignore("prepare: second digest from one signer (equivocation)");
+            return self.ignore(Refusal::PrepareEquivocation);
         }
         slot.prepares.insert(signer, p);
         self.check_prepared(seq);
@@ -252,23 +252,23 @@ impl Replica {
             // know to be committed was worth its check.
             let known = (self.known_committed, self.weakly_committed);
             self.note_far_commit(&c);
-            let reason = "commit: seq above the watermark window";
+            let reason = Refusal::CommitAboveWindow;
             if (self.known_committed, self.weakly_committed) != known {
                 return self.ignore_kept(reason);
             }
             return self.ignore(reason);
         }
         if !self.in_window(seq) {
-            return self.ignore("commit: seq outside the watermark window");
+            return self.ignore(Refusal::CommitOutsideWindow);
         }
         let signer = c.signer();
         let slot = self.slot_mut(seq);
         if let Some(prev) = slot.commits.get(&signer) {
             if prev.digest == c.digest {
                 self.answer_retransmission(signer, seq);
-                return self.ignore("commit: duplicate");
+                return self.ignore(Refusal::CommitDuplicate);
             }
-            return self.ignore("commit: second digest from one signer (equivocation)");
+            return self.ignore(Refusal::CommitEquivocation);
         }
         slot.commits.insert(signer, c);
         self.note_commit_quorum(seq);
@@ -325,7 +325,7 @@ impl Replica {
             .iter()
             .any(|(d, n)| Some(*d) != ours && ours.is_some() && *n >= self.cluster.weak_quorum());
         if lost {
-            self.ignore("commit: f+1 commit a digest other than our pre-prepare's; fetching");
+            self.ignore(Refusal::CommitOtherDigestFetching);
             self.start_fetch(seq);
         }
     }
@@ -444,7 +444,7 @@ impl Replica {
             return;
         }
         if self.vote_conflicts(VoteKind::Commit, view, seq, digest) {
-            return self.ignore("prepared: conflicts with a commit we signed");
+            return self.ignore(Refusal::PreparedConflictsWithOurCommit);
         }
         let bytes = slot
             .batch

@@ -11,7 +11,7 @@
 //! prepared request or insert its own.
 
 use super::messages::{Checkpoint, PrePrepare, Prepare, PreparedProof, ViewChange};
-use super::Replica;
+use super::{Refusal, Replica};
 use crate::crypto::{Digest, Signed, Verified};
 use crate::tx::{batch_digest, BATCH_BYTES_MAX};
 use crate::types::{Seq, View};
@@ -58,33 +58,33 @@ impl Replica {
         &self,
         seq: Seq,
         proof: &[Signed<Checkpoint>],
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), Refusal> {
         if seq == Seq(0) {
             return if proof.is_empty() {
                 Ok(())
             } else {
-                Err("view-change: proof for the genesis checkpoint")
+                Err(Refusal::ViewChangeGenesisCheckpointProof)
             };
         }
         if !seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
-            return Err("view-change: stable seq is not a checkpoint seq");
+            return Err(Refusal::ViewChangeStableNotCheckpointSeq);
         }
         if !self.distinct_signers(proof) {
-            return Err("view-change: checkpoint proof repeats a signer or is too long");
+            return Err(Refusal::ViewChangeCheckpointProofRepeatsSigner);
         }
         let mut signers = BTreeSet::new();
         let mut digest = None;
         for c in proof {
             let Ok(c) = self.verifier.verify::<Checkpoint>(c) else {
-                return Err("view-change: checkpoint proof has a bad signature");
+                return Err(Refusal::ViewChangeCheckpointProofBadSignature);
             };
             if c.seq != seq || *digest.get_or_insert(c.digest) != c.digest {
-                return Err("view-change: checkpoint proof does not match");
+                return Err(Refusal::ViewChangeCheckpointProofMismatch);
             }
             signers.insert(c.signer());
         }
         if signers.len() < self.cluster.quorum() {
-            return Err("view-change: checkpoint proof below quorum");
+            return Err(Refusal::ViewChangeCheckpointProofBelowQuorum);
         }
         Ok(())
     }
@@ -96,35 +96,35 @@ impl Replica {
         proof: &PreparedProof,
         new_view: View,
         stable: Seq,
-    ) -> Result<Verified<PrePrepare>, &'static str> {
+    ) -> Result<Verified<PrePrepare>, Refusal> {
         let Ok(pp) = self.verifier.verify::<PrePrepare>(&proof.pre_prepare) else {
-            return Err("view-change: prepared proof has a bad pre-prepare");
+            return Err(Refusal::ViewChangePreparedBadPrePrepare);
         };
         if pp.signer() != self.cluster.primary(pp.view) {
-            return Err("view-change: prepared proof pre-prepare not from its primary");
+            return Err(Refusal::ViewChangePreparedNotFromPrimary);
         }
         if pp.view >= new_view {
-            return Err("view-change: prepared proof from a view not below the new view");
+            return Err(Refusal::ViewChangePreparedViewNotBelow);
         }
         if pp.seq <= stable || pp.seq.0 > stable.0 + self.cfg.watermark_window {
-            return Err("view-change: prepared proof outside the window");
+            return Err(Refusal::ViewChangePreparedOutsideWindow);
         }
         if proof.batch.len() > BATCH_BYTES_MAX || batch_digest(&proof.batch) != pp.digest {
-            return Err("view-change: prepared proof batch does not match");
+            return Err(Refusal::ViewChangePreparedBatchMismatch);
         }
         if !self.distinct_signers(&proof.prepares) {
-            return Err("view-change: prepared proof repeats a signer or is too long");
+            return Err(Refusal::ViewChangePreparedRepeatsSigner);
         }
         let mut signers = BTreeSet::new();
         for p in &proof.prepares {
             let Ok(p) = self.verifier.verify::<Prepare>(p) else {
-                return Err("view-change: prepared proof has a bad prepare");
+                return Err(Refusal::ViewChangePreparedBadPrepare);
             };
             if p.view != pp.view || p.seq != pp.seq || p.digest != pp.digest {
-                return Err("view-change: prepared proof prepare does not match");
+                return Err(Refusal::ViewChangePreparedPrepareMismatch);
             }
             if p.signer() == pp.signer() {
-                return Err("view-change: prepared proof counts the primary's prepare");
+                return Err(Refusal::ViewChangePreparedCountsPrimary);
             }
             signers.insert(p.signer());
         }
@@ -135,26 +135,26 @@ impl Replica {
             return Ok(pp);
         }
         if signers.len() < self.cluster.quorum() - 1 {
-            return Err("view-change: prepared proof below quorum");
+            return Err(Refusal::ViewChangePreparedBelowQuorum);
         }
         Ok(pp)
     }
 
     /// Checks every proof inside a VIEW-CHANGE.
-    pub(super) fn check_view_change(&self, vc: &ViewChange) -> Result<(), &'static str> {
+    pub(super) fn check_view_change(&self, vc: &ViewChange) -> Result<(), Refusal> {
         #[cfg(feature = "teeth")]
         if crate::teeth::active(crate::teeth::Tooth::ViewChangeProofNotChecked) {
             return Ok(());
         }
         self.check_checkpoint_proof(vc.stable_seq, &vc.checkpoint_proof)?;
         if vc.prepared.len() as u64 > self.cfg.watermark_window {
-            return Err("view-change: more prepared proofs than the window holds");
+            return Err(Refusal::ViewChangeTooManyPreparedProofs);
         }
         let mut seqs = BTreeSet::new();
         for proof in &vc.prepared {
             let pp = self.check_prepared_proof(proof, vc.new_view, vc.stable_seq)?;
             if !seqs.insert(pp.seq) {
-                return Err("view-change: two prepared proofs for one seq");
+                return Err(Refusal::ViewChangeTwoPreparedProofs);
             }
         }
         Ok(())

@@ -10,7 +10,7 @@
 //! batches grow on their own while the pipeline is full (adaptive batching).
 
 use super::messages::PrePrepare;
-use super::{Action, Replica, Slot, VoteKind};
+use super::{Action, Refusal, Replica, Slot, VoteKind};
 use crate::crypto::PublicKey;
 use crate::tx::{batch_digest, Batch, Transaction, VerifiedTx};
 use std::collections::{BTreeMap, BTreeSet};
@@ -171,7 +171,7 @@ impl Replica {
         }
         match VerifiedTx::check(tx, self.verifier.network()) {
             Some(tx) => self.on_request(tx),
-            None => self.ignore("request: bad client signature"),
+            None => self.ignore(Refusal::RequestBadSignature),
         }
     }
 
@@ -201,11 +201,11 @@ impl Replica {
             Ok(()) => {}
             Err(Rejected::Duplicate) => return,
             Err(Rejected::Full) => {
-                self.ignore("request: pending set full");
+                self.ignore(Refusal::RequestPendingFull);
                 return;
             }
             Err(Rejected::ClientFull) => {
-                self.ignore("request: too many pending for client");
+                self.ignore(Refusal::RequestClientPendingFull);
                 return;
             }
         }

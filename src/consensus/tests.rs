@@ -28,7 +28,7 @@ use super::messages::{
     Checkpoint, Commit, CommittedBatch, Message, NewView, PrePrepare, Prepare, PreparedProof,
     Suspect, ViewChange,
 };
-use super::{Action, Config, Input, PersistOp, Recovered, Replica};
+use super::{Action, Config, Input, PersistOp, Recovered, Refusal, Replica};
 use crate::cluster::Cluster;
 use crate::crypto::{Digest, KeyPair, NetworkId, Payload, Signed, Verifier};
 use crate::tx::{batch_digest, Batch, Transaction};
@@ -527,7 +527,7 @@ impl Net {
 
     /// Feeds `input` and asserts it was dropped: no action at all, and exactly
     /// one `stats().ignored` counter — `reason` — went up, by one.
-    fn expect_ignored_input(&self, r: &mut Replica, now: Time, input: Input, reason: &str) {
+    fn expect_ignored_input(&self, r: &mut Replica, now: Time, input: Input, reason: Refusal) {
         let before = r.stats().ignored.clone();
         let acts = feed(r, now, input);
         assert_eq!(
@@ -535,7 +535,7 @@ impl Net {
             Vec::<String>::new(),
             "dropped input must not act"
         );
-        let changed: Vec<(&str, u64)> = r
+        let changed: Vec<(Refusal, u64)> = r
             .stats()
             .ignored
             .iter()
@@ -545,7 +545,7 @@ impl Net {
         assert_eq!(changed, [(reason, 1)], "ignored counters that changed");
     }
 
-    fn expect_ignored(&self, r: &mut Replica, from: u32, message: Message, reason: &str) {
+    fn expect_ignored(&self, r: &mut Replica, from: u32, message: Message, reason: Refusal) {
         let input = Input::Message {
             from: ReplicaId(from),
             message,
@@ -705,33 +705,18 @@ fn view_change_with_forged_prepared_certificate_is_rejected() {
     forged_sig.prepares[1] = Signed::from_parts(by_2.payload, ReplicaId(3), by_2.signature);
 
     let cases = [
-        (
-            other_digest,
-            "view-change: prepared proof prepare does not match",
-        ),
-        (only_f, "view-change: prepared proof below quorum"),
-        (
-            repeated,
-            "view-change: prepared proof repeats a signer or is too long",
-        ),
+        (other_digest, Refusal::ViewChangePreparedPrepareMismatch),
+        (only_f, Refusal::ViewChangePreparedBelowQuorum),
+        (repeated, Refusal::ViewChangePreparedRepeatsSigner),
         (
             // Issue 17, defect 8: refused before any of them is checked.
             flood,
-            "view-change: prepared proof repeats a signer or is too long",
+            Refusal::ViewChangePreparedRepeatsSigner,
         ),
-        (
-            by_backup,
-            "view-change: prepared proof pre-prepare not from its primary",
-        ),
-        (
-            with_primary,
-            "view-change: prepared proof counts the primary's prepare",
-        ),
-        (
-            wrong_batch,
-            "view-change: prepared proof batch does not match",
-        ),
-        (forged_sig, "view-change: prepared proof has a bad prepare"),
+        (by_backup, Refusal::ViewChangePreparedNotFromPrimary),
+        (with_primary, Refusal::ViewChangePreparedCountsPrimary),
+        (wrong_batch, Refusal::ViewChangePreparedBatchMismatch),
+        (forged_sig, Refusal::ViewChangePreparedBadPrepare),
     ];
     let null = Replica::null_batch().0;
     for (proof, reason) in cases {

@@ -30,6 +30,7 @@
 
 use super::messages::{Message, NewView, PrePrepare, PreparedProof, Suspect, ViewChange};
 use super::proofs::OSet;
+use super::Refusal;
 use super::{Action, PersistOp, Replica, VoteKind};
 use crate::crypto::Verified;
 use crate::tx::Batch;
@@ -52,14 +53,14 @@ impl Replica {
         if s.view < self.view {
             // It is still in a view we left: it missed the NEW-VIEW.
             self.help_straggler(s.signer(), s.view.next());
-            return self.ignore("suspect: for an older view");
+            return self.ignore(Refusal::SuspectOlderView);
         }
         let signer = s.signer();
         if s.view == self.view && self.changing_to.is_none() {
             self.help_lagging(signer);
         }
         if self.suspects.get(&signer).is_some_and(|v| *v >= s.view) {
-            return self.ignore("suspect: not newer than the sender's last");
+            return self.ignore(Refusal::SuspectNotNewer);
         }
         self.suspects.insert(signer, s.view);
         self.check_suspects();
@@ -229,24 +230,24 @@ impl Replica {
         let (target, signer) = (vc.new_view, vc.signer());
         if target <= self.view {
             self.help_straggler(signer, target);
-            return self.ignore("view-change: for a view we already entered");
+            return self.ignore(Refusal::ViewChangeForEnteredView);
         }
         if self
             .view_changes
             .get(&signer)
             .is_some_and(|prev| prev.new_view >= target)
         {
-            return self.ignore("view-change: not newer than the sender's last");
+            return self.ignore(Refusal::ViewChangeNotNewer);
         }
         if self
             .refused_view_changes
             .get(&signer)
             .is_some_and(|v| *v >= target)
         {
-            return self.ignore("view-change: its sender's VIEW-CHANGE for this view was refused");
+            return self.ignore(Refusal::ViewChangeSenderRefused);
         }
         if !self.view_change_checks.allow(signer, self.now) {
-            return self.ignore("view-change: over the sender's rate of certificate checks");
+            return self.ignore(Refusal::ViewChangeChecksPaced);
         }
         if let Err(reason) = self.check_view_change(&vc) {
             self.refused_view_changes.insert(signer, target);
@@ -373,29 +374,29 @@ impl Replica {
     pub(super) fn on_new_view(&mut self, nv: Verified<NewView>) {
         let target = nv.view;
         if nv.signer() != self.cluster.primary(target) {
-            return self.ignore("new-view: not from the new view's primary");
+            return self.ignore(Refusal::NewViewNotFromPrimary);
         }
         let acceptable = match self.changing_to {
             Some(waiting) => target >= waiting,
             None => target > self.view,
         };
         if !acceptable {
-            return self.ignore("new-view: not above our view");
+            return self.ignore(Refusal::NewViewNotAboveOurView);
         }
         if nv.view_changes.len() > self.cluster.n() as usize {
-            return self.ignore("new-view: more view-changes than replicas");
+            return self.ignore(Refusal::NewViewTooManyViewChanges);
         }
         if !self.distinct_signers(&nv.view_changes) {
-            return self.ignore("new-view: view-change for another view or repeated signer");
+            return self.ignore(Refusal::NewViewViewChangeMismatch);
         }
         let mut vcs = Vec::with_capacity(nv.view_changes.len());
         let mut signers = BTreeSet::new();
         for s in &nv.view_changes {
             let Ok(vc) = self.verifier.verify::<ViewChange>(s) else {
-                return self.ignore("new-view: bad view-change signature");
+                return self.ignore(Refusal::NewViewBadViewChangeSignature);
             };
             if vc.new_view != target || !signers.insert(vc.signer()) {
-                return self.ignore("new-view: view-change for another view or repeated signer");
+                return self.ignore(Refusal::NewViewViewChangeMismatch);
             }
             let known = self
                 .view_changes
@@ -412,7 +413,7 @@ impl Replica {
         #[cfg(feature = "teeth")]
         let quorum = crate::teeth::quorum(quorum);
         if signers.len() < quorum {
-            return self.ignore("new-view: fewer than 2f+1 view-changes");
+            return self.ignore(Refusal::NewViewBelowQuorum);
         }
         let o = self.compute_o_set(&vcs);
         #[cfg(feature = "teeth")]
@@ -422,19 +423,19 @@ impl Replica {
             o
         };
         if o.entries.len() != nv.pre_prepares.len() {
-            return self.ignore("new-view: O-set does not match the view-changes");
+            return self.ignore(Refusal::NewViewWrongOSet);
         }
         let mut pre_prepares = Vec::with_capacity(o.entries.len());
         for (entry, s) in o.entries.iter().zip(&nv.pre_prepares) {
             let Ok(pp) = self.verifier.verify::<PrePrepare>(s) else {
-                return self.ignore("new-view: bad pre-prepare signature");
+                return self.ignore(Refusal::NewViewBadPrePrepareSignature);
             };
             if pp.signer() != self.cluster.primary(target)
                 || pp.view != target
                 || pp.seq != entry.seq
                 || pp.digest != entry.digest
             {
-                return self.ignore("new-view: O-set does not match the view-changes");
+                return self.ignore(Refusal::NewViewWrongOSet);
             }
             pre_prepares.push(pp);
         }
@@ -502,7 +503,7 @@ impl Replica {
                 continue;
             }
             let Ok(batch) = Batch::decode(&entry.batch) else {
-                self.ignore("new-view: re-proposed batch is malformed");
+                self.ignore(Refusal::NewViewMalformedBatch);
                 continue;
             };
             in_flight.extend(batch.txs.iter().map(|tx| (tx.from, tx.nonce)));

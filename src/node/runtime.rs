@@ -34,10 +34,10 @@
 //! redialling and PBFT tolerates f silent replicas.
 
 use super::config::RuntimeConfig;
-use crate::exit;
 use super::service::ClientService;
 use super::{Node, NodeError, NodeInput, Outgoing};
 use crate::consensus::messages::Message;
+use crate::exit;
 use crate::net::{self, ClientServer, NetError, Transport};
 use crate::storage::rocks::RocksStore;
 use crate::storage::StorageError;

@@ -2,10 +2,10 @@
 //! `inspect`). The store is opened without creating anything, its genesis
 //! record is checked before anything else is read, and nothing is written.
 
-use crate::node::config::{self, ConfigError};
-use crate::node::{persist, Node};
 use crate::crypto::Digest;
 use crate::genesis::Genesis;
+use crate::node::config::{self, ConfigError};
+use crate::node::{persist, Node};
 use crate::storage::rocks::RocksStore;
 use crate::storage::{Cf, StorageError, Store};
 use std::path::Path;

@@ -11,11 +11,11 @@
 //! Ports follow the CometBFT/BFT-SMaRt convention of spaced blocks per
 //! replica: p2p `base + 10*i`, client `base + 10*i + 1`.
 
-use crate::node::config::{render, ReplicaConfig};
-use crate::keyfile::{self, KeyFileError};
 use crate::consensus::Config;
 use crate::crypto::{KeyPair, PublicKey};
 use crate::genesis::{self, GenesisError};
+use crate::keyfile::{self, KeyFileError};
+use crate::node::config::{render, ReplicaConfig};
 use std::path::{Path, PathBuf};
 
 /// Default first port.

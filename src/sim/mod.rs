@@ -2292,7 +2292,7 @@ impl Sim {
                 )]),
                 |mut all, s| {
                     for (reason, n) in &s.ignored {
-                        *all.entry(*reason).or_default() += n;
+                        *all.entry(reason.text()).or_default() += n;
                     }
                     all
                 },

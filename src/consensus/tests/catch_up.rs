@@ -46,7 +46,7 @@ fn restart_probe_asks_each_peer_once_and_ends_when_all_are_silent() {
             from: ReplicaId(2),
             message: Message::Batches(vec![net.committed_batch(1, &a, a.digest, &[0, 2, 3])]),
         },
-        "batches: no fetch in progress",
+        Refusal::BatchesNotFetching,
     );
 
     r1.probe_for_missed_batches();
@@ -102,7 +102,7 @@ fn catch_up_executes_fetched_batches_with_valid_certificates() {
         &mut r3,
         0,
         Message::Batches(vec![net.committed_batch(1, &a, a.digest, &[0, 1, 2])]),
-        "batches: no fetch in progress",
+        Refusal::BatchesNotFetching,
     );
 
     for i in [0, 1] {
@@ -168,21 +168,21 @@ fn catch_up_rejects_bad_commit_certificates() {
     let cases = [
         (
             net.committed_batch(1, &a, a.digest, &[0, 1]),
-            "batches: certificate below quorum",
+            Refusal::BatchesCertificateBelowQuorum,
         ),
         (
             net.committed_batch(1, &a, a.digest, &[0, 1, 1]),
-            "batches: certificate repeats a signer or is too long",
+            Refusal::BatchesCertificateRepeatsSigner,
         ),
         (
             // A valid COMMIT repeated: refused before any is checked.
             net.committed_batch(1, &a, a.digest, &[0; 50_000]),
-            "batches: certificate repeats a signer or is too long",
+            Refusal::BatchesCertificateRepeatsSigner,
         ),
-        (forged, "batches: certificate has a bad signature"),
+        (forged, Refusal::BatchesCertificateBadSignature),
         (
             net.committed_batch(1, &a, b.digest, &[0, 1, 2]),
-            "batches: certificate is for another seq or digest",
+            Refusal::BatchesCertificateMismatch,
         ),
     ];
     for (cb, reason) in cases {

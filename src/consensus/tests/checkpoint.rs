@@ -64,7 +64,7 @@ fn checkpoint_becomes_stable_with_2f_plus_1_matching() {
         &mut r1,
         3,
         Message::Checkpoint(forged),
-        "checkpoint: bad signature or payload",
+        Refusal::CheckpointBadSignature,
     );
     assert_eq!(r1.low_watermark(), Seq(0));
 
@@ -83,7 +83,7 @@ fn checkpoint_becomes_stable_with_2f_plus_1_matching() {
         &mut r1,
         0,
         net.checkpoint(0, 2, c2),
-        "checkpoint: at or below the stable checkpoint",
+        Refusal::CheckpointNotAboveStable,
     );
 }
 

@@ -25,7 +25,7 @@ fn future_view_pre_prepares_are_checked_and_bounded_in_bytes() {
             from: ReplicaId(2),
             message: net.pre_prepare_by(2, 1, 1, digest, &[1; 100]),
         },
-        "pre-prepare: not from the primary",
+        Refusal::PrePrepareNotFromPrimary,
     );
     let huge = vec![0; crate::tx::BATCH_BYTES_MAX + 1];
     deliver(
@@ -35,7 +35,7 @@ fn future_view_pre_prepares_are_checked_and_bounded_in_bytes() {
         net.pre_prepare_by(1, 1, 1, digest, &huge),
     );
     assert_eq!(
-        r0.stats().ignored.get("pre-prepare: batch too large"),
+        r0.stats().ignored.get(&Refusal::PrePrepareBatchTooLarge),
         Some(&1)
     );
     assert_eq!(r0.footprint().future_messages, 0);
@@ -56,10 +56,7 @@ fn future_view_pre_prepares_are_checked_and_bounded_in_bytes() {
         assert!(f.exceeded(&r0.footprint_limits()).is_empty());
     }
     assert_eq!(r0.footprint().future_messages, 2, "the two newest fit");
-    assert_eq!(
-        r0.stats().ignored.get("future-view buffer full for sender"),
-        Some(&6)
-    );
+    assert_eq!(r0.stats().ignored.get(&Refusal::FutureBufferFull), Some(&6));
 }
 
 /// Issue 24, defect 11: peer-supplied views and seqs at `u64::MAX` are
@@ -195,23 +192,13 @@ fn a_refused_view_change_is_not_checked_again_and_checks_are_paced() {
     bad.prepares.truncate(1);
     let mut r3 = net.replica(3);
     let vc = |view| Message::ViewChange(net.view_change(2, view, vec![bad.clone()]));
-    let below = "view-change: prepared proof below quorum";
+    let below = Refusal::ViewChangePreparedBelowQuorum;
     net.expect_ignored(&mut r3, 2, vc(1), below);
-    net.expect_ignored(
-        &mut r3,
-        2,
-        vc(1),
-        "view-change: its sender's VIEW-CHANGE for this view was refused",
-    );
+    net.expect_ignored(&mut r3, 2, vc(1), Refusal::ViewChangeSenderRefused);
     for view in 2..=4 {
         net.expect_ignored(&mut r3, 2, vc(view), below);
     }
-    net.expect_ignored(
-        &mut r3,
-        2,
-        vc(5),
-        "view-change: over the sender's rate of certificate checks",
-    );
+    net.expect_ignored(&mut r3, 2, vc(5), Refusal::ViewChangeChecksPaced);
     assert!(!r3.view_changes.contains_key(&ReplicaId(2)));
     deliver(
         &mut r3,
@@ -242,8 +229,8 @@ fn wasted_signature_checks_are_limited_per_peer() {
         p.signature[(k % 64) as usize] ^= 1 + (k / 64) as u8;
         Message::Prepare(p)
     };
-    let bad = "prepare: bad signature or payload";
-    let over = "peer over its allowance of wasted signature checks (not checked)";
+    let bad = Refusal::PrepareBadSignature;
+    let over = Refusal::WastedChecksSpent;
     for k in 0..WASTED_CHECKS_BURST {
         net.expect_ignored(&mut r1, 2, broken(k), bad);
     }

@@ -112,7 +112,7 @@ fn a_wall_clock_step_and_its_correction_do_not_stall_a_backup() {
         &mut r1,
         0,
         net.pre_prepare(0, 1, &a),
-        "pre-prepare: timestamp too far from local clock",
+        Refusal::PrePrepareClockSkew,
     );
     r1.set_wall_clock(T0_MS);
     let acts = deliver(&mut r1, at(2), 0, net.pre_prepare(0, 1, &a));
@@ -143,42 +143,42 @@ fn backup_ignores_invalid_pre_prepares() {
         (
             2,
             net.pre_prepare_by(2, 0, 1, a.digest, &a.bytes),
-            "pre-prepare: not from the primary",
+            Refusal::PrePrepareNotFromPrimary,
         ),
         (
             2,
             net.pre_prepare(0, 1, &a),
-            "pre-prepare: not from the primary",
+            Refusal::PrePrepareNotFromPrimary,
         ),
         (
             0,
             net.pre_prepare(0, 9, &a),
-            "pre-prepare: seq outside the watermark window",
+            Refusal::PrePrepareOutsideWindow,
         ),
         (
             0,
             net.pre_prepare(0, 0, &a),
-            "pre-prepare: seq outside the watermark window",
+            Refusal::PrePrepareOutsideWindow,
         ),
         (
             0,
             net.pre_prepare_by(0, 0, 1, b.digest, &a.bytes),
-            "pre-prepare: batch does not match digest",
+            Refusal::PrePrepareDigestMismatch,
         ),
         (
             0,
             net.pre_prepare(0, 1, &bad),
-            "pre-prepare: batch holds a badly signed transaction",
+            Refusal::PrePrepareBadlySignedTx,
         ),
         (
             0,
             net.pre_prepare(0, 1, &future),
-            "pre-prepare: timestamp too far from local clock",
+            Refusal::PrePrepareClockSkew,
         ),
         (
             0,
             net.pre_prepare(0, 1, &past),
-            "pre-prepare: timestamp too far from local clock",
+            Refusal::PrePrepareClockSkew,
         ),
     ];
     for (from, message, reason) in cases {
@@ -222,7 +222,7 @@ fn a_backup_vouches_only_for_the_identical_transaction_it_checked() {
         &mut r1,
         0,
         net.pre_prepare(0, 2, &b),
-        "pre-prepare: batch holds a badly signed transaction",
+        Refusal::PrePrepareBadlySignedTx,
     );
 }
 
@@ -246,19 +246,22 @@ fn backup_refuses_equivocating_pre_prepare_and_answers_a_resend() {
         &mut r1,
         0,
         net.pre_prepare(0, 1, &b),
-        "pre-prepare: conflicting digest (equivocation)",
+        Refusal::PrePrepareEquivocation,
     );
     let kept = r1.slots[&Seq(1)].pre_prepare.as_ref().map(|p| p.digest);
     assert_eq!(kept, Some(a.digest));
 
     let acts = deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
     assert_eq!(net.describe(&acts), ["Send(r0,Prepare(v0,s1,A)@r1)"]);
-    assert_eq!(r1.stats().ignored.get("pre-prepare: duplicate"), Some(&1));
+    assert_eq!(
+        r1.stats().ignored.get(&Refusal::PrePrepareDuplicate),
+        Some(&1)
+    );
     net.expect_ignored(
         &mut r1,
         0,
         net.pre_prepare(0, 1, &a),
-        "pre-prepare: duplicate",
+        Refusal::PrePrepareDuplicate,
     );
 }
 
@@ -284,17 +287,12 @@ fn messages_of_other_views_are_stale_or_buffered() {
     };
     let mut r1 = net.restart(1, in_view_1);
     assert_eq!(r1.view(), View(1));
-    net.expect_ignored(
-        &mut r1,
-        0,
-        net.pre_prepare(0, 1, &a),
-        "message for an older view",
-    );
+    net.expect_ignored(&mut r1, 0, net.pre_prepare(0, 1, &a), Refusal::OlderView);
     net.expect_ignored(
         &mut r1,
         2,
         net.prepare(2, 0, 1, a.digest),
-        "message for an older view",
+        Refusal::OlderView,
     );
 
     let mut r1 = net.replica(1);
@@ -307,10 +305,7 @@ fn messages_of_other_views_are_stale_or_buffered() {
 
     let acts = deliver(&mut r1, at(0), 3, net.prepare(3, 5, 1, a.digest));
     assert_eq!(net.describe(&acts), ["Send(r3,NewViewRequest(v0))"]);
-    assert_eq!(
-        r1.stats().ignored.get("message for a far-future view"),
-        Some(&1)
-    );
+    assert_eq!(r1.stats().ignored.get(&Refusal::FarFutureView), Some(&1));
     assert_eq!(r1.footprint().future_messages, 2);
 }
 
@@ -334,7 +329,7 @@ fn backup_prepares_with_2f_prepares_from_backups() {
         &mut r1,
         0,
         net.prepare(0, 0, 1, a.digest),
-        "prepare: sent by the primary",
+        Refusal::PrepareFromPrimary,
     );
     let acts = deliver(&mut r1, at(0), 2, net.prepare(2, 0, 1, a.digest));
 
@@ -368,13 +363,13 @@ fn prepared_needs_distinct_signers() {
         &mut r0,
         1,
         net.prepare(1, 0, 1, a.digest),
-        "prepare: duplicate",
+        Refusal::PrepareDuplicate,
     );
     net.expect_ignored(
         &mut r0,
         1,
         net.prepare(1, 0, 1, b.digest),
-        "prepare: second digest from one signer (equivocation)",
+        Refusal::PrepareEquivocation,
     );
     let acts = deliver(&mut r0, at(0), 2, net.prepare(2, 0, 1, a.digest));
     assert_eq!(
@@ -415,7 +410,7 @@ fn backup_executes_with_2f_plus_1_commits() {
         &mut r1,
         2,
         net.commit(2, 0, 1, a.digest),
-        "commit: duplicate",
+        Refusal::CommitDuplicate,
     );
     let acts = deliver(&mut r1, at(0), 3, net.commit(3, 0, 1, a.digest));
 
@@ -433,7 +428,7 @@ fn backup_executes_with_2f_plus_1_commits() {
 /// executed it with 2's and 3's COMMITs.
 /// Expect: 3's PREPARE with a broken signature — counted "after its quorum
 /// (not checked)", no action; the same again — Send(r3) of our PREPARE and
-/// COMMIT ("prepare: duplicate"); a third time — only counted. The same for
+/// COMMIT (Refusal::PrepareDuplicate); a third time — only counted. The same for
 /// a COMMIT from 0 after execution. Before its quorum, a COMMIT with a broken
 /// signature is refused as before, and a vote whose signer is not its sender
 /// is always checked.
@@ -459,19 +454,19 @@ fn votes_after_their_quorum_are_not_checked_and_repeats_are_answered() {
         &mut r1,
         2,
         broken(net.commit(2, 0, 1, a.digest)),
-        "commit: bad signature or payload",
+        Refusal::CommitBadSignature,
     );
     net.expect_ignored(
         &mut r1,
         2,
         broken(net.prepare(3, 0, 1, a.digest)),
-        "prepare: bad signature or payload",
+        Refusal::PrepareBadSignature,
     );
     net.expect_ignored(
         &mut r1,
         3,
         broken(net.prepare(3, 0, 1, a.digest)),
-        "prepare: after its quorum (not checked)",
+        Refusal::PrepareAfterQuorum,
     );
     let acts = deliver(&mut r1, at(0), 3, broken(net.prepare(3, 0, 1, a.digest)));
     assert_eq!(
@@ -485,7 +480,7 @@ fn votes_after_their_quorum_are_not_checked_and_repeats_are_answered() {
         &mut r1,
         3,
         net.prepare(3, 0, 1, a.digest),
-        "prepare: duplicate",
+        Refusal::PrepareDuplicate,
     );
 
     deliver(&mut r1, at(0), 2, net.commit(2, 0, 1, a.digest));
@@ -495,7 +490,7 @@ fn votes_after_their_quorum_are_not_checked_and_repeats_are_answered() {
         &mut r1,
         0,
         broken(net.commit(0, 0, 1, a.digest)),
-        "commit: after its quorum (not checked)",
+        Refusal::CommitAfterQuorum,
     );
     let acts = deliver(&mut r1, at(0), 0, net.commit(0, 0, 1, a.digest));
     assert_eq!(
@@ -505,7 +500,7 @@ fn votes_after_their_quorum_are_not_checked_and_repeats_are_answered() {
             "Send(r0,Commit(v0,s1,A)@r1)",
         ]
     );
-    assert_eq!(r1.stats().ignored.get("commit: duplicate"), Some(&1));
+    assert_eq!(r1.stats().ignored.get(&Refusal::CommitDuplicate), Some(&1));
 }
 
 /// A seq committed in an earlier view is prepared again in the next one (the
@@ -549,7 +544,7 @@ fn a_seq_committed_in_an_earlier_view_is_prepared_and_committed_again() {
         &mut r2,
         0,
         net.prepare(0, 1, 1, a.digest),
-        "prepare: after its quorum (not checked)",
+        Refusal::PrepareAfterQuorum,
     );
 }
 

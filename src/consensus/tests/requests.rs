@@ -20,7 +20,7 @@ fn client_requests_are_verified_deduplicated_and_bounded() {
         &mut r1,
         at(0),
         Input::Request(forged),
-        "request: bad client signature",
+        Refusal::RequestBadSignature,
     );
     assert_eq!(r1.pending_requests(), 0);
 
@@ -37,7 +37,7 @@ fn client_requests_are_verified_deduplicated_and_bounded() {
         &mut r1,
         at(0),
         Input::Request(net.tx(0, 4)),
-        "request: too many pending for client",
+        Refusal::RequestClientPendingFull,
     );
     for nonce in [1, 2] {
         assert!(feed(&mut r1, at(0), Input::Request(net.tx(1, nonce))).is_empty());
@@ -47,7 +47,7 @@ fn client_requests_are_verified_deduplicated_and_bounded() {
         &mut r1,
         at(0),
         Input::Request(net.tx(2, 1)),
-        "request: pending set full",
+        Refusal::RequestPendingFull,
     );
     assert_eq!(r1.pending_requests(), 5);
 }

@@ -37,7 +37,7 @@ fn restarted_backup_does_not_sign_a_conflicting_prepare() {
         &mut r1,
         0,
         net.pre_prepare(0, 1, &b),
-        "pre-prepare: conflicts with a prepare we signed",
+        Refusal::PrePrepareConflictsWithOurPrepare,
     );
     let after = deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
     assert_eq!(net.describe(&after), ["Broadcast(Prepare(v0,s1,A)@r1)"]);
@@ -153,7 +153,7 @@ fn restart_during_view_change_resumes_it() {
         &mut r2,
         3,
         net.commit(3, 0, 1, a.digest),
-        "message for a view being abandoned",
+        Refusal::AbandonedView,
     );
 }
 

@@ -74,7 +74,7 @@ fn request_timer_retransmits_then_suspects_then_view_change() {
         &mut r2,
         3,
         net.commit(3, 0, 1, a.digest),
-        "message for a view being abandoned",
+        Refusal::AbandonedView,
     );
 }
 
@@ -165,12 +165,7 @@ fn one_suspect_is_not_enough_f_plus_1_start_a_view_change() {
 
     let acts = deliver(&mut r2, at(0), 3, net.suspect(3, 0));
     assert_eq!(net.describe(&acts), Vec::<String>::new());
-    net.expect_ignored(
-        &mut r2,
-        3,
-        net.suspect(3, 0),
-        "suspect: not newer than the sender's last",
-    );
+    net.expect_ignored(&mut r2, 3, net.suspect(3, 0), Refusal::SuspectNotNewer);
     assert_eq!(r2.changing_to(), None);
 
     let acts = deliver(&mut r2, at(0), 1, net.suspect(1, 0));
@@ -321,23 +316,23 @@ fn backup_rejects_new_view_with_wrong_o_set() {
     let cases = [
         (
             net.new_view(1, 1, all.clone(), &[(1, null)]),
-            "new-view: O-set does not match the view-changes",
+            Refusal::NewViewWrongOSet,
         ),
         (
             net.new_view(1, 1, all.clone(), &[(1, null), (2, null)]),
-            "new-view: O-set does not match the view-changes",
+            Refusal::NewViewWrongOSet,
         ),
         (
             net.new_view(1, 1, all.clone(), &[]),
-            "new-view: O-set does not match the view-changes",
+            Refusal::NewViewWrongOSet,
         ),
         (
             net.new_view(2, 1, all, &[(1, null), (2, b.digest)]),
-            "new-view: not from the new view's primary",
+            Refusal::NewViewNotFromPrimary,
         ),
         (
             net.new_view(1, 1, vec![vc1, vc2], &[(1, null), (2, b.digest)]),
-            "new-view: fewer than 2f+1 view-changes",
+            Refusal::NewViewBelowQuorum,
         ),
     ];
     for (nv, reason) in cases {
