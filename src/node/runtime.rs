@@ -266,9 +266,21 @@ impl Driver {
                 .count() as u32
         };
         let undecodable = self.stats.undecodable;
+        #[cfg(feature = "byzantine")]
+        let core = self.core_state();
+        #[cfg(feature = "byzantine")]
+        let adversary = &mut self.adversary;
+        let answer = |query: &crate::client::proto::ClientRequest, honest| {
+            #[cfg(feature = "byzantine")]
+            if let Some(adversary) = adversary.as_mut() {
+                return adversary.answer_query(core, query, honest);
+            }
+            let _ = query;
+            honest
+        };
         // A submission waits for the flush, which checks it with the rest.
         self.service
-            .on_request(&self.node, request, connected, undecodable)
+            .on_request(&self.node, request, connected, undecodable, answer)
     }
 }
 

@@ -98,13 +98,15 @@ impl ClientService {
     }
 
     /// Decodes and answers one request, or queues a submission for
-    /// [`ClientService::admit`].
+    /// [`ClientService::admit`]. A query's answer passes through `answer`
+    /// (the identity but for a Byzantine replica's strategy).
     pub fn on_request<S: Store>(
         &mut self,
         node: &Node<S>,
         request: net::ClientRequest,
         connected_peers: impl FnOnce() -> u32,
         undecodable_frames: u64,
+        answer: impl FnOnce(&ClientRequest, ClientResponse) -> ClientResponse,
     ) -> Result<(), NodeError> {
         self.stats.requests += 1;
         let net::ClientRequest { frame, respond, .. } = request;
@@ -117,7 +119,7 @@ impl ClientService {
                 return Ok(());
             }
         };
-        let answer = match decoded {
+        let query = match decoded {
             ClientRequest::Submit(tx) => {
                 self.stats.submitted += 1;
                 if self.count + self.unchecked.len() >= self.waiters_max {
@@ -127,23 +129,27 @@ impl ClientService {
                 }
                 return Ok(());
             }
+            query => query,
+        };
+        let honest = match &query {
+            ClientRequest::Submit(_) => unreachable!("submissions are queued above"),
             ClientRequest::Balance(account) => {
-                let a = node.account(&account);
+                let a = node.account(account);
                 ClientResponse::Balance(BalanceInfo {
-                    account,
+                    account: *account,
                     exists: a.is_some(),
                     balance: a.map_or(0, |a| a.balance),
                     nonce: a.map_or(0, |a| a.nonce),
                     height: node.height(),
                 })
             }
-            ClientRequest::Tx(id) => ClientResponse::Tx(tx_info(node, &id)?),
-            ClientRequest::Block(height) => ClientResponse::Block(block_info(node, height)?),
+            ClientRequest::Tx(id) => ClientResponse::Tx(tx_info(node, id)?),
+            ClientRequest::Block(height) => ClientResponse::Block(block_info(node, *height)?),
             ClientRequest::Status => {
                 ClientResponse::Status(status(node, connected_peers(), undecodable_frames))
             }
         };
-        let _ = respond.send(answer.to_frame());
+        let _ = respond.send(answer(&query, honest).to_frame());
         Ok(())
     }
 

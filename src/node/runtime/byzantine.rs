@@ -216,6 +216,17 @@ impl Adversary {
         }
     }
 
+    /// The answer to a client's query: what the strategy makes of the
+    /// honest one.
+    pub fn answer_query(
+        &mut self,
+        core: CoreState,
+        query: &crate::client::proto::ClientRequest,
+        honest: crate::client::proto::ClientResponse,
+    ) -> crate::client::proto::ClientResponse {
+        self.with(core, |s, ctx| s.answer_query(ctx, query, honest))
+    }
+
     /// A decoded message from `from`, before the node handles it.
     pub fn incoming(&mut self, core: CoreState, from: ReplicaId, message: &Message) {
         self.with(core, |s, ctx| s.incoming(ctx, from, message));
