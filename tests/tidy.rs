@@ -38,6 +38,13 @@ fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Whether a source file holds only unit tests: a `tests.rs` or anything
+/// under a `tests` directory.
+fn is_test_code(rel: &Path) -> bool {
+    rel.file_name().is_some_and(|n| n == "tests.rs")
+        || rel.components().any(|c| c.as_os_str() == "tests")
+}
+
 /// Lines of `text` (ignoring comments) that use a forbidden word.
 fn offending_lines(text: &str, forbidden: &[&str]) -> Vec<String> {
     text.lines()
@@ -61,7 +68,7 @@ fn consensus_core_is_sans_io() {
     let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/consensus");
     let mut problems = Vec::new();
     for file in rust_files(&core) {
-        if file.file_name().is_some_and(|n| n == "tests.rs") {
+        if is_test_code(file.strip_prefix(&core).expect("under src/consensus")) {
             continue;
         }
         let text = std::fs::read_to_string(&file).expect("readable");
@@ -183,9 +190,7 @@ fn every_module_imports_only_its_layer_or_below() {
     let mut problems = Vec::new();
     for file in rust_files(&src) {
         let rel = file.strip_prefix(&src).expect("under src");
-        let is_test = rel.file_name().is_some_and(|n| n == "tests.rs")
-            || rel.components().any(|c| c.as_os_str() == "tests");
-        if rel.starts_with("bin") || rel == Path::new("lib.rs") || is_test {
+        if rel.starts_with("bin") || rel == Path::new("lib.rs") || is_test_code(rel) {
             continue;
         }
         let module = module_of(rel);

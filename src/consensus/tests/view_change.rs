@@ -1,8 +1,5 @@
 //! §4.4 and §4.5.2 view changes: the request timer, SUSPECTs, VIEW-CHANGE,
 //! NEW-VIEW and its O-set, and the timers that keep a view change live.
-//!
-//! `view_change_with_forged_prepared_certificate_is_rejected` is in the
-//! parent `tests.rs` (it reads the wall clock; see there).
 
 use super::*;
 
@@ -581,4 +578,84 @@ fn new_view_request_is_repeated_after_a_timeout() {
     assert_eq!(net.describe(&again), Vec::<String>::new());
     let later = deliver(&mut r2, at(1 + timeout), 3, net.prepare(3, 1, 3, a.digest));
     assert_eq!(net.describe(&later), ["Send(r3,NewViewRequest(v0))"]);
+}
+
+/// §4.4: a VIEW-CHANGE is valid only if each prepared certificate in P holds a
+/// PRE-PREPARE from the primary of its view and 2f matching PREPAREs from
+/// distinct backups, over the batch it carries — otherwise a Byzantine replica
+/// could make a NEW-VIEW re-propose a request that never prepared.
+///
+/// Setup: fresh replica 3 per case; a VIEW-CHANGE v1 from replica 2 whose P
+/// holds one forged certificate for s2.
+/// Expect: no action, the exact reason, and the VIEW-CHANGE not kept, for:
+/// PREPAREs over another digest; only f PREPAREs; one PREPARE twice; a
+/// PRE-PREPARE signed by a backup; the primary's PREPARE counted; a batch that
+/// is not the digest's; a PREPARE whose signature is forged. A NEW-VIEW
+/// carrying such a VIEW-CHANGE in V is rejected for the same reason.
+#[test]
+fn view_change_with_forged_prepared_certificate_is_rejected() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
+    let good = net.prepared_proof(0, 2, &b, &[2, 3]);
+
+    let mut other_digest = good.clone();
+    other_digest.prepares = net.prepared_proof(0, 2, &a, &[2, 3]).prepares;
+    let mut only_f = good.clone();
+    only_f.prepares.truncate(1);
+    let mut repeated = good.clone();
+    repeated.prepares[1] = repeated.prepares[0].clone();
+    let mut flood = good.clone();
+    flood.prepares = vec![good.prepares[0].clone(); 100_000];
+    let mut by_backup = good.clone();
+    let pp = PrePrepare {
+        view: View(0),
+        seq: Seq(2),
+        digest: b.digest,
+    };
+    by_backup.pre_prepare = net.sign(2, pp);
+    let with_primary = net.prepared_proof(0, 2, &b, &[0, 2]);
+    let mut wrong_batch = good.clone();
+    wrong_batch.batch = a.bytes.clone();
+    let mut forged_sig = good.clone();
+    let by_2 = forged_sig.prepares[0].clone();
+    forged_sig.prepares[1] = Signed::from_parts(by_2.payload, ReplicaId(3), by_2.signature);
+
+    let cases = [
+        (other_digest, Refusal::ViewChangePreparedPrepareMismatch),
+        (only_f, Refusal::ViewChangePreparedBelowQuorum),
+        (repeated, Refusal::ViewChangePreparedRepeatsSigner),
+        (
+            // Issue 17, defect 8: refused before any of them is checked.
+            flood,
+            Refusal::ViewChangePreparedRepeatsSigner,
+        ),
+        (by_backup, Refusal::ViewChangePreparedNotFromPrimary),
+        (with_primary, Refusal::ViewChangePreparedCountsPrimary),
+        (wrong_batch, Refusal::ViewChangePreparedBatchMismatch),
+        (forged_sig, Refusal::ViewChangePreparedBadPrepare),
+    ];
+    let null = Replica::null_batch().0;
+    for (proof, reason) in cases {
+        let long = proof.prepares.len() > 4;
+        let vc = net.view_change(2, 1, vec![proof]);
+        let mut r3 = net.replica(3);
+        let started = std::time::Instant::now();
+        net.expect_ignored(&mut r3, 2, Message::ViewChange(vc.clone()), reason);
+        if long {
+            // 100,000 signature checks take seconds; refusing takes none.
+            assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        }
+        assert!(!r3.view_changes.contains_key(&ReplicaId(2)), "{reason}");
+
+        let vcs = vec![
+            net.view_change(1, 1, vec![]),
+            vc,
+            net.view_change(0, 1, vec![]),
+        ];
+        let nv = net.new_view(1, 1, vcs, &[(1, null), (2, b.digest)]);
+        let mut r3 = net.replica(3);
+        net.expect_ignored(&mut r3, 1, Message::NewView(nv), reason);
+        assert_eq!(r3.view(), View(0));
+    }
 }
