@@ -1102,8 +1102,23 @@ impl Sim {
                     .partitions
                     .iter()
                     .any(|p| p.start < self.now && p.end > since);
+            // A Byzantine replica that never reads takes no part in a view
+            // change: with it and the crashed primary, more than f replicas
+            // are out and PBFT promises no progress (seeds 1100525, 1100943).
+            let absent = if self.scenario.adversary.is_some_and(|k| k.never_reads()) {
+                self.byzantine.len()
+            } else {
+                0
+            };
+            let quorum_left = absent < self.genesis.cluster.f() as usize;
             let stalled = self.last_stall.is_some_and(|t| t > since);
-            if long && was_primary && others_fine && stalled && self.max_view == view_then {
+            if long
+                && was_primary
+                && others_fine
+                && quorum_left
+                && stalled
+                && self.max_view == view_then
+            {
                 self.primary_down_long = true;
             }
             self.outages.push((r, since, self.now));
