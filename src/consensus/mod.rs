@@ -1238,15 +1238,14 @@ impl Replica {
 
     /// Counts and logs dropped input. `reason` names the guard.
     fn ignore(&mut self, reason: Refusal) {
-        tracing::debug!(replica = %self.me, view = %self.view, %reason, "ignored input");
-        *self.stats.ignored.entry(reason).or_default() += 1;
+        self.ignore_kept(reason);
         self.refusals += 1;
     }
 
     /// Counts a refusal of an input that was nonetheless used (so its
     /// signature check was not wasted).
     fn ignore_kept(&mut self, reason: Refusal) {
-        tracing::debug!(replica = %self.me, view = %self.view, %reason, "input refused, kept as evidence");
+        tracing::debug!(replica = %self.me, view = %self.view, %reason, "ignored input");
         *self.stats.ignored.entry(reason).or_default() += 1;
     }
 
