@@ -13,6 +13,7 @@
 //! fetch that stalls moves on to the next peer.
 
 use super::messages::{Checkpoint, Commit, CommittedBatch, Message};
+use super::timers::Timer;
 use super::{Action, CommittedEntry, Fetch, PersistOp, Refusal, Replica, CHECKPOINTS_PER_REPLICA};
 use crate::crypto::{Digest, Signed, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
@@ -175,7 +176,6 @@ impl Replica {
                 self.fetch = Some(Fetch {
                     target,
                     peer_cursor: self.me.0,
-                    deadline: self.now,
                     probe: None,
                 })
             }
@@ -196,10 +196,15 @@ impl Replica {
         self.fetch = Some(Fetch {
             target: Seq(self.last_executed.0 + self.cfg.fetch_batches_max),
             peer_cursor: self.me.0,
-            deadline: self.now,
             probe: Some(0),
         });
         self.send_fetch();
+    }
+
+    /// Ends catching up (the fetch timer runs exactly while it goes on).
+    pub(super) fn end_fetch(&mut self) {
+        self.fetch = None;
+        self.timers.stop(Timer::Fetch);
     }
 
     /// Asks the next peer for the next range of committed batches.
@@ -214,8 +219,9 @@ impl Replica {
             f.peer_cursor = (f.peer_cursor + 1) % n;
         }
         let to = Seq(f.target.0.min(from.0 + self.cfg.fetch_batches_max - 1));
-        f.deadline = self.now.plus_millis(self.cfg.retransmit_ms);
         let peer = ReplicaId(f.peer_cursor);
+        self.timers
+            .set(Timer::Fetch, self.now.plus_millis(self.cfg.retransmit_ms));
         self.actions.push_back(Action::Send {
             to: peer,
             message: Message::Fetch { from, to },
@@ -228,7 +234,7 @@ impl Replica {
             .as_ref()
             .is_some_and(|f| f.target <= self.last_executed)
         {
-            self.fetch = None;
+            self.end_fetch();
             return;
         }
         let peers = self.cluster.n() - 1;
@@ -236,7 +242,7 @@ impl Replica {
             if let Some(silent) = f.probe.as_mut() {
                 *silent += 1;
                 if *silent >= peers {
-                    self.fetch = None;
+                    self.end_fetch();
                     return;
                 }
             }

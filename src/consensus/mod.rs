@@ -44,6 +44,7 @@ mod refusal;
 pub use refusal::Refusal;
 mod proofs;
 mod requests;
+mod timers;
 mod view_change;
 
 #[cfg(test)]
@@ -57,6 +58,7 @@ use messages::*;
 use rkyv::{Archive, Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use timers::{Timer, TimerTable};
 
 pub use requests::Pending;
 
@@ -375,7 +377,6 @@ impl ViewMessage {
 struct Fetch {
     target: Seq,
     peer_cursor: u32,
-    deadline: Time,
     /// `Some(peers silent in a row)` while probing after a restart for
     /// batches committed while we were down (`Replica::probe_for_missed_batches`):
     /// the target moves on with every range that arrives, and the probe ends
@@ -459,16 +460,15 @@ pub struct Replica {
     /// that arrives again, from its client or re-proposed, is not checked
     /// again. Bounded by [`verified_cache_max`].
     verified: VerifiedCache,
-    request_deadline: Option<Time>,
+    /// Every deadline, by timer.
+    timers: TimerTable,
     /// Arrival number of the request the request timer was started for
     /// (the oldest held then); `None` if it runs for other work.
     timed_request: Option<u64>,
-    view_change_deadline: Option<Time>,
-    retransmit_deadline: Option<Time>,
-    /// Normal case: when to re-send our votes if nothing executed since
-    /// `vote_retransmit_mark` (see `on_vote_retransmit_timer`), and how many
-    /// times in a row that found no progress (the interval doubles).
-    vote_retransmit_deadline: Option<Time>,
+    /// Normal case: re-send our votes when [`Timer::VoteRetransmit`] fires
+    /// if nothing executed since `vote_retransmit_mark` (see
+    /// `on_vote_retransmit_timer`); how many times in a row that found no
+    /// progress (the interval doubles).
     vote_retransmit_mark: Seq,
     vote_retransmit_streak: u32,
     /// Per sender, the highest view a VIEW-CHANGE of it was refused for:
@@ -556,11 +556,8 @@ impl Replica {
             forgotten_commits: None,
             pending,
             verified,
-            request_deadline: None,
+            timers: TimerTable::default(),
             timed_request: None,
-            view_change_deadline: None,
-            retransmit_deadline: None,
-            vote_retransmit_deadline: None,
             vote_retransmit_mark: Seq(0),
             vote_retransmit_streak: 0,
             refused_view_changes: BTreeMap::new(),
@@ -753,7 +750,7 @@ impl Replica {
         if self.changing_to.is_some() {
             // Resume waiting for the NEW-VIEW: re-send our VIEW-CHANGE soon.
             // The NEW-VIEW timer restarts once 2f+1 VIEW-CHANGEs are in again.
-            self.retransmit_deadline = Some(Time::ZERO);
+            self.timers.set(Timer::Retransmit, Time::ZERO);
         }
     }
 
@@ -870,16 +867,7 @@ impl Replica {
 
     /// When the driver should next send [`Input::Tick`].
     pub fn next_deadline(&self) -> Option<Time> {
-        [
-            self.request_deadline,
-            self.view_change_deadline,
-            self.retransmit_deadline,
-            self.vote_retransmit_deadline,
-            self.fetch.as_ref().map(|f| f.deadline),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next()
     }
 
     pub fn id(&self) -> ReplicaId {
@@ -1340,32 +1328,23 @@ impl Replica {
 
     fn on_timers(&mut self) {
         let now = self.now;
-        let due = |d: Option<Time>| d.is_some_and(|t| t <= now);
-        if due(self.retransmit_deadline) {
-            self.retransmit_deadline = None;
-            self.on_retransmit_timer();
+        for timer in Timer::FIRING_ORDER {
+            if self.timers.expire(timer, now) {
+                match timer {
+                    Timer::Retransmit => self.on_retransmit_timer(),
+                    Timer::Fetch => self.on_fetch_timer(),
+                    Timer::ViewChange => self.on_view_change_timer(),
+                    Timer::Request => self.on_request_timer(),
+                    Timer::VoteRetransmit => self.on_vote_retransmit_timer(),
+                }
+            }
         }
-        if due(self.fetch.as_ref().map(|f| f.deadline)) {
-            self.on_fetch_timer();
-        }
-        if due(self.view_change_deadline) {
-            self.view_change_deadline = None;
-            self.on_view_change_timer();
-        }
-        if due(self.request_deadline) {
-            self.request_deadline = None;
-            self.on_request_timer();
-        }
-        if due(self.vote_retransmit_deadline) {
-            self.vote_retransmit_deadline = None;
-            self.on_vote_retransmit_timer();
-        }
-        if self.request_deadline.is_none() && self.changing_to.is_none() && self.has_work() {
+        if !self.timers.is_set(Timer::Request) && self.changing_to.is_none() && self.has_work() {
             self.start_request_timer();
         }
         if !self.has_work() {
-            self.vote_retransmit_deadline = None;
-        } else if self.vote_retransmit_deadline.is_none() && self.changing_to.is_none() {
+            self.timers.stop(Timer::VoteRetransmit);
+        } else if !self.timers.is_set(Timer::VoteRetransmit) && self.changing_to.is_none() {
             let shift = self.vote_retransmit_streak.min(20);
             let interval = self
                 .cfg
@@ -1373,7 +1352,8 @@ impl Replica {
                 .saturating_mul(1 << shift)
                 .min(self.cfg.request_timeout_ms);
             self.vote_retransmit_mark = self.last_executed;
-            self.vote_retransmit_deadline = Some(now.plus_millis(interval));
+            self.timers
+                .set(Timer::VoteRetransmit, now.plus_millis(interval));
         }
     }
 

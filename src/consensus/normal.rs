@@ -15,6 +15,7 @@
 //!   predecessors.
 
 use super::messages::{Commit, Message, PrePrepare, Prepare, PreparedProof};
+use super::timers::Timer;
 use super::{Action, CommittedEntry, PersistOp, Refusal, Replica, Slot, VoteKind};
 use crate::crypto::{Digest, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
@@ -375,7 +376,7 @@ impl Replica {
     /// Re-broadcasts our own votes for every uncommitted slot of this view
     /// (and restarts the normal-case retransmission interval).
     pub(super) fn retransmit_votes(&mut self) {
-        self.vote_retransmit_deadline = None;
+        self.timers.stop(Timer::VoteRetransmit);
         let mut out = Vec::new();
         let executed = self.last_executed;
         for (seq, slot) in self.slots.iter_mut() {
@@ -550,7 +551,7 @@ impl Replica {
             if !censored {
                 self.timer_strikes = 0;
                 if !self.has_work() || self.changing_to.is_some() {
-                    self.request_deadline = None;
+                    self.timers.stop(Timer::Request);
                     self.timed_request = None;
                 } else {
                     self.start_request_timer();
@@ -560,7 +561,7 @@ impl Replica {
             match self.fetch.as_mut() {
                 // A probe that reached its target asks for the next range.
                 Some(f) if f.probe.is_some() => f.target = f.target.max(next_range),
-                Some(f) if f.target <= self.last_executed => self.fetch = None,
+                Some(f) if f.target <= self.last_executed => self.end_fetch(),
                 _ => {}
             }
             self.try_propose();

@@ -10,6 +10,7 @@
 //! batches grow on their own while the pipeline is full (adaptive batching).
 
 use super::messages::PrePrepare;
+use super::timers::Timer;
 use super::{Action, Refusal, Replica, Slot, VoteKind};
 use crate::crypto::PublicKey;
 use crate::tx::{batch_digest, Batch, Transaction, VerifiedTx};
@@ -209,7 +210,7 @@ impl Replica {
                 return;
             }
         }
-        if self.request_deadline.is_none() && self.changing_to.is_none() {
+        if !self.timers.is_set(Timer::Request) && self.changing_to.is_none() {
             self.start_request_timer();
         }
         self.try_propose();
@@ -219,7 +220,10 @@ impl Replica {
     /// §4.4: a backup waits for a request it received; only that request's
     /// execution stops the timer — see `Replica::executed_progress`).
     pub(super) fn start_request_timer(&mut self) {
-        self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
+        self.timers.set(
+            Timer::Request,
+            self.now.plus_millis(self.cfg.request_timeout_ms),
+        );
         self.timed_request = self.pending.oldest_arrival();
     }
 
@@ -242,7 +246,10 @@ impl Replica {
         if !self.has_work() || self.changing_to.is_some() {
             return;
         }
-        self.request_deadline = Some(self.now.plus_millis(self.cfg.request_timeout_ms));
+        self.timers.set(
+            Timer::Request,
+            self.now.plus_millis(self.cfg.request_timeout_ms),
+        );
         if self.behind_peers() {
             // Others committed what we have not: fetch it. Strikes still
             // count, but any executed batch resets them, so a replica that is

@@ -30,6 +30,7 @@
 
 use super::messages::{Message, NewView, PrePrepare, PreparedProof, Suspect, ViewChange};
 use super::proofs::OSet;
+use super::timers::Timer;
 use super::Refusal;
 use super::{Action, PersistOp, Replica, VoteKind};
 use crate::crypto::Verified;
@@ -137,8 +138,8 @@ impl Replica {
         self.vc_attempts = self.vc_attempts.saturating_add(1);
         self.timer_strikes = 0;
         self.changing_to = Some(target);
-        self.request_deadline = None;
-        self.vote_retransmit_deadline = None;
+        self.timers.stop(Timer::Request);
+        self.timers.stop(Timer::VoteRetransmit);
         self.stats.view_changes_started += 1;
         tracing::info!(replica = %self.me, from = %self.view, to = %target, "starting view change");
 
@@ -165,8 +166,11 @@ impl Replica {
             .push_back(Action::Broadcast(Message::ViewChange(vc.signed().clone())));
         self.own_view_change = Some(vc.signed().clone());
         self.view_changes.insert(self.me, vc);
-        self.view_change_deadline = None;
-        self.retransmit_deadline = Some(self.now.plus_millis(self.cfg.retransmit_ms));
+        self.timers.stop(Timer::ViewChange);
+        self.timers.set(
+            Timer::Retransmit,
+            self.now.plus_millis(self.cfg.retransmit_ms),
+        );
         self.future.retain(|(_, m)| m.view() >= target);
         self.arm_view_change_timer();
         self.maybe_send_new_view(target);
@@ -185,7 +189,7 @@ impl Replica {
         let Some(target) = self.changing_to else {
             return;
         };
-        if self.view_change_deadline.is_some() {
+        if self.timers.is_set(Timer::ViewChange) {
             return;
         }
         let count = self
@@ -194,7 +198,10 @@ impl Replica {
             .filter(|v| v.new_view >= target)
             .count();
         if count >= self.cluster.quorum() {
-            self.view_change_deadline = Some(self.now.plus_millis(self.view_change_timeout_ms()));
+            self.timers.set(
+                Timer::ViewChange,
+                self.now.plus_millis(self.view_change_timeout_ms()),
+            );
         }
     }
 
@@ -223,7 +230,10 @@ impl Replica {
             let target = self.catch_up_target();
             self.start_fetch(target);
         }
-        self.retransmit_deadline = Some(self.now.plus_millis(self.cfg.retransmit_ms));
+        self.timers.set(
+            Timer::Retransmit,
+            self.now.plus_millis(self.cfg.retransmit_ms),
+        );
     }
 
     pub(super) fn on_view_change(&mut self, vc: Verified<ViewChange>) {
@@ -471,8 +481,8 @@ impl Replica {
     fn enter_view(&mut self, view: View, o: OSet, pre_prepares: Vec<Verified<PrePrepare>>) {
         self.view = view;
         self.changing_to = None;
-        self.view_change_deadline = None;
-        self.retransmit_deadline = None;
+        self.timers.stop(Timer::ViewChange);
+        self.timers.stop(Timer::Retransmit);
         self.own_view_change = None;
         self.new_view_answered.clear();
         self.new_view_requested.clear();
@@ -532,7 +542,7 @@ impl Replica {
         if self.has_work() {
             self.start_request_timer();
         } else {
-            self.request_deadline = None;
+            self.timers.stop(Timer::Request);
         }
         self.try_execute();
         self.try_propose();

@@ -28,6 +28,7 @@ use super::messages::{
     Checkpoint, Commit, CommittedBatch, Message, NewView, PrePrepare, Prepare, PreparedProof,
     Suspect, ViewChange,
 };
+use super::timers::Timer;
 use super::{Action, Config, Input, PersistOp, Recovered, Refusal, Replica};
 use crate::cluster::Cluster;
 use crate::crypto::{Digest, KeyPair, NetworkId, Payload, Signed, Verifier};

@@ -20,7 +20,7 @@ fn request_timer_retransmits_then_suspects_then_view_change() {
     let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
     let mut r2 = net.replica(2);
     assert!(feed(&mut r2, at(0), Input::Request(net.tx(0, 1))).is_empty());
-    assert_eq!(r2.request_deadline, Some(at(1_000)));
+    assert_eq!(r2.timers.get(Timer::Request), Some(at(1_000)));
     deliver(&mut r2, at(0), 0, net.pre_prepare(0, 1, &a));
     let acts = deliver(&mut r2, at(0), 3, net.prepare(3, 0, 1, a.digest));
     assert_eq!(
@@ -39,7 +39,7 @@ fn request_timer_retransmits_then_suspects_then_view_change() {
             "Broadcast(Commit(v0,s1,A)@r2)",
         ]
     );
-    assert_eq!(r2.request_deadline, Some(at(2_000)));
+    assert_eq!(r2.timers.get(Timer::Request), Some(at(2_000)));
     let acts = feed(&mut r2, at(2_000), Input::Tick);
     assert_eq!(
         net.describe(&acts),
@@ -90,7 +90,7 @@ fn executing_other_requests_does_not_stop_the_request_timer() {
     let other = net.batch("O", T0_MS + 500, vec![net.tx(1, 1)]);
     let mut r2 = net.replica(2);
     feed(&mut r2, at(0), Input::Request(net.tx(0, 1)));
-    assert_eq!(r2.request_deadline, Some(at(1_000)));
+    assert_eq!(r2.timers.get(Timer::Request), Some(at(1_000)));
     deliver(&mut r2, at(500), 0, net.pre_prepare(0, 1, &other));
     deliver(&mut r2, at(500), 3, net.prepare(3, 0, 1, other.digest));
     deliver(&mut r2, at(500), 0, net.commit(0, 0, 1, other.digest));
@@ -102,7 +102,7 @@ fn executing_other_requests_does_not_stop_the_request_timer() {
         net.describe(&acts)
     );
     assert_eq!(
-        r2.request_deadline,
+        r2.timers.get(Timer::Request),
         Some(at(1_000)),
         "another client's batch executed: the timer still waits for client 0's request"
     );
@@ -143,7 +143,7 @@ fn request_timer_runs_for_a_pre_prepare_without_pending_requests() {
     deliver(&mut r3, at(0), 0, net.pre_prepare(0, 1, &a));
     assert_eq!(r3.pending_requests(), 0);
     let timeout = config().request_timeout_ms;
-    assert_eq!(r3.request_deadline, Some(at(timeout)));
+    assert_eq!(r3.timers.get(Timer::Request), Some(at(timeout)));
     let acts = feed(&mut r3, at(timeout), Input::Tick);
     assert_eq!(net.describe(&acts), ["Broadcast(Prepare(v0,s1,A)@r3)"]);
 }
@@ -211,7 +211,7 @@ fn f_plus_1_higher_view_changes_make_a_replica_join() {
             "Broadcast(ViewChange(v1,h0,C@[],P=[])@r2)",
         ]
     );
-    assert_eq!(r2.view_change_deadline, Some(at(1_000)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
     assert_eq!(r2.next_deadline(), Some(at(300)));
 
     let acts = deliver(
@@ -221,7 +221,7 @@ fn f_plus_1_higher_view_changes_make_a_replica_join() {
         Message::ViewChange(net.view_change(1, 1, vec![])),
     );
     assert_eq!(net.describe(&acts), Vec::<String>::new());
-    assert_eq!(r2.view_change_deadline, Some(at(1_000)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
     assert_eq!(r2.next_deadline(), Some(at(300)));
 }
 
@@ -372,7 +372,7 @@ fn view_change_timeout_doubles_up_to_the_cap() {
         net.describe(&acts)[0],
         "Persist[View(v0->v1), ViewChange(v1,h0,C@[],P=[])@r0]"
     );
-    assert_eq!(r0.view_change_deadline, Some(at(1_000)));
+    assert_eq!(r0.timers.get(Timer::ViewChange), Some(at(1_000)));
 
     // (VIEW-CHANGE senders for the next target, expected timeout in ms)
     let attempts = [(None, 1_000), (Some([1, 3]), 2_000), (Some([1, 2]), 3_000)];
@@ -381,7 +381,8 @@ fn view_change_timeout_doubles_up_to_the_cap() {
         let target = k as u64 + 1;
         if let Some(senders) = senders {
             assert_eq!(
-                r0.view_change_deadline, None,
+                r0.timers.get(Timer::ViewChange),
+                None,
                 "v{target}: no timer below 2f+1"
             );
             armed_at = Time(r0.now.0 + 50_000);
@@ -392,7 +393,7 @@ fn view_change_timeout_doubles_up_to_the_cap() {
             }
         }
         let expiry = armed_at.plus_millis(timeout_ms);
-        assert_eq!(r0.view_change_deadline, Some(expiry), "v{target}");
+        assert_eq!(r0.timers.get(Timer::ViewChange), Some(expiry), "v{target}");
         loop {
             let t = r0.next_deadline().expect("timers armed");
             assert!(t <= expiry, "v{target}: no deadline may pass the expiry");
@@ -524,14 +525,14 @@ fn new_view_timer_counts_view_changes_for_later_views() {
         1,
         Message::ViewChange(net.view_change(1, 1, vec![])),
     );
-    assert_eq!(r2.view_change_deadline, None, "2 of 3 needed");
+    assert_eq!(r2.timers.get(Timer::ViewChange), None, "2 of 3 needed");
     deliver(
         &mut r2,
         at(0),
         3,
         Message::ViewChange(net.view_change(3, 2, vec![])),
     );
-    assert_eq!(r2.view_change_deadline, Some(at(1_000)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
 }
 
 /// Entering a view drops the double-sign guard's entries of older views (we

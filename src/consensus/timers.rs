@@ -1,0 +1,118 @@
+//! The replica's timers: a closed set, one deadline each, fired in a fixed
+//! order (after quinn-proto's `Timer` enum and `TimerTable`).
+//!
+//! The core reads no clock: every input carries `now`, and
+//! [`TimerTable::next`] tells the driver when to send the next
+//! [`super::Input::Tick`]. A deadline at or before `now` fires once and is
+//! cleared before its handler runs; a handler that needs it again sets it.
+
+use crate::types::Time;
+
+/// Every timer of a replica. [`Timer::FIRING_ORDER`] is the order in which
+/// timers due at one input fire: it is part of the core's behaviour (the
+/// simulator's traces depend on it), so it changes only on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// While changing views: re-send our VIEW-CHANGE (and, just after a
+    /// restart in a view change, resume waiting for the NEW-VIEW).
+    Retransmit,
+    /// While catching up: the peer asked for batches did not answer in a
+    /// retransmission interval, so ask the next one (runs exactly while a
+    /// fetch is in progress).
+    Fetch,
+    /// While changing views with 2f+1 VIEW-CHANGEs in: the NEW-VIEW is late,
+    /// so move to the next view (the timeout doubles with each attempt).
+    ViewChange,
+    /// While there is work (see `Replica::has_work`): it did not execute in
+    /// a request timeout, so retransmit, fetch or suspect the primary.
+    Request,
+    /// Normal case with work: nothing executed for a while, so re-send our
+    /// votes of the unexecuted seqs (the interval doubles while fruitless).
+    VoteRetransmit,
+}
+
+impl Timer {
+    pub(super) const FIRING_ORDER: [Timer; 5] = [
+        Timer::Retransmit,
+        Timer::Fetch,
+        Timer::ViewChange,
+        Timer::Request,
+        Timer::VoteRetransmit,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One optional deadline per [`Timer`].
+#[derive(Clone, Debug, Default)]
+pub(super) struct TimerTable {
+    deadlines: [Option<Time>; 5],
+}
+
+impl TimerTable {
+    pub(super) fn get(&self, timer: Timer) -> Option<Time> {
+        self.deadlines[timer.index()]
+    }
+
+    pub(super) fn is_set(&self, timer: Timer) -> bool {
+        self.get(timer).is_some()
+    }
+
+    pub(super) fn set(&mut self, timer: Timer, at: Time) {
+        self.deadlines[timer.index()] = Some(at);
+    }
+
+    pub(super) fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer.index()] = None;
+    }
+
+    /// Whether `timer` is due at `now`; if so it is cleared (it fires once).
+    pub(super) fn expire(&mut self, timer: Timer, now: Time) -> bool {
+        let due = self.get(timer).is_some_and(|t| t <= now);
+        if due {
+            self.stop(timer);
+        }
+        due
+    }
+
+    /// The earliest deadline of all.
+    pub(super) fn next(&self) -> Option<Time> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_due_timer_fires_once_and_the_next_deadline_is_the_earliest() {
+        let mut t = TimerTable::default();
+        assert_eq!(t.next(), None);
+        t.set(Timer::Request, Time::from_millis(30));
+        t.set(Timer::Retransmit, Time::from_millis(10));
+        assert_eq!(t.next(), Some(Time::from_millis(10)));
+        assert!(!t.expire(Timer::Request, Time::from_millis(29)));
+        assert!(t.expire(Timer::Request, Time::from_millis(30)));
+        assert!(
+            !t.expire(Timer::Request, Time::from_millis(31)),
+            "fired once"
+        );
+        assert!(!t.is_set(Timer::Request));
+        assert!(t.is_set(Timer::Retransmit));
+        t.stop(Timer::Retransmit);
+        assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn the_firing_order_names_every_timer_once() {
+        let mut seen = [false; 5];
+        for t in Timer::FIRING_ORDER {
+            assert!(!seen[t.index()]);
+            seen[t.index()] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+}
