@@ -90,6 +90,11 @@ pub fn active(tooth: Tooth) -> bool {
     ACTIVE.load(Ordering::Relaxed) == tooth as u8
 }
 
+/// Whether any tooth is active.
+pub fn any_active() -> bool {
+    ACTIVE.load(Ordering::Relaxed) != 0
+}
+
 /// `quorum` (2f+1), or 2f while [`Tooth::QuorumTwoF`] is active.
 pub fn quorum(quorum: usize) -> usize {
     if active(Tooth::QuorumTwoF) {

@@ -37,6 +37,7 @@
 //! an assertion.
 
 mod checkpoint;
+mod invariants;
 pub mod messages;
 mod normal;
 pub mod pacer;
@@ -502,6 +503,9 @@ pub struct Replica {
 
     actions: VecDeque<Action>,
     stats: Stats,
+    /// Whether [`Replica::check_invariants`] runs after every input (debug
+    /// builds, unit tests, the simulator).
+    invariant_checks: bool,
 }
 
 impl Replica {
@@ -574,6 +578,7 @@ impl Replica {
             future: VecDeque::new(),
             actions: VecDeque::new(),
             stats: Stats::default(),
+            invariant_checks: cfg!(any(debug_assertions, test)),
         };
         r.restore(recovered);
         r
@@ -829,6 +834,7 @@ impl Replica {
     pub fn propose_now(&mut self, now: Time) {
         self.now = self.now.max(now);
         self.form_batches();
+        self.after_input();
     }
 
     /// Sets the wall clock (milliseconds since the Unix epoch) that batch
@@ -858,6 +864,13 @@ impl Replica {
             Input::Tick => {}
         }
         self.on_timers();
+        self.after_input();
+    }
+
+    fn after_input(&self) {
+        if self.invariant_checks {
+            self.check_invariants();
+        }
     }
 
     /// The next action to execute, in order.

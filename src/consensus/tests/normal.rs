@@ -619,3 +619,28 @@ fn quorums_for_seven_replicas() {
     let acts = deliver(&mut r1, at(0), 5, net.commit(5, 0, 1, a.digest));
     assert_eq!(net.describe(&acts), ["Execute(s1,A,cert@[r1,r2,r3,r4,r5])"]);
 }
+
+/// `check_invariants` runs after every input in tests and names the broken
+/// rule: a replica whose fetch timer runs with no fetch in progress (a
+/// state no input can produce) panics on its next input.
+#[test]
+#[should_panic(expected = "the fetch timer runs exactly while a fetch is in progress")]
+fn a_broken_invariant_panics_at_the_next_input() {
+    let net = Net::new(4);
+    let mut r = net.replica(1);
+    feed(&mut r, at(1), Input::Tick);
+    r.timers.set(Timer::Fetch, at(1_000));
+    feed(&mut r, at(2), Input::Tick);
+}
+
+/// A slot with a PRE-PREPARE but no batch breaks an invariant too.
+#[test]
+#[should_panic(expected = "without its batch")]
+fn a_pre_prepare_without_its_batch_is_caught() {
+    let net = Net::new(4);
+    let mut r0 = net.replica(0);
+    feed(&mut r0, at(1), Input::Request(net.tx(0, 1)));
+    let seq = *r0.slots.keys().next().expect("the primary proposed");
+    r0.slots.get_mut(&seq).expect("slot").batch = None;
+    r0.check_invariants();
+}
