@@ -14,17 +14,30 @@
 //! Strategies of the same kind running on several Byzantine replicas share a
 //! [`Collusion`] board, so with more than f of them they can attack together
 //! (the negative control that proves the checker can fail).
+//!
+//! `catalogue.rs` names every adversary ([`Kind`], [`CATALOGUE`]); the
+//! strategies live in one file per concern (its module doc has the map):
+//! equivocation, omission, tampering, forgery, view change, flooding, and
+//! lying answers to clients.
 
-mod strategies;
+mod catalogue;
+mod equivocation;
+mod flooding;
+mod forgery;
+mod lying_answers;
+mod omission;
+mod tampering;
+mod view_change;
 
 use crate::cluster::Cluster;
-use crate::consensus::messages::Message;
+use crate::consensus::messages::{Commit, Message, Prepare};
 use crate::crypto::{Digest, KeyPair, NetworkId, Payload, Signed};
 use crate::types::{ReplicaId, Seq, Time, View};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 
-pub use strategies::{by_name, Kind, CATALOGUE};
+pub use catalogue::{by_name, Kind, CATALOGUE};
 
 /// What goes on the wire: a message, or raw bytes that claim to be a frame.
 #[derive(Clone, Debug)]
@@ -136,3 +149,48 @@ pub trait Strategy: std::marker::Send {
 
 /// Period of [`Strategy::tick`].
 pub const TICK_MS: u64 = 50;
+
+// ----- helpers the strategies share ---------------------------------------------
+
+fn pass(to: ReplicaId, message: Message) -> Vec<Send> {
+    vec![Send::now(to, message)]
+}
+
+fn random_digest(ctx: &mut Ctx) -> Digest {
+    Digest(ctx.rng.gen())
+}
+
+/// Honest replicas split in two: the first (larger) group and the second.
+fn in_second_group(ctx: &Ctx, to: ReplicaId) -> bool {
+    let honest = ctx.honest();
+    let split = honest.len().div_ceil(2);
+    honest[split..].contains(&to)
+}
+
+/// Our own vote as (view, seq, digest), if `message` is one.
+fn own_vote(ctx: &Ctx, message: &Message) -> Option<(u8, View, Seq, Digest)> {
+    match message {
+        Message::Prepare(p) if p.signer == ctx.me => Prepare::decode(&p.payload)
+            .ok()
+            .map(|p| (1, p.view, p.seq, p.digest)),
+        Message::Commit(c) if c.signer == ctx.me => Commit::decode(&c.payload)
+            .ok()
+            .map(|c| (2, c.view, c.seq, c.digest)),
+        _ => None,
+    }
+}
+
+/// Re-signs one of our votes with other fields.
+fn vote(ctx: &Ctx, kind: u8, view: View, seq: Seq, digest: Digest) -> Message {
+    if kind == 1 {
+        Message::Prepare(ctx.sign(Prepare { view, seq, digest }))
+    } else {
+        Message::Commit(ctx.sign(Commit { view, seq, digest }))
+    }
+}
+
+fn random_signature(ctx: &mut Ctx) -> [u8; 64] {
+    let mut s = [0u8; 64];
+    ctx.rng.fill(&mut s[..]);
+    s
+}
