@@ -1,25 +1,17 @@
-//! Checkpoints and garbage collection (PBFT §4.3), and catch-up.
+//! Checkpoints and garbage collection (PBFT §4.3).
 //!
 //! Every `K` seqs a replica signs ⟨CHECKPOINT, n, d⟩ with `d` covering the
 //! block hash and the state root after `n`. 2f+1 matching CHECKPOINTs make `n`
 //! *stable*: the low watermark moves to `n`, the log at or below it is
 //! dropped, and the proof is persisted (VIEW-CHANGEs carry it).
 //!
-//! A replica that sees peers ahead of it — a stable checkpoint it has not
-//! executed, a NEW-VIEW above its window, or f+1 peers showing progress beyond
-//! it — fetches committed batches from them. Every batch must come with a
-//! commit certificate of 2f+1 COMMITs from distinct replicas over that exact
-//! batch digest, so no single peer is trusted; peers are asked in turn, and a
-//! fetch that stalls moves on to the next peer.
+//! A stable checkpoint this replica has not executed starts catching up
+//! (`catch_up.rs`).
 
-use super::messages::{Checkpoint, Commit, CommittedBatch, Message};
-use super::timers::Timer;
-use super::{Action, CommittedEntry, Fetch, PersistOp, Refusal, Replica, CHECKPOINTS_PER_REPLICA};
+use super::messages::{Checkpoint, Message};
+use super::{Action, PersistOp, Refusal, Replica, CHECKPOINTS_PER_REPLICA};
 use crate::crypto::{Digest, Signed, Verified};
-use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
-use crate::types::{ReplicaId, Seq};
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use crate::types::Seq;
 
 impl Replica {
     pub(super) fn on_executed(&mut self, seq: Seq, checkpoint_digest: Digest) {
@@ -158,198 +150,5 @@ impl Replica {
         tracing::debug!(replica = %self.me, %seq, "stable checkpoint");
         self.vote_held_entries();
         self.try_propose();
-    }
-
-    /// Starts (or extends) catching up to `target`.
-    pub(super) fn start_fetch(&mut self, target: Seq) {
-        if target <= self.last_executed {
-            return;
-        }
-        match &mut self.fetch {
-            Some(f) if f.target >= target => return,
-            Some(f) => {
-                // Evidence of a real target: no longer a probe that may end.
-                f.target = target;
-                f.probe = None;
-            }
-            None => {
-                self.fetch = Some(Fetch {
-                    target,
-                    peer_cursor: self.me.0,
-                    probe: None,
-                })
-            }
-        }
-        self.send_fetch();
-    }
-
-    /// After a restart: asks the peers, one after another, for batches
-    /// committed above ours while we were down. Nothing else would show an
-    /// idle network's progress to us (no request timer runs without
-    /// requests, and CHECKPOINTs and COMMITs are not sent again). Each range
-    /// that arrives asks for the next; once every peer in a row let a
-    /// retransmission timeout pass without sending one, we are level.
-    pub fn probe_for_missed_batches(&mut self) {
-        if self.fetch.is_some() {
-            return;
-        }
-        self.fetch = Some(Fetch {
-            target: Seq(self.last_executed.0 + self.cfg.fetch_batches_max),
-            peer_cursor: self.me.0,
-            probe: Some(0),
-        });
-        self.send_fetch();
-    }
-
-    /// Ends catching up (the fetch timer runs exactly while it goes on).
-    pub(super) fn end_fetch(&mut self) {
-        self.fetch = None;
-        self.timers.stop(Timer::Fetch);
-    }
-
-    /// Asks the next peer for the next range of committed batches.
-    fn send_fetch(&mut self) {
-        let n = self.cluster.n();
-        let from = self.last_executed.next();
-        let Some(f) = self.fetch.as_mut() else {
-            return;
-        };
-        f.peer_cursor = (f.peer_cursor + 1) % n;
-        if f.peer_cursor == self.me.0 {
-            f.peer_cursor = (f.peer_cursor + 1) % n;
-        }
-        let to = Seq(f.target.0.min(from.0 + self.cfg.fetch_batches_max - 1));
-        let peer = ReplicaId(f.peer_cursor);
-        self.timers
-            .set(Timer::Fetch, self.now.plus_millis(self.cfg.retransmit_ms));
-        self.actions.push_back(Action::Send {
-            to: peer,
-            message: Message::Fetch { from, to },
-        });
-    }
-
-    pub(super) fn on_fetch_timer(&mut self) {
-        if self
-            .fetch
-            .as_ref()
-            .is_some_and(|f| f.target <= self.last_executed)
-        {
-            self.end_fetch();
-            return;
-        }
-        let peers = self.cluster.n() - 1;
-        if let Some(f) = self.fetch.as_mut() {
-            if let Some(silent) = f.probe.as_mut() {
-                *silent += 1;
-                if *silent >= peers {
-                    self.end_fetch();
-                    return;
-                }
-            }
-        }
-        self.send_fetch();
-    }
-
-    /// Committed batches from a peer: each is checked against its commit
-    /// certificate before it is queued for execution.
-    pub(super) fn on_batches(&mut self, from: ReplicaId, batches: Vec<CommittedBatch>) {
-        if self.fetch.is_none() {
-            return self.ignore(Refusal::BatchesNotFetching);
-        }
-        let limit = Seq(self.last_executed.0 + self.fetch_window());
-        let mut accepted = 0;
-        for cb in batches
-            .into_iter()
-            .take(self.cfg.fetch_batches_max as usize)
-        {
-            if cb.seq <= self.last_executed || cb.seq > limit || self.fetched.contains_key(&cb.seq)
-            {
-                continue;
-            }
-            match self.check_committed_batch(&cb) {
-                Ok(entry) => {
-                    self.fetched.insert(cb.seq, entry);
-                    accepted += 1;
-                }
-                Err(reason) => {
-                    tracing::debug!(replica = %self.me, peer = %from, seq = %cb.seq, %reason, "rejected fetched batch");
-                    self.ignore(reason);
-                }
-            }
-        }
-        self.stats.batches_fetched += accepted;
-        if accepted > 0 {
-            if let Some(silent) = self.fetch.as_mut().and_then(|f| f.probe.as_mut()) {
-                *silent = 0;
-            }
-        }
-        let before = self.last_executed;
-        self.try_execute();
-        if self.last_executed > before {
-            if let Some(f) = &self.fetch {
-                if f.target > self.last_executed {
-                    self.send_fetch();
-                }
-            }
-        }
-    }
-
-    /// Verifies a committed batch: 2f+1 COMMITs from distinct replicas, all
-    /// for this seq, one view and the digest of these exact bytes.
-    pub(super) fn check_committed_batch(
-        &mut self,
-        cb: &CommittedBatch,
-    ) -> Result<CommittedEntry, Refusal> {
-        if cb.batch.len() > BATCH_BYTES_MAX {
-            return Err(Refusal::BatchesBatchTooLarge);
-        }
-        if !self.distinct_signers(&cb.certificate) {
-            return Err(Refusal::BatchesCertificateRepeatsSigner);
-        }
-        let digest = batch_digest(&cb.batch);
-        let mut signers = BTreeSet::new();
-        let mut view = None;
-        let mut certificate = Vec::new();
-        for c in &cb.certificate {
-            let verified = self.verifier.verify::<Commit>(c);
-            #[cfg(feature = "teeth")]
-            let verified = if crate::teeth::active(crate::teeth::Tooth::CommitSignatureNotChecked) {
-                self.verifier.decode_unverified::<Commit>(c)
-            } else {
-                verified
-            };
-            let Ok(v) = verified else {
-                return Err(Refusal::BatchesCertificateBadSignature);
-            };
-            if v.seq != cb.seq || v.digest != digest {
-                return Err(Refusal::BatchesCertificateMismatch);
-            }
-            if *view.get_or_insert(v.view) != v.view {
-                return Err(Refusal::BatchesCertificateMixesViews);
-            }
-            if signers.insert(v.signer()) {
-                certificate.push(c.clone());
-            }
-        }
-        let counted = signers.len();
-        #[cfg(feature = "teeth")]
-        let counted = if crate::teeth::active(crate::teeth::Tooth::SignersNotDeduplicated) {
-            cb.certificate.len()
-        } else {
-            counted
-        };
-        if counted < self.cluster.quorum() {
-            return Err(Refusal::BatchesCertificateBelowQuorum);
-        }
-        let batch = Batch::decode(&cb.batch).map_err(|_| Refusal::BatchesMalformedBatch)?;
-        if !self.signatures_hold(&batch) {
-            return Err(Refusal::BatchesBadlySignedTx);
-        }
-        Ok(CommittedEntry {
-            digest,
-            batch: Arc::new(batch),
-            bytes: cb.batch.clone().into(),
-            certificate,
-        })
     }
 }

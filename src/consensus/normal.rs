@@ -20,7 +20,6 @@ use super::{Action, CommittedEntry, PersistOp, Refusal, Replica, Slot, VoteKind}
 use crate::crypto::{Digest, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
 use crate::types::{ReplicaId, Seq};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 impl Replica {
@@ -276,61 +275,6 @@ impl Replica {
         self.check_committed(seq);
     }
 
-    /// Keeps a COMMIT above our window; 2f+1 matching ones for a seq mean we
-    /// are behind. At most `FAR_COMMIT_SEQS` seqs are kept (the highest).
-    fn note_far_commit(&mut self, c: &Verified<Commit>) {
-        const FAR_COMMIT_SEQS: usize = 4;
-        let votes = self.far_commits.entry(c.seq).or_default();
-        votes.insert(c.signer(), c.digest);
-        let matching = votes.values().filter(|d| **d == c.digest).count();
-        if matching >= self.cluster.quorum() {
-            self.known_committed = self.known_committed.max(c.seq);
-        }
-        if matching >= self.cluster.weak_quorum() {
-            self.weakly_committed = self.weakly_committed.max(c.seq);
-        }
-        while self.far_commits.len() > FAR_COMMIT_SEQS {
-            self.far_commits.pop_first();
-        }
-        let executed = self.last_executed;
-        self.far_commits.retain(|s, _| *s > executed);
-    }
-
-    /// 2f+1 matching COMMITs prove `seq` committed at a correct replica, even
-    /// if we never saw its PRE-PREPARE: evidence that we may be behind.
-    ///
-    /// f+1 matching COMMITs for a digest other than the PRE-PREPARE we hold
-    /// mean a correct replica prepared that digest, so ours can never commit
-    /// in this view: the primary equivocated and showed us the losing side.
-    /// We fetch the seq (a peer that commits it serves it with its 2f+1
-    /// certificate) instead of waiting for a view change nobody else needs.
-    fn note_commit_quorum(&mut self, seq: Seq) {
-        let Some(slot) = self.slots.get(&seq) else {
-            return;
-        };
-        if seq <= self.known_committed || seq <= self.last_executed {
-            return;
-        }
-        let ours = slot.pre_prepare.as_ref().map(|p| p.digest);
-        let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
-        for c in slot.commits.values() {
-            *counts.entry(c.digest).or_default() += 1;
-        }
-        if ours.is_none() && counts.values().any(|n| *n >= self.cluster.quorum()) {
-            self.known_committed = seq;
-        }
-        if counts.values().any(|n| *n >= self.cluster.weak_quorum()) {
-            self.weakly_committed = self.weakly_committed.max(seq);
-        }
-        let lost = counts
-            .iter()
-            .any(|(d, n)| Some(*d) != ours && ours.is_some() && *n >= self.cluster.weak_quorum());
-        if lost {
-            self.ignore(Refusal::CommitOtherDigestFetching);
-            self.start_fetch(seq);
-        }
-    }
-
     /// A peer re-sent a vote for `seq`: it has not made progress there, so it
     /// may be missing ours. Send it our PREPARE and COMMIT for the slot.
     pub(super) fn answer_retransmission(&mut self, peer: ReplicaId, seq: Seq) {
@@ -566,64 +510,6 @@ impl Replica {
             }
             self.try_propose();
         }
-    }
-
-    /// Remembers the highest seq `replica` has shown progress on.
-    pub(super) fn note_progress(&mut self, replica: ReplicaId, seq: Seq) {
-        let claim = self.progress_claims.entry(replica).or_default();
-        *claim = (*claim).max(seq);
-    }
-
-    /// The highest seq at least f+1 replicas (so at least one correct one)
-    /// have shown, by a CHECKPOINT, that they executed.
-    pub(super) fn claimed_progress(&self) -> Seq {
-        let mut claims: Vec<Seq> = self.progress_claims.values().copied().collect();
-        claims.sort_unstable_by(|a, b| b.cmp(a));
-        claims
-            .get(self.cluster.weak_quorum() - 1)
-            .copied()
-            .unwrap_or_default()
-    }
-
-    /// The highest seq we know committed somewhere: f+1 CHECKPOINTs, 2f+1
-    /// COMMITs, or a slot we committed ourselves beyond a gap.
-    pub(super) fn catch_up_target(&self) -> Seq {
-        let gap_above = self
-            .slots
-            .range(self.last_executed.next()..)
-            .filter(|(_, s)| s.committed.is_some())
-            .map(|(seq, _)| *seq)
-            .next_back()
-            .unwrap_or_default();
-        self.claimed_progress()
-            .max(self.known_committed)
-            .max(gap_above)
-    }
-
-    pub(super) fn behind_peers(&self) -> bool {
-        self.catch_up_target() > self.last_executed
-    }
-
-    /// When the request timer finds us stuck: the highest seq that f+1
-    /// COMMITs show prepared at a correct replica, if we have not executed
-    /// it (we may have missed its PRE-PREPARE for good).
-    pub(super) fn stuck_below(&self) -> Option<Seq> {
-        let weak = self.cluster.weak_quorum();
-        let in_window = self
-            .slots
-            .range(self.last_executed.next()..)
-            .filter(|(_, slot)| {
-                let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
-                for c in slot.commits.values() {
-                    *counts.entry(c.digest).or_default() += 1;
-                }
-                counts.values().any(|n| *n >= weak)
-            })
-            .map(|(seq, _)| *seq)
-            .next_back()
-            .unwrap_or_default();
-        let target = self.weakly_committed.max(in_window);
-        (target > self.last_executed).then_some(target)
     }
 
     /// A digest for the null request that fills gaps in a new view.

@@ -67,38 +67,6 @@ impl Replica {
         self.check_suspects();
     }
 
-    /// A peer suspects the view we are making progress in: it is probably
-    /// behind. Send it our stable checkpoint proof (to move its window) and
-    /// our COMMIT for the highest seq we committed (with the others' it forms
-    /// a commit quorum, evidence to fetch from). Once per peer and height.
-    fn help_lagging(&mut self, peer: crate::types::ReplicaId) {
-        if !self.lagging_answered.insert((peer, self.last_executed)) {
-            return;
-        }
-        if self.lagging_answered.len() > 4 * self.cluster.n() as usize {
-            let oldest = *self.lagging_answered.iter().next().expect("non-empty");
-            self.lagging_answered.remove(&oldest);
-        }
-        for c in self.stable_proof.clone() {
-            self.actions.push_back(Action::Send {
-                to: peer,
-                message: Message::Checkpoint(c),
-            });
-        }
-        let own_commit = self
-            .slots
-            .values()
-            .rev()
-            .filter(|s| s.committed.is_some())
-            .find_map(|s| s.commits.get(&self.me).map(|c| c.signed().clone()));
-        if let Some(c) = own_commit {
-            self.actions.push_back(Action::Send {
-                to: peer,
-                message: Message::Commit(c),
-            });
-        }
-    }
-
     /// f+1 replicas suspect the current view: change it.
     fn check_suspects(&mut self) {
         if self.changing_to.is_some() {

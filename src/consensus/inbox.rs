@@ -1,0 +1,269 @@
+//! Peer input on its way in: the sender check, the wasted-check allowance,
+//! votes handled without a signature check, signature checks, routing by
+//! view, and the bounded buffer of messages for future views.
+
+use super::*;
+
+impl Replica {
+    pub(super) fn on_message(&mut self, from: ReplicaId, message: Message) {
+        if !self.cluster.contains(from) || from == self.me {
+            self.ignore(Refusal::UnknownSender);
+            return;
+        }
+        #[cfg(feature = "teeth")]
+        if let Message::Commit(c) = &message {
+            if crate::teeth::active(crate::teeth::Tooth::CommitSignatureNotChecked) {
+                if let Ok(c) = self.verifier.decode_unverified(c) {
+                    return self.route(from, ViewMessage::Commit(c));
+                }
+            }
+        }
+        // Votes that cannot change anything are handled without a check.
+        let skipped = match &message {
+            Message::Prepare(p) => self.skip_late_vote(from, VoteKind::Prepare, p),
+            Message::Commit(c) => self.skip_late_vote(from, VoteKind::Commit, c),
+            _ => false,
+        };
+        if skipped {
+            return;
+        }
+        let needs_check = !matches!(
+            message,
+            Message::NewViewRequest { .. } | Message::Fetch { .. } | Message::Reply(_)
+        );
+        if needs_check && !self.wasted_checks.has_room(from, self.now) {
+            self.ignore(Refusal::WastedChecksSpent);
+            return;
+        }
+        let refusals = self.refusals;
+        self.dispatch(from, message);
+        if needs_check && self.refusals > refusals {
+            self.wasted_checks.charge(from, self.now);
+        }
+    }
+
+    pub(super) fn dispatch(&mut self, from: ReplicaId, message: Message) {
+        match message {
+            Message::Request(tx) => self.on_unverified_request(tx),
+            Message::PrePrepare { pre_prepare, batch } => {
+                match self.verifier.verify(&pre_prepare) {
+                    Ok(pp) => self.route(from, ViewMessage::PrePrepare(pp, batch)),
+                    Err(_) => self.ignore(Refusal::PrePrepareBadSignature),
+                }
+            }
+            Message::Prepare(p) => match self.verifier.verify(&p) {
+                Ok(p) => self.route(from, ViewMessage::Prepare(p)),
+                Err(_) => self.ignore(Refusal::PrepareBadSignature),
+            },
+            Message::Commit(c) => match self.verifier.verify(&c) {
+                Ok(c) => self.route(from, ViewMessage::Commit(c)),
+                Err(_) => self.ignore(Refusal::CommitBadSignature),
+            },
+            Message::Checkpoint(c) => match self.verifier.verify(&c) {
+                Ok(c) => self.on_checkpoint(c),
+                Err(_) => self.ignore(Refusal::CheckpointBadSignature),
+            },
+            Message::ViewChange(vc) => match self.verifier.verify(&vc) {
+                Ok(vc) => self.on_view_change(vc),
+                Err(_) => self.ignore(Refusal::ViewChangeBadSignature),
+            },
+            Message::NewView(nv) => match self.verifier.verify(&nv) {
+                Ok(nv) => self.on_new_view(nv),
+                Err(_) => self.ignore(Refusal::NewViewBadSignature),
+            },
+            Message::Suspect(sus) => match self.verifier.verify(&sus) {
+                Ok(sus) => self.on_suspect(sus),
+                Err(_) => self.ignore(Refusal::SuspectBadSignature),
+            },
+            Message::NewViewRequest { view } => self.help_straggler(from, view.next()),
+            Message::Batches(batches) => self.on_batches(from, batches),
+            Message::Fetch { .. } => self.ignore(Refusal::FetchReachedCore),
+            Message::Reply(_) => self.ignore(Refusal::ReplyToReplica),
+        }
+    }
+
+    /// Handles, without checking its signature, a PREPARE or COMMIT that
+    /// cannot change anything here: for the current view, sent by its own
+    /// signer, at a seq we hold the same vote of that signer for (a repeat),
+    /// or that we already sent our COMMIT for in this view (a PREPARE) or
+    /// committed (a COMMIT). About 2 of the 6 votes a replica gets per block
+    /// arrive after their quorum, and a signature check costs far more than
+    /// the rest of a vote.
+    ///
+    /// A repeat means the signer has not progressed at that seq and may lack
+    /// our votes (`answer_retransmission`). A late vote is not kept, so its
+    /// signer is remembered (`Slot::late`): a second one is a repeat too.
+    /// Since the transport authenticates `from`, only the signer itself can
+    /// make us answer it, once per seq (`Slot::answered`).
+    pub(super) fn skip_late_vote<T>(
+        &mut self,
+        from: ReplicaId,
+        kind: VoteKind,
+        vote: &Signed<T>,
+    ) -> bool {
+        let coords = match kind {
+            VoteKind::Prepare => Prepare::decode(&vote.payload).map(|v| (v.view, v.seq)),
+            VoteKind::Commit => Commit::decode(&vote.payload).map(|v| (v.view, v.seq)),
+            VoteKind::PrePrepare => return false,
+        };
+        let Ok((view, seq)) = coords else {
+            return false;
+        };
+        if vote.signer != from || view != self.view || self.changing_to.is_some() {
+            return false;
+        }
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return false;
+        };
+        if slot.view != view {
+            return false;
+        }
+        let same = |held: &[u8], signature: &[u8; 64]| {
+            held == vote.payload.as_slice() && *signature == vote.signature
+        };
+        let (held, needed, duplicate, late) = match kind {
+            VoteKind::Prepare => (
+                slot.prepares
+                    .get(&from)
+                    .map(|p| same(&p.signed().payload, &p.signed().signature)),
+                // Not `committed`: one committed in an earlier view must
+                // still be prepared in this one, for our COMMIT that the
+                // others may need.
+                !slot.sent_commit,
+                Refusal::PrepareDuplicate,
+                Refusal::PrepareAfterQuorum,
+            ),
+            VoteKind::Commit => (
+                slot.commits
+                    .get(&from)
+                    .map(|c| same(&c.signed().payload, &c.signed().signature)),
+                slot.committed.is_none(),
+                Refusal::CommitDuplicate,
+                Refusal::CommitAfterQuorum,
+            ),
+            VoteKind::PrePrepare => return false,
+        };
+        let repeat = match held {
+            Some(true) => true,
+            // Another vote by this signer: checked, then judged as usual.
+            Some(false) => return false,
+            None if needed => return false,
+            None => !slot.late.insert((kind, from)),
+        };
+        if repeat {
+            self.answer_retransmission(from, seq);
+            self.ignore(duplicate);
+        } else {
+            self.ignore(late);
+        }
+        true
+    }
+
+    /// Routes a normal-case message by its view: older views are stale, newer
+    /// ones wait (bounded) until we enter that view.
+    pub(super) fn route(&mut self, from: ReplicaId, msg: ViewMessage) {
+        let view = msg.view();
+        if view < self.view {
+            self.ignore(Refusal::OlderView);
+        } else if view > self.view {
+            self.buffer_future(from, msg);
+        } else if self.changing_to.is_some() {
+            self.ignore(Refusal::AbandonedView);
+        } else {
+            self.on_view_message(from, msg);
+        }
+    }
+
+    pub(super) fn on_view_message(&mut self, from: ReplicaId, msg: ViewMessage) {
+        match msg {
+            ViewMessage::PrePrepare(pp, batch) => self.on_pre_prepare(from, pp, batch),
+            ViewMessage::Prepare(p) => self.on_prepare(p),
+            ViewMessage::Commit(c) => self.on_commit(c),
+        }
+    }
+
+    /// Future-view messages kept per sender: an equal share of
+    /// `future_messages_max`, at least one.
+    pub(super) fn future_share(&self) -> usize {
+        (self.cfg.future_messages_max / self.cluster.n() as usize).max(1)
+    }
+
+    /// Keeps a message for a future view. Each sender gets an equal share of
+    /// the buffer, so a flooding replica only evicts its own messages.
+    pub(super) fn buffer_future(&mut self, from: ReplicaId, msg: ViewMessage) {
+        if let ViewMessage::PrePrepare(pp, batch) = &msg {
+            // Checked now, not when the view comes: a PRE-PREPARE that could
+            // never be accepted must not hold memory until then.
+            if pp.signer() != self.cluster.primary(pp.view) || from != pp.signer() {
+                return self.ignore(Refusal::PrePrepareNotFromPrimary);
+            }
+            if batch.len() > BATCH_BYTES_MAX {
+                return self.ignore(Refusal::PrePrepareBatchTooLarge);
+            }
+        }
+        let quiet = self
+            .new_view_requested
+            .get(&from)
+            .is_none_or(|t| self.now >= t.plus_millis(self.cfg.request_timeout_ms));
+        if self.changing_to.is_none() && quiet {
+            // The sender is in a later view we never saw a NEW-VIEW for. Ask
+            // again after a request timeout: the request or the answer may be
+            // lost (a Twins seed ended with a replica in view 1 for ever, its
+            // one request per peer sent while the network was still lossy).
+            self.new_view_requested.insert(from, self.now);
+            self.actions.push_back(Action::Send {
+                to: from,
+                message: Message::NewViewRequest { view: self.view },
+            });
+        }
+        let level = self.changing_to.unwrap_or(self.view);
+        if msg.view() > level.next().next() {
+            self.ignore(Refusal::FarFutureView);
+            return;
+        }
+        let share = self.future_share();
+        #[cfg(feature = "teeth")]
+        if crate::teeth::active(crate::teeth::Tooth::NoCapOnFutureBuffering) {
+            // Broken on purpose: no eviction, so the buffer grows unbounded.
+            self.future.push_back((from, msg));
+            return;
+        }
+        // Each sender's share is bounded in messages and in bytes; a
+        // flooding sender evicts only its own oldest messages.
+        let size = msg.bytes();
+        let mut evicted = false;
+        loop {
+            let (count, bytes) = self
+                .future
+                .iter()
+                .filter(|(f, _)| *f == from)
+                .fold((0, 0), |(c, b), (_, m)| (c + 1, b + m.bytes()));
+            if count < share && bytes + size <= FUTURE_BYTES_PER_SENDER {
+                break;
+            }
+            match self.future.iter().position(|(f, _)| *f == from) {
+                Some(pos) => {
+                    self.future.remove(pos);
+                    evicted = true;
+                }
+                None => break,
+            }
+        }
+        if evicted {
+            self.ignore(Refusal::FutureBufferFull);
+        }
+        self.future.push_back((from, msg));
+    }
+
+    /// Re-feeds buffered messages of the view just entered.
+    pub(super) fn replay_future(&mut self) {
+        let buffered = std::mem::take(&mut self.future);
+        for (from, msg) in buffered {
+            if msg.view() > self.view {
+                self.future.push_back((from, msg));
+            } else if msg.view() == self.view {
+                self.on_view_message(from, msg);
+            }
+        }
+    }
+}
