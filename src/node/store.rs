@@ -532,9 +532,9 @@ mod tests {
             persist::encode_tip(1, &Digest([1; 32]), 5, &Digest([2; 32])),
         );
         s.write(batch).unwrap();
-        let e = open(&store, &g, &keys[0], None, true)
-            .err()
-            .expect("opened a store whose state does not match its tip");
+        let Err(e) = open(&store, &g, &keys[0], None, true) else {
+            panic!("opened a store whose state does not match its tip");
+        };
         assert!(
             e.to_string().contains("does not match the state root"),
             "{e}"
@@ -648,8 +648,8 @@ mod tests {
         run(&mut nodes, now, (2, tx(1)), &[0]);
         // Clean stops for 0, 1 and 2 (0 restarts, 1 stays stopped with its
         // marker); 3 crashes and restarts.
-        for r in 0..3 {
-            nodes[r].save_votes().expect("saves");
+        for node in nodes.iter_mut().take(3) {
+            node.save_votes().expect("saves");
         }
         nodes[0] = open(0);
         nodes[3] = open(3);
