@@ -1,5 +1,7 @@
 //! What the keys of a store mean: the mapping between the core's
-//! [`PersistOp`]s, committed blocks and the column families.
+//! [`PersistOp`]s, committed blocks and the column families, and their
+//! encodings. A replica reads and writes them only through
+//! [`ReplicaStore`](super::store::ReplicaStore).
 //!
 //! ```text
 //! consensus  "view"                      -> PersistOp::View

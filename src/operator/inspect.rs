@@ -5,9 +5,10 @@
 use crate::crypto::Digest;
 use crate::genesis::Genesis;
 use crate::node::config::{self, ConfigError};
-use crate::node::{persist, Node};
+use crate::node::store::ReplicaStore;
+use crate::node::Node;
 use crate::storage::rocks::RocksStore;
-use crate::storage::{Cf, StorageError, Store};
+use crate::storage::StorageError;
 use std::path::Path;
 
 /// What `inspect` reports.
@@ -61,7 +62,7 @@ pub fn inspect_store(
 ) -> Result<Report, InspectError> {
     let store = RocksStore::open_existing(data_dir)?;
     // Refuse before opening could initialise anything.
-    match store.get(Cf::Meta, persist::KEY_GENESIS)? {
+    match ReplicaStore::genesis_record(&store)? {
         None => {
             return Err(StorageError::Corrupt(format!(
                 "{}: the store holds no genesis record (never initialised)",
@@ -84,7 +85,7 @@ pub fn inspect_store(
     let mut blocks = Vec::new();
     if with_blocks {
         for h in 1..=node.height() {
-            let block = persist::read_block(node.store(), h)?.ok_or_else(|| {
+            let block = node.replica_store().block(h)?.ok_or_else(|| {
                 StorageError::Corrupt(format!("block {h} is missing below the tip"))
             })?;
             blocks.push((h, block.header.hash(), block.batch()?.txs.len()));

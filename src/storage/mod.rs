@@ -2,7 +2,8 @@
 //! atomic, synced write batches, implemented by RocksDB ([`rocks`]) for real
 //! replicas and by an in-memory map ([`memory`]) for the simulator and tests.
 //!
-//! What keys mean is decided above this layer (`node::persist`); a store only
+//! What keys mean is decided above this layer (`node::persist`, read and
+//! written through `node::store::ReplicaStore`); a store only
 //! promises that one [`WriteBatch`] becomes durable atomically before `write`
 //! returns. That is the property the consensus core relies on: a `Persist`
 //! action is durable before any later `Send`.
