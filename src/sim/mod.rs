@@ -21,10 +21,11 @@
 pub mod campaign;
 pub mod checker;
 pub mod scenario;
+mod trace;
 
 use crate::adversary::{self, Collusion, Kind, Strategy, Wire};
 use crate::client::proto::{BalanceInfo, ClientRequest, ClientResponse};
-use crate::client::{next_nonce_of, Gathered};
+use crate::client::{next_nonce_of, Gathered, ReplyDecision, ReplyQuorum};
 use crate::consensus::messages::{Message, ReplyChecker, ReplyProof};
 use crate::consensus::Config;
 use crate::crypto::{Digest, KeyPair, PublicKey, Verifier};
@@ -37,6 +38,7 @@ use checker::Checker;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scenario::Scenario;
+use trace::{describe, Trace, TraceEvent};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a simulated message goes.
@@ -141,30 +143,27 @@ struct Outstanding {
     tx: Transaction,
     first_sent: Time,
     sent_at: Time,
-    replies: BTreeMap<ReplicaId, (Digest, Seq, Receipt)>,
+    /// The signed replies, and whether they decided. Its nonce is
+    /// "learned" if it was signed after the client restarted: the nonce
+    /// (learned from the replicas, or counted on from there) may be used
+    /// already — by a transfer signed before the restart that f+1 refused
+    /// and that was admitted later, or because the answers lagged.
+    replies: ReplyQuorum,
     /// Replicas that refused it, and the receipt it would have failed with.
     refusals: BTreeMap<ReplicaId, Receipt>,
-    /// Signed after the client restarted: its nonce (learned from the
-    /// replicas, or counted on from there) may be used already — by a
-    /// transfer signed before the restart that f+1 refused and that was
-    /// admitted later, or because the answers lagged.
-    unsure: bool,
     /// Times it was sent again after the client's timeout.
     resends: u32,
-    /// Replicas whose signed reply for this nonce names another
-    /// transaction (the nonce was used by it).
-    conflicts: BTreeMap<ReplicaId, Digest>,
 }
 
-/// Why a client asks the replicas for its account.
+/// Why a client asks the replicas for its account (its number is hashed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum QueryPurpose {
     /// It restarted (or its last nonce was used already): it learns its
     /// next nonce, and its balance, before signing.
-    Nonce,
+    Nonce = 0,
     /// Its outstanding transfer, signed with a learned nonce, gets no
     /// answer: is that nonce used already?
-    Check,
+    Check = 1,
 }
 
 /// A client's balance query in flight, and the answers so far.
@@ -386,8 +385,7 @@ struct Sim {
     faults_active: bool,
     checker: Checker,
     supply: u128,
-    trace_hasher: blake3::Hasher,
-    trace: Option<Vec<String>>,
+    trace: Trace,
     steps: u64,
     seed: u64,
     max_view: u64,
@@ -603,8 +601,7 @@ impl Sim {
             faults_active: true,
             checker,
             supply,
-            trace_hasher: blake3::Hasher::new(),
-            trace: verbose.then(Vec::new),
+            trace: Trace::new(verbose),
             steps: 0,
             seed,
             max_view: 0,
@@ -685,18 +682,14 @@ impl Sim {
         self.push(self.scenario.faults_end, Event::FaultsEnd);
     }
 
+    /// Keeps a trace line (made only for a verbose trace).
     fn log(&mut self, line: impl FnOnce() -> String) {
-        if let Some(t) = &mut self.trace {
-            t.push(format!("{:>9.3}s {}", self.now.0 as f64 / 1e6, line()));
-        }
+        self.trace.log(self.now, line);
     }
 
-    fn hash_event(&mut self, kind: u8, a: u64, b: u64, extra: &[u8]) {
-        self.trace_hasher.update(&self.now.0.to_le_bytes());
-        self.trace_hasher.update(&[kind]);
-        self.trace_hasher.update(&a.to_le_bytes());
-        self.trace_hasher.update(&b.to_le_bytes());
-        self.trace_hasher.update(extra);
+    /// Hashes `event`, happening now, into the trace.
+    fn record(&mut self, event: TraceEvent<'_>) {
+        self.trace.record(self.now, event);
     }
 
     fn partitioned(&self, now: Time, a: ReplicaId, b: ReplicaId) -> bool {
@@ -858,9 +851,11 @@ impl Sim {
     fn step(&mut self, event: Event) {
         match event {
             Event::Deliver { from, to, message } => {
-                let (fa, ta) = (endpoint_code(from), endpoint_code(to));
-                let kind = message.kind();
-                self.hash_event(1, fa, ta, kind.as_bytes());
+                self.record(TraceEvent::Deliver {
+                    from,
+                    to,
+                    kind: message.kind(),
+                });
                 let slot = match to {
                     Endpoint::Replica(r) => r.index(),
                     Endpoint::Twin => self.scenario.replicas as usize,
@@ -944,12 +939,16 @@ impl Sim {
                     self.wake_at[slot] = None;
                 }
                 if self.nodes[slot].is_some() {
-                    self.hash_event(2, slot as u64, 0, &[]);
+                    self.record(TraceEvent::Wake { slot });
                     self.deliver_to_slot(slot, NodeInput::Tick);
                 }
             }
             Event::DeliverFrame { from, to, bytes } => {
-                self.hash_event(8, from.0 as u64, to.0 as u64, &bytes[..bytes.len().min(64)]);
+                self.record(TraceEvent::Frame {
+                    from,
+                    to,
+                    bytes: &bytes,
+                });
                 if self.nodes[to.index()].is_none() {
                     return;
                 }
@@ -965,7 +964,7 @@ impl Sim {
                 }
             }
             Event::AdversaryTick(r) => {
-                self.hash_event(9, r.0 as u64, 0, &[]);
+                self.record(TraceEvent::AdversaryTick { replica: r });
                 if self.nodes[r.index()].is_some() {
                     let sends = self.with_strategy(r, |strategy, ctx| strategy.tick(ctx));
                     for s in sends {
@@ -991,7 +990,11 @@ impl Sim {
                 ..
             } => {
                 if self.nodes[r.index()].is_some() {
-                    self.hash_event(10, r.0 as u64, w.nth as u64, &[w.applied as u8]);
+                    self.record(TraceEvent::CrashArmed {
+                        replica: r,
+                        nth: w.nth,
+                        applied: w.applied,
+                    });
                     self.log(|| {
                         let how = if w.applied { "applied" } else { "torn" };
                         format!("CRASH ARMED {r:?}: dies in its write #{} ({how})", w.nth)
@@ -1014,7 +1017,11 @@ impl Sim {
                 tx_id,
             } => {
                 // The real client retries that replica after a short pause.
-                self.hash_event(12, client as u64, replica.0 as u64, &tx_id.0);
+                self.record(TraceEvent::Busy {
+                    client,
+                    replica,
+                    tx_id,
+                });
                 let pause = self.client_rng.gen_range(20..=100);
                 self.push(
                     self.now.plus_millis(pause),
@@ -1034,7 +1041,11 @@ impl Sim {
                     Some(o) if o.tx.id() == tx_id => o.tx.clone(),
                     _ => return,
                 };
-                self.hash_event(13, client as u64, replica.0 as u64, &tx_id.0);
+                self.record(TraceEvent::Resend {
+                    client,
+                    replica,
+                    tx_id,
+                });
                 self.send_request(Endpoint::Client(client), &tx, Some(&|r| r == replica.0));
             }
             Event::QueryArrive {
@@ -1058,7 +1069,7 @@ impl Sim {
                 }
             }
             Event::FaultsEnd => {
-                self.hash_event(5, 0, 0, &[]);
+                self.record(TraceEvent::FaultsEnd);
                 self.log(|| "FAULTS END: network reliable, all replicas restart".into());
                 self.faults_active = false;
                 for store in &self.stores {
@@ -1123,7 +1134,7 @@ impl Sim {
             }
             self.outages.push((r, since, self.now));
         }
-        self.hash_event(4, r.0 as u64, 0, &[]);
+        self.record(TraceEvent::Restart { replica: r });
         self.stores[r.index()].reopen();
         self.armed_down.remove(&r);
         let died_applied = self.died_applied.remove(&r);
@@ -1228,7 +1239,7 @@ impl Sim {
 
     /// Replica `r` was taken down (its node is already gone).
     fn went_down(&mut self, r: ReplicaId, what: String) {
-        self.hash_event(3, r.0 as u64, 0, &[]);
+        self.record(TraceEvent::Down { replica: r });
         self.log(|| format!("{what} {r:?}"));
         self.wake_at[r.index()] = None;
         self.down_since.insert(r, (self.now, self.max_view));
@@ -1552,7 +1563,7 @@ impl Sim {
         let wants_transfer = client.retry.is_some() || client.submitted < client.target;
         let (timed_out, check) = match &client.outstanding {
             Some(o) if now.saturating_sub_millis(o.sent_at) >= timeout => {
-                (true, o.unsure && o.resends >= 2 && !querying)
+                (true, o.replies.learned_nonce() && o.resends >= 2 && !querying)
             }
             _ => (false, false),
         };
@@ -1577,7 +1588,10 @@ impl Sim {
                 }
                 o.sent_at = now;
             }
-            self.hash_event(6, c as u64, tx.nonce, &[]);
+            self.record(TraceEvent::ClientSend {
+                client: c,
+                nonce: tx.nonce,
+            });
             self.send_request(Endpoint::Client(c), &tx, None);
         }
         if self.client_busy(c) {
@@ -1645,15 +1659,14 @@ impl Sim {
         client.nonce_queried = false;
         let tx = Transaction::transfer(self.genesis.network, &client.key, to, amount, client.nonce);
         let key = client.key.public();
+        let weak = self.genesis.cluster.weak_quorum();
         client.outstanding = Some(Outstanding {
             tx: tx.clone(),
             first_sent,
             sent_at: now,
-            replies: BTreeMap::new(),
+            replies: ReplyQuorum::new(&tx, weak, client.restarted),
             refusals: BTreeMap::new(),
-            unsure: client.restarted,
             resends: 0,
-            conflicts: BTreeMap::new(),
         });
         self.checker.on_client_sign(c, &key, tx.nonce);
         self.checker.submitted.insert(tx.id());
@@ -1667,7 +1680,11 @@ impl Sim {
         self.next_query += 1;
         self.queries += 1;
         let id = self.next_query;
-        self.hash_event(14, c as u64, id, &[purpose as u8]);
+        self.record(TraceEvent::QueryStart {
+            client: c,
+            id,
+            purpose,
+        });
         self.log(|| format!("CLIENT {c} QUERY {id} ({purpose:?})"));
         self.clients[c].query = Some(PendingQuery {
             id,
@@ -1707,7 +1724,11 @@ impl Sim {
     /// its height — unless its adversary answers otherwise. A replica that
     /// is down answers nothing.
     fn on_query_arrive(&mut self, c: usize, r: ReplicaId, id: u64) {
-        self.hash_event(15, c as u64, r.0 as u64, &id.to_le_bytes());
+        self.record(TraceEvent::QueryArrive {
+            client: c,
+            replica: r,
+            id,
+        });
         let account = self.clients[c].key.public();
         let Some(node) = self.nodes[r.index()].as_ref() else {
             return;
@@ -1754,7 +1775,11 @@ impl Sim {
     /// account (what the real client's `Client::balance` extracts); once
     /// f+1 are in the client waits `QUERY_GRACE_MS` for the rest.
     fn on_query_answer(&mut self, c: usize, r: ReplicaId, id: u64, response: ClientResponse) {
-        self.hash_event(16, c as u64, r.0 as u64, &id.to_le_bytes());
+        self.record(TraceEvent::QueryAnswer {
+            client: c,
+            replica: r,
+            id,
+        });
         let needed = self.genesis.cluster.weak_quorum();
         let n = self.scenario.replicas as usize;
         let account = self.clients[c].key.public();
@@ -1876,7 +1901,10 @@ impl Sim {
             None => client.nonce_known = false,
         }
         let tries = client.retries_in_row;
-        self.hash_event(17, c as u64, o.tx.nonce, &[]);
+        self.record(TraceEvent::NonceUsed {
+            client: c,
+            nonce: o.tx.nonce,
+        });
         self.log(|| {
             format!(
                 "CLIENT {c} NONCE {} USED: signs the transfer again",
@@ -1898,7 +1926,7 @@ impl Sim {
     /// `net::peer_bytes_max` bytes, the oldest are dropped).
     fn queue_unread(&mut self, from: ReplicaId, to: ReplicaId, message: &Message) {
         let len = message.to_frame().len();
-        self.hash_event(18, from.0 as u64, to.0 as u64, &(len as u64).to_le_bytes());
+        self.record(TraceEvent::QueuedUnread { from, to, len });
         let (frames_max, bytes_max) = (self.outbound_frames_max, self.outbound_bytes_max);
         let q = self.outbound.entry((from, to)).or_default();
         q.bytes += len;
@@ -1951,7 +1979,10 @@ impl Sim {
         let victims: Vec<PublicKey> = self.client_index.keys().copied().collect();
         let to = victims[self.client_rng.gen_range(0..victims.len())];
         let action = self.client_rng.gen_range(0..8);
-        self.hash_event(10, action, b.nonce, &[]);
+        self.record(TraceEvent::ByzantineClientAct {
+            action,
+            nonce: b.nonce,
+        });
         let valid = |b: &mut ByzantineClient, nonce: u64, amount: u64| {
             let tx = Transaction::transfer(network, &b.key, to, amount, nonce);
             b.sent.push(tx.clone());
@@ -2034,7 +2065,8 @@ impl Sim {
         self.push(self.now.plus_millis(100), Event::ByzantineClientTick);
     }
 
-    /// A client accepts a result on f+1 matching signed replies.
+    /// A client accepts a result on f+1 matching signed replies, as the
+    /// real client does ([`ReplyQuorum`]).
     fn on_reply(&mut self, c: usize, proof: ReplyProof) {
         let (signer, v) = match self.replies.check(&self.verifier, &proof) {
             Ok(checked) => checked,
@@ -2044,43 +2076,37 @@ impl Sim {
                 return;
             }
         };
-        let weak = self.genesis.cluster.weak_quorum();
         let now = self.now;
         let client = &mut self.clients[c];
         let Some(o) = &mut client.outstanding else {
             return;
         };
-        if v.client != client.key.public() || v.nonce != o.tx.nonce {
+        if !o.replies.add(signer, &v) {
             return;
         }
-        if v.tx_id != o.tx.id() {
+        match o.replies.decision() {
+            None => {}
             // The reply a replica keeps for the client's last nonce names
-            // another transaction: f+1 alike, and the nonce is used.
-            o.conflicts.insert(signer, v.tx_id);
-            if o.conflicts.values().filter(|d| **d == v.tx_id).count() >= weak {
-                self.nonce_used(c, None);
+            // another transaction: f+1 alike, and the nonce is used. Or a
+            // learned nonce that was used already (a lagging replica's
+            // answer). The transfer is signed again with a fresh one.
+            Some(ReplyDecision::NonceConflict { .. } | ReplyDecision::StaleLearnedNonce) => {
+                self.nonce_used(c, None)
             }
-            return;
-        }
-        o.replies.insert(signer, (v.tx_id, v.seq, v.receipt));
-        let wanted = (v.tx_id, v.seq, v.receipt);
-        let matching = o.replies.values().filter(|r| **r == wanted).count();
-        if matching >= weak && o.unsure && v.receipt == Receipt::StaleNonce {
-            // A learned nonce that was used already (a lagging replica's
-            // answer): the transfer is signed again with a fresh one.
-            self.nonce_used(c, None);
-            return;
-        }
-        if matching >= weak {
-            client.retries_in_row = 0;
-            let latency = now.saturating_sub_millis(o.first_sent);
-            client.results.push((v.tx_id, v.receipt));
-            client.latencies_ms.push(latency);
-            self.finish = now;
-            client.outstanding = None;
-            self.hash_event(7, c as u64, v.nonce, &[]);
-            let think = self.client_rng.gen_range(0..5);
-            self.push(now.plus_millis(think), Event::ClientTick(c));
+            Some(ReplyDecision::Committed { receipt, .. }) => {
+                client.retries_in_row = 0;
+                let latency = now.saturating_sub_millis(o.first_sent);
+                client.results.push((o.tx.id(), receipt));
+                client.latencies_ms.push(latency);
+                self.finish = now;
+                client.outstanding = None;
+                self.record(TraceEvent::ClientAccept {
+                    client: c,
+                    nonce: v.nonce,
+                });
+                let think = self.client_rng.gen_range(0..5);
+                self.push(now.plus_millis(think), Event::ClientTick(c));
+            }
         }
     }
 
@@ -2088,7 +2114,11 @@ impl Sim {
     /// would fail, so it is not ordered (counted as a result with that
     /// receipt; the nonce was not used).
     fn on_refused(&mut self, c: usize, replica: ReplicaId, tx_id: Digest, receipt: Receipt) {
-        self.hash_event(11, c as u64, replica.0 as u64, &tx_id.0);
+        self.record(TraceEvent::Refused {
+            client: c,
+            replica,
+            tx_id,
+        });
         let weak = self.genesis.cluster.weak_quorum();
         let now = self.now;
         let client = &mut self.clients[c];
@@ -2260,6 +2290,7 @@ impl Sim {
             latencies.extend(&c.latencies_ms);
         }
         let mean_latency = latencies.iter().sum::<u64>() as f64 / latencies.len().max(1) as f64;
+        let (trace_hash, trace) = self.trace.finish();
         let stats: Vec<_> = self
             .honest_nodes()
             .map(|n| n.replica().stats().clone())
@@ -2275,8 +2306,8 @@ impl Sim {
                 .sum(),
             txs_refused: self.clients.iter().map(|c| c.refused).sum(),
             view_changes: self.max_view,
-            trace_hash: Digest(*self.trace_hasher.finalize().as_bytes()),
-            trace: self.trace.take().unwrap_or_default(),
+            trace_hash,
+            trace,
             steps: self.steps,
             virtual_ms: self.now.as_millis(),
             scenario: self.scenario.describe(),
@@ -2351,63 +2382,5 @@ impl Sim {
         for p in problems {
             self.checker.report(p);
         }
-    }
-}
-
-fn endpoint_code(e: Endpoint) -> u64 {
-    match e {
-        Endpoint::Replica(r) => r.0 as u64,
-        Endpoint::Client(c) => 1_000 + c as u64,
-        Endpoint::Twin => 999,
-        Endpoint::ByzantineClient => 2_000,
-    }
-}
-
-fn describe(m: &Message) -> String {
-    use crate::consensus::messages::*;
-    use crate::crypto::Payload;
-    match m {
-        Message::PrePrepare { pre_prepare, .. } => PrePrepare::decode(&pre_prepare.payload)
-            .map(|p| format!("pre-prepare {:?} {:?} {:?}", p.view, p.seq, p.digest))
-            .unwrap_or_else(|_| "pre-prepare (malformed)".into()),
-        Message::Prepare(p) => Prepare::decode(&p.payload)
-            .map(|p| format!("prepare {:?} {:?} {:?}", p.view, p.seq, p.digest))
-            .unwrap_or_else(|_| "prepare (malformed)".into()),
-        Message::Commit(c) => Commit::decode(&c.payload)
-            .map(|c| format!("commit {:?} {:?} {:?}", c.view, c.seq, c.digest))
-            .unwrap_or_else(|_| "commit (malformed)".into()),
-        Message::Checkpoint(c) => Checkpoint::decode(&c.payload)
-            .map(|c| format!("checkpoint {:?} {:?}", c.seq, c.digest))
-            .unwrap_or_else(|_| "checkpoint (malformed)".into()),
-        Message::ViewChange(v) => ViewChange::decode(&v.payload)
-            .map(|v| {
-                format!(
-                    "view-change to {:?} stable {:?} prepared {}",
-                    v.new_view,
-                    v.stable_seq,
-                    v.prepared.len()
-                )
-            })
-            .unwrap_or_else(|_| "view-change (malformed)".into()),
-        Message::NewView(v) => NewView::decode(&v.payload)
-            .map(|v| {
-                format!(
-                    "new-view {:?} with {} pre-prepares",
-                    v.view,
-                    v.pre_prepares.len()
-                )
-            })
-            .unwrap_or_else(|_| "new-view (malformed)".into()),
-        Message::Suspect(s) => Suspect::decode(&s.payload)
-            .map(|s| format!("suspect {:?}", s.view))
-            .unwrap_or_else(|_| "suspect (malformed)".into()),
-        Message::Request(tx) => format!("request nonce {} from {:?}", tx.nonce, tx.from),
-        Message::NewViewRequest { view } => format!("new-view-request from {view:?}"),
-        Message::Fetch { from, to } => format!("fetch {from:?}..={to:?}"),
-        Message::Batches(b) => format!(
-            "batches {:?}",
-            b.iter().map(|b| b.seq.0).collect::<Vec<_>>()
-        ),
-        Message::Reply(_) => "reply".into(),
     }
 }
