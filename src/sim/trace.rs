@@ -8,7 +8,8 @@
 //! events had names, so trace hashes of old runs still compare equal; never
 //! renumber or reorder them.
 
-use super::{Endpoint, QueryPurpose};
+use super::clients::QueryPurpose;
+use super::network::Endpoint;
 use crate::consensus::messages::Message;
 use crate::crypto::Digest;
 use crate::types::{ReplicaId, Time};
