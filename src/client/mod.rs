@@ -12,16 +12,19 @@
 //! sent matching signed replies** — at least one of them is correct, and a
 //! correct replica replies only after the transaction committed. Every reply
 //! is verified against the genesis keys, must come from the replica it was
-//! asked of, and must name this transaction (id and nonce). Every wait is
-//! bounded by the client's timeout.
+//! asked of, and must name this transaction (id and nonce); [`quorum`] holds
+//! that rule, sans-IO, for this client and the simulator's alike. Every wait
+//! is bounded by the client's timeout.
 
 pub mod bench;
 pub mod cli;
 #[cfg(feature = "byzantine")]
 pub mod hostile;
 pub mod proto;
+pub mod quorum;
 mod session;
 
+pub use quorum::{ReplyDecision, ReplyQuorum};
 pub use session::{
     next_nonce_of, Client, ClientError, Committed, Gathered, QueryAnswer, ReplicaAnswer,
 };

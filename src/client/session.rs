@@ -3,11 +3,13 @@
 use super::proto::{
     BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
 };
+use super::quorum::{ReplyDecision, ReplyQuorum};
 use crate::consensus::messages::{Reply, ReplyChecker, ReplyProof};
 use crate::crypto::{Digest, KeyPair, PublicKey};
 use crate::genesis::Genesis;
 use crate::net::{ClientConnector, NetError};
 use crate::tx::{Receipt, Transaction};
+use crate::types::ReplicaId;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -391,8 +393,10 @@ impl Client {
         let verdict = Verdict {
             client: self,
             tx_id: tx.id(),
-            from: tx.from,
             nonce: tx.nonce,
+            // The client signed `tx` with the nonce it was given: a stale
+            // nonce is a result here, returned to the caller.
+            replies: ReplyQuorum::new(tx, self.needed(), false),
             checked: Mutex::new(BTreeMap::new()),
         };
         let request = ClientRequest::Submit(tx.clone());
@@ -570,8 +574,9 @@ type CheckedReply = (ReplyProof, Result<Reply, String>);
 struct Verdict<'a> {
     client: &'a Client,
     tx_id: Digest,
-    from: PublicKey,
     nonce: u64,
+    /// No replies yet: `decide` counts the answers into a copy.
+    replies: ReplyQuorum,
     /// Each replica's reply as last checked, and the outcome: `decide` runs
     /// after every answer and looks at all of them, and each is checked once.
     checked: Mutex<BTreeMap<usize, CheckedReply>>,
@@ -616,9 +621,7 @@ impl Verdict<'_> {
         let c = self.client;
         let needed = c.needed();
         let n = c.connector.replica_count();
-        let mut groups: BTreeMap<(u64, u8), Vec<u32>> = BTreeMap::new();
-        let mut receipts: BTreeMap<(u64, u8), Receipt> = BTreeMap::new();
-        let mut conflicts: BTreeMap<Digest, usize> = BTreeMap::new();
+        let mut replies = self.replies.clone();
         let mut rejections: Vec<SubmitRejected> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
         let mut unreachable = 0;
@@ -633,14 +636,8 @@ impl Verdict<'_> {
                             continue;
                         }
                     };
-                    if reply.client != self.from || reply.nonce != self.nonce {
+                    if !replies.add(ReplicaId(*i as u32), &reply) {
                         notes.push(format!("replica {i}: reply for another request"));
-                    } else if reply.tx_id != self.tx_id {
-                        *conflicts.entry(reply.tx_id).or_default() += 1;
-                    } else {
-                        let k = (reply.seq.0, reply.receipt.code());
-                        groups.entry(k).or_default().push(*i as u32);
-                        receipts.insert(k, reply.receipt);
                     }
                 }
                 Ok(ClientResponse::Rejected(reason)) => {
@@ -662,21 +659,32 @@ impl Verdict<'_> {
                 }
             }
         }
-        if let Some((k, replicas)) = groups.iter().find(|(_, v)| v.len() >= needed) {
-            return Some(Ok(Committed {
-                tx_id: self.tx_id,
-                nonce: self.nonce,
-                height: k.0,
-                receipt: receipts[k],
-                replicas: replicas.clone(),
-                latency: Duration::ZERO,
-            }));
-        }
-        if let Some((other, _)) = conflicts.iter().find(|(_, n)| **n >= needed) {
-            return Some(Err(ClientError::NonceConflict {
-                nonce: self.nonce,
-                other: *other,
-            }));
+        match replies.decision() {
+            Some(ReplyDecision::Committed {
+                seq,
+                receipt,
+                replicas,
+            }) => {
+                return Some(Ok(Committed {
+                    tx_id: self.tx_id,
+                    nonce: self.nonce,
+                    height: seq.0,
+                    receipt,
+                    replicas: replicas.iter().map(|r| r.0).collect(),
+                    latency: Duration::ZERO,
+                }))
+            }
+            Some(ReplyDecision::NonceConflict { other }) => {
+                return Some(Err(ClientError::NonceConflict {
+                    nonce: self.nonce,
+                    other,
+                }))
+            }
+            // Not with a nonce the caller gave (`learned_nonce` is false).
+            Some(ReplyDecision::StaleLearnedNonce) => {
+                unreachable!("the client's quorum is not told of learned nonces")
+            }
+            None => {}
         }
         for reason in &rejections {
             let count = rejections.iter().filter(|r| same_kind(r, reason)).count();
@@ -687,7 +695,7 @@ impl Verdict<'_> {
                 }));
             }
         }
-        let best = groups.values().map(Vec::len).max().unwrap_or(0);
+        let best = replies.best();
         let outstanding = n.saturating_sub(answers.len());
         if !fin && best + outstanding >= needed {
             return None;
