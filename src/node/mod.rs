@@ -543,6 +543,11 @@ impl<S: Store> Node<S> {
     pub fn replica(&self) -> &Replica {
         &self.replica
     }
+    /// Makes the core check its invariants after every input (the
+    /// simulator does; see `Replica::check_invariants`).
+    pub fn check_invariants_always(&mut self) {
+        self.replica.check_invariants_always();
+    }
     pub fn id(&self) -> ReplicaId {
         self.me
     }

@@ -83,7 +83,8 @@ impl Sim {
             self.stores[r.index()].clone(),
             Box::new(self.view_records[r.index()].clone()),
         ) {
-            Ok(node) => {
+            Ok(mut node) => {
+                node.check_invariants_always();
                 let seen = self.checker.chain(r).len() as u64;
                 if died_applied {
                     // The write it died in survived: the blocks it held

@@ -444,6 +444,10 @@ impl Sim {
                         stores[slot].clone(),
                         Box::new(view_records[slot].clone()),
                     )
+                    .map(|mut node| {
+                        node.check_invariants_always();
+                        node
+                    })
                     .expect("fresh memory store opens"),
                 )
             })
