@@ -279,3 +279,22 @@ fn every_configuration_validate_accepts_keeps_committing() {
         );
     }
 }
+
+/// A primary that caught up by fetching proposed at its old next seq, at or
+/// below its height (the proposal was wasted and its slot stayed below the
+/// stable checkpoint). Found by `Replica::check_invariants`, which the
+/// simulator runs after every input: without the fix this seed panics
+/// with "slot 10 at or below the stable checkpoint 24".
+#[test]
+fn a_primary_that_caught_up_proposes_above_its_height() {
+    let opts = SimOptions {
+        replicas: 4,
+        adversary: Some(pbft_ledger::sim::AdversaryChoice::One(
+            pbft_ledger::adversary::by_name("bad-new-view").expect("known adversary"),
+        )),
+        ..SimOptions::default()
+    };
+    let o = run_seed(2_100_264, &opts);
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+    assert!(o.commits > 0);
+}

@@ -286,7 +286,11 @@ impl Replica {
     pub(super) fn form_batches(&mut self) {
         while self.is_primary() && self.may_vote_afresh(self.view) && self.pending.has_unproposed()
         {
-            let seq = self.next_seq;
+            // Never at or below our height: a primary that caught up by
+            // fetching executed seqs above its last proposal (found by
+            // `check_invariants`: a slot below the stable checkpoint, seed
+            // 2100264 with bad-new-view).
+            let seq = self.next_seq.max(self.last_executed.next());
             let high = self.low.0 + self.cfg.watermark_window;
             if seq.0 > high {
                 break;
