@@ -298,3 +298,38 @@ fn a_primary_that_caught_up_proposes_above_its_height() {
     assert!(o.violations.is_empty(), "{:?}", o.violations);
     assert!(o.commits > 0);
 }
+
+fn with_adversary(name: &str) -> SimOptions {
+    SimOptions {
+        replicas: 4,
+        adversary: Some(pbft_ledger::sim::AdversaryChoice::One(
+            pbft_ledger::adversary::by_name(name).expect("known adversary"),
+        )),
+        ..SimOptions::default()
+    }
+}
+
+/// A replica restarted into view 1 while the others had entered view 2;
+/// its NEW-VIEW requests fell inside the peers' answer interval, and once
+/// the clients were done no message came to make it ask again: it stayed
+/// in view 1 for ever ("L4 catch-up: r1 (49, 1, None); quorum view 2").
+/// The NEW-VIEW request timer asks again while messages of a later view
+/// wait in its buffer.
+#[test]
+fn a_replica_restarted_into_an_old_view_asks_again_for_the_new_view() {
+    let o = run_seed(1_403_398, &with_adversary("lying-answers"));
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+    assert!(o.view_changes >= 2, "the seed moves the quorum to view 2");
+}
+
+/// The `silent` primary of view 0 stays silent through the view change
+/// away from its view (it believes it still leads), and the primary of
+/// view 1 crashed in the write that entered it: two replicas out of four
+/// are gone, so no view change is owed. The L2 judgement used to count
+/// only adversaries that never read as absent.
+#[test]
+fn a_silent_byzantine_and_a_crashed_primary_owe_no_view_change() {
+    let o = run_seed(1_402_656, &with_adversary("silent"));
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+    assert!(o.commits > 0);
+}

@@ -118,6 +118,25 @@ impl Kind {
         self == Kind::FetchNeverRead
     }
 
+    /// Whether the Byzantine replica may keep its own VIEW-CHANGE from a
+    /// correct replica: it is silent (while it believes it leads, which it
+    /// does for the whole view change away from its view), omits or drops
+    /// messages to some replicas, replaces its VIEW-CHANGE with a forged
+    /// one, or never reads. With such a replica and a crashed one, more
+    /// than f replicas may be out of a view change, and PBFT promises no
+    /// progress (seed 1402656: `silent` primary of view 0, the primary of
+    /// view 1 crashed in the write that entered it).
+    pub fn may_withhold_view_changes(self) -> bool {
+        matches!(
+            self,
+            Kind::Silent
+                | Kind::Omit
+                | Kind::Mutate
+                | Kind::ForgedViewChange
+                | Kind::FetchNeverRead
+        )
+    }
+
     /// The strategy a Byzantine replica runs (`None` for adversaries that
     /// are not replica strategies: clients and twins).
     pub fn strategy(self) -> Option<Box<dyn Strategy>> {

@@ -201,20 +201,8 @@ impl Replica {
                 return self.ignore(Refusal::PrePrepareBatchTooLarge);
             }
         }
-        let quiet = self
-            .new_view_requested
-            .get(&from)
-            .is_none_or(|t| self.now >= t.plus_millis(self.cfg.request_timeout_ms));
-        if self.changing_to.is_none() && quiet {
-            // The sender is in a later view we never saw a NEW-VIEW for. Ask
-            // again after a request timeout: the request or the answer may be
-            // lost (a Twins seed ended with a replica in view 1 for ever, its
-            // one request per peer sent while the network was still lossy).
-            self.new_view_requested.insert(from, self.now);
-            self.actions.push_back(Action::Send {
-                to: from,
-                message: Message::NewViewRequest { view: self.view },
-            });
+        if self.changing_to.is_none() {
+            self.ask_for_new_view(from);
         }
         let level = self.changing_to.unwrap_or(self.view);
         if msg.view() > level.next().next() {
@@ -253,6 +241,60 @@ impl Replica {
             self.ignore(Refusal::FutureBufferFull);
         }
         self.future.push_back((from, msg));
+    }
+
+    /// The sender `from` is in a later view we never saw a NEW-VIEW for:
+    /// asks it for that NEW-VIEW, at most once per request timeout (the
+    /// request or the answer may be lost: a Twins seed ended with a replica
+    /// in view 1 for ever, its one request per peer sent while the network
+    /// was still lossy), and arms [`Timer::NewViewRequest`] to ask again if
+    /// nothing comes.
+    fn ask_for_new_view(&mut self, from: ReplicaId) {
+        let quiet = self
+            .new_view_requested
+            .get(&from)
+            .is_none_or(|t| self.now >= t.plus_millis(self.cfg.request_timeout_ms));
+        if !quiet {
+            return;
+        }
+        self.new_view_requested.insert(from, self.now);
+        self.actions.push_back(Action::Send {
+            to: from,
+            message: Message::NewViewRequest { view: self.view },
+        });
+        if !self.timers.is_set(Timer::NewViewRequest) {
+            self.timers.set(
+                Timer::NewViewRequest,
+                self.now.plus_millis(self.cfg.request_timeout_ms),
+            );
+        }
+    }
+
+    /// [`Timer::NewViewRequest`] fired: still outside a view change with
+    /// messages of a later view buffered, so no NEW-VIEW came. Asks their
+    /// senders again; without this a replica that restarted into an old
+    /// view while the others had moved on stayed there for as long as no
+    /// new message arrived (its requests fell in the peers' answer
+    /// interval and nothing made it ask again: seed 1403398, lying-answers).
+    pub(super) fn on_new_view_request_timer(&mut self) {
+        if self.changing_to.is_some() {
+            return;
+        }
+        let senders: std::collections::BTreeSet<ReplicaId> = self
+            .future
+            .iter()
+            .filter(|(_, m)| m.view() > self.view)
+            .map(|(from, _)| *from)
+            .collect();
+        for from in &senders {
+            self.ask_for_new_view(*from);
+        }
+        if !senders.is_empty() && !self.timers.is_set(Timer::NewViewRequest) {
+            self.timers.set(
+                Timer::NewViewRequest,
+                self.now.plus_millis(self.cfg.request_timeout_ms),
+            );
+        }
     }
 
     /// Re-feeds buffered messages of the view just entered.

@@ -786,6 +786,7 @@ impl Replica {
                     Timer::ViewChange => self.on_view_change_timer(),
                     Timer::Request => self.on_request_timer(),
                     Timer::VoteRetransmit => self.on_vote_retransmit_timer(),
+                    Timer::NewViewRequest => self.on_new_view_request_timer(),
                 }
             }
         }

@@ -29,15 +29,19 @@ pub(super) enum Timer {
     /// Normal case with work: nothing executed for a while, so re-send our
     /// votes of the unexecuted seqs (the interval doubles while fruitless).
     VoteRetransmit,
+    /// In normal operation with messages of a later view buffered: the
+    /// NEW-VIEW asked of their senders did not come, so ask again.
+    NewViewRequest,
 }
 
 impl Timer {
-    pub(super) const FIRING_ORDER: [Timer; 5] = [
+    pub(super) const FIRING_ORDER: [Timer; 6] = [
         Timer::Retransmit,
         Timer::Fetch,
         Timer::ViewChange,
         Timer::Request,
         Timer::VoteRetransmit,
+        Timer::NewViewRequest,
     ];
 
     fn index(self) -> usize {
@@ -48,7 +52,7 @@ impl Timer {
 /// One optional deadline per [`Timer`].
 #[derive(Clone, Debug, Default)]
 pub(super) struct TimerTable {
-    deadlines: [Option<Time>; 5],
+    deadlines: [Option<Time>; Timer::FIRING_ORDER.len()],
 }
 
 impl TimerTable {
@@ -108,7 +112,7 @@ mod tests {
 
     #[test]
     fn the_firing_order_names_every_timer_once() {
-        let mut seen = [false; 5];
+        let mut seen = [false; Timer::FIRING_ORDER.len()];
         for t in Timer::FIRING_ORDER {
             assert!(!seen[t.index()]);
             seen[t.index()] = true;

@@ -451,6 +451,7 @@ impl Replica {
         self.changing_to = None;
         self.timers.stop(Timer::ViewChange);
         self.timers.stop(Timer::Retransmit);
+        self.timers.stop(Timer::NewViewRequest);
         self.own_view_change = None;
         self.new_view_answered.clear();
         self.new_view_requested.clear();

@@ -51,10 +51,15 @@ impl Sim {
                     .partitions
                     .iter()
                     .any(|p| p.start < self.now && p.end > since);
-            // A Byzantine replica that never reads takes no part in a view
-            // change: with it and the crashed primary, more than f replicas
-            // are out and PBFT promises no progress (seeds 1100525, 1100943).
-            let absent = if self.scenario.adversary.is_some_and(|k| k.never_reads()) {
+            // A Byzantine replica that never reads (seeds 1100525, 1100943)
+            // or may withhold its VIEW-CHANGE (seed 1402656) takes no part
+            // in a view change: with it and the crashed primary, more than
+            // f replicas are out and PBFT promises no progress.
+            let absent = if self
+                .scenario
+                .adversary
+                .is_some_and(|k| k.may_withhold_view_changes())
+            {
                 self.byzantine.len()
             } else {
                 0
