@@ -1,7 +1,7 @@
 //! A campaign of 1,000 random seeds (swarm testing: each seed draws its own
 //! fault rates), and the proof that the checker can fail.
 
-use pbft_ledger::consensus::messages::{Message, Prepare};
+use pbft_ledger::consensus::messages::{Message, PrePrepare, Prepare};
 use pbft_ledger::crypto::{Digest, KeyPair, NetworkId};
 use pbft_ledger::node::CommittedBlock;
 use pbft_ledger::sim::checker::Checker;
@@ -125,14 +125,35 @@ fn checker_reports_gaps_lost_blocks_and_equivocation() {
         )
         .into_signed()
     };
-    c.on_send(ReplicaId(0), &Message::Prepare(vote(1)));
-    c.on_send(ReplicaId(0), &Message::Prepare(vote(1)));
+    c.on_send(ReplicaId(0), &Message::Prepare(vote(1)), 0);
+    c.on_send(ReplicaId(0), &Message::Prepare(vote(1)), 0);
     assert!(c.violations.is_empty());
-    c.on_send(ReplicaId(0), &Message::Prepare(vote(2)));
+    c.on_send(ReplicaId(0), &Message::Prepare(vote(2)), 0);
     assert!(c
         .violations
         .iter()
         .any(|v| v.starts_with("S7 equivocation")));
+
+    // S11: a correct replica proposes only above its height.
+    let mut c = Checker::default();
+    let proposal = |seq: u64| Message::PrePrepare {
+        pre_prepare: key
+            .sign(
+                net,
+                ReplicaId(0),
+                PrePrepare {
+                    view: View(0),
+                    seq: Seq(seq),
+                    digest: Digest([7; 32]),
+                },
+            )
+            .into_signed(),
+        batch: Vec::new(),
+    };
+    c.on_send(ReplicaId(0), &proposal(5), 4);
+    assert!(c.violations.is_empty(), "{:?}", c.violations);
+    c.on_send(ReplicaId(0), &proposal(4), 4);
+    assert!(c.violations.iter().any(|v| v.starts_with("S11 proposals")));
 }
 
 /// Issue 17: a client's nonce of u64::MAX, or beyond the bank's nonce jump

@@ -132,7 +132,16 @@ impl Checker {
     }
 
     /// S7: a correct replica never signs two different votes for one slot.
-    pub fn on_send(&mut self, sender: ReplicaId, message: &Message) {
+    /// A message a replica sends while it has executed every seq up to
+    /// `executed` (null requests included).
+    /// `message` is what the replica's core sends, before any adversary
+    /// strategy rewrites it: S11 holds for the core of every replica
+    /// (Byzantine ones run the same core), the other rules for correct
+    /// replicas only.
+    pub fn on_send(&mut self, sender: ReplicaId, message: &Message, executed: u64) {
+        if let Message::PrePrepare { pre_prepare, .. } = message {
+            self.proposal_above_height(sender, pre_prepare, executed);
+        }
         if self.byzantine.contains(&sender) {
             return;
         }
@@ -148,6 +157,27 @@ impl Checker {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// S11: a correct replica proposes (and re-sends its proposals) only
+    /// above the last seq it executed: a PRE-PREPARE at or below it is wasted, and
+    /// its slot would sit below the stable checkpoint (a primary that
+    /// caught up by fetching once proposed at its old next seq, seed
+    /// 2100264 bad-new-view). The core's own invariant check found that
+    /// bug; this rule sees it from outside, so it also holds while a tooth
+    /// switches the core's checks off.
+    fn proposal_above_height(&mut self, sender: ReplicaId, s: &Signed<PrePrepare>, executed: u64) {
+        if s.signer != sender {
+            return;
+        }
+        if let Ok(pp) = PrePrepare::decode(&s.payload) {
+            if pp.seq.0 <= executed {
+                self.violation(format!(
+                    "S11 proposals: {sender:?} sent a PRE-PREPARE for view {} seq {} at or below its last executed seq {executed}",
+                    pp.view.0, pp.seq.0
+                ));
+            }
         }
     }
 

@@ -117,8 +117,10 @@ impl Sim {
         let honest = !self.checker.byzantine.contains(&r);
         let mut out = Vec::new();
         let mut committed = Vec::new();
+        let executed;
         {
             let node = self.nodes[slot].as_mut().expect("alive");
+            executed = node.replica().last_executed().0;
             while let Some(o) = node.pop_outgoing() {
                 out.push(o);
             }
@@ -155,7 +157,7 @@ impl Sim {
         for o in out {
             match o {
                 Outgoing::ToReplica { to, message } => {
-                    self.checker.on_send(r, &message);
+                    self.checker.on_send(r, &message, executed);
                     if strategy {
                         let sends = self.with_strategy(r, |st, ctx| st.outgoing(ctx, to, message));
                         for s in sends {
@@ -166,7 +168,7 @@ impl Sim {
                     }
                 }
                 Outgoing::Broadcast(message) => {
-                    self.checker.on_send(r, &message);
+                    self.checker.on_send(r, &message, executed);
                     for to in (0..n).map(ReplicaId).filter(|t| *t != r) {
                         if strategy {
                             let m = message.clone();
