@@ -1,10 +1,10 @@
 //! What a replica's client endpoint may hold: its bounds
 //! ([`ClientLimits`]) and the slots and shares every connection draws on.
 
-use super::super::limits;
-use super::super::share::{Shares, Unit};
 use super::server::Screen;
 use crate::crypto::PublicKey;
+use crate::net::limits;
+use crate::net::share::{Shares, Unit};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;

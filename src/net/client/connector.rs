@@ -1,14 +1,15 @@
-//! The client's side of the client endpoint: a [`ClientConnector`] dials
-//! each replica once, keeps one session per replica, and matches each
-//! answer record to the request waiting for it.
+//! The client's side of the client endpoint: a [`ClientConnector`] keeps
+//! one connection and session per replica (dialled when first needed,
+//! redialled once it is dead) and hands each answer record to the request
+//! waiting for it.
 
-use super::super::tls::{self, Identity, Pin};
-use super::super::{codes, connection_error, limits, transport_config, NetError};
 use super::record::{
     put_record, read_record, ReadFailure, COALESCE_BYTES_MAX, KIND_BUSY, KIND_FRAME,
     KIND_NO_RESPONSE, RECORD_HEAD,
 };
 use crate::crypto::{KeyPair, PublicKey};
+use crate::net::tls::{self, Identity, Pin};
+use crate::net::{codes, connection_error, limits, transport_config, NetError};
 use quinn::{Connection, Endpoint, VarInt};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -1,14 +1,18 @@
 //! The session record format (see the module above): writing a record,
 //! and reading one with its declared length bounded.
 
+/// A record carrying a frame: a request, or the answer to one.
 pub(super) const KIND_FRAME: u8 = 0;
+/// An answer: no request slot was free at the replica.
 pub(super) const KIND_BUSY: u8 = 1;
+/// An answer: the node dropped the request without a response.
 pub(super) const KIND_NO_RESPONSE: u8 = 2;
 /// Bytes of a record after the length: id and kind.
 pub(super) const RECORD_HEAD: usize = 8 + 1;
 /// Records a writer puts into one write when several are ready.
 pub(super) const COALESCE_BYTES_MAX: usize = 64 * 1024;
 
+/// Appends the record `(id, kind, payload)` to `buf`.
 pub(in crate::net) fn put_record(buf: &mut Vec<u8>, id: u64, kind: u8, payload: &[u8]) {
     buf.extend_from_slice(&((RECORD_HEAD + payload.len()) as u32).to_le_bytes());
     buf.extend_from_slice(&id.to_le_bytes());

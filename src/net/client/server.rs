@@ -3,15 +3,15 @@
 //! as a [`ClientRequest`], and writes the answers back as the node
 //! produces them.
 
-use super::super::share::Shares;
-use super::super::tls::{self, Identity, Pin};
-use super::super::{codes, limits, transport_config, NetError};
 use super::capacity::{ClientLimits, ServerSlot, ShareOf, Shared};
 use super::record::{
     put_record, read_record, ReadFailure, COALESCE_BYTES_MAX, KIND_BUSY, KIND_FRAME,
     KIND_NO_RESPONSE,
 };
 use crate::crypto::{KeyPair, PublicKey};
+use crate::net::share::Shares;
+use crate::net::tls::{self, Identity, Pin};
+use crate::net::{codes, limits, transport_config, NetError};
 use quinn::{Connection, Endpoint};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
