@@ -39,7 +39,6 @@ pub mod node;
 pub mod operator;
 pub mod sim;
 pub mod storage;
-#[cfg(feature = "teeth")]
 pub mod teeth;
 pub mod tx;
 pub mod types;
