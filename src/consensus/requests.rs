@@ -11,7 +11,7 @@
 
 use super::messages::PrePrepare;
 use super::timers::Timer;
-use super::{Action, Refusal, Replica, Slot, VoteKind};
+use super::{Action, Refusal, Replica, Status, VoteKind};
 use crate::crypto::PublicKey;
 use crate::tx::{batch_digest, Batch, Transaction, VerifiedTx};
 use std::collections::{BTreeMap, BTreeSet};
@@ -210,7 +210,7 @@ impl Replica {
                 return;
             }
         }
-        if !self.timers.is_set(Timer::Request) && self.changing_to.is_none() {
+        if !self.timers.is_set(Timer::Request) && self.status == Status::Normal {
             self.start_request_timer();
         }
         self.try_propose();
@@ -243,7 +243,7 @@ impl Replica {
     /// of the view (a lost message is the likeliest cause); if the next expiry
     /// still finds no progress, suspect the primary.
     pub(super) fn on_request_timer(&mut self) {
-        if !self.has_work() || self.changing_to.is_some() {
+        if !self.has_work() || self.status != Status::Normal {
             return;
         }
         self.timers.set(
@@ -260,19 +260,32 @@ impl Replica {
         } else if let Some(target) = self.stuck_below() {
             self.start_fetch(target);
         }
-        self.timer_strikes = self.timer_strikes.saturating_add(1);
+        self.view_change.timer_strikes = self.view_change.timer_strikes.saturating_add(1);
         self.retransmit_votes();
-        if self.is_primary() && !self.may_vote_afresh(self.view) {
+        if self.is_primary() && !self.guard.may_vote_afresh(self.view) {
             // A primary restarted after a crash cannot propose in this view:
             // it asks for the next one at once.
             tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
                 "request timer expired; restarted primary cannot propose in this view, suspecting itself");
             self.suspect_primary();
-        } else if self.timer_strikes >= 2 && !self.is_primary() {
+        } else if self.view_change.timer_strikes >= 2 && !self.is_primary() {
             tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
                 "request timer expired again; suspecting the primary");
             self.suspect_primary();
         }
+    }
+
+    /// Whether something should execute that has not: a pending request, a
+    /// PRE-PREPARE above our height, or a seq that f+1 COMMITs show prepared
+    /// at a correct replica. (A Byzantine backup alone can produce none of
+    /// these, so it cannot make correct replicas time out and suspect.) The
+    /// request timer runs while this holds, so a replica one block behind
+    /// when the clients fall silent still retransmits, fetches, or suspects.
+    pub(super) fn has_work(&self) -> bool {
+        if !self.pending.is_empty() || self.catch_up.weakly_committed > self.log.last_executed {
+            return true;
+        }
+        self.log.awaits_execution(self.cluster.weak_quorum())
     }
 
     /// Proposes batches while we are primary, hold unproposed requests, and
@@ -284,18 +297,19 @@ impl Replica {
     }
 
     pub(super) fn form_batches(&mut self) {
-        while self.is_primary() && self.may_vote_afresh(self.view) && self.pending.has_unproposed()
+        while self.is_primary()
+            && self.guard.may_vote_afresh(self.view)
+            && self.pending.has_unproposed()
         {
             // Never at or below our height: a primary that caught up by
             // fetching executed seqs above its last proposal (found by
             // `check_invariants`: a slot below the stable checkpoint, seed
             // 2100264 with bad-new-view).
-            let seq = self.next_seq.max(self.last_executed.next());
-            let high = self.low.0 + self.cfg.watermark_window;
-            if seq.0 > high {
+            let seq = self.next_seq.max(self.log.last_executed.next());
+            if seq > self.log.window_top() {
                 break;
             }
-            if seq.0.saturating_sub(self.last_executed.0) > self.cfg.pipeline_depth {
+            if seq.0.saturating_sub(self.log.last_executed.0) > self.cfg.pipeline_depth {
                 break;
             }
             let txs = self.pending.take_batch(self.cfg.batch_txs_max);
@@ -327,13 +341,7 @@ impl Replica {
                 pre_prepare: pp.signed().clone(),
                 batch: bytes.to_vec(),
             }));
-        let slot = self.slots.entry(seq).or_insert_with(|| Slot {
-            view,
-            ..Slot::default()
-        });
-        if slot.view < view {
-            slot.reset_to(view);
-        }
+        let slot = self.log.slot_mut(seq, view);
         slot.pre_prepare = Some(pp);
         slot.batch = Some((Arc::new(batch), bytes));
         self.check_prepared(seq);
