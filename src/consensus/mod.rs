@@ -86,7 +86,7 @@ pub use view_change::Status;
 
 use crate::cluster::Cluster;
 use crate::crypto::{Digest, KeyPair, NetworkId, Payload, Signed, Verified, Verifier};
-use crate::tx::{Batch, Transaction, VerifiedCache, VerifiedTx};
+use crate::tx::{Batch, Transaction, VerifiedTx};
 use crate::types::{ReplicaId, Seq, Time, View};
 use catch_up::CatchUp;
 use checkpoint::{Checkpoints, CHECKPOINTS_PER_REPLICA};
@@ -94,6 +94,8 @@ use guard::{VoteGuard, VoteKind};
 use inbox::Inbox;
 use log::{CommittedEntry, Log};
 use messages::*;
+use normal::VoteRetransmit;
+use requests::Requests;
 use rkyv::{Archive, Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -246,30 +248,12 @@ pub struct Replica {
     /// Future-view messages and the wasted-check allowance (`inbox.rs`).
     inbox: Inbox,
 
-    /// Client requests known but not executed (`requests.rs`).
-    pending: Pending,
-    /// Client signatures checked in batches (PRE-PREPAREs, fetches): one
-    /// that arrives again, from its client or re-proposed, is not checked
-    /// again. Bounded by [`Config::verified_cache_max`].
-    verified: VerifiedCache,
-    /// The next seq to propose at as primary (never at or below our
-    /// height, see `form_batches`).
-    next_seq: Seq,
-    /// With deferred proposals (a driver grouping inputs), a primary forms
-    /// batches only at [`Replica::propose_now`], so every request of the
-    /// group can join one batch.
-    defer_proposals: bool,
+    /// Client requests, and the primary's proposals (`requests.rs`).
+    requests: Requests,
     /// Every deadline, by timer.
     timers: TimerTable,
-    /// Arrival number of the request the request timer was started for
-    /// (the oldest held then); `None` if it runs for other work.
-    timed_request: Option<u64>,
-    /// Normal case: re-send our votes when [`Timer::VoteRetransmit`] fires
-    /// if nothing executed since `vote_retransmit_mark` (see
-    /// `on_vote_retransmit_timer`); how many times in a row that found no
-    /// progress (the interval doubles).
-    vote_retransmit_mark: Seq,
-    vote_retransmit_streak: u32,
+    /// When to re-send our votes in the normal case (`normal.rs`).
+    vote_retransmit: VoteRetransmit,
 
     actions: VecDeque<Action>,
     stats: Stats,
@@ -302,14 +286,9 @@ impl Replica {
             view_change: ViewChangeState::new(&cfg, n),
             catch_up: CatchUp::default(),
             inbox: Inbox::new(n),
-            pending: Pending::new(cfg.pending_requests_max, cfg.pending_per_client_max),
-            verified: VerifiedCache::new(cfg.verified_cache_max()),
-            next_seq: Seq(1),
-            defer_proposals: false,
+            requests: Requests::new(&cfg),
             timers: TimerTable::default(),
-            timed_request: None,
-            vote_retransmit_mark: Seq(0),
-            vote_retransmit_streak: 0,
+            vote_retransmit: VoteRetransmit::default(),
             actions: VecDeque::new(),
             stats: Stats::default(),
             invariant_checks: cfg!(any(debug_assertions, test)),
@@ -328,7 +307,7 @@ impl Replica {
     /// Makes the primary propose only at [`Replica::propose_now`] (for a
     /// driver that feeds inputs in groups; see `Node::ingest`).
     pub fn defer_proposals(&mut self, defer: bool) {
-        self.defer_proposals = defer;
+        self.requests.defer_proposals = defer;
     }
 
     /// Proposes what deferred proposals held back (a no-op unless primary
@@ -427,18 +406,18 @@ impl Replica {
     }
     /// Client requests held pending.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.requests.pending.len()
     }
     /// Requests of `client` held pending, and the most one client may hold.
     pub fn pending_of(&self, client: &crate::crypto::PublicKey) -> (usize, usize) {
         (
-            self.pending.of_client(client),
+            self.requests.pending.of_client(client),
             self.cfg.pending_per_client_max,
         )
     }
     /// Whether exactly this request is held pending.
     pub fn holds_pending(&self, tx: &Transaction) -> bool {
-        self.pending.holds(tx)
+        self.requests.pending.holds(tx)
     }
     pub fn cluster(&self) -> Cluster {
         self.cluster
@@ -447,13 +426,13 @@ impl Replica {
         self.verifier.network()
     }
     pub fn pending_requests(&self) -> usize {
-        self.pending.len()
+        self.requests.pending.len()
     }
     /// `tx` as checked, if exactly it (signature included) was checked
     /// recently in a batch (`verified`): a client's copy of a transaction
     /// this replica saw in a PRE-PREPARE needs no second signature check.
     pub fn verified_tx(&self, tx: &Transaction) -> Option<VerifiedTx> {
-        self.verified.get(tx)
+        self.requests.verified.get(tx)
     }
     /// Sizes of every bounded structure, for memory-bound checks (S8).
     pub fn footprint(&self) -> Footprint {
@@ -461,12 +440,12 @@ impl Replica {
             slots: self.log.slots.len(),
             future_messages: self.inbox.future.len(),
             future_bytes: self.inbox.future_bytes(),
-            pending_requests: self.pending.len(),
+            pending_requests: self.requests.pending.len(),
             checkpoint_votes: self.checkpoints.vote_count(),
             view_changes: self.view_change.received.len(),
             fetched: self.catch_up.fetched.len(),
             votes: self.guard.len(),
-            verified_txs: self.verified.len(),
+            verified_txs: self.requests.verified.len(),
             reply_cache: 0,
         }
     }

@@ -16,11 +16,33 @@
 
 use super::messages::{Commit, Message, PrePrepare, Prepare, PreparedProof};
 use super::timers::Timer;
-use super::{teeth, Action, CommittedEntry, PersistOp, Refusal, Replica, Status, VoteKind};
+use super::{teeth, Action, CommittedEntry, Config, PersistOp, Refusal, Replica, Status, VoteKind};
 use crate::crypto::{Digest, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
 use crate::types::{ReplicaId, Seq};
 use std::sync::Arc;
+
+/// The normal case's own retransmission: re-send our votes when
+/// [`Timer::VoteRetransmit`] fires if nothing executed since `mark`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct VoteRetransmit {
+    /// Our height when the timer was armed.
+    pub(super) mark: Seq,
+    /// Expiries in a row that found no progress: the interval doubles with
+    /// each ([`VoteRetransmit::interval_ms`]).
+    pub(super) streak: u32,
+}
+
+impl VoteRetransmit {
+    /// The retransmission interval, doubled per fruitless expiry, at most
+    /// the request timeout.
+    pub(super) fn interval_ms(&self, cfg: &Config) -> u64 {
+        let shift = self.streak.min(20);
+        cfg.retransmit_ms
+            .saturating_mul(1 << shift)
+            .min(cfg.request_timeout_ms)
+    }
+}
 
 impl Replica {
     /// After our window moved: vote for the entries held above the old one
@@ -289,12 +311,12 @@ impl Replica {
     pub(super) fn on_vote_retransmit_timer(&mut self) {
         if self.status != Status::Normal
             || !self.has_work()
-            || self.log.last_executed != self.vote_retransmit_mark
+            || self.log.last_executed != self.vote_retransmit.mark
         {
-            self.vote_retransmit_streak = 0;
+            self.vote_retransmit.streak = 0;
             return;
         }
-        self.vote_retransmit_streak = self.vote_retransmit_streak.saturating_add(1);
+        self.vote_retransmit.streak = self.vote_retransmit.streak.saturating_add(1);
         self.retransmit_votes();
     }
 
@@ -448,7 +470,7 @@ impl Replica {
             };
             self.catch_up.fetched.remove(&seq);
             for tx in &entry.batch.txs {
-                self.pending.executed(tx.from, tx.nonce);
+                self.requests.pending.executed(tx.from, tx.nonce);
             }
             self.log.last_executed = seq;
             self.stats.batches_executed += 1;
@@ -470,7 +492,7 @@ impl Replica {
                 self.view_change.timer_strikes = 0;
                 if !self.has_work() || self.status != Status::Normal {
                     self.timers.stop(Timer::Request);
-                    self.timed_request = None;
+                    self.requests.timed_request = None;
                 } else {
                     self.start_request_timer();
                 }

@@ -120,7 +120,7 @@ impl Replica {
         // Next proposal: above everything we pre-prepared in this view.
         let view = self.view;
         let proposed = self.guard.highest_pre_prepare(view).unwrap_or(Seq(0));
-        self.next_seq = proposed
+        self.requests.next_seq = proposed
             .max(self.log.last_executed)
             .max(self.log.low)
             .next();

@@ -112,13 +112,8 @@ impl Replica {
         if !self.has_work() {
             self.timers.stop(Timer::VoteRetransmit);
         } else if !self.timers.is_set(Timer::VoteRetransmit) && self.status == Status::Normal {
-            let shift = self.vote_retransmit_streak.min(20);
-            let interval = self
-                .cfg
-                .retransmit_ms
-                .saturating_mul(1 << shift)
-                .min(self.cfg.request_timeout_ms);
-            self.vote_retransmit_mark = self.log.last_executed;
+            let interval = self.vote_retransmit.interval_ms(&self.cfg);
+            self.vote_retransmit.mark = self.log.last_executed;
             self.timers
                 .set(Timer::VoteRetransmit, now.plus_millis(interval));
         }

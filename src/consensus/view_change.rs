@@ -583,7 +583,7 @@ impl Replica {
         let max_s = o.entries.last().map_or(o.min_s, |e| e.seq);
         // Before anything below can propose: seqs up to max_s belong to O.
         if self.cluster.primary(view) == self.me {
-            self.next_seq = max_s.max(self.log.last_executed).max(self.log.low).next();
+            self.requests.next_seq = max_s.max(self.log.last_executed).max(self.log.low).next();
         }
         self.log.new_view_ceiling = self.log.new_view_ceiling.max(max_s);
 

@@ -263,7 +263,7 @@ fn new_primary_sends_new_view_reproposing_prepared_and_null_requests() {
     assert_eq!(broadcast_new_view(&acts), expected);
     assert!(r1.is_primary());
     assert_eq!(r1.view(), View(1));
-    assert_eq!(r1.next_seq, Seq(3));
+    assert_eq!(r1.requests.next_seq, Seq(3));
 }
 
 /// §4.4: a backup accepts a NEW-VIEW if it is properly signed, its
