@@ -390,14 +390,7 @@ impl Replica {
                 message: Message::Checkpoint(c),
             });
         }
-        let own_commit = self
-            .log
-            .slots
-            .values()
-            .rev()
-            .filter(|s| s.committed.is_some())
-            .find_map(|s| s.commits.get(&self.me).map(|c| c.signed().clone()));
-        if let Some(c) = own_commit {
+        if let Some(c) = self.log.latest_own_commit(self.me) {
             self.actions.push_back(Action::Send {
                 to: peer,
                 message: Message::Commit(c),

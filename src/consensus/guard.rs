@@ -152,15 +152,6 @@ impl Replica {
     /// driver stopping cleanly persists them, so the restarted replica keeps
     /// voting in the view.
     pub fn unsaved_votes(&self) -> Vec<PersistOp> {
-        let mut ops = Vec::new();
-        for slot in self.log.slots.values().filter(|s| s.view == self.view) {
-            if let Some((pre_prepare, batch)) = slot.own_pre_prepare(self.me) {
-                ops.push(PersistOp::PrePrepare { pre_prepare, batch });
-            }
-            if let Some(p) = slot.prepares.get(&self.me) {
-                ops.push(PersistOp::Prepare(p.signed().clone()));
-            }
-        }
-        ops
+        self.log.unsaved_votes(self.me, self.view)
     }
 }

@@ -9,8 +9,8 @@
 //! above our window while we lag (`new_view_ceiling`); we hold them, but
 //! vote for them only once our own window reaches them.
 
-use super::messages::{Checkpoint, Commit, PrePrepare, Prepare, PreparedProof};
-use super::VoteKind;
+use super::messages::{Checkpoint, Commit, Message, PrePrepare, Prepare, PreparedProof};
+use super::{PersistOp, VoteKind};
 use crate::crypto::{Digest, Signed, Verified};
 use crate::tx::Batch;
 use crate::types::{ReplicaId, Seq, View};
@@ -72,6 +72,46 @@ impl Slot {
             committed,
             ..Slot::default()
         };
+    }
+
+    /// The commit certificate, once this slot commits locally: prepared
+    /// (our COMMIT sent) and `quorum` matching COMMITs (2f+1) for its
+    /// PRE-PREPARE; `None` before, or if it committed already.
+    pub(super) fn commit_certificate(&self, quorum: usize) -> Option<CommittedEntry> {
+        if self.committed.is_some() || !self.sent_commit {
+            return None;
+        }
+        let pp = self.pre_prepare.as_ref()?;
+        let (view, digest) = (pp.view, pp.digest);
+        let certificate: Vec<_> = self
+            .commits
+            .values()
+            .filter(|c| c.digest == digest && c.view == view)
+            .map(|c| c.signed().clone())
+            .take(quorum)
+            .collect();
+        if certificate.len() < quorum {
+            return None;
+        }
+        let (batch, bytes) = self.batch.clone().expect("pre-prepare kept with its batch");
+        Some(CommittedEntry {
+            digest,
+            batch,
+            bytes,
+            certificate,
+        })
+    }
+
+    /// Our own PREPARE and COMMIT held here (`me`'s), as messages.
+    fn own_votes(&self, me: ReplicaId) -> Vec<Message> {
+        let mut out = Vec::new();
+        if let Some(p) = self.prepares.get(&me) {
+            out.push(Message::Prepare(p.signed().clone()));
+        }
+        if let Some(c) = self.commits.get(&me) {
+            out.push(Message::Commit(c.signed().clone()));
+        }
+        out
     }
 
     /// Whether f+1 (`weak`) COMMITs for one digest are in: prepared at a
@@ -224,6 +264,67 @@ impl Log {
             .map(|(seq, _)| *seq)
             .next_back()
             .unwrap_or_default()
+    }
+
+    /// `peer` re-sent a vote for `seq`: our own votes there (`me`'s) to
+    /// send it, at most once per peer between our own retransmissions.
+    pub(super) fn answer_retransmission(
+        &mut self,
+        peer: ReplicaId,
+        seq: Seq,
+        me: ReplicaId,
+    ) -> Vec<Message> {
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return Vec::new();
+        };
+        if !slot.answered.insert(peer) {
+            return Vec::new();
+        }
+        slot.own_votes(me)
+    }
+
+    /// Our own votes (`me`'s) of `view` for every seq above our height that
+    /// has not committed, in seq order; every slot may answer each peer
+    /// once again.
+    pub(super) fn own_votes_to_resend(&mut self, me: ReplicaId, view: View) -> Vec<Message> {
+        let mut out = Vec::new();
+        let executed = self.last_executed;
+        for (seq, slot) in self.slots.iter_mut() {
+            slot.answered.clear();
+            if slot.view != view || slot.committed.is_some() || *seq <= executed {
+                continue;
+            }
+            if let Some((pre_prepare, batch)) = slot.own_pre_prepare(me) {
+                out.push(Message::PrePrepare { pre_prepare, batch });
+            }
+            out.extend(slot.own_votes(me));
+        }
+        out
+    }
+
+    /// Our own PRE-PREPAREs (with their batches) and PREPAREs (`me`'s) of
+    /// `view`, in seq order: what a clean stop persists
+    /// (`Replica::unsaved_votes`).
+    pub(super) fn unsaved_votes(&self, me: ReplicaId, view: View) -> Vec<PersistOp> {
+        let mut ops = Vec::new();
+        for slot in self.slots.values().filter(|s| s.view == view) {
+            if let Some((pre_prepare, batch)) = slot.own_pre_prepare(me) {
+                ops.push(PersistOp::PrePrepare { pre_prepare, batch });
+            }
+            if let Some(p) = slot.prepares.get(&me) {
+                ops.push(PersistOp::Prepare(p.signed().clone()));
+            }
+        }
+        ops
+    }
+
+    /// Our COMMIT (`me`'s) for the highest seq that committed here.
+    pub(super) fn latest_own_commit(&self, me: ReplicaId) -> Option<Signed<Commit>> {
+        self.slots
+            .values()
+            .rev()
+            .filter(|s| s.committed.is_some())
+            .find_map(|s| s.commits.get(&me).map(|c| c.signed().clone()))
     }
 
     /// Panics, naming the rule, if a slot is inconsistent; `view` is the

@@ -50,7 +50,8 @@
 //! | `ViewChangeState` | `view_change.rs` | suspicions, VIEW-CHANGEs, the NEW-VIEW to re-send, view-change pacing |
 //! | `CatchUp` | `catch_up.rs` | evidence of being behind, the fetch, fetched batches |
 //! | `Inbox` | `inbox.rs` | future-view messages, the wasted-check allowance |
-//! | [`Pending`] | `requests.rs` | client requests known but not executed |
+//! | `Requests` | `requests.rs` | client requests known but not executed ([`Pending`]), checked signatures, the primary's next seq |
+//! | `VoteRetransmit` | `normal.rs` | when to re-send our votes in the normal case |
 //!
 //! The phase files (`normal.rs`, `view_change.rs`, ...) hold the handlers:
 //! `impl Replica` blocks that borrow the parts they need. Configuration is in

@@ -16,7 +16,7 @@
 
 use super::messages::{Commit, Message, PrePrepare, Prepare, PreparedProof};
 use super::timers::Timer;
-use super::{teeth, Action, CommittedEntry, Config, PersistOp, Refusal, Replica, Status, VoteKind};
+use super::{teeth, Action, Config, PersistOp, Refusal, Replica, Status, VoteKind};
 use crate::crypto::{Digest, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
 use crate::types::{ReplicaId, Seq};
@@ -281,20 +281,7 @@ impl Replica {
     /// A peer re-sent a vote for `seq`: it has not made progress there, so it
     /// may be missing ours. Send it our PREPARE and COMMIT for the slot.
     pub(super) fn answer_retransmission(&mut self, peer: ReplicaId, seq: Seq) {
-        let Some(slot) = self.log.slots.get_mut(&seq) else {
-            return;
-        };
-        if !slot.answered.insert(peer) {
-            return;
-        }
-        let mut out = Vec::new();
-        if let Some(p) = slot.prepares.get(&self.me) {
-            out.push(Message::Prepare(p.signed().clone()));
-        }
-        if let Some(c) = slot.commits.get(&self.me) {
-            out.push(Message::Commit(c.signed().clone()));
-        }
-        for message in out {
+        for message in self.log.answer_retransmission(peer, seq, self.me) {
             self.actions.push_back(Action::Send { to: peer, message });
         }
     }
@@ -324,23 +311,7 @@ impl Replica {
     /// (and restarts the normal-case retransmission interval).
     pub(super) fn retransmit_votes(&mut self) {
         self.timers.stop(Timer::VoteRetransmit);
-        let mut out = Vec::new();
-        let executed = self.log.last_executed;
-        for (seq, slot) in self.log.slots.iter_mut() {
-            slot.answered.clear();
-            if slot.view != self.view || slot.committed.is_some() || *seq <= executed {
-                continue;
-            }
-            if let Some((pre_prepare, batch)) = slot.own_pre_prepare(self.me) {
-                out.push(Message::PrePrepare { pre_prepare, batch });
-            }
-            if let Some(p) = slot.prepares.get(&self.me) {
-                out.push(Message::Prepare(p.signed().clone()));
-            }
-            if let Some(c) = slot.commits.get(&self.me) {
-                out.push(Message::Commit(c.signed().clone()));
-            }
-        }
+        let mut out = self.log.own_votes_to_resend(self.me, self.view);
         // Our latest checkpoint, if it is not stable yet: peers may have lost
         // our CHECKPOINT in a crash, and without 2f+1 of them the window
         // never moves (an omission seed churned through 100 views with the
@@ -426,33 +397,13 @@ impl Replica {
     /// Committed-local = prepared + 2f+1 matching COMMITs from distinct replicas.
     pub(super) fn check_committed(&mut self, seq: Seq) {
         let quorum = teeth::quorum(self.cluster.quorum());
-        let Some(slot) = self.log.slots.get(&seq) else {
+        let Some(slot) = self.log.slots.get_mut(&seq) else {
             return;
         };
-        if slot.committed.is_some() || !slot.sent_commit {
-            return;
-        }
-        let Some(pp) = &slot.pre_prepare else {
+        let Some(entry) = slot.commit_certificate(quorum) else {
             return;
         };
-        let (view, digest) = (pp.view, pp.digest);
-        let certificate: Vec<_> = slot
-            .commits
-            .values()
-            .filter(|c| c.digest == digest && c.view == view)
-            .map(|c| c.signed().clone())
-            .take(quorum)
-            .collect();
-        if certificate.len() < quorum {
-            return;
-        }
-        let (batch, bytes) = slot.batch.clone().expect("pre-prepare kept with its batch");
-        self.log.slots.get_mut(&seq).expect("slot exists").committed = Some(CommittedEntry {
-            digest,
-            batch,
-            bytes,
-            certificate,
-        });
+        slot.committed = Some(entry);
         self.try_execute();
     }
 
