@@ -5,7 +5,9 @@
 //! With the feature these are the "consensus hooks" of `crate::teeth`, plus
 //! the few below that need the core's own types. Without it (`crate::teeth`
 //! is not compiled then) each is an inline constant — no tooth, the honest
-//! value — so a default build holds no broken branch.
+//! value — so the few broken branches left at a call site (behind a hook
+//! that is `false`) are dead code the compiler drops, and the broken code
+//! that needs the feature (`Verifier::decode_unverified`) lives here.
 
 use super::messages::{Commit, Message, PrePrepare};
 use super::proofs::OSet;
