@@ -95,13 +95,112 @@ pub fn any_active() -> bool {
     ACTIVE.load(Ordering::Relaxed) != 0
 }
 
-/// `quorum` (2f+1), or 2f while [`Tooth::QuorumTwoF`] is active.
+// ---- consensus hooks ----
+//
+// One function per shortcut of the core (`src/consensus`), called at the
+// one place it breaks, through `consensus::teeth`: that module stands in
+// constant no-ops for these in builds without the feature (this file is
+// not compiled then), and adds the hooks that need the core's own types.
+
+/// Whether the core may break its own invariants: any tooth is active
+/// (`Replica::check_invariants` then stands aside, and the campaigns must
+/// catch the tooth through its peers and clients, as they would a bug).
+pub fn core_broken() -> bool {
+    any_active()
+}
+
+/// `quorum` (2f+1), or 2f while [`Tooth::QuorumTwoF`] is active: for
+/// prepared, committed and NEW-VIEW.
 pub fn quorum(quorum: usize) -> usize {
     if active(Tooth::QuorumTwoF) {
         quorum - 1
     } else {
         quorum
     }
+}
+
+/// The matching CHECKPOINTs that make a checkpoint stable: `quorum`
+/// (2f+1), or `f` while [`Tooth::CheckpointFromF`] is active, or
+/// `weak_quorum` (f+1) while [`Tooth::CheckpointFromFPlusOne`] is.
+pub fn checkpoint_quorum(quorum: usize, f: usize, weak_quorum: usize) -> usize {
+    if active(Tooth::CheckpointFromF) {
+        f
+    } else if active(Tooth::CheckpointFromFPlusOne) {
+        weak_quorum
+    } else {
+        quorum
+    }
+}
+
+/// Whether a list of signed votes may name a signer twice
+/// ([`Tooth::SignersNotDeduplicated`]).
+pub fn signers_not_deduplicated() -> bool {
+    active(Tooth::SignersNotDeduplicated)
+}
+
+/// The signers a certificate counts: its `distinct` signers, or all its
+/// `listed` votes while [`Tooth::SignersNotDeduplicated`] is active.
+pub fn signers_counted(distinct: usize, listed: usize) -> usize {
+    if active(Tooth::SignersNotDeduplicated) {
+        listed
+    } else {
+        distinct
+    }
+}
+
+/// Whether COMMITs are taken without a signature check
+/// ([`Tooth::CommitSignatureNotChecked`]).
+pub fn commit_signature_not_checked() -> bool {
+    active(Tooth::CommitSignatureNotChecked)
+}
+
+/// Whether future-view messages are buffered without eviction
+/// ([`Tooth::NoCapOnFutureBuffering`]).
+pub fn no_cap_on_future_buffering() -> bool {
+    active(Tooth::NoCapOnFutureBuffering)
+}
+
+/// Whether a conflicting PRE-PREPARE replaces an accepted one
+/// ([`Tooth::EquivocationGuardOff`]).
+pub fn equivocation_guard_off() -> bool {
+    active(Tooth::EquivocationGuardOff)
+}
+
+/// Whether a VIEW-CHANGE's certificates go unchecked
+/// ([`Tooth::ViewChangeProofNotChecked`]).
+pub fn view_change_proof_not_checked() -> bool {
+    active(Tooth::ViewChangeProofNotChecked)
+}
+
+/// Whether a NEW-VIEW's null re-proposals are taken on trust
+/// ([`Tooth::OSetNotChecked`]).
+pub fn o_set_not_checked() -> bool {
+    active(Tooth::OSetNotChecked)
+}
+
+/// Whether executed batches that lack the request the timer waits for are
+/// no progress for it: `censored`, or never while
+/// [`Tooth::TimerResetOnAnyExecution`] is active.
+pub fn censored(censored: bool) -> bool {
+    censored && !active(Tooth::TimerResetOnAnyExecution)
+}
+
+/// Whether a replica on a lost store votes afresh
+/// ([`Tooth::LostStoreVotesAfresh`]).
+pub fn lost_store_votes_afresh() -> bool {
+    active(Tooth::LostStoreVotesAfresh)
+}
+
+/// Whether a replica restarted after a crash votes in the crash's view
+/// ([`Tooth::RestartVotesInCrashView`]).
+pub fn restart_votes_in_crash_view() -> bool {
+    active(Tooth::RestartVotesInCrashView)
+}
+
+/// Whether the rule to sit out a crash's view lasts only one run
+/// ([`Tooth::AbstainNotPersisted`]).
+pub fn abstain_not_persisted() -> bool {
+    active(Tooth::AbstainNotPersisted)
 }
 
 // ---- node, ledger and crypto hooks ----

@@ -9,21 +9,113 @@
 //! (`catch_up.rs`).
 
 use super::messages::{Checkpoint, Message};
-use super::{Action, PersistOp, Refusal, Replica, CHECKPOINTS_PER_REPLICA};
+use super::{teeth, Action, PersistOp, Refusal, Replica};
 use crate::crypto::{Digest, Signed, Verified};
-use crate::types::Seq;
+use crate::types::{ReplicaId, Seq};
+use std::collections::BTreeMap;
+
+/// Checkpoint votes kept per replica: enough to span the window and a little
+/// beyond, so a lagging replica can still assemble a proof.
+pub(super) const CHECKPOINTS_PER_REPLICA: usize = 8;
+
+/// The CHECKPOINTs heard above the stable checkpoint, and our own digests.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Checkpoints {
+    /// Verified CHECKPOINTs by seq and signer, above the stable checkpoint:
+    /// at most [`CHECKPOINTS_PER_REPLICA`] (the newest) per signer, so at
+    /// most `n` times that in all.
+    pub(super) votes: BTreeMap<Seq, BTreeMap<ReplicaId, Verified<Checkpoint>>>,
+    /// Our own checkpoint digest at each checkpoint seq we executed, from
+    /// the stable checkpoint up.
+    pub(super) own: BTreeMap<Seq, Digest>,
+}
+
+impl Checkpoints {
+    /// Stores a checkpoint vote, keeping at most [`CHECKPOINTS_PER_REPLICA`]
+    /// (the newest) per signer. Returns false for a duplicate.
+    pub(super) fn record(&mut self, c: Verified<Checkpoint>) -> bool {
+        let signer = c.signer();
+        let votes = self.votes.entry(c.seq).or_default();
+        if votes.contains_key(&signer) {
+            return false;
+        }
+        votes.insert(signer, c);
+        let mine: Vec<Seq> = self
+            .votes
+            .iter()
+            .filter(|(_, m)| m.contains_key(&signer))
+            .map(|(s, _)| *s)
+            .collect();
+        if mine.len() > CHECKPOINTS_PER_REPLICA {
+            let oldest = mine[0];
+            if let Some(m) = self.votes.get_mut(&oldest) {
+                m.remove(&signer);
+                if m.is_empty() {
+                    self.votes.remove(&oldest);
+                }
+            }
+        }
+        true
+    }
+
+    /// Keeps a CHECKPOINT of a NEW-VIEW's proof unless its signer's vote
+    /// for that seq is in already.
+    pub(super) fn adopt(&mut self, c: Verified<Checkpoint>) {
+        if !self
+            .votes
+            .get(&c.seq)
+            .is_some_and(|m| m.contains_key(&c.signer()))
+        {
+            self.votes.entry(c.seq).or_default().insert(c.signer(), c);
+        }
+    }
+
+    /// `quorum` matching CHECKPOINTs for `seq`, with their digest (the
+    /// lowest digest that has them).
+    pub(super) fn certificate(
+        &self,
+        seq: Seq,
+        quorum: usize,
+    ) -> Option<(Digest, Vec<Signed<Checkpoint>>)> {
+        let votes = self.votes.get(&seq)?;
+        let mut digests: Vec<Digest> = votes.values().map(|c| c.digest).collect();
+        digests.sort();
+        digests.dedup();
+        digests.into_iter().find_map(|digest| {
+            let proof: Vec<Signed<Checkpoint>> = votes
+                .values()
+                .filter(|c| c.digest == digest)
+                .map(|c| c.signed().clone())
+                .take(quorum)
+                .collect();
+            (proof.len() >= quorum).then_some((digest, proof))
+        })
+    }
+
+    /// Drops what the new stable checkpoint `seq` makes useless (our own
+    /// digest at `seq` stays, for a VIEW-CHANGE's sake and the restart's).
+    pub(super) fn make_stable(&mut self, seq: Seq) {
+        self.votes.retain(|s, _| *s > seq);
+        self.own.retain(|s, _| *s >= seq);
+    }
+
+    /// CHECKPOINTs held, for the footprint.
+    pub(super) fn vote_count(&self) -> usize {
+        self.votes.values().map(|m| m.len()).sum()
+    }
+}
 
 impl Replica {
     pub(super) fn on_executed(&mut self, seq: Seq, checkpoint_digest: Digest) {
         assert!(
-            seq <= self.last_executed,
+            seq <= self.log.last_executed,
             "driver reported executing {seq:?} beyond what the core handed out ({:?})",
-            self.last_executed
+            self.log.last_executed
         );
         if !seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
             return;
         }
-        self.own_checkpoints.insert(seq, checkpoint_digest);
+        self.checkpoints.own.insert(seq, checkpoint_digest);
         let ckpt = self.sign(Checkpoint {
             seq,
             digest: checkpoint_digest,
@@ -37,44 +129,25 @@ impl Replica {
     }
 
     pub(super) fn on_checkpoint(&mut self, c: Verified<Checkpoint>) {
-        if c.seq <= self.low {
+        if c.seq <= self.log.low {
             return self.ignore(Refusal::CheckpointNotAboveStable);
         }
         if !c.seq.0.is_multiple_of(self.cfg.checkpoint_interval) {
             return self.ignore(Refusal::CheckpointNotACheckpointSeq);
         }
         let seq = c.seq;
-        self.note_progress(c.signer(), seq);
+        self.catch_up.note_progress(c.signer(), seq);
         if !self.record_checkpoint(c) {
             return;
         }
         self.check_stable(seq);
     }
 
-    /// Stores a checkpoint vote, keeping at most `CHECKPOINTS_PER_REPLICA`
-    /// (the newest) per signer. Returns false for a duplicate.
+    /// Stores a checkpoint vote. Returns false for a duplicate (refused).
     pub(super) fn record_checkpoint(&mut self, c: Verified<Checkpoint>) -> bool {
-        let signer = c.signer();
-        let votes = self.checkpoints.entry(c.seq).or_default();
-        if votes.contains_key(&signer) {
+        if !self.checkpoints.record(c) {
             self.ignore(Refusal::CheckpointDuplicate);
             return false;
-        }
-        votes.insert(signer, c);
-        let mine: Vec<Seq> = self
-            .checkpoints
-            .iter()
-            .filter(|(_, m)| m.contains_key(&signer))
-            .map(|(s, _)| *s)
-            .collect();
-        if mine.len() > CHECKPOINTS_PER_REPLICA {
-            let oldest = mine[0];
-            if let Some(m) = self.checkpoints.get_mut(&oldest) {
-                m.remove(&signer);
-                if m.is_empty() {
-                    self.checkpoints.remove(&oldest);
-                }
-            }
         }
         true
     }
@@ -82,66 +155,39 @@ impl Replica {
     /// If 2f+1 replicas agree on the checkpoint at `seq`, make it stable (once
     /// we have executed it ourselves) or fetch what we are missing.
     pub(super) fn check_stable(&mut self, seq: Seq) {
-        if seq <= self.low {
+        if seq <= self.log.low {
             return;
         }
-        let quorum = self.cluster.quorum();
-        #[cfg(feature = "teeth")]
-        let quorum = if crate::teeth::active(crate::teeth::Tooth::CheckpointFromF) {
-            self.cluster.f() as usize
-        } else if crate::teeth::active(crate::teeth::Tooth::CheckpointFromFPlusOne) {
-            self.cluster.weak_quorum()
-        } else {
-            quorum
-        };
-        let Some(votes) = self.checkpoints.get(&seq) else {
+        let quorum = teeth::checkpoint_quorum(
+            self.cluster.quorum(),
+            self.cluster.f() as usize,
+            self.cluster.weak_quorum(),
+        );
+        let Some((digest, proof)) = self.checkpoints.certificate(seq, quorum) else {
             return;
         };
-        let mut digests: Vec<Digest> = votes.values().map(|c| c.digest).collect();
-        digests.sort();
-        digests.dedup();
-        for digest in digests {
-            let proof: Vec<Signed<Checkpoint>> = votes
-                .values()
-                .filter(|c| c.digest == digest)
-                .map(|c| c.signed().clone())
-                .take(quorum)
-                .collect();
-            if proof.len() < quorum {
-                continue;
-            }
-            if seq > self.last_executed {
-                self.start_fetch(seq);
-                return;
-            }
-            // Without our own digest (we executed past it before a restart),
-            // the certificate itself proves the state of a quorum.
-            if let Some(own) = self.own_checkpoints.get(&seq) {
-                assert_eq!(
-                    *own, digest,
-                    "replica {}: 2f+1 replicas certify a different state at {seq:?} than ours",
-                    self.me
-                );
-            }
-            self.make_stable(seq, proof);
+        if seq > self.log.last_executed {
+            self.start_fetch(seq);
             return;
         }
+        // Without our own digest (we executed past it before a restart),
+        // the certificate itself proves the state of a quorum.
+        if let Some(own) = self.checkpoints.own.get(&seq) {
+            assert_eq!(
+                *own, digest,
+                "replica {}: 2f+1 replicas certify a different state at {seq:?} than ours",
+                self.me
+            );
+        }
+        self.make_stable(seq, proof);
     }
 
     /// Moves the low watermark to `seq` and truncates the log.
     pub(super) fn make_stable(&mut self, seq: Seq, proof: Vec<Signed<Checkpoint>>) {
-        assert!(seq > self.low, "stable checkpoints only move forward");
-        assert!(
-            seq <= self.last_executed,
-            "a stable checkpoint we have not executed"
-        );
-        self.low = seq;
-        self.stable_proof = proof.clone();
+        self.log.make_stable(seq, proof.clone());
         self.stats.stable_checkpoints += 1;
-        self.slots.retain(|s, _| *s > seq);
-        self.checkpoints.retain(|s, _| *s > seq);
-        self.own_checkpoints.retain(|s, _| *s >= seq);
-        self.votes.retain(|(_, _, s), _| *s > seq);
+        self.checkpoints.make_stable(seq);
+        self.guard.forget_through(seq);
         self.actions
             .push_back(Action::Persist(vec![PersistOp::StableCheckpoint {
                 seq,

@@ -2,7 +2,87 @@
 //! votes handled without a signature check, signature checks, routing by
 //! view, and the bounded buffer of messages for future views.
 
+use super::pacer::Pacer;
 use super::*;
+use crate::tx::BATCH_BYTES_MAX;
+
+/// A verified normal-case message, routed by view.
+#[derive(Clone, Debug)]
+pub(super) enum ViewMessage {
+    PrePrepare(Verified<PrePrepare>, Vec<u8>),
+    Prepare(Verified<Prepare>),
+    Commit(Verified<Commit>),
+}
+
+impl ViewMessage {
+    /// Bytes it holds while buffered (payload, signature, batch).
+    pub(super) fn bytes(&self) -> usize {
+        const SIGNED_OVERHEAD: usize = 64 + 8;
+        match self {
+            ViewMessage::PrePrepare(p, batch) => {
+                p.signed().payload.len() + SIGNED_OVERHEAD + batch.len()
+            }
+            ViewMessage::Prepare(p) => p.signed().payload.len() + SIGNED_OVERHEAD,
+            ViewMessage::Commit(c) => c.signed().payload.len() + SIGNED_OVERHEAD,
+        }
+    }
+
+    pub(super) fn view(&self) -> View {
+        match self {
+            ViewMessage::PrePrepare(p, _) => p.view,
+            ViewMessage::Prepare(p) => p.view,
+            ViewMessage::Commit(c) => c.view,
+        }
+    }
+}
+
+/// Wasted signature checks a peer may cause at once before its messages go
+/// unchecked (see [`Inbox::wasted_checks`]).
+pub const WASTED_CHECKS_BURST: u64 = 1024;
+/// Then one wasted check per this many milliseconds: at ~50 µs a check,
+/// a flooding peer gets at most ~5 % of the loop thread.
+pub const WASTED_CHECK_INTERVAL_MS: u64 = 1;
+
+/// Bytes of future-view messages kept per sender: two full batches (the
+/// PRE-PREPAREs of the next view's primary, say) and their votes. With
+/// `n` senders a replica holds at most `n` times this.
+pub const FUTURE_BYTES_PER_SENDER: usize = 2 * BATCH_BYTES_MAX + 64 * 1024;
+
+/// What peer input leaves behind on its way in.
+pub(super) struct Inbox {
+    /// Messages for views above ours, in arrival order: per sender at most
+    /// `Replica::future_share` of them and [`FUTURE_BYTES_PER_SENDER`]
+    /// bytes, each at most two views above the one we are in or changing
+    /// to.
+    pub(super) future: VecDeque<(ReplicaId, ViewMessage)>,
+    /// Per sender, signature checks that were wasted: the message failed
+    /// its check or was refused after it (stale, duplicate, out of window).
+    /// A sender that wastes more than [`WASTED_CHECKS_BURST`] at once, then
+    /// one per [`WASTED_CHECK_INTERVAL_MS`], has its messages that need a
+    /// check dropped unchecked until its allowance refills (issue 17,
+    /// defect 5: a peer flooding frames that each cost a check could take
+    /// the loop thread). Honest peers waste a few checks per view change,
+    /// far below the rate.
+    pub(super) wasted_checks: Pacer<ReplicaId>,
+    /// Inputs refused as useless so far (every [`Replica::ignore`]; not
+    /// [`Replica::ignore_kept`]).
+    pub(super) refusals: u64,
+}
+
+impl Inbox {
+    pub(super) fn new(n: usize) -> Inbox {
+        Inbox {
+            future: VecDeque::new(),
+            wasted_checks: Pacer::new(WASTED_CHECKS_BURST, WASTED_CHECK_INTERVAL_MS, n),
+            refusals: 0,
+        }
+    }
+
+    /// Bytes held by buffered future-view messages.
+    pub(super) fn future_bytes(&self) -> usize {
+        self.future.iter().map(|(_, m)| m.bytes()).sum()
+    }
+}
 
 impl Replica {
     pub(super) fn on_message(&mut self, from: ReplicaId, message: Message) {
@@ -10,13 +90,8 @@ impl Replica {
             self.ignore(Refusal::UnknownSender);
             return;
         }
-        #[cfg(feature = "teeth")]
-        if let Message::Commit(c) = &message {
-            if crate::teeth::active(crate::teeth::Tooth::CommitSignatureNotChecked) {
-                if let Ok(c) = self.verifier.decode_unverified(c) {
-                    return self.route(from, ViewMessage::Commit(c));
-                }
-            }
+        if let Some(c) = teeth::unchecked_commit(&self.verifier, &message) {
+            return self.route(from, ViewMessage::Commit(c));
         }
         // Votes that cannot change anything are handled without a check.
         let skipped = match &message {
@@ -31,14 +106,14 @@ impl Replica {
             message,
             Message::NewViewRequest { .. } | Message::Fetch { .. } | Message::Reply(_)
         );
-        if needs_check && !self.wasted_checks.has_room(from, self.now) {
+        if needs_check && !self.inbox.wasted_checks.has_room(from, self.now) {
             self.ignore(Refusal::WastedChecksSpent);
             return;
         }
-        let refusals = self.refusals;
+        let refusals = self.inbox.refusals;
         self.dispatch(from, message);
-        if needs_check && self.refusals > refusals {
-            self.wasted_checks.charge(from, self.now);
+        if needs_check && self.inbox.refusals > refusals {
+            self.inbox.wasted_checks.charge(from, self.now);
         }
     }
 
@@ -109,10 +184,10 @@ impl Replica {
         let Ok((view, seq)) = coords else {
             return false;
         };
-        if vote.signer != from || view != self.view || self.changing_to.is_some() {
+        if vote.signer != from || view != self.view || self.status != Status::Normal {
             return false;
         }
-        let Some(slot) = self.slots.get_mut(&seq) else {
+        let Some(slot) = self.log.slots.get_mut(&seq) else {
             return false;
         };
         if slot.view != view {
@@ -167,7 +242,7 @@ impl Replica {
             self.ignore(Refusal::OlderView);
         } else if view > self.view {
             self.buffer_future(from, msg);
-        } else if self.changing_to.is_some() {
+        } else if self.status != Status::Normal {
             self.ignore(Refusal::AbandonedView);
         } else {
             self.on_view_message(from, msg);
@@ -201,19 +276,18 @@ impl Replica {
                 return self.ignore(Refusal::PrePrepareBatchTooLarge);
             }
         }
-        if self.changing_to.is_none() {
+        if self.status == Status::Normal {
             self.ask_for_new_view(from);
         }
-        let level = self.changing_to.unwrap_or(self.view);
+        let level = self.latest_view();
         if msg.view() > level.next().next() {
             self.ignore(Refusal::FarFutureView);
             return;
         }
         let share = self.future_share();
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::NoCapOnFutureBuffering) {
+        if teeth::no_cap_on_future_buffering() {
             // Broken on purpose: no eviction, so the buffer grows unbounded.
-            self.future.push_back((from, msg));
+            self.inbox.future.push_back((from, msg));
             return;
         }
         // Each sender's share is bounded in messages and in bytes; a
@@ -222,6 +296,7 @@ impl Replica {
         let mut evicted = false;
         loop {
             let (count, bytes) = self
+                .inbox
                 .future
                 .iter()
                 .filter(|(f, _)| *f == from)
@@ -229,9 +304,9 @@ impl Replica {
             if count < share && bytes + size <= FUTURE_BYTES_PER_SENDER {
                 break;
             }
-            match self.future.iter().position(|(f, _)| *f == from) {
+            match self.inbox.future.iter().position(|(f, _)| *f == from) {
                 Some(pos) => {
-                    self.future.remove(pos);
+                    self.inbox.future.remove(pos);
                     evicted = true;
                 }
                 None => break,
@@ -240,7 +315,7 @@ impl Replica {
         if evicted {
             self.ignore(Refusal::FutureBufferFull);
         }
-        self.future.push_back((from, msg));
+        self.inbox.future.push_back((from, msg));
     }
 
     /// The sender `from` is in a later view we never saw a NEW-VIEW for:
@@ -251,13 +326,12 @@ impl Replica {
     /// nothing comes.
     fn ask_for_new_view(&mut self, from: ReplicaId) {
         let quiet = self
-            .new_view_requested
-            .get(&from)
-            .is_none_or(|t| self.now >= t.plus_millis(self.cfg.request_timeout_ms));
+            .view_change
+            .may_ask(from, self.now, self.cfg.request_timeout_ms);
         if !quiet {
             return;
         }
-        self.new_view_requested.insert(from, self.now);
+        self.view_change.new_view_requested.insert(from, self.now);
         self.actions.push_back(Action::Send {
             to: from,
             message: Message::NewViewRequest { view: self.view },
@@ -277,10 +351,11 @@ impl Replica {
     /// new message arrived (its requests fell in the peers' answer
     /// interval and nothing made it ask again: seed 1403398, lying-answers).
     pub(super) fn on_new_view_request_timer(&mut self) {
-        if self.changing_to.is_some() {
+        if self.status != Status::Normal {
             return;
         }
         let senders: std::collections::BTreeSet<ReplicaId> = self
+            .inbox
             .future
             .iter()
             .filter(|(_, m)| m.view() > self.view)
@@ -299,10 +374,10 @@ impl Replica {
 
     /// Re-feeds buffered messages of the view just entered.
     pub(super) fn replay_future(&mut self) {
-        let buffered = std::mem::take(&mut self.future);
+        let buffered = std::mem::take(&mut self.inbox.future);
         for (from, msg) in buffered {
             if msg.view() > self.view {
-                self.future.push_back((from, msg));
+                self.inbox.future.push_back((from, msg));
             } else if msg.view() == self.view {
                 self.on_view_message(from, msg);
             }

@@ -16,53 +16,54 @@
 
 use super::messages::{Commit, Message, PrePrepare, Prepare, PreparedProof};
 use super::timers::Timer;
-use super::{Action, CommittedEntry, PersistOp, Refusal, Replica, Slot, VoteKind};
+use super::{teeth, Action, Config, PersistOp, Refusal, Replica, Status, VoteKind};
 use crate::crypto::{Digest, Verified};
 use crate::tx::{batch_digest, Batch, BATCH_BYTES_MAX};
 use crate::types::{ReplicaId, Seq};
 use std::sync::Arc;
 
+/// The normal case's own retransmission: re-send our votes when
+/// [`Timer::VoteRetransmit`] fires if nothing executed since `mark`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct VoteRetransmit {
+    /// Our height when the timer was armed.
+    pub(super) mark: Seq,
+    /// Expiries in a row that found no progress: the interval doubles with
+    /// each ([`VoteRetransmit::interval_ms`]).
+    pub(super) streak: u32,
+}
+
+impl VoteRetransmit {
+    /// The retransmission interval, doubled per fruitless expiry, at most
+    /// the request timeout.
+    pub(super) fn interval_ms(&self, cfg: &Config) -> u64 {
+        let shift = self.streak.min(20);
+        cfg.retransmit_ms
+            .saturating_mul(1 << shift)
+            .min(cfg.request_timeout_ms)
+    }
+}
+
 impl Replica {
-    /// The highest seq we may hold a slot for: the window above the stable
-    /// checkpoint, or what a NEW-VIEW placed there while we catch up.
-    fn high_watermark(&self) -> Seq {
-        Seq((self.low.0 + self.cfg.watermark_window).max(self.new_view_ceiling.0))
-    }
-
-    fn in_window(&self, seq: Seq) -> bool {
-        seq > self.low && seq <= self.high_watermark()
-    }
-
-    /// Whether we may send our own PREPARE or COMMIT for `seq`: only inside
-    /// `(h, h + L]` of our own stable checkpoint, the range our VIEW-CHANGE
-    /// reports prepared certificates for. A NEW-VIEW may place entries above
-    /// it while we lag (`new_view_ceiling`); we hold them, but vote for them
-    /// only once our window has moved up to them (`vote_held_entries`) —
-    /// otherwise a COMMIT of ours could help commit a seq that our next
-    /// VIEW-CHANGE, bounded by our old window, would leave out (issue 17,
-    /// defect 2).
-    pub(super) fn may_vote_at(&self, seq: Seq) -> bool {
-        seq.0 <= self.low.0.saturating_add(self.cfg.watermark_window)
-    }
-
     /// After our window moved: vote for the entries held above the old one
     /// (current view, PRE-PREPARE held, no PREPARE of ours yet).
     pub(super) fn vote_held_entries(&mut self) {
         let view = self.view;
         let held: Vec<(Seq, Digest)> = self
+            .log
             .slots
             .iter()
             .filter(|(seq, slot)| {
                 slot.view == view
                     && !slot.sent_commit
-                    && self.may_vote_at(**seq)
+                    && self.log.may_vote_at(**seq)
                     && !slot.prepares.contains_key(&self.me)
             })
             .filter_map(|(seq, slot)| slot.pre_prepare.as_ref().map(|pp| (*seq, pp.digest)))
             .collect();
-        let backup = self.cluster.primary(view) != self.me && self.may_vote_afresh(view);
+        let backup = self.cluster.primary(view) != self.me && self.guard.may_vote_afresh(view);
         for (seq, digest) in held {
-            if backup && !self.vote_conflicts(VoteKind::Prepare, view, seq, digest) {
+            if backup && !self.guard.conflicts(VoteKind::Prepare, view, seq, digest) {
                 let prepare = self.sign_vote(
                     VoteKind::Prepare,
                     view,
@@ -74,22 +75,13 @@ impl Replica {
                     prepare.signed().clone(),
                 )));
                 let me = self.me;
-                self.slot_mut(seq).prepares.insert(me, prepare);
+                self.log
+                    .slot_mut(seq, self.view)
+                    .prepares
+                    .insert(me, prepare);
             }
             self.check_prepared(seq);
         }
-    }
-
-    fn slot_mut(&mut self, seq: Seq) -> &mut Slot {
-        let view = self.view;
-        let slot = self.slots.entry(seq).or_insert_with(|| Slot {
-            view,
-            ..Slot::default()
-        });
-        if slot.view < view {
-            slot.reset_to(view);
-        }
-        slot
     }
 
     pub(super) fn on_pre_prepare(
@@ -102,12 +94,12 @@ impl Replica {
         if pp.signer() != self.cluster.primary(view) || from != pp.signer() {
             return self.ignore(Refusal::PrePrepareNotFromPrimary);
         }
-        if !self.in_window(seq) {
+        if !self.log.in_window(seq) {
             return self.ignore(Refusal::PrePrepareOutsideWindow);
         }
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::EquivocationGuardOff)
+        if teeth::equivocation_guard_off()
             && self
+                .log
                 .slots
                 .get(&seq)
                 .and_then(|s| s.pre_prepare.as_ref())
@@ -116,17 +108,18 @@ impl Replica {
             // Broken on purpose: the conflicting PRE-PREPARE replaces the one
             // we accepted, and the double-sign guard forgets our PREPARE.
             if let Some(batch) = self.check_fresh_batch(&batch_bytes, digest) {
-                self.votes.remove(&(VoteKind::Prepare, view, seq));
+                self.guard.forget(VoteKind::Prepare, view, seq);
                 self.accept_pre_prepare(pp, Arc::new(batch), batch_bytes.into());
             }
             return;
         }
         if self
+            .log
             .slots
             .get(&seq)
             .is_some_and(|s| s.pre_prepare.is_some())
         {
-            let same = self.slots[&seq]
+            let same = self.log.slots[&seq]
                 .pre_prepare
                 .as_ref()
                 .is_some_and(|p| p.digest == digest);
@@ -137,7 +130,7 @@ impl Replica {
             }
             return self.ignore(Refusal::PrePrepareEquivocation);
         }
-        if self.vote_conflicts(VoteKind::Prepare, view, seq, digest) {
+        if self.guard.conflicts(VoteKind::Prepare, view, seq, digest) {
             return self.ignore(Refusal::PrePrepareConflictsWithOurPrepare);
         }
         let Some(batch) = self.check_fresh_batch(&batch_bytes, digest) else {
@@ -202,9 +195,9 @@ impl Replica {
     ) -> Option<crate::crypto::Signed<Prepare>> {
         let (view, seq, digest) = (pp.view, pp.seq, pp.digest);
         let prepare_it = self.cluster.primary(view) != self.me
-            && self.may_vote_afresh(view)
-            && self.may_vote_at(seq);
-        let slot = self.slot_mut(seq);
+            && self.guard.may_vote_afresh(view)
+            && self.log.may_vote_at(seq);
+        let slot = self.log.slot_mut(seq, self.view);
         slot.pre_prepare = Some(pp);
         slot.batch = Some((batch, bytes));
         let mut out = None;
@@ -218,7 +211,10 @@ impl Replica {
             );
             out = Some(prepare.signed().clone());
             let me = self.me;
-            self.slot_mut(seq).prepares.insert(me, prepare);
+            self.log
+                .slot_mut(seq, self.view)
+                .prepares
+                .insert(me, prepare);
         }
         self.check_prepared(seq);
         out
@@ -229,11 +225,11 @@ impl Replica {
         if p.signer() == self.cluster.primary(view) {
             return self.ignore(Refusal::PrepareFromPrimary);
         }
-        if !self.in_window(seq) {
+        if !self.log.in_window(seq) {
             return self.ignore(Refusal::PrepareOutsideWindow);
         }
         let signer = p.signer();
-        let slot = self.slot_mut(seq);
+        let slot = self.log.slot_mut(seq, self.view);
         if let Some(prev) = slot.prepares.get(&signer) {
             if prev.digest == p.digest {
                 self.answer_retransmission(signer, seq);
@@ -247,22 +243,29 @@ impl Replica {
 
     pub(super) fn on_commit(&mut self, c: Verified<Commit>) {
         let seq = c.seq;
-        if seq > self.high_watermark() {
+        if seq > self.log.high_watermark() {
             // Evidence that this replica lags: a COMMIT that raises what we
             // know to be committed was worth its check.
-            let known = (self.known_committed, self.weakly_committed);
+            let known = (
+                self.catch_up.known_committed,
+                self.catch_up.weakly_committed,
+            );
             self.note_far_commit(&c);
             let reason = Refusal::CommitAboveWindow;
-            if (self.known_committed, self.weakly_committed) != known {
+            if (
+                self.catch_up.known_committed,
+                self.catch_up.weakly_committed,
+            ) != known
+            {
                 return self.ignore_kept(reason);
             }
             return self.ignore(reason);
         }
-        if !self.in_window(seq) {
+        if !self.log.in_window(seq) {
             return self.ignore(Refusal::CommitOutsideWindow);
         }
         let signer = c.signer();
-        let slot = self.slot_mut(seq);
+        let slot = self.log.slot_mut(seq, self.view);
         if let Some(prev) = slot.commits.get(&signer) {
             if prev.digest == c.digest {
                 self.answer_retransmission(signer, seq);
@@ -278,20 +281,7 @@ impl Replica {
     /// A peer re-sent a vote for `seq`: it has not made progress there, so it
     /// may be missing ours. Send it our PREPARE and COMMIT for the slot.
     pub(super) fn answer_retransmission(&mut self, peer: ReplicaId, seq: Seq) {
-        let Some(slot) = self.slots.get_mut(&seq) else {
-            return;
-        };
-        if !slot.answered.insert(peer) {
-            return;
-        }
-        let mut out = Vec::new();
-        if let Some(p) = slot.prepares.get(&self.me) {
-            out.push(Message::Prepare(p.signed().clone()));
-        }
-        if let Some(c) = slot.commits.get(&self.me) {
-            out.push(Message::Commit(c.signed().clone()));
-        }
-        for message in out {
+        for message in self.log.answer_retransmission(peer, seq, self.me) {
             self.actions.push_back(Action::Send { to: peer, message });
         }
     }
@@ -306,14 +296,14 @@ impl Replica {
     /// timeouts of minutes). The interval doubles while nothing executes,
     /// up to the request timeout, so a long stall costs few resends.
     pub(super) fn on_vote_retransmit_timer(&mut self) {
-        if self.changing_to.is_some()
+        if self.status != Status::Normal
             || !self.has_work()
-            || self.last_executed != self.vote_retransmit_mark
+            || self.log.last_executed != self.vote_retransmit.mark
         {
-            self.vote_retransmit_streak = 0;
+            self.vote_retransmit.streak = 0;
             return;
         }
-        self.vote_retransmit_streak = self.vote_retransmit_streak.saturating_add(1);
+        self.vote_retransmit.streak = self.vote_retransmit.streak.saturating_add(1);
         self.retransmit_votes();
     }
 
@@ -321,30 +311,14 @@ impl Replica {
     /// (and restarts the normal-case retransmission interval).
     pub(super) fn retransmit_votes(&mut self) {
         self.timers.stop(Timer::VoteRetransmit);
-        let mut out = Vec::new();
-        let executed = self.last_executed;
-        for (seq, slot) in self.slots.iter_mut() {
-            slot.answered.clear();
-            if slot.view != self.view || slot.committed.is_some() || *seq <= executed {
-                continue;
-            }
-            if let Some((pre_prepare, batch)) = slot.own_pre_prepare(self.me) {
-                out.push(Message::PrePrepare { pre_prepare, batch });
-            }
-            if let Some(p) = slot.prepares.get(&self.me) {
-                out.push(Message::Prepare(p.signed().clone()));
-            }
-            if let Some(c) = slot.commits.get(&self.me) {
-                out.push(Message::Commit(c.signed().clone()));
-            }
-        }
+        let mut out = self.log.own_votes_to_resend(self.me, self.view);
         // Our latest checkpoint, if it is not stable yet: peers may have lost
         // our CHECKPOINT in a crash, and without 2f+1 of them the window
         // never moves (an omission seed churned through 100 views with the
         // window full, the replicas that had executed first having sent
         // their CHECKPOINTs before the others restarted).
-        if let Some((&seq, &digest)) = self.own_checkpoints.last_key_value() {
-            if seq > self.low {
+        if let Some((&seq, &digest)) = self.checkpoints.own.last_key_value() {
+            if seq > self.log.low {
                 let ckpt = self.sign(super::messages::Checkpoint { seq, digest });
                 out.push(Message::Checkpoint(ckpt.signed().clone()));
             }
@@ -356,10 +330,8 @@ impl Replica {
 
     /// Prepared = PRE-PREPARE + 2f matching PREPAREs from distinct backups.
     pub(super) fn check_prepared(&mut self, seq: Seq) {
-        let quorum = self.cluster.quorum();
-        #[cfg(feature = "teeth")]
-        let quorum = crate::teeth::quorum(quorum);
-        let Some(slot) = self.slots.get(&seq) else {
+        let quorum = teeth::quorum(self.cluster.quorum());
+        let Some(slot) = self.log.slots.get(&seq) else {
             return;
         };
         if slot.sent_commit {
@@ -379,16 +351,16 @@ impl Replica {
         if matching.len() < quorum - 1 {
             return;
         }
-        if !self.may_vote_at(seq) {
+        if !self.log.may_vote_at(seq) {
             // Held until our window reaches it (`vote_held_entries`).
             return;
         }
-        if !self.may_commit_in(view) {
+        if !self.guard.may_commit_in(view) {
             // A lost store may have held a COMMIT of ours for another
             // digest here; we catch up by fetching instead.
             return;
         }
-        if self.vote_conflicts(VoteKind::Commit, view, seq, digest) {
+        if self.guard.conflicts(VoteKind::Commit, view, seq, digest) {
             return self.ignore(Refusal::PreparedConflictsWithOurCommit);
         }
         let bytes = slot
@@ -409,7 +381,7 @@ impl Replica {
             digest,
             Commit { view, seq, digest },
         );
-        let slot = self.slots.get_mut(&seq).expect("slot exists");
+        let slot = self.log.slots.get_mut(&seq).expect("slot exists");
         slot.sent_commit = true;
         slot.prepared = Some((view, proof.clone()));
         slot.commits.insert(self.me, commit.clone());
@@ -424,36 +396,14 @@ impl Replica {
 
     /// Committed-local = prepared + 2f+1 matching COMMITs from distinct replicas.
     pub(super) fn check_committed(&mut self, seq: Seq) {
-        let quorum = self.cluster.quorum();
-        #[cfg(feature = "teeth")]
-        let quorum = crate::teeth::quorum(quorum);
-        let Some(slot) = self.slots.get(&seq) else {
+        let quorum = teeth::quorum(self.cluster.quorum());
+        let Some(slot) = self.log.slots.get_mut(&seq) else {
             return;
         };
-        if slot.committed.is_some() || !slot.sent_commit {
-            return;
-        }
-        let Some(pp) = &slot.pre_prepare else {
+        let Some(entry) = slot.commit_certificate(quorum) else {
             return;
         };
-        let (view, digest) = (pp.view, pp.digest);
-        let certificate: Vec<_> = slot
-            .commits
-            .values()
-            .filter(|c| c.digest == digest && c.view == view)
-            .map(|c| c.signed().clone())
-            .take(quorum)
-            .collect();
-        if certificate.len() < quorum {
-            return;
-        }
-        let (batch, bytes) = slot.batch.clone().expect("pre-prepare kept with its batch");
-        self.slots.get_mut(&seq).expect("slot exists").committed = Some(CommittedEntry {
-            digest,
-            batch,
-            bytes,
-            certificate,
-        });
+        slot.committed = Some(entry);
         self.try_execute();
     }
 
@@ -461,19 +411,19 @@ impl Replica {
     pub(super) fn try_execute(&mut self) {
         let mut progressed = false;
         loop {
-            let seq = self.last_executed.next();
-            let entry = match self.slots.get(&seq).and_then(|s| s.committed.clone()) {
+            let seq = self.log.last_executed.next();
+            let entry = match self.log.slots.get(&seq).and_then(|s| s.committed.clone()) {
                 Some(e) => e,
-                None => match self.fetched.remove(&seq) {
+                None => match self.catch_up.fetched.remove(&seq) {
                     Some(e) => e,
                     None => break,
                 },
             };
-            self.fetched.remove(&seq);
+            self.catch_up.fetched.remove(&seq);
             for tx in &entry.batch.txs {
-                self.pending.executed(tx.from, tx.nonce);
+                self.requests.pending.executed(tx.from, tx.nonce);
             }
-            self.last_executed = seq;
+            self.log.last_executed = seq;
             self.stats.batches_executed += 1;
             progressed = true;
             self.actions.push_back(Action::Execute {
@@ -485,27 +435,24 @@ impl Replica {
             });
         }
         if progressed {
-            self.vc_attempts = 0;
+            self.view_change.attempts = 0;
             // A replica catching up executes fetched batches that may not
             // hold the request yet: that is progress towards it.
-            let censored = self.timed_request_waits() && !self.behind_peers();
-            #[cfg(feature = "teeth")]
-            let censored =
-                censored && !crate::teeth::active(crate::teeth::Tooth::TimerResetOnAnyExecution);
+            let censored = teeth::censored(self.timed_request_waits() && !self.behind_peers());
             if !censored {
-                self.timer_strikes = 0;
-                if !self.has_work() || self.changing_to.is_some() {
+                self.view_change.timer_strikes = 0;
+                if !self.has_work() || self.status != Status::Normal {
                     self.timers.stop(Timer::Request);
-                    self.timed_request = None;
+                    self.requests.timed_request = None;
                 } else {
                     self.start_request_timer();
                 }
             }
-            let next_range = Seq(self.last_executed.0 + self.cfg.fetch_batches_max);
-            match self.fetch.as_mut() {
+            let next_range = Seq(self.log.last_executed.0 + self.cfg.fetch_batches_max);
+            match self.catch_up.fetch.as_mut() {
                 // A probe that reached its target asks for the next range.
                 Some(f) if f.probe.is_some() => f.target = f.target.max(next_range),
-                Some(f) if f.target <= self.last_executed => self.end_fetch(),
+                Some(f) if f.target <= self.log.last_executed => self.end_fetch(),
                 _ => {}
             }
             self.try_propose();

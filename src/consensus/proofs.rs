@@ -11,7 +11,7 @@
 //! prepared request or insert its own.
 
 use super::messages::{Checkpoint, PrePrepare, Prepare, PreparedProof, ViewChange};
-use super::{Refusal, Replica};
+use super::{teeth, Refusal, Replica};
 use crate::crypto::{Digest, Signed, Verified};
 use crate::tx::{batch_digest, BATCH_BYTES_MAX};
 use crate::types::{Seq, View};
@@ -45,8 +45,7 @@ impl Replica {
         if list.len() > self.cluster.n() as usize {
             return false;
         }
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::SignersNotDeduplicated) {
+        if teeth::signers_not_deduplicated() {
             return true;
         }
         let mut seen = BTreeSet::new();
@@ -128,13 +127,7 @@ impl Replica {
             }
             signers.insert(p.signer());
         }
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::SignersNotDeduplicated)
-            && proof.prepares.len() >= self.cluster.quorum() - 1
-        {
-            return Ok(pp);
-        }
-        if signers.len() < self.cluster.quorum() - 1 {
+        if teeth::signers_counted(signers.len(), proof.prepares.len()) < self.cluster.quorum() - 1 {
             return Err(Refusal::ViewChangePreparedBelowQuorum);
         }
         Ok(pp)
@@ -142,8 +135,7 @@ impl Replica {
 
     /// Checks every proof inside a VIEW-CHANGE.
     pub(super) fn check_view_change(&self, vc: &ViewChange) -> Result<(), Refusal> {
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::ViewChangeProofNotChecked) {
+        if teeth::view_change_proof_not_checked() {
             return Ok(());
         }
         self.check_checkpoint_proof(vc.stable_seq, &vc.checkpoint_proof)?;

@@ -11,9 +11,10 @@
 
 use super::messages::PrePrepare;
 use super::timers::Timer;
-use super::{Action, Refusal, Replica, Slot, VoteKind};
+use super::{Action, Config, Refusal, Replica, Status, VoteKind};
 use crate::crypto::PublicKey;
-use crate::tx::{batch_digest, Batch, Transaction, VerifiedTx};
+use crate::tx::{batch_digest, Batch, Transaction, VerifiedCache, VerifiedTx};
+use crate::types::Seq;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -160,14 +161,47 @@ impl Pending {
     }
 }
 
+/// Client requests this replica knows, and what it proposes of them as
+/// primary.
+pub(super) struct Requests {
+    /// Requests known but not executed, bounded in total and per client.
+    pub(super) pending: Pending,
+    /// Client signatures checked in batches (PRE-PREPAREs, fetches): one
+    /// that arrives again, from its client or re-proposed, is not checked
+    /// again. Bounded by [`Config::verified_cache_max`].
+    pub(super) verified: VerifiedCache,
+    /// Arrival number of the request the request timer was started for
+    /// (the oldest held then); `None` if it runs for other work.
+    pub(super) timed_request: Option<u64>,
+    /// The next seq to propose at as primary (a proposal never goes at or
+    /// below our height, see `form_batches`).
+    pub(super) next_seq: Seq,
+    /// With deferred proposals (a driver grouping inputs), a primary forms
+    /// batches only at [`Replica::propose_now`], so every request of the
+    /// group can join one batch.
+    pub(super) defer_proposals: bool,
+}
+
+impl Requests {
+    pub(super) fn new(cfg: &Config) -> Requests {
+        Requests {
+            pending: Pending::new(cfg.pending_requests_max, cfg.pending_per_client_max),
+            verified: VerifiedCache::new(cfg.verified_cache_max()),
+            timed_request: None,
+            next_seq: Seq(1),
+            defer_proposals: false,
+        }
+    }
+}
+
 impl Replica {
     /// A request whose signature is still to be checked; one we hold
     /// already was checked when it was added.
     pub(super) fn on_unverified_request(&mut self, tx: Transaction) {
-        if self.pending.holds(&tx) {
+        if self.requests.pending.holds(&tx) {
             return;
         }
-        if let Some(tx) = self.verified.get(&tx) {
+        if let Some(tx) = self.requests.verified.get(&tx) {
             return self.on_request(tx);
         }
         match VerifiedTx::check(tx, self.verifier.network()) {
@@ -184,13 +218,13 @@ impl Replica {
         let unchecked: Vec<Transaction> = batch
             .txs
             .iter()
-            .filter(|tx| !self.pending.holds(tx) && !self.verified.contains(tx))
+            .filter(|tx| !self.requests.pending.holds(tx) && !self.requests.verified.contains(tx))
             .cloned()
             .collect();
         let mut all = true;
         for checked in VerifiedTx::check_all(unchecked, self.verifier.network()) {
             match checked {
-                Some(tx) => self.verified.insert(tx),
+                Some(tx) => self.requests.verified.insert(tx),
                 None => all = false,
             }
         }
@@ -198,7 +232,7 @@ impl Replica {
     }
 
     pub(super) fn on_request(&mut self, tx: VerifiedTx) {
-        match self.pending.insert(tx) {
+        match self.requests.pending.insert(tx) {
             Ok(()) => {}
             Err(Rejected::Duplicate) => return,
             Err(Rejected::Full) => {
@@ -210,7 +244,7 @@ impl Replica {
                 return;
             }
         }
-        if !self.timers.is_set(Timer::Request) && self.changing_to.is_none() {
+        if !self.timers.is_set(Timer::Request) && self.status == Status::Normal {
             self.start_request_timer();
         }
         self.try_propose();
@@ -224,7 +258,7 @@ impl Replica {
             Timer::Request,
             self.now.plus_millis(self.cfg.request_timeout_ms),
         );
-        self.timed_request = self.pending.oldest_arrival();
+        self.requests.timed_request = self.requests.pending.oldest_arrival();
     }
 
     /// Whether the request the timer was started for still waits: batches
@@ -232,7 +266,10 @@ impl Replica {
     /// restart the timer nor clear its strikes (a primary that commits only
     /// stale or other transactions is suspected all the same).
     pub(super) fn timed_request_waits(&self) -> bool {
-        match (self.timed_request, self.pending.oldest_arrival()) {
+        match (
+            self.requests.timed_request,
+            self.requests.pending.oldest_arrival(),
+        ) {
             (Some(timed), Some(oldest)) => oldest <= timed,
             _ => false,
         }
@@ -243,7 +280,7 @@ impl Replica {
     /// of the view (a lost message is the likeliest cause); if the next expiry
     /// still finds no progress, suspect the primary.
     pub(super) fn on_request_timer(&mut self) {
-        if !self.has_work() || self.changing_to.is_some() {
+        if !self.has_work() || self.status != Status::Normal {
             return;
         }
         self.timers.set(
@@ -260,45 +297,61 @@ impl Replica {
         } else if let Some(target) = self.stuck_below() {
             self.start_fetch(target);
         }
-        self.timer_strikes = self.timer_strikes.saturating_add(1);
+        self.view_change.timer_strikes = self.view_change.timer_strikes.saturating_add(1);
         self.retransmit_votes();
-        if self.is_primary() && !self.may_vote_afresh(self.view) {
+        if self.is_primary() && !self.guard.may_vote_afresh(self.view) {
             // A primary restarted after a crash cannot propose in this view:
             // it asks for the next one at once.
-            tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
+            tracing::info!(replica = %self.me, view = %self.view, pending = self.requests.pending.len(),
                 "request timer expired; restarted primary cannot propose in this view, suspecting itself");
             self.suspect_primary();
-        } else if self.timer_strikes >= 2 && !self.is_primary() {
-            tracing::info!(replica = %self.me, view = %self.view, pending = self.pending.len(),
+        } else if self.view_change.timer_strikes >= 2 && !self.is_primary() {
+            tracing::info!(replica = %self.me, view = %self.view, pending = self.requests.pending.len(),
                 "request timer expired again; suspecting the primary");
             self.suspect_primary();
         }
     }
 
+    /// Whether something should execute that has not: a pending request, a
+    /// PRE-PREPARE above our height, or a seq that f+1 COMMITs show prepared
+    /// at a correct replica. (A Byzantine backup alone can produce none of
+    /// these, so it cannot make correct replicas time out and suspect.) The
+    /// request timer runs while this holds, so a replica one block behind
+    /// when the clients fall silent still retransmits, fetches, or suspects.
+    pub(super) fn has_work(&self) -> bool {
+        if !self.requests.pending.is_empty()
+            || self.catch_up.weakly_committed > self.log.last_executed
+        {
+            return true;
+        }
+        self.log.awaits_execution(self.cluster.weak_quorum())
+    }
+
     /// Proposes batches while we are primary, hold unproposed requests, and
     /// have room in the watermark window and the pipeline.
     pub(super) fn try_propose(&mut self) {
-        if !self.defer_proposals {
+        if !self.requests.defer_proposals {
             self.form_batches();
         }
     }
 
     pub(super) fn form_batches(&mut self) {
-        while self.is_primary() && self.may_vote_afresh(self.view) && self.pending.has_unproposed()
+        while self.is_primary()
+            && self.guard.may_vote_afresh(self.view)
+            && self.requests.pending.has_unproposed()
         {
             // Never at or below our height: a primary that caught up by
             // fetching executed seqs above its last proposal (found by
             // `check_invariants`: a slot below the stable checkpoint, seed
             // 2100264 with bad-new-view).
-            let seq = self.next_seq.max(self.last_executed.next());
-            let high = self.low.0 + self.cfg.watermark_window;
-            if seq.0 > high {
+            let seq = self.requests.next_seq.max(self.log.last_executed.next());
+            if seq > self.log.window_top() {
                 break;
             }
-            if seq.0.saturating_sub(self.last_executed.0) > self.cfg.pipeline_depth {
+            if seq.0.saturating_sub(self.log.last_executed.0) > self.cfg.pipeline_depth {
                 break;
             }
-            let txs = self.pending.take_batch(self.cfg.batch_txs_max);
+            let txs = self.requests.pending.take_batch(self.cfg.batch_txs_max);
             if txs.is_empty() {
                 break;
             }
@@ -310,7 +363,7 @@ impl Replica {
         }
     }
 
-    fn propose(&mut self, seq: crate::types::Seq, batch: Batch) {
+    fn propose(&mut self, seq: Seq, batch: Batch) {
         let bytes: Arc<[u8]> = batch.encode().into();
         let digest = batch_digest(&bytes);
         let view = self.view;
@@ -321,19 +374,13 @@ impl Replica {
             digest,
             PrePrepare { view, seq, digest },
         );
-        self.next_seq = seq.next();
+        self.requests.next_seq = seq.next();
         self.actions
             .push_back(Action::Broadcast(super::messages::Message::PrePrepare {
                 pre_prepare: pp.signed().clone(),
                 batch: bytes.to_vec(),
             }));
-        let slot = self.slots.entry(seq).or_insert_with(|| Slot {
-            view,
-            ..Slot::default()
-        });
-        if slot.view < view {
-            slot.reset_to(view);
-        }
+        let slot = self.log.slot_mut(seq, view);
         slot.pre_prepare = Some(pp);
         slot.batch = Some((Arc::new(batch), bytes));
         self.check_prepared(seq);
@@ -341,6 +388,6 @@ impl Replica {
 
     /// Called after a NEW-VIEW: what the new primary re-proposed is in flight.
     pub(super) fn reset_proposals(&mut self, in_flight: &BTreeSet<(PublicKey, u64)>) {
-        self.pending.reset_proposals(in_flight);
+        self.requests.pending.reset_proposals(in_flight);
     }
 }

@@ -13,7 +13,7 @@ impl Replica {
     pub(super) fn restore(&mut self, rec: Recovered) {
         let votes_lost = rec.votes_lost;
         if let Some(d) = rec.last_checkpoint_digest {
-            self.own_checkpoints.insert(rec.last_executed, d);
+            self.checkpoints.own.insert(rec.last_executed, d);
         }
         let mut abstain: Option<View> = None;
         let mut abstain_commits: Option<View> = None;
@@ -21,7 +21,7 @@ impl Replica {
             match op {
                 PersistOp::View { view, changing_to } => {
                     self.view = *view;
-                    self.changing_to = *changing_to;
+                    self.status = (*changing_to).into();
                 }
                 PersistOp::Abstain { view, commits } => {
                     abstain = abstain.max(Some(*view));
@@ -29,9 +29,9 @@ impl Replica {
                         abstain_commits = abstain_commits.max(Some(*view));
                     }
                 }
-                PersistOp::StableCheckpoint { seq, proof } if *seq >= self.low => {
-                    self.low = *seq;
-                    self.stable_proof = proof.clone();
+                PersistOp::StableCheckpoint { seq, proof } if *seq >= self.log.low => {
+                    self.log.low = *seq;
+                    self.log.stable_proof = proof.clone();
                 }
                 _ => {}
             }
@@ -46,28 +46,28 @@ impl Replica {
                     let Ok(pp) = self.verifier.verify::<PrePrepare>(&pre_prepare) else {
                         continue;
                     };
-                    self.votes
-                        .insert((VoteKind::PrePrepare, pp.view, pp.seq), pp.digest);
+                    self.guard
+                        .restore(VoteKind::PrePrepare, pp.view, pp.seq, pp.digest);
                     if let Ok(b) = Batch::decode(&batch) {
                         self.restore_pre_prepare(pp, b, batch.into());
                     }
                 }
                 PersistOp::Prepare(p) => {
                     if let Ok(v) = self.verifier.verify(&p) {
-                        self.votes
-                            .insert((VoteKind::Prepare, v.view, v.seq), v.digest);
+                        self.guard
+                            .restore(VoteKind::Prepare, v.view, v.seq, v.digest);
                         let me = self.me;
-                        if let Some(slot) = self.restored_slot(v.seq, v.view) {
+                        if let Some(slot) = self.log.restored_slot(v.seq, v.view) {
                             slot.prepares.insert(me, v);
                         }
                     }
                 }
                 PersistOp::Commit(c) => {
                     if let Ok(v) = self.verifier.verify(&c) {
-                        self.votes
-                            .insert((VoteKind::Commit, v.view, v.seq), v.digest);
+                        self.guard
+                            .restore(VoteKind::Commit, v.view, v.seq, v.digest);
                         let me = self.me;
-                        if let Some(slot) = self.restored_slot(v.seq, v.view) {
+                        if let Some(slot) = self.log.restored_slot(v.seq, v.view) {
                             slot.sent_commit = true;
                             slot.commits.insert(me, v);
                         }
@@ -75,7 +75,7 @@ impl Replica {
                 }
                 PersistOp::Prepared(proof) => {
                     if let Ok(pp) = PrePrepare::decode(&proof.pre_prepare.payload) {
-                        let slot = self.slots.entry(pp.seq).or_default();
+                        let slot = self.log.slots.entry(pp.seq).or_default();
                         if slot.prepared.as_ref().is_none_or(|(v, _)| *v <= pp.view) {
                             slot.prepared = Some((pp.view, proof));
                         }
@@ -84,12 +84,13 @@ impl Replica {
                 PersistOp::ViewChange(vc) => {
                     if let Ok(v) = self.verifier.verify(&vc) {
                         let newer = self
-                            .view_changes
+                            .view_change
+                            .received
                             .get(&self.me)
                             .is_none_or(|old| old.new_view <= v.new_view);
                         if newer {
-                            self.own_view_change = Some(vc);
-                            self.view_changes.insert(self.me, v);
+                            self.view_change.own = Some(vc);
+                            self.view_change.received.insert(self.me, v);
                         }
                     }
                 }
@@ -104,14 +105,13 @@ impl Replica {
         for nv in new_views {
             self.restore_new_view(nv);
         }
-        self.slots.retain(|s, _| *s > self.low);
-        self.votes.retain(|(_, _, s), _| *s > self.low);
-        let current = self.view;
-        self.votes.retain(|(_, v, _), _| *v >= current);
+        self.log.slots.retain(|s, _| *s > self.log.low);
+        self.guard.forget_through(self.log.low);
+        self.guard.forget_views_before(self.view);
         // Our own vote for the checkpoint we stopped at, so it counts when
         // the peers' CHECKPOINTs for it arrive.
-        if let Some(&digest) = self.own_checkpoints.get(&rec.last_executed) {
-            if rec.last_executed > self.low {
+        if let Some(&digest) = self.checkpoints.own.get(&rec.last_executed) {
+            if rec.last_executed > self.log.low {
                 let seq = rec.last_executed;
                 let ckpt = self.sign(messages::Checkpoint { seq, digest });
                 self.record_checkpoint(ckpt);
@@ -119,31 +119,21 @@ impl Replica {
         }
         // Next proposal: above everything we pre-prepared in this view.
         let view = self.view;
-        let proposed = self
-            .votes
-            .keys()
-            .filter(|(kind, v, _)| *kind == VoteKind::PrePrepare && *v == view)
-            .map(|(_, _, seq)| *seq)
-            .max()
-            .unwrap_or(Seq(0));
-        self.next_seq = proposed.max(self.last_executed).max(self.low).next();
+        let proposed = self.guard.highest_pre_prepare(view).unwrap_or(Seq(0));
+        self.requests.next_seq = proposed
+            .max(self.log.last_executed)
+            .max(self.log.low)
+            .next();
         // Slots that hold votes from an older view than ours start afresh.
-        for slot in self.slots.values_mut() {
-            if slot.view < view {
-                slot.reset_to(view);
-            }
-        }
+        self.log.reset_older_slots(view);
         // A crash (no clean stop's record) erased the PRE-PREPAREs and
         // PREPAREs of the view it happened in. The rule to sit that view out
         // is written before anything is sent and read back at every later
         // start, so a clean stop in between does not lift it (a clean stop
         // saves only the votes of *this* run).
-        self.forgotten_view = abstain;
-        self.forgotten_commits = abstain_commits;
-        let store_lost = rec.store_lost;
-        #[cfg(feature = "teeth")]
-        let store_lost =
-            store_lost.filter(|_| !crate::teeth::active(crate::teeth::Tooth::LostStoreVotesAfresh));
+        self.guard.forgotten_view = abstain;
+        self.guard.forgotten_commits = abstain_commits;
+        let store_lost = rec.store_lost.filter(|_| !teeth::lost_store_votes_afresh());
         if let Some(lost) = store_lost {
             let through = lost.max(view);
             self.abstain_through(through, true);
@@ -162,36 +152,21 @@ impl Replica {
                 "an earlier crash erased this view's pre-prepares and prepares; \
                  still sending none up to the forgotten view");
         }
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::RestartVotesInCrashView) {
+        if teeth::restart_votes_in_crash_view() {
             // Broken on purpose: votes the crash erased are not ours to
             // contradict, as far as this replica knows.
-            self.forgotten_view = None;
+            self.guard.forgotten_view = None;
         }
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::AbstainNotPersisted) && !votes_lost {
+        if teeth::abstain_not_persisted() && !votes_lost {
             // Broken on purpose: the rule lives only as long as the run
             // that learned it (a clean stop in between lifts it).
-            self.forgotten_view = None;
+            self.guard.forgotten_view = None;
         }
-        if self.changing_to.is_some() {
+        if self.status != Status::Normal {
             // Resume waiting for the NEW-VIEW: re-send our VIEW-CHANGE soon.
             // The NEW-VIEW timer restarts once 2f+1 VIEW-CHANGEs are in again.
             self.timers.set(Timer::Retransmit, Time::ZERO);
         }
-    }
-
-    /// The slot for a restored vote of `view`, reset if it held an older
-    /// view; `None` if it already holds a later view.
-    pub(super) fn restored_slot(&mut self, seq: Seq, view: View) -> Option<&mut Slot> {
-        let slot = self.slots.entry(seq).or_insert_with(|| Slot {
-            view,
-            ..Slot::default()
-        });
-        if slot.view < view {
-            slot.reset_to(view);
-        }
-        (slot.view == view).then_some(slot)
     }
 
     pub(super) fn restore_pre_prepare(
@@ -200,7 +175,7 @@ impl Replica {
         batch: Batch,
         bytes: Arc<[u8]>,
     ) {
-        if let Some(slot) = self.restored_slot(pp.seq, pp.view) {
+        if let Some(slot) = self.log.restored_slot(pp.seq, pp.view) {
             if slot.pre_prepare.is_none() {
                 slot.pre_prepare = Some(pp);
                 slot.batch = Some((Arc::new(batch), bytes));
@@ -220,7 +195,7 @@ impl Replica {
         if let Ok(vcs) = vcs {
             let o = self.compute_o_set(&vcs);
             let max_s = o.entries.last().map_or(o.min_s, |e| e.seq);
-            self.new_view_ceiling = self.new_view_ceiling.max(max_s);
+            self.log.new_view_ceiling = self.log.new_view_ceiling.max(max_s);
             for (entry, pp) in o.entries.into_iter().zip(&nv.pre_prepares) {
                 let Ok(pp) = self.verifier.verify::<PrePrepare>(pp) else {
                     continue;
@@ -229,8 +204,8 @@ impl Replica {
                     continue;
                 }
                 if pp.signer() == self.me {
-                    self.votes
-                        .insert((VoteKind::PrePrepare, pp.view, pp.seq), pp.digest);
+                    self.guard
+                        .restore(VoteKind::PrePrepare, pp.view, pp.seq, pp.digest);
                 }
                 if let Ok(batch) = Batch::decode(&entry.batch) {
                     self.restore_pre_prepare(pp, batch, entry.batch.into());
@@ -238,12 +213,13 @@ impl Replica {
             }
         }
         if self
+            .view_change
             .latest_new_view
             .as_ref()
             .and_then(|l| NewView::decode(&l.payload).ok())
             .is_none_or(|l| l.view <= nv.view)
         {
-            self.latest_new_view = Some(nv.into_signed());
+            self.view_change.latest_new_view = Some(nv.into_signed());
         }
     }
 }

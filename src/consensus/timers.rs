@@ -6,6 +6,7 @@
 //! [`super::Input::Tick`]. A deadline at or before `now` fires once and is
 //! cleared before its handler runs; a handler that needs it again sets it.
 
+use super::{Replica, Status};
 use crate::types::Time;
 
 /// Every timer of a replica. [`Timer::FIRING_ORDER`] is the order in which
@@ -84,6 +85,38 @@ impl TimerTable {
     /// The earliest deadline of all.
     pub(super) fn next(&self) -> Option<Time> {
         self.deadlines.iter().flatten().min().copied()
+    }
+}
+
+impl Replica {
+    /// Fires the timers due at `now`, in [`Timer::FIRING_ORDER`], then
+    /// (re)arms the request timer and the vote retransmission while there
+    /// is work.
+    pub(super) fn on_timers(&mut self) {
+        let now = self.now;
+        for timer in Timer::FIRING_ORDER {
+            if self.timers.expire(timer, now) {
+                match timer {
+                    Timer::Retransmit => self.on_retransmit_timer(),
+                    Timer::Fetch => self.on_fetch_timer(),
+                    Timer::ViewChange => self.on_view_change_timer(),
+                    Timer::Request => self.on_request_timer(),
+                    Timer::VoteRetransmit => self.on_vote_retransmit_timer(),
+                    Timer::NewViewRequest => self.on_new_view_request_timer(),
+                }
+            }
+        }
+        if !self.timers.is_set(Timer::Request) && self.status == Status::Normal && self.has_work() {
+            self.start_request_timer();
+        }
+        if !self.has_work() {
+            self.timers.stop(Timer::VoteRetransmit);
+        } else if !self.timers.is_set(Timer::VoteRetransmit) && self.status == Status::Normal {
+            let interval = self.vote_retransmit.interval_ms(&self.cfg);
+            self.vote_retransmit.mark = self.log.last_executed;
+            self.timers
+                .set(Timer::VoteRetransmit, now.plus_millis(interval));
+        }
     }
 }
 

@@ -28,22 +28,175 @@
 //! replica already in a later view answers a straggler's VIEW-CHANGE with the
 //! NEW-VIEW that took it there.
 
-use super::messages::{Message, NewView, PrePrepare, PreparedProof, Suspect, ViewChange};
+use super::messages::{Message, NewView, PrePrepare, Suspect, ViewChange};
+use super::pacer::Pacer;
 use super::proofs::OSet;
 use super::timers::Timer;
-use super::Refusal;
-use super::{Action, PersistOp, Replica, VoteKind};
-use crate::crypto::Verified;
+use super::{teeth, Action, Config, PersistOp, Refusal, Replica, VoteKind};
+use crate::cluster::Cluster;
+use crate::crypto::{Signed, Verified};
 use crate::tx::Batch;
-use crate::types::{Seq, View};
-use std::collections::BTreeSet;
+use crate::types::{ReplicaId, Time, View};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// Where this replica stands in its current view (after TigerBeetle's
+/// replica status). Why an enum rather than `changing_to: Option<View>`:
+/// the handlers branch on the phase, not on a view number that may be
+/// absent, and `match` names both phases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Working in `Replica::view`: ordering, executing and, as primary,
+    /// proposing.
+    Normal,
+    /// Between sending a VIEW-CHANGE for `to` and entering `to` (always
+    /// above `Replica::view`): the current view's messages are refused and
+    /// no vote is signed in it.
+    ViewChange { to: View },
+}
+
+impl Status {
+    /// `Some(v)` while a view change to `v` is in progress.
+    pub fn changing_to(self) -> Option<View> {
+        match self {
+            Status::Normal => None,
+            Status::ViewChange { to } => Some(to),
+        }
+    }
+}
+
+impl From<Option<View>> for Status {
+    /// The status `PersistOp::View::changing_to` records.
+    fn from(changing_to: Option<View>) -> Status {
+        match changing_to {
+            None => Status::Normal,
+            Some(to) => Status::ViewChange { to },
+        }
+    }
+}
+
+/// What the view change and its liveness rules remember.
+pub(super) struct ViewChangeState {
+    /// Failed view-change attempts since the last executed batch: the
+    /// NEW-VIEW timeout doubles with each ([`ViewChangeState::timeout_ms`]).
+    pub(super) attempts: u32,
+    /// Request-timer expiries since the last executed batch or new view;
+    /// a backup suspects the primary at the second.
+    pub(super) timer_strikes: u32,
+    /// Latest view each replica suspects (bounded by `n`).
+    pub(super) suspects: BTreeMap<ReplicaId, View>,
+    /// Latest valid VIEW-CHANGE per sender, filed under its signer, each
+    /// for a view above ours (bounded by `n`; ours included while we ask).
+    pub(super) received: BTreeMap<ReplicaId, Verified<ViewChange>>,
+    /// Our VIEW-CHANGE while we wait for a NEW-VIEW (re-sent on
+    /// [`Timer::Retransmit`]).
+    pub(super) own: Option<Signed<ViewChange>>,
+    /// The NEW-VIEW that brought us into the current view (re-sent to stragglers).
+    pub(super) latest_new_view: Option<Signed<NewView>>,
+    /// When we last sent each replica our NEW-VIEW (bounded by `n`): a
+    /// straggler is answered again only after a request timeout, so a lost
+    /// answer is repaired and a Byzantine asker gains no amplification.
+    pub(super) new_view_answered: BTreeMap<ReplicaId, Time>,
+    /// When we last asked each peer for a NEW-VIEW (bounded by `n`).
+    pub(super) new_view_requested: BTreeMap<ReplicaId, Time>,
+    /// Per sender, the highest view a VIEW-CHANGE of it was refused for:
+    /// its proofs are not checked again for that view or below (issue 17:
+    /// each check of a VIEW-CHANGE's certificates costs up to
+    /// (2f+1)·(L+1) signatures, and a peer could resend one refused
+    /// VIEW-CHANGE for ever).
+    pub(super) refused: BTreeMap<ReplicaId, View>,
+    /// Checks of VIEW-CHANGE certificates per sender: a burst, then one per
+    /// half request timeout (an honest replica asks for a new view at most
+    /// once per view-change timeout; its resends of one are not checked
+    /// again).
+    pub(super) checks: Pacer<ReplicaId>,
+}
+
+impl ViewChangeState {
+    pub(super) fn new(cfg: &Config, n: usize) -> ViewChangeState {
+        ViewChangeState {
+            attempts: 0,
+            timer_strikes: 0,
+            suspects: BTreeMap::new(),
+            received: BTreeMap::new(),
+            own: None,
+            latest_new_view: None,
+            new_view_answered: BTreeMap::new(),
+            new_view_requested: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            checks: Pacer::new(4, (cfg.request_timeout_ms / 2).max(1), n),
+        }
+    }
+
+    /// How long to wait for the NEW-VIEW: the request timeout, doubled
+    /// with each failed attempt, up to the cap.
+    pub(super) fn timeout_ms(&self, cfg: &Config) -> u64 {
+        let shift = self.attempts.saturating_sub(1).min(20);
+        (cfg.request_timeout_ms << shift).min(cfg.view_change_timeout_max_ms)
+    }
+
+    /// Entering `view`: what concerned the views before it goes.
+    fn enter(&mut self, view: View) {
+        self.own = None;
+        self.new_view_answered.clear();
+        self.new_view_requested.clear();
+        self.timer_strikes = 0;
+        self.received.retain(|_, vc| vc.new_view > view);
+    }
+
+    /// Replicas that suspect `view`: by a SUSPECT for it, or by a
+    /// VIEW-CHANGE for a later view.
+    fn suspecting(&self, view: View, cluster: &Cluster) -> usize {
+        cluster
+            .replicas()
+            .filter(|r| {
+                self.suspects.get(r).is_some_and(|v| *v == view)
+                    || self.received.get(r).is_some_and(|vc| vc.new_view > view)
+            })
+            .count()
+    }
+
+    /// Replicas that asked for `target` or a later view.
+    fn asking_for_at_least(&self, target: View) -> usize {
+        self.received
+            .values()
+            .filter(|v| v.new_view >= target)
+            .count()
+    }
+
+    /// Whether `replica` was not sent our NEW-VIEW within `interval_ms`
+    /// before `now`.
+    fn may_answer(&self, replica: ReplicaId, now: Time, interval_ms: u64) -> bool {
+        self.new_view_answered
+            .get(&replica)
+            .is_none_or(|t| now >= t.plus_millis(interval_ms))
+    }
+
+    /// Whether we did not ask `peer` for a NEW-VIEW within `interval_ms`
+    /// before `now`.
+    pub(super) fn may_ask(&self, peer: ReplicaId, now: Time, interval_ms: u64) -> bool {
+        self.new_view_requested
+            .get(&peer)
+            .is_none_or(|t| now >= t.plus_millis(interval_ms))
+    }
+
+    /// Checks what [`Replica::check_invariants`] asks of this part.
+    pub(super) fn check_invariants(&self, me: ReplicaId) {
+        for (sender, vc) in &self.received {
+            assert_eq!(
+                vc.signer(),
+                *sender,
+                "replica {me}: VIEW-CHANGE filed under another sender"
+            );
+        }
+    }
+}
 
 impl Replica {
     /// Our request timer expired: tell everyone we suspect the primary.
     pub(super) fn suspect_primary(&mut self) {
         let view = self.view;
-        self.suspects.insert(self.me, view);
+        self.view_change.suspects.insert(self.me, view);
         let s = self.sign(Suspect { view });
         self.actions
             .push_back(Action::Broadcast(Message::Suspect(s.into_signed())));
@@ -57,34 +210,29 @@ impl Replica {
             return self.ignore(Refusal::SuspectOlderView);
         }
         let signer = s.signer();
-        if s.view == self.view && self.changing_to.is_none() {
+        if s.view == self.view && self.status == Status::Normal {
             self.help_lagging(signer);
         }
-        if self.suspects.get(&signer).is_some_and(|v| *v >= s.view) {
+        if self
+            .view_change
+            .suspects
+            .get(&signer)
+            .is_some_and(|v| *v >= s.view)
+        {
             return self.ignore(Refusal::SuspectNotNewer);
         }
-        self.suspects.insert(signer, s.view);
+        self.view_change.suspects.insert(signer, s.view);
         self.check_suspects();
     }
 
     /// f+1 replicas suspect the current view: change it.
     fn check_suspects(&mut self) {
-        if self.changing_to.is_some() {
+        if self.status != Status::Normal {
             return;
         }
         let view = self.view;
         // A VIEW-CHANGE for a later view implies its sender suspects this one.
-        let count = self
-            .cluster
-            .replicas()
-            .filter(|r| {
-                self.suspects.get(r).is_some_and(|v| *v == view)
-                    || self
-                        .view_changes
-                        .get(r)
-                        .is_some_and(|vc| vc.new_view > view)
-            })
-            .count();
+        let count = self.view_change.suspecting(view, &self.cluster);
         if count >= self.cluster.weak_quorum() {
             self.start_view_change(view.next());
         }
@@ -95,32 +243,27 @@ impl Replica {
         // A replica whose store was lost may have sent a VIEW-CHANGE for any
         // view up to the recorded one (with certificates it no longer
         // holds): it asks for the first view after it instead.
-        let target = match self.forgotten_commits {
+        let target = match self.guard.forgotten_commits {
             Some(f) if target <= f => f.next(),
             _ => target,
         };
-        let level = self.changing_to.unwrap_or(self.view);
+        let level = self.latest_view();
         if target <= level {
             return;
         }
-        self.vc_attempts = self.vc_attempts.saturating_add(1);
-        self.timer_strikes = 0;
-        self.changing_to = Some(target);
+        self.view_change.attempts = self.view_change.attempts.saturating_add(1);
+        self.view_change.timer_strikes = 0;
+        self.status = Status::ViewChange { to: target };
         self.timers.stop(Timer::Request);
         self.timers.stop(Timer::VoteRetransmit);
         self.stats.view_changes_started += 1;
         tracing::info!(replica = %self.me, from = %self.view, to = %target, "starting view change");
 
-        let high = self.low.0 + self.cfg.watermark_window;
-        let prepared: Vec<PreparedProof> = self
-            .slots
-            .range(self.low.next()..=Seq(high))
-            .filter_map(|(_, slot)| slot.prepared.as_ref().map(|(_, p)| p.clone()))
-            .collect();
+        let prepared = self.log.prepared_proofs();
         let vc = self.sign(ViewChange {
             new_view: target,
-            stable_seq: self.low,
-            checkpoint_proof: self.stable_proof.clone(),
+            stable_seq: self.log.low,
+            checkpoint_proof: self.log.stable_proof.clone(),
             prepared,
         });
         self.actions.push_back(Action::Persist(vec![
@@ -132,14 +275,14 @@ impl Replica {
         ]));
         self.actions
             .push_back(Action::Broadcast(Message::ViewChange(vc.signed().clone())));
-        self.own_view_change = Some(vc.signed().clone());
-        self.view_changes.insert(self.me, vc);
+        self.view_change.own = Some(vc.signed().clone());
+        self.view_change.received.insert(self.me, vc);
         self.timers.stop(Timer::ViewChange);
         self.timers.set(
             Timer::Retransmit,
             self.now.plus_millis(self.cfg.retransmit_ms),
         );
-        self.future.retain(|(_, m)| m.view() >= target);
+        self.inbox.future.retain(|(_, m)| m.view() >= target);
         self.arm_view_change_timer();
         self.maybe_send_new_view(target);
     }
@@ -154,28 +297,24 @@ impl Replica {
     /// with a silent primary ended with two replicas waiting for view 1 and
     /// the third alone in view 2).
     fn arm_view_change_timer(&mut self) {
-        let Some(target) = self.changing_to else {
+        let Status::ViewChange { to: target } = self.status else {
             return;
         };
         if self.timers.is_set(Timer::ViewChange) {
             return;
         }
-        let count = self
-            .view_changes
-            .values()
-            .filter(|v| v.new_view >= target)
-            .count();
+        let count = self.view_change.asking_for_at_least(target);
         if count >= self.cluster.quorum() {
             self.timers.set(
                 Timer::ViewChange,
-                self.now.plus_millis(self.view_change_timeout_ms()),
+                self.now.plus_millis(self.view_change.timeout_ms(&self.cfg)),
             );
         }
     }
 
     /// No NEW-VIEW arrived in time: try the next view, with a doubled timeout.
     pub(super) fn on_view_change_timer(&mut self) {
-        if let Some(target) = self.changing_to {
+        if let Status::ViewChange { to: target } = self.status {
             tracing::info!(replica = %self.me, view = %target, "view change timed out");
             self.start_view_change(target.next());
         }
@@ -183,10 +322,10 @@ impl Replica {
 
     /// Re-sends our VIEW-CHANGE while we wait for a NEW-VIEW.
     pub(super) fn on_retransmit_timer(&mut self) {
-        if self.changing_to.is_none() {
+        if self.status == Status::Normal {
             return;
         }
-        if let Some(vc) = self.own_view_change.clone() {
+        if let Some(vc) = self.view_change.own.clone() {
             self.actions
                 .push_back(Action::Broadcast(Message::ViewChange(vc)));
         }
@@ -211,39 +350,42 @@ impl Replica {
             return self.ignore(Refusal::ViewChangeForEnteredView);
         }
         if self
-            .view_changes
+            .view_change
+            .received
             .get(&signer)
             .is_some_and(|prev| prev.new_view >= target)
         {
             return self.ignore(Refusal::ViewChangeNotNewer);
         }
         if self
-            .refused_view_changes
+            .view_change
+            .refused
             .get(&signer)
             .is_some_and(|v| *v >= target)
         {
             return self.ignore(Refusal::ViewChangeSenderRefused);
         }
-        if !self.view_change_checks.allow(signer, self.now) {
+        if !self.view_change.checks.allow(signer, self.now) {
             return self.ignore(Refusal::ViewChangeChecksPaced);
         }
         if let Err(reason) = self.check_view_change(&vc) {
-            self.refused_view_changes.insert(signer, target);
+            self.view_change.refused.insert(signer, target);
             return self.ignore(reason);
         }
-        if vc.stable_seq < self.low && self.changing_to.is_none() {
+        if vc.stable_seq < self.log.low && self.status == Status::Normal {
             // It left our view behind and alone: it may be far behind too
             // (its checkpoint is older than ours). Help it catch up while it
             // waits; it rejoins at the next view change.
             self.help_lagging(signer);
         }
-        self.view_changes.insert(signer, vc);
+        self.view_change.received.insert(signer, vc);
         self.check_suspects();
 
         // Join once f+1 others ask for views above ours (§4.5.2).
-        let level = self.changing_to.unwrap_or(self.view);
+        let level = self.latest_view();
         let higher: Vec<View> = self
-            .view_changes
+            .view_change
+            .received
             .iter()
             .filter(|(r, vc)| **r != self.me && vc.new_view > level)
             .map(|(_, vc)| vc.new_view)
@@ -260,10 +402,10 @@ impl Replica {
     /// NEW-VIEW. Send it, at most once per request timeout per replica (the
     /// answer may be lost, or arrive while the asker is down).
     pub(super) fn help_straggler(&mut self, replica: crate::types::ReplicaId, target: View) {
-        if self.changing_to.is_some() {
+        if self.status != Status::Normal {
             return;
         }
-        let Some(nv) = self.latest_new_view.clone() else {
+        let Some(nv) = self.view_change.latest_new_view.clone() else {
             return;
         };
         let Ok(nv_view) = crate::crypto::Payload::decode(&nv.payload).map(|n: NewView| n.view)
@@ -271,11 +413,10 @@ impl Replica {
             return;
         };
         let quiet = self
-            .new_view_answered
-            .get(&replica)
-            .is_none_or(|t| self.now >= t.plus_millis(self.cfg.request_timeout_ms));
+            .view_change
+            .may_answer(replica, self.now, self.cfg.request_timeout_ms);
         if nv_view == self.view && nv_view >= target && quiet {
-            self.new_view_answered.insert(replica, self.now);
+            self.view_change.new_view_answered.insert(replica, self.now);
             self.actions.push_back(Action::Send {
                 to: replica,
                 message: Message::NewView(nv),
@@ -286,15 +427,16 @@ impl Replica {
     /// As primary of `target`, sends NEW-VIEW once 2f+1 VIEW-CHANGEs for it
     /// (ours included) are in.
     fn maybe_send_new_view(&mut self, target: View) {
-        if self.cluster.primary(target) != self.me || self.changing_to != Some(target) {
+        if self.cluster.primary(target) != self.me
+            || self.status != (Status::ViewChange { to: target })
+        {
             return;
         }
-        let quorum = self.cluster.quorum();
-        #[cfg(feature = "teeth")]
-        let quorum = crate::teeth::quorum(quorum);
+        let quorum = teeth::quorum(self.cluster.quorum());
         let mut vcs: Vec<Verified<ViewChange>> = Vec::with_capacity(quorum);
         if let Some(own) = self
-            .view_changes
+            .view_change
+            .received
             .get(&self.me)
             .filter(|v| v.new_view == target)
         {
@@ -303,7 +445,8 @@ impl Replica {
             return;
         }
         vcs.extend(
-            self.view_changes
+            self.view_change
+                .received
                 .iter()
                 .filter(|(r, vc)| **r != self.me && vc.new_view == target)
                 .map(|(_, vc)| vc.clone())
@@ -345,7 +488,7 @@ impl Replica {
         ]));
         self.actions
             .push_back(Action::Broadcast(Message::NewView(nv.signed().clone())));
-        self.latest_new_view = Some(nv.into_signed());
+        self.view_change.latest_new_view = Some(nv.into_signed());
         self.enter_view(target, o, pre_prepares);
     }
 
@@ -354,9 +497,9 @@ impl Replica {
         if nv.signer() != self.cluster.primary(target) {
             return self.ignore(Refusal::NewViewNotFromPrimary);
         }
-        let acceptable = match self.changing_to {
-            Some(waiting) => target >= waiting,
-            None => target > self.view,
+        let acceptable = match self.status {
+            Status::ViewChange { to: waiting } => target >= waiting,
+            Status::Normal => target > self.view,
         };
         if !acceptable {
             return self.ignore(Refusal::NewViewNotAboveOurView);
@@ -377,7 +520,8 @@ impl Replica {
                 return self.ignore(Refusal::NewViewViewChangeMismatch);
             }
             let known = self
-                .view_changes
+                .view_change
+                .received
                 .get(&vc.signer())
                 .is_some_and(|k| k.signed() == vc.signed());
             if !known {
@@ -387,19 +531,11 @@ impl Replica {
             }
             vcs.push(vc);
         }
-        let quorum = self.cluster.quorum();
-        #[cfg(feature = "teeth")]
-        let quorum = crate::teeth::quorum(quorum);
+        let quorum = teeth::quorum(self.cluster.quorum());
         if signers.len() < quorum {
             return self.ignore(Refusal::NewViewBelowQuorum);
         }
-        let o = self.compute_o_set(&vcs);
-        #[cfg(feature = "teeth")]
-        let o = if crate::teeth::active(crate::teeth::Tooth::OSetNotChecked) {
-            Replica::o_set_as_sent(o, &nv.pre_prepares)
-        } else {
-            o
-        };
+        let o = teeth::o_set(self.compute_o_set(&vcs), &nv.pre_prepares);
         if o.entries.len() != nv.pre_prepares.len() {
             return self.ignore(Refusal::NewViewWrongOSet);
         }
@@ -425,60 +561,36 @@ impl Replica {
                 changing_to: None,
             },
         ]));
-        self.latest_new_view = Some(nv.into_signed());
+        self.view_change.latest_new_view = Some(nv.into_signed());
         self.enter_view(target, o, pre_prepares);
-    }
-
-    /// Tooth `o-set-not-checked`: the O-set as the NEW-VIEW's PRE-PREPAREs
-    /// claim it, where they re-propose a null request (broken on purpose: a
-    /// Byzantine primary can drop a prepared, perhaps committed, request).
-    #[cfg(feature = "teeth")]
-    fn o_set_as_sent(mut o: OSet, pre_prepares: &[crate::crypto::Signed<PrePrepare>]) -> OSet {
-        use crate::crypto::Payload;
-        let (null_digest, _, null_bytes) = Replica::null_batch();
-        for (entry, s) in o.entries.iter_mut().zip(pre_prepares) {
-            if PrePrepare::decode(&s.payload).is_ok_and(|pp| pp.digest == null_digest) {
-                entry.digest = null_digest;
-                entry.batch = null_bytes.to_vec();
-            }
-        }
-        o
     }
 
     /// Enters `view` with the checked O-set and its PRE-PREPAREs.
     fn enter_view(&mut self, view: View, o: OSet, pre_prepares: Vec<Verified<PrePrepare>>) {
         self.view = view;
-        self.changing_to = None;
+        self.status = Status::Normal;
         self.timers.stop(Timer::ViewChange);
         self.timers.stop(Timer::Retransmit);
         self.timers.stop(Timer::NewViewRequest);
-        self.own_view_change = None;
-        self.new_view_answered.clear();
-        self.new_view_requested.clear();
-        self.timer_strikes = 0;
-        self.view_changes.retain(|_, vc| vc.new_view > view);
+        self.view_change.enter(view);
         // We never sign for an older view again, so its double-sign guard
         // entries can go (repeated view changes without a new stable
         // checkpoint piled them up beyond the S8 bound in an omission seed).
-        self.votes.retain(|(_, v, _), _| *v >= view);
+        self.guard.forget_views_before(view);
         self.stats.new_views_entered += 1;
         self.actions.push_back(Action::EnteredView(view));
 
         let max_s = o.entries.last().map_or(o.min_s, |e| e.seq);
         // Before anything below can propose: seqs up to max_s belong to O.
         if self.cluster.primary(view) == self.me {
-            self.next_seq = max_s.max(self.last_executed).max(self.low).next();
+            self.requests.next_seq = max_s.max(self.log.last_executed).max(self.log.low).next();
         }
-        self.new_view_ceiling = self.new_view_ceiling.max(max_s);
+        self.log.new_view_ceiling = self.log.new_view_ceiling.max(max_s);
 
-        for slot in self.slots.values_mut() {
-            if slot.view < view {
-                slot.reset_to(view);
-            }
-        }
+        self.log.reset_older_slots(view);
         let mut in_flight = BTreeSet::new();
         for (entry, pp) in o.entries.into_iter().zip(pre_prepares) {
-            if entry.seq <= self.low {
+            if entry.seq <= self.log.low {
                 continue;
             }
             let Ok(batch) = Batch::decode(&entry.batch) else {
@@ -490,19 +602,10 @@ impl Replica {
         }
         self.reset_proposals(&in_flight);
         // The O-set's stable checkpoint: adopt it, or catch up to it.
-        if o.min_s > self.low {
+        if o.min_s > self.log.low {
             for c in &o.checkpoint_proof {
                 if let Ok(c) = self.verifier.verify(c) {
-                    if !self
-                        .checkpoints
-                        .get(&c.seq)
-                        .is_some_and(|m| m.contains_key(&c.signer()))
-                    {
-                        self.checkpoints
-                            .entry(c.seq)
-                            .or_default()
-                            .insert(c.signer(), c);
-                    }
+                    self.checkpoints.adopt(c);
                 }
             }
             self.check_stable(o.min_s);

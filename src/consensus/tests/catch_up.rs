@@ -160,7 +160,7 @@ fn catch_up_rejects_bad_commit_certificates() {
     for i in 0..3 {
         deliver(&mut r3, at(0), i, net.checkpoint(i, 2, c2));
     }
-    assert!(r3.fetch.is_some());
+    assert!(r3.catch_up.fetch.is_some());
 
     let mut forged = net.committed_batch(1, &a, a.digest, &[0, 1, 2]);
     let by_3 = net.signed_commit(3, 0, 1, a.digest);

@@ -75,7 +75,7 @@ fn checkpoint_becomes_stable_with_2f_plus_1_matching() {
     );
     assert_eq!(r1.low_watermark(), Seq(2));
     assert_eq!(r1.footprint().slots, 1);
-    assert!(r1.slots.contains_key(&Seq(3)));
+    assert!(r1.log.slots.contains_key(&Seq(3)));
     assert_eq!(r1.footprint().checkpoint_votes, 0);
     assert_eq!(r1.stable_proof().len(), 3);
 

@@ -199,7 +199,7 @@ fn a_refused_view_change_is_not_checked_again_and_checks_are_paced() {
         net.expect_ignored(&mut r3, 2, vc(view), below);
     }
     net.expect_ignored(&mut r3, 2, vc(5), Refusal::ViewChangeChecksPaced);
-    assert!(!r3.view_changes.contains_key(&ReplicaId(2)));
+    assert!(!r3.view_change.received.contains_key(&ReplicaId(2)));
     deliver(
         &mut r3,
         at(0),
@@ -207,7 +207,7 @@ fn a_refused_view_change_is_not_checked_again_and_checks_are_paced() {
         Message::ViewChange(net.view_change(1, 1, vec![])),
     );
     assert!(
-        r3.view_changes.contains_key(&ReplicaId(1)),
+        r3.view_change.received.contains_key(&ReplicaId(1)),
         "another sender is checked"
     );
 }
@@ -240,7 +240,7 @@ fn wasted_signature_checks_are_limited_per_peer() {
     // Another peer is checked and its vote used.
     deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &b));
     deliver(&mut r1, at(0), 3, net.prepare(3, 0, 1, b.digest));
-    assert!(r1.slots[&Seq(1)].prepares.contains_key(&ReplicaId(3)));
+    assert!(r1.log.slots[&Seq(1)].prepares.contains_key(&ReplicaId(3)));
     // The allowance refills at one check per interval.
     let later = at(WASTED_CHECK_INTERVAL_MS);
     let input = |m| Input::Message {
@@ -252,5 +252,5 @@ fn wasted_signature_checks_are_limited_per_peer() {
     // Well after, a valid vote of the peer is checked and used.
     let refilled = at(10 * WASTED_CHECKS_BURST * WASTED_CHECK_INTERVAL_MS);
     feed(&mut r1, refilled, input(net.prepare(2, 0, 2, b.digest)));
-    assert!(r1.slots[&Seq(2)].prepares.contains_key(&ReplicaId(2)));
+    assert!(r1.log.slots[&Seq(2)].prepares.contains_key(&ReplicaId(2)));
 }

@@ -185,7 +185,7 @@ fn backup_ignores_invalid_pre_prepares() {
         let mut r1 = net.replica(1);
         net.expect_ignored(&mut r1, from, message, reason);
         assert!(
-            r1.slots.values().all(|s| s.pre_prepare.is_none()),
+            r1.log.slots.values().all(|s| s.pre_prepare.is_none()),
             "{reason}"
         );
     }
@@ -248,7 +248,7 @@ fn backup_refuses_equivocating_pre_prepare_and_answers_a_resend() {
         net.pre_prepare(0, 1, &b),
         Refusal::PrePrepareEquivocation,
     );
-    let kept = r1.slots[&Seq(1)].pre_prepare.as_ref().map(|p| p.digest);
+    let kept = r1.log.slots[&Seq(1)].pre_prepare.as_ref().map(|p| p.digest);
     assert_eq!(kept, Some(a.digest));
 
     let acts = deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
@@ -640,7 +640,7 @@ fn a_pre_prepare_without_its_batch_is_caught() {
     let net = Net::new(4);
     let mut r0 = net.replica(0);
     feed(&mut r0, at(1), Input::Request(net.tx(0, 1)));
-    let seq = *r0.slots.keys().next().expect("the primary proposed");
-    r0.slots.get_mut(&seq).expect("slot").batch = None;
+    let seq = *r0.log.slots.keys().next().expect("the primary proposed");
+    r0.log.slots.get_mut(&seq).expect("slot").batch = None;
     r0.check_invariants();
 }

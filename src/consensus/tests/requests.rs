@@ -89,7 +89,7 @@ fn backup_request_bookkeeping_stays_bounded() {
     }
     assert_eq!(r1.pending_requests(), 0);
     assert_eq!(
-        r1.pending.unproposed_len(),
+        r1.requests.pending.unproposed_len(),
         0,
         "the proposal queue holds keys of executed requests"
     );

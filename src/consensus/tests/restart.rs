@@ -185,7 +185,7 @@ fn restarted_new_primary_keeps_its_o_set_seqs() {
     };
     let mut r1 = net.restart(1, recovered);
     assert!(r1.is_primary());
-    assert_eq!(r1.next_seq, Seq(3));
+    assert_eq!(r1.requests.next_seq, Seq(3));
 
     let acts = feed(&mut r1, at(0), Input::Request(net.tx(0, 1)));
     assert_eq!(net.describe(&acts), Vec::<String>::new());
@@ -211,7 +211,11 @@ fn restarted_new_primary_from_ops_in_write_order_keeps_its_o_set_seqs() {
     };
     let mut r1 = net.restart(1, recovered);
     assert!(r1.is_primary());
-    assert_eq!(r1.next_seq, Seq(3), "s1 and s2 belong to the O-set");
+    assert_eq!(
+        r1.requests.next_seq,
+        Seq(3),
+        "s1 and s2 belong to the O-set"
+    );
 
     let acts = feed(&mut r1, at(0), Input::Request(net.tx(0, 1)));
     assert_eq!(net.describe(&acts), Vec::<String>::new());

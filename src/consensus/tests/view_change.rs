@@ -263,7 +263,7 @@ fn new_primary_sends_new_view_reproposing_prepared_and_null_requests() {
     assert_eq!(broadcast_new_view(&acts), expected);
     assert!(r1.is_primary());
     assert_eq!(r1.view(), View(1));
-    assert_eq!(r1.next_seq, Seq(3));
+    assert_eq!(r1.requests.next_seq, Seq(3));
 }
 
 /// §4.4: a backup accepts a NEW-VIEW if it is properly signed, its
@@ -547,15 +547,15 @@ fn entering_a_view_forgets_older_views_votes() {
     let net = Net::new(4);
     let mut r0 = net.replica(0);
     feed(&mut r0, at(0), Input::Request(net.tx(0, 5)));
-    assert!(r0.votes.keys().any(|(_, v, _)| *v == View(0)));
+    assert!(r0.guard.votes.keys().any(|(_, v, _)| *v == View(0)));
     let nv = new_view_v1(&net);
     deliver(&mut r0, at(0), 1, Message::NewView(nv));
     assert_eq!(r0.view(), View(1));
-    assert!(!r0.votes.is_empty());
+    assert!(!r0.guard.votes.is_empty());
     assert!(
-        r0.votes.keys().all(|(_, v, _)| *v == View(1)),
+        r0.guard.votes.keys().all(|(_, v, _)| *v == View(1)),
         "{:?}",
-        r0.votes.keys().collect::<Vec<_>>()
+        r0.guard.votes.keys().collect::<Vec<_>>()
     );
 }
 
@@ -647,7 +647,10 @@ fn view_change_with_forged_prepared_certificate_is_rejected() {
             // 100,000 signature checks take seconds; refusing takes none.
             assert!(started.elapsed() < std::time::Duration::from_millis(500));
         }
-        assert!(!r3.view_changes.contains_key(&ReplicaId(2)), "{reason}");
+        assert!(
+            !r3.view_change.received.contains_key(&ReplicaId(2)),
+            "{reason}"
+        );
 
         let vcs = vec![
             net.view_change(1, 1, vec![]),
