@@ -32,6 +32,7 @@ pub enum Tooth {
     AbstainNotPersisted,
     TimerResetOnAnyExecution,
     LostStoreVotesAfresh,
+    ProposeAtStaleSeq,
 }
 
 /// Name, tooth and one-line description of every tooth.
@@ -50,6 +51,7 @@ pub const CATALOGUE: &[(&str, Tooth, &str)] = &[
     ("execute-not-atomic", Tooth::ExecuteNotAtomic, "executing a block writes the state changes and the block with its chain tip in two synced writes instead of one"),
     ("timer-reset-on-any-execution", Tooth::TimerResetOnAnyExecution, "any executed batch restarts the request timer and clears its strikes, not only the execution of the request it waits for"),
     ("lost-store-votes-afresh", Tooth::LostStoreVotesAfresh, "a replica restarted on a wiped or restored store votes (and asks for view changes) as if it had never voted, though its view record shows it did"),
+    ("propose-at-stale-seq", Tooth::ProposeAtStaleSeq, "a primary that caught up by fetching proposes at its old next seq, at or below the seqs it executed, instead of above them"),
     ("abstain-not-persisted", Tooth::AbstainNotPersisted, "the rule to sit out the view a crash erased the votes of lasts only for the run that learned it: a clean stop and restart lift it"),
 ];
 
@@ -201,6 +203,17 @@ pub fn restart_votes_in_crash_view() -> bool {
 /// ([`Tooth::AbstainNotPersisted`]).
 pub fn abstain_not_persisted() -> bool {
     active(Tooth::AbstainNotPersisted)
+}
+
+/// The seq a primary proposes at: above both its `next` seq and the
+/// last it `executed`, or `next` alone while [`Tooth::ProposeAtStaleSeq`]
+/// is active.
+pub fn proposal_seq<S: Ord>(next: S, above_executed: S) -> S {
+    if active(Tooth::ProposeAtStaleSeq) {
+        next
+    } else {
+        next.max(above_executed)
+    }
 }
 
 // ---- node, ledger and crypto hooks ----

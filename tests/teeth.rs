@@ -39,6 +39,7 @@ const EXPECTED: &[(Tooth, Option<Kind>, u64)] = &[
     (Tooth::AbstainNotPersisted, None, 400),
     (Tooth::TimerResetOnAnyExecution, Some(Kind::Censor), 100),
     (Tooth::LostStoreVotesAfresh, None, 400),
+    (Tooth::ProposeAtStaleSeq, Some(Kind::BadNewView), 200),
 ];
 
 /// Teeth caught by a crash-anywhere campaign (crashes inside writes).

@@ -11,7 +11,7 @@
 
 use super::messages::PrePrepare;
 use super::timers::Timer;
-use super::{Action, Config, Refusal, Replica, Status, VoteKind};
+use super::{teeth, Action, Config, Refusal, Replica, Status, VoteKind};
 use crate::crypto::PublicKey;
 use crate::tx::{batch_digest, Batch, Transaction, VerifiedCache, VerifiedTx};
 use crate::types::Seq;
@@ -343,8 +343,8 @@ impl Replica {
             // Never at or below our height: a primary that caught up by
             // fetching executed seqs above its last proposal (found by
             // `check_invariants`: a slot below the stable checkpoint, seed
-            // 2100264 with bad-new-view).
-            let seq = self.requests.next_seq.max(self.log.last_executed.next());
+            // 2100264 with bad-new-view; the simulator's rule S11).
+            let seq = teeth::proposal_seq(self.requests.next_seq, self.log.last_executed.next());
             if seq > self.log.window_top() {
                 break;
             }

@@ -16,8 +16,9 @@ use crate::crypto::{Signed, Verified, Verifier, VerifyError};
 #[cfg(feature = "teeth")]
 pub(super) use crate::teeth::{
     abstain_not_persisted, censored, checkpoint_quorum, core_broken, equivocation_guard_off,
-    lost_store_votes_afresh, no_cap_on_future_buffering, quorum, restart_votes_in_crash_view,
-    signers_counted, signers_not_deduplicated, view_change_proof_not_checked,
+    lost_store_votes_afresh, no_cap_on_future_buffering, proposal_seq, quorum,
+    restart_votes_in_crash_view, signers_counted, signers_not_deduplicated,
+    view_change_proof_not_checked,
 };
 
 #[cfg(not(feature = "teeth"))]
@@ -69,6 +70,10 @@ mod off {
     #[inline(always)]
     pub(in super::super) fn restart_votes_in_crash_view() -> bool {
         false
+    }
+    #[inline(always)]
+    pub(in super::super) fn proposal_seq<S: Ord>(next: S, above_executed: S) -> S {
+        next.max(above_executed)
     }
     #[inline(always)]
     pub(in super::super) fn abstain_not_persisted() -> bool {
