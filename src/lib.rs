@@ -40,7 +40,6 @@ pub mod operator;
 pub mod ops;
 pub mod sim;
 pub mod storage;
-#[cfg(feature = "teeth")]
 pub mod teeth;
 pub mod tx;
 pub mod types;

@@ -104,6 +104,75 @@ pub fn quorum(quorum: usize) -> usize {
     }
 }
 
+// ---- node, ledger and crypto hooks ----
+//
+// The teeth outside the consensus core, each a named hook its one call site
+// in `node::store`, `ledger::bank` or `crypto` calls in every build. With the
+// feature `teeth` a hook takes its broken branch only while its tooth is
+// active; without it, it is an inlined no-op (`false`, `Ok(())`), so the
+// broken branch compiles to nothing. Hooks name no type of a higher layer:
+// this module is L0.
+
+/// Tooth `execute-not-atomic` (`node::store`, executing a block): while it
+/// is active, takes the writes `is_state` picks out of `writes` (the state
+/// changes) and makes them durable alone with `write`, before the rest of
+/// the block's write (broken on purpose).
+#[cfg(feature = "teeth")]
+pub fn write_state_alone<W, E>(
+    writes: &mut Vec<W>,
+    is_state: impl Fn(&W) -> bool,
+    write: impl FnOnce(Vec<W>) -> Result<(), E>,
+) -> Result<(), E> {
+    if !active(Tooth::ExecuteNotAtomic) {
+        return Ok(());
+    }
+    let (state, rest) = std::mem::take(writes)
+        .into_iter()
+        .partition::<Vec<_>, _>(|w| is_state(w));
+    *writes = rest;
+    write(state)
+}
+
+/// Tooth `execute-not-atomic`: nothing without the feature `teeth`.
+#[cfg(not(feature = "teeth"))]
+#[inline(always)]
+pub fn write_state_alone<W, E>(
+    _writes: &mut Vec<W>,
+    _is_state: impl Fn(&W) -> bool,
+    _write: impl FnOnce(Vec<W>) -> Result<(), E>,
+) -> Result<(), E> {
+    Ok(())
+}
+
+/// Tooth `nonce-not-checked` (`ledger::bank`): whether the bank skips its
+/// nonce checks (broken on purpose).
+#[cfg(feature = "teeth")]
+pub fn nonce_not_checked() -> bool {
+    active(Tooth::NonceNotChecked)
+}
+
+/// Tooth `nonce-not-checked`: never without the feature `teeth`.
+#[cfg(not(feature = "teeth"))]
+#[inline(always)]
+pub fn nonce_not_checked() -> bool {
+    false
+}
+
+/// Tooth `commit-signature-not-checked` (`crypto`,
+/// `Verifier::decode_unverified`): whether a signature goes unchecked
+/// (broken on purpose).
+#[cfg(feature = "teeth")]
+pub fn signature_unchecked() -> bool {
+    active(Tooth::CommitSignatureNotChecked)
+}
+
+/// Tooth `commit-signature-not-checked`: never without the feature `teeth`.
+#[cfg(not(feature = "teeth"))]
+#[inline(always)]
+pub fn signature_unchecked() -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,232 +13,65 @@
 //! total supply. A silent primary is replaced by a view change. An
 //! equivocating primary among four replicas is not (it still forms a quorum
 //! with the larger honest group; see `equivocating_primary`); among seven
-//! it is. Every replica is a child process killed by PID when the test
-//! ends; every wait is bounded.
+//! it is. The processes are those of `common::cluster`: every replica is a
+//! child process killed by PID when the test ends; every wait is bounded.
 //!
 //! `cargo test --release --features byzantine --test byzantine -- --test-threads=1`
 
 #![cfg(feature = "byzantine")]
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::cluster::testnet;
-use common::{fields, run_bounded, text};
+use common::cluster::{assert_same_chain, Cluster, Inspected, Stats};
+use common::{fields, text};
 
-const REPLICA: &str = env!("CARGO_BIN_EXE_pbft-replica");
-const CLIENT: &str = env!("CARGO_BIN_EXE_pbft-client");
 const BALANCE: u64 = 1_000;
 const CLIENTS: usize = 2;
-const READY_LIMIT: Duration = Duration::from_secs(20);
-const STOP_LIMIT: Duration = Duration::from_secs(10);
-/// Bound on one client process (its own --timeout-ms is lower).
-const CLIENT_LIMIT: Duration = Duration::from_secs(30);
-const CLIENT_TIMEOUT_MS: &str = "15000";
 /// Bound on the honest replicas converging on one tip after the transfers.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(20);
 /// Without agreement for this long, [`Net::converge`] commits one more
 /// transfer.
 const NUDGE_AFTER: Duration = Duration::from_secs(2);
 
-/// One replica's `status --stats` answer.
-#[derive(Debug, Default)]
-struct Status {
-    view: u64,
-    height: u64,
-    tip: String,
-    view_changes: u64,
-    new_views: u64,
-    /// Refused input by reason.
-    ignored: BTreeMap<String, u64>,
-}
-
-impl Status {
-    fn ignored_matching(&self, needle: &str) -> u64 {
-        self.ignored
-            .iter()
-            .filter(|(r, _)| r.contains(needle))
-            .map(|(_, n)| n)
-            .sum()
-    }
-}
-
-/// A testnet, its replica processes and which one is Byzantine.
+/// A running cluster and which replica in it is Byzantine.
 struct Net {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    n: usize,
-    children: Vec<Option<Child>>,
-    accounts: Vec<String>,
+    c: Cluster,
     byzantine: usize,
-    behaviour: &'static str,
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 impl Net {
     /// Generates a fresh testnet and starts its `n` replicas, `byzantine`
-    /// with `--byzantine behaviour`; waits until the mesh is complete.
+    /// with `--byzantine behaviour`; waits until the mesh is complete and
+    /// checks that the Byzantine replica announced itself.
     fn start(n: usize, byzantine: usize, behaviour: &'static str) -> Net {
-        let t = testnet(n, CLIENTS, BALANCE);
-        let mut net = Net {
-            _dir: t.dir,
-            root: t.root,
-            n,
-            children: (0..n).map(|_| None).collect(),
-            accounts: t.accounts,
-            byzantine,
-            behaviour,
-        };
+        let mut c = Cluster::generate_with(n, CLIENTS, BALANCE);
         for i in 0..n {
-            net.start_one(i);
-        }
-        let deadline = Instant::now() + READY_LIMIT;
-        loop {
-            let out = net.client(&["status"]);
-            let t = text(&out.stdout);
-            let full = format!("peers {}", n - 1);
-            if t.lines().filter(|l| l.contains(&full)).count() == n {
-                break;
+            if i == byzantine {
+                c.start_with(i, &["--byzantine", behaviour]);
+            } else {
+                c.start(i);
             }
-            assert!(
-                Instant::now() < deadline,
-                "mesh never fully connected:\n{t}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        let log = std::fs::read_to_string(net.log(byzantine)).unwrap();
+        c.wait_connected();
+        let log = std::fs::read_to_string(c.log(byzantine)).unwrap();
         assert!(
             log.contains("BYZANTINE") && log.contains("event=\"byzantine\""),
             "replica {byzantine} did not announce its behaviour:\n{}",
-            net.log_tail(byzantine)
+            c.log_tail(byzantine)
         );
-        net
+        Net { c, byzantine }
     }
 
     fn honest(&self) -> Vec<usize> {
-        (0..self.n).filter(|i| *i != self.byzantine).collect()
+        (0..self.c.n).filter(|i| *i != self.byzantine).collect()
     }
 
-    fn home(&self, i: usize) -> PathBuf {
-        self.root.join(format!("replica-{i}"))
-    }
-
-    fn log(&self, i: usize) -> PathBuf {
-        self.root.join(format!("logs/replica-{i}.log"))
-    }
-
-    fn key(&self, k: usize) -> String {
-        self.root
-            .join(format!("clients/client-{k}.key"))
-            .display()
-            .to_string()
-    }
-
-    fn log_tail(&self, i: usize) -> String {
-        let t = std::fs::read_to_string(self.log(i)).unwrap_or_default();
-        let lines: Vec<&str> = t.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    /// Starts replica `i` (Byzantine if it is the chosen one) and waits
-    /// (bounded) for its ready line.
-    fn start_one(&mut self, i: usize) {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log(i))
-            .unwrap();
-        let mut cmd = Command::new(REPLICA);
-        cmd.args(["start", "--home", self.home(i).to_str().unwrap()])
-            .args(["--log-level", "info"]);
-        if i == self.byzantine {
-            cmd.args(["--byzantine", self.behaviour]);
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn replica");
-        self.children[i] = Some(child);
-        let deadline = Instant::now() + READY_LIMIT;
-        loop {
-            let t = std::fs::read(self.log(i)).unwrap_or_default();
-            if text(&t).contains("event=\"ready\"") {
-                return;
-            }
-            if let Some(status) = self.children[i].as_mut().unwrap().try_wait().unwrap() {
-                self.children[i] = None;
-                panic!(
-                    "replica {i} exited during start-up ({status}):\n{}",
-                    self.log_tail(i)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {i} not ready:\n{}",
-                self.log_tail(i)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM to replica `i` by PID; waits (bounded) for it to exit.
-    fn stop(&mut self, i: usize) -> ExitStatus {
-        let mut child = self.children[i].take().expect("replica running");
-        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill({}) failed", child.id());
-        let deadline = Instant::now() + STOP_LIMIT;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "replica {i} did not exit after SIGTERM:\n{}",
-                    self.log_tail(i)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn client(&self, args: &[&str]) -> Output {
-        run_bounded(
-            Command::new(CLIENT)
-                .args(["--network", self.root.to_str().unwrap()])
-                .args(["--timeout-ms", CLIENT_TIMEOUT_MS])
-                .args(args),
-            CLIENT_LIMIT,
-        )
-    }
-
-    /// A transfer from client `from` to client `to` that must commit.
+    /// A transfer from client `from` to client `to` that must commit; on
+    /// failure, shows the Byzantine replica's log.
     fn transfer_ok(&self, from: usize, to: usize, amount: u64) -> BTreeMap<String, String> {
-        let amount = amount.to_string();
-        let out = self.client(&[
-            "--key",
-            &self.key(from),
-            "transfer",
-            "--to",
-            &self.accounts[to],
-            "--amount",
-            &amount,
-        ]);
+        let out = self.c.transfer_output(from, to, amount);
         let f = fields(&text(&out.stdout));
         assert!(
             out.status.success() && f.get("receipt").map(String::as_str) == Some("ok"),
@@ -247,46 +80,9 @@ impl Net {
             text(&out.stdout),
             text(&out.stderr),
             self.byzantine,
-            self.log_tail(self.byzantine)
+            self.c.log_tail(self.byzantine)
         );
         f
-    }
-
-    /// `status --stats`, by replica (`None`: unreachable).
-    fn status(&self) -> Vec<Option<Status>> {
-        let out = self.client(&["status", "--stats"]);
-        let t = text(&out.stdout);
-        let mut all: Vec<Option<Status>> = (0..self.n).map(|_| None).collect();
-        for line in t.lines() {
-            let w: Vec<&str> = line.split_whitespace().collect();
-            let Some(i) = w.get(1).and_then(|i| i.parse::<usize>().ok()) else {
-                continue;
-            };
-            let after = |k: &str| w[w.iter().position(|x| *x == k).unwrap() + 1];
-            match w.get(2) {
-                Some(&"reachable") => {
-                    all[i] = Some(Status {
-                        view: after("view").parse().unwrap(),
-                        height: after("height").parse().unwrap(),
-                        tip: after("tip").to_string(),
-                        ..Status::default()
-                    })
-                }
-                Some(&"counters") => {
-                    if let Some(s) = all[i].as_mut() {
-                        s.view_changes = after("view_changes").parse().unwrap();
-                        s.new_views = after("new_views").parse().unwrap();
-                    }
-                }
-                Some(&"ignored") => {
-                    if let Some(s) = all[i].as_mut() {
-                        s.ignored.insert(w[4..].join(" "), w[3].parse().unwrap());
-                    }
-                }
-                _ => {}
-            }
-        }
-        all
     }
 
     /// Waits (bounded) until every honest replica reports the same height
@@ -294,7 +90,7 @@ impl Net {
     /// took. A replica the adversary left behind catches up at the next
     /// stable checkpoint, so after [`NUDGE_AFTER`] without agreement one
     /// more transfer is committed, and so on.
-    fn converge(&self) -> (Vec<Status>, u64) {
+    fn converge(&self) -> (Vec<Stats>, u64) {
         let deadline = Instant::now() + CONVERGE_LIMIT;
         let mut nudge = Instant::now() + NUDGE_AFTER;
         let mut extra = 0;
@@ -304,11 +100,11 @@ impl Net {
                 extra += 1;
                 nudge = Instant::now() + NUDGE_AFTER;
             }
-            let mut all = self.status();
-            let honest: Vec<Option<Status>> =
+            let mut all = self.c.stats();
+            let honest: Vec<Option<Stats>> =
                 self.honest().into_iter().map(|i| all[i].take()).collect();
             if honest.iter().all(Option::is_some) {
-                let honest: Vec<Status> = honest.into_iter().map(Option::unwrap).collect();
+                let honest: Vec<Stats> = honest.into_iter().map(Option::unwrap).collect();
                 if honest
                     .iter()
                     .all(|s| (s.height, &s.tip) == (honest[0].height, &honest[0].tip))
@@ -328,51 +124,14 @@ impl Net {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-
-    /// `inspect --blocks` of stopped replica `i`.
-    fn inspect(&self, i: usize) -> Inspected {
-        let out = run_bounded(
-            Command::new(REPLICA).args([
-                "inspect",
-                "--blocks",
-                "--home",
-                self.home(i).to_str().unwrap(),
-            ]),
-            Duration::from_secs(20),
-        );
-        assert!(out.status.success(), "inspect {i}: {}", text(&out.stderr));
-        let t = text(&out.stdout);
-        let f = fields(&t);
-        Inspected {
-            height: f["height"].parse().unwrap(),
-            block_hash: f["block_hash"].clone(),
-            total_supply: f["total_supply"].parse().unwrap(),
-            blocks: t
-                .lines()
-                .filter_map(|l| l.strip_prefix("block "))
-                .map(|l| {
-                    let w: Vec<&str> = l.split_whitespace().collect();
-                    (w[0].parse().unwrap(), w[1].to_string())
-                })
-                .collect(),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Inspected {
-    height: u64,
-    block_hash: String,
-    total_supply: u128,
-    blocks: Vec<(u64, String)>,
 }
 
 /// What one run showed, for the assertions specific to a behaviour.
 struct Outcome {
     /// The honest replicas' statuses after the transfers, in id order.
-    honest: Vec<(usize, Status)>,
+    honest: Vec<(usize, Stats)>,
     /// The honest replicas' statuses after the first transfer.
-    after_first: Vec<(usize, Status)>,
+    after_first: Vec<(usize, Stats)>,
 }
 
 /// Starts `n` replicas with `behaviour` on replica `byzantine`, commits
@@ -383,7 +142,7 @@ fn run(n: usize, byzantine: usize, behaviour: &'static str, transfers: u64) -> O
     let started = Instant::now();
     let mut net = Net::start(n, byzantine, behaviour);
     let ready = started.elapsed();
-    let honest_of = |all: Vec<Option<Status>>| -> Vec<(usize, Status)> {
+    let honest_of = |all: Vec<Option<Stats>>| -> Vec<(usize, Stats)> {
         all.into_iter()
             .enumerate()
             .filter(|(i, _)| *i != byzantine)
@@ -397,13 +156,13 @@ fn run(n: usize, byzantine: usize, behaviour: &'static str, transfers: u64) -> O
         let f = net.transfer_ok(from, to, 10 + round);
         latencies.push(f["latency"].clone());
         if round == 0 {
-            after_first = honest_of(net.status());
+            after_first = honest_of(net.c.stats());
         }
     }
     let committed = started.elapsed() - ready;
     let (honest, extra) = net.converge();
-    let honest: Vec<(usize, Status)> = net.honest().into_iter().zip(honest).collect();
-    let byz = net.status().swap_remove(byzantine);
+    let honest: Vec<(usize, Stats)> = net.honest().into_iter().zip(honest).collect();
+    let byz = net.c.stats().swap_remove(byzantine);
     eprintln!(
         "[{behaviour}] n={n}, byzantine replica {byzantine}; ready in {:.1} s; {transfers} transfers in {:.1} s (latencies {latencies:?}); {extra} extra transfers until the honest replicas agreed",
         ready.as_secs_f64(),
@@ -427,22 +186,11 @@ fn run(n: usize, byzantine: usize, behaviour: &'static str, transfers: u64) -> O
             s.view, s.height
         );
     }
-    for i in 0..n {
-        let status = net.stop(i);
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "replica {i} exit:\n{}",
-            net.log_tail(i)
-        );
-    }
-    let stores: Vec<Inspected> = net.honest().into_iter().map(|i| net.inspect(i)).collect();
+    net.c.stop_all();
+    let stores: Vec<Inspected> = net.honest().into_iter().map(|i| net.c.inspect(i)).collect();
+    assert_same_chain(&stores);
     let first = &stores[0];
     for (i, s) in net.honest().into_iter().zip(&stores) {
-        assert_eq!(s.height, first.height, "replica {i} height: {stores:?}");
-        assert_eq!(s.block_hash, first.block_hash, "replica {i} tip");
-        assert_eq!(s.blocks, first.blocks, "replica {i} blocks");
-        assert_eq!(s.blocks.len() as u64, s.height, "replica {i} block list");
         assert_eq!(
             s.total_supply,
             (BALANCE * CLIENTS as u64) as u128,
@@ -579,7 +327,7 @@ fn lying_backup() {
     }
     let mut without_the_liar = 0;
     for _ in 0..4 {
-        let out = net.client(&["balance", &net.accounts[0]]);
+        let out = net.c.client(&["balance", &net.c.accounts[0]]);
         let t = text(&out.stdout);
         assert!(
             out.status.success(),

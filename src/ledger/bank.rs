@@ -135,10 +135,7 @@ impl Bank {
             self.touch(tx.from);
             return Receipt::UnknownAccount;
         };
-        #[cfg(feature = "teeth")]
-        let checked = !crate::teeth::active(crate::teeth::Tooth::NonceNotChecked);
-        #[cfg(not(feature = "teeth"))]
-        let checked = true;
+        let checked = !crate::teeth::nonce_not_checked();
         if checked && tx.nonce <= sender.nonce {
             return Receipt::StaleNonce;
         }

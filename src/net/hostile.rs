@@ -5,7 +5,7 @@
 //! the replica's real endpoint; nothing here is reachable without the
 //! feature.
 
-use super::client::put_record;
+use super::client::record::put_record;
 use super::tls::{self, Identity, Pin};
 use super::NetError;
 use crate::crypto::{KeyPair, PublicKey};

@@ -656,7 +656,7 @@ async fn a_client_that_never_reads_holds_only_its_share_and_only_for_a_while() {
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let mut records = Vec::new();
         for id in 0..200u64 {
-            super::client::put_record(&mut records, id, 0, &[1u8; 512]);
+            super::client::record::put_record(&mut records, id, 0, &[1u8; 512]);
         }
         send.write_all(&records).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -25,8 +25,9 @@
 //!
 //! With the cargo feature `byzantine`, `pbft-replica start --byzantine B`
 //! runs `Role::Byzantine`: the same loop, but what the node sends passes
-//! through an adversary strategy (module `byzantine`); default builds have
-//! no such path.
+//! through an adversary strategy (module `byzantine`). The loop reaches it
+//! only through the seam in `egress`, built once in [`run`]; in default
+//! builds that seam is a zero-sized pass-through.
 //!
 //! A [`NodeError`] is a storage failure: the replica cannot keep its
 //! promises (never forget a vote), so it stops and the binary exits with
@@ -50,6 +51,9 @@ use tracing::{debug, error, info, warn};
 
 #[cfg(feature = "byzantine")]
 pub mod byzantine;
+mod egress;
+
+use egress::Egress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -142,8 +146,8 @@ struct Driver {
     stats: LoopStats,
     /// Submissions ingested since the last flush (see `ClientService::after_submit`).
     submitted: Vec<(crate::crypto::PublicKey, u64)>,
-    #[cfg(feature = "byzantine")]
-    adversary: Option<byzantine::Adversary>,
+    /// The adversary seam (a pass-through unless this replica is Byzantine).
+    egress: Egress,
 }
 
 impl Driver {
@@ -206,8 +210,7 @@ impl Driver {
 
     fn deliver(&mut self) {
         while let Some(out) = self.node.pop_outgoing() {
-            #[cfg(feature = "byzantine")]
-            let Some(out) = self.adversary_outgoing(out) else {
+            let Some(out) = self.egress.outgoing(&self.node, &self.transport, out) else {
                 continue;
             };
             match out {
@@ -237,8 +240,7 @@ impl Driver {
         self.stats.frames += 1;
         match Message::from_frame(frame, cap) {
             Ok(message) => {
-                #[cfg(feature = "byzantine")]
-                self.adversary_incoming(from, &message);
+                self.egress.incoming(&self.node, from, &message);
                 self.ingest(NodeInput::Message { from, message })
             }
             Err(e) => {
@@ -266,85 +268,10 @@ impl Driver {
                 .count() as u32
         };
         let undecodable = self.stats.undecodable;
-        #[cfg(feature = "byzantine")]
-        let core = self.core_state();
-        #[cfg(feature = "byzantine")]
-        let adversary = &mut self.adversary;
-        let answer = |query: &crate::client::proto::ClientRequest, honest| {
-            #[cfg(feature = "byzantine")]
-            if let Some(adversary) = adversary.as_mut() {
-                return adversary.answer_query(core, query, honest);
-            }
-            let _ = query;
-            honest
-        };
+        let answer = self.egress.answers(&self.node);
         // A submission waits for the flush, which checks it with the rest.
         self.service
             .on_request(&self.node, request, connected, undecodable, answer)
-    }
-}
-
-#[cfg(feature = "byzantine")]
-impl Driver {
-    fn core_state(&self) -> byzantine::CoreState {
-        byzantine::CoreState {
-            view: self.node.replica().view(),
-            height: self.node.height(),
-            now: core_now(),
-        }
-    }
-
-    /// Routes a message the node wants to send through the adversary, if
-    /// this replica has one; returns what the honest path must still
-    /// deliver (client replies the strategy lets pass).
-    fn adversary_outgoing(&mut self, out: Outgoing) -> Option<Outgoing> {
-        if self.adversary.is_none() {
-            return Some(out);
-        }
-        let core = self.core_state();
-        let adversary = self.adversary.as_mut()?;
-        match out {
-            Outgoing::ToReplica { to, message } => {
-                adversary.outgoing(&self.transport, core, to, message);
-                None
-            }
-            Outgoing::Broadcast(message) => {
-                adversary.broadcast(&self.transport, core, &message);
-                None
-            }
-            Outgoing::ToClient { .. } => adversary.replies_to_clients().then_some(out),
-        }
-    }
-
-    fn adversary_incoming(&mut self, from: ReplicaId, message: &Message) {
-        if self.adversary.is_none() {
-            return;
-        }
-        let core = self.core_state();
-        if let Some(adversary) = self.adversary.as_mut() {
-            adversary.incoming(core, from, message);
-        }
-    }
-
-    /// The earlier of the core's deadline and the adversary's next tick.
-    fn adversary_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
-        match (&self.adversary, deadline) {
-            (None, d) => d,
-            (Some(a), None) => Some(a.next_tick()),
-            (Some(a), Some(d)) => Some(d.min(a.next_tick())),
-        }
-    }
-
-    /// Runs the adversary's tick if it is due; returns whether it was.
-    fn adversary_tick(&mut self) -> bool {
-        if self.adversary.is_none() {
-            return false;
-        }
-        let core = self.core_state();
-        match self.adversary.as_mut() {
-            Some(adversary) => adversary.tick_if_due(&self.transport, core),
-            None => false,
-        }
     }
 }
 
@@ -386,6 +313,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
             return Err(e.into());
         }
     };
+    let egress = Egress::new(role, &cfg, node.replica().network());
     let mut d = Driver {
         node,
         transport,
@@ -393,34 +321,8 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         me,
         stats: LoopStats::default(),
         submitted: Vec::new(),
-        #[cfg(feature = "byzantine")]
-        adversary: None,
+        egress,
     };
-    match role {
-        Role::Honest => {}
-        #[cfg(feature = "byzantine")]
-        Role::Byzantine(kind) => {
-            let created = byzantine::Adversary::new(
-                kind,
-                me,
-                cfg.key.clone(),
-                d.node.replica().network(),
-                cfg.genesis.cluster,
-                cfg.genesis.config().request_timeout_ms,
-            );
-            if let Some((adversary, seed)) = created {
-                warn!(
-                    event = "byzantine",
-                    replica = %me,
-                    behaviour = kind.name(),
-                    seed,
-                    "this replica is BYZANTINE: its outgoing traffic passes through the '{}' adversary",
-                    kind.name()
-                );
-                d.adversary = Some(adversary);
-            }
-        }
-    }
     info!(
         event = "ready",
         replica = %me,
@@ -457,22 +359,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
             warn!(replica = %me, error = %e, "could not save this view's votes; the next start will sit this view out");
         }
     }
-    #[cfg(feature = "byzantine")]
-    if let Some(a) = &d.adversary {
-        let s = a.stats();
-        warn!(
-            event = "byzantine-stopped",
-            replica = %me,
-            behaviour = a.kind().name(),
-            wanted = s.honest,
-            sent = s.sent,
-            injected = s.injected,
-            delayed = s.delayed,
-            raw_frames = s.raw_frames,
-            delayed_dropped = s.delayed_dropped,
-            "Byzantine adversary: messages the honest node wanted to send (per recipient) vs transmissions made"
-        );
-    }
+    d.egress.log_stopped(me);
     let Driver {
         node,
         transport,
@@ -524,9 +411,7 @@ async fn serve(
     frame_cap: usize,
 ) -> Result<(), RuntimeError> {
     loop {
-        let deadline = d.node.next_deadline().map(instant_of);
-        #[cfg(feature = "byzantine")]
-        let deadline = d.adversary_deadline(deadline);
+        let deadline = d.egress.deadline(d.node.next_deadline().map(instant_of));
         let expiry = d.service.next_expiry();
         // Unbiased: no source can starve another (the core also checks its
         // timers on every input, so a busy mesh cannot postpone them).
@@ -550,8 +435,7 @@ async fn serve(
             _ = sleep_until_opt(deadline) => {
                 // The adversary's tick shares the deadline; the core's
                 // tick, if also due, fires on the next turn.
-                #[cfg(feature = "byzantine")]
-                if d.adversary_tick() {
+                if d.egress.tick(&d.node, &d.transport) {
                     continue;
                 }
                 d.ingest(NodeInput::Tick)?

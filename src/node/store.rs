@@ -272,18 +272,16 @@ impl<S: Store> ReplicaStore<S> {
                 None => wb.delete(Cf::State, k),
             }
         }
-        #[cfg(feature = "teeth")]
-        if crate::teeth::active(crate::teeth::Tooth::ExecuteNotAtomic) {
-            // Broken on purpose: the state changes become durable alone.
-            let state = std::mem::take(&mut wb.writes)
-                .into_iter()
-                .partition::<Vec<_>, _>(|w| w.cf == Cf::State);
-            wb.writes = state.1;
-            self.store.write(WriteBatch {
-                writes: state.0,
-                delete_ranges: Vec::new(),
-            })?;
-        }
+        crate::teeth::write_state_alone(
+            &mut wb.writes,
+            |w| w.cf == Cf::State,
+            |writes| {
+                self.store.write(WriteBatch {
+                    writes,
+                    delete_ranges: Vec::new(),
+                })
+            },
+        )?;
         for (i, (id, receipt)) in tx_ids.iter().zip(&executed.receipts).enumerate() {
             if *receipt != Receipt::StaleNonce {
                 let loc = TxLocation {

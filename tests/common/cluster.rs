@@ -1,11 +1,13 @@
 //! A generated testnet of real `pbft-replica` processes on 127.0.0.1 and the
 //! `pbft-client` runs against it, for the real-process tests (`cluster.rs`,
-//! `recovery.rs`).
+//! `recovery.rs`, `byzantine.rs`, ...).
 //!
 //! Every [`Cluster`] generates a fresh testnet in a temporary directory with
 //! its own ports and short consensus timeouts (`request_timeout_ms` 500,
-//! checkpoints every 4 blocks). Every replica is a child process the guard
-//! kills by PID when the test ends, passes or panics; every wait is bounded.
+//! checkpoints every 4 blocks): [`N`] replicas and [`CLIENTS`] clients
+//! holding [`BALANCE`] each, unless [`Cluster::generate_with`] says
+//! otherwise. Every replica is a child process the guard kills by PID when
+//! the test ends, passes or panics; every wait is bounded.
 
 use super::{fields, run_bounded, text};
 use std::collections::BTreeMap;
@@ -99,6 +101,8 @@ pub fn testnet(replicas: usize, clients: usize, balance: u64) -> Testnet {
 pub struct Cluster {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
+    /// Number of replicas.
+    pub n: usize,
     pub children: Vec<Option<Child>>,
     pub accounts: Vec<String>,
     /// The network namespace every process runs in, if any (dropped after
@@ -174,11 +178,18 @@ impl Drop for Cluster {
 impl Cluster {
     /// Generates a fresh testnet; starts nothing.
     pub fn generate() -> Cluster {
-        let t = testnet(N, CLIENTS, BALANCE);
+        Cluster::generate_with(N, CLIENTS, BALANCE)
+    }
+
+    /// [`Cluster::generate`] with `replicas` replicas and `clients` clients
+    /// holding `balance` each.
+    pub fn generate_with(replicas: usize, clients: usize, balance: u64) -> Cluster {
+        let t = testnet(replicas, clients, balance);
         Cluster {
             _dir: t.dir,
             root: t.root,
-            children: (0..N).map(|_| None).collect(),
+            n: replicas,
+            children: (0..replicas).map(|_| None).collect(),
             accounts: t.accounts,
             netns: None,
             base_port: t.base_port,
@@ -308,7 +319,7 @@ impl Cluster {
     /// a connection to every other one, so the first request does not race
     /// the mesh's reconnect backoff.
     pub fn start_all(&mut self) {
-        for i in 0..N {
+        for i in 0..self.n {
             self.start(i);
         }
         self.wait_connected();
@@ -321,8 +332,8 @@ impl Cluster {
         loop {
             let out = self.client(&["status"]);
             let t = text(&out.stdout);
-            let full = format!("peers {}", N - 1);
-            if t.lines().filter(|l| l.contains(&full)).count() == N {
+            let full = format!("peers {}", self.n - 1);
+            if t.lines().filter(|l| l.contains(&full)).count() == self.n {
                 return;
             }
             assert!(
@@ -367,7 +378,7 @@ impl Cluster {
     }
 
     pub fn stop_all(&mut self) {
-        for i in 0..N {
+        for i in 0..self.n {
             if self.children[i].is_some() {
                 self.stop(i);
             }
@@ -452,6 +463,43 @@ impl Cluster {
             .collect()
     }
 
+    /// `status --stats`, by replica (`None`: unreachable).
+    pub fn stats(&self) -> Vec<Option<Stats>> {
+        let out = self.client(&["status", "--stats"]);
+        let t = text(&out.stdout);
+        let mut all: Vec<Option<Stats>> = (0..self.n).map(|_| None).collect();
+        for line in t.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let Some(i) = w.get(1).and_then(|i| i.parse::<usize>().ok()) else {
+                continue;
+            };
+            let after = |k: &str| w[w.iter().position(|x| *x == k).unwrap() + 1];
+            match w.get(2) {
+                Some(&"reachable") => {
+                    all[i] = Some(Stats {
+                        view: after("view").parse().unwrap(),
+                        height: after("height").parse().unwrap(),
+                        tip: after("tip").to_string(),
+                        ..Stats::default()
+                    })
+                }
+                Some(&"counters") => {
+                    if let Some(s) = all[i].as_mut() {
+                        s.view_changes = after("view_changes").parse().unwrap();
+                        s.new_views = after("new_views").parse().unwrap();
+                    }
+                }
+                Some(&"ignored") => {
+                    if let Some(s) = all[i].as_mut() {
+                        s.ignored.insert(w[4..].join(" "), w[3].parse().unwrap());
+                    }
+                }
+                _ => {}
+            }
+        }
+        all
+    }
+
     /// Starts `pbft-client bench` in the background: `txs` transfers from
     /// `concurrency` senders funded by client `funder`; see [`Bench::wait`].
     pub fn bench(&self, funder: usize, txs: u64, concurrency: u64) -> Bench {
@@ -520,6 +568,30 @@ impl Cluster {
                 })
                 .collect(),
         }
+    }
+}
+
+/// One replica's `status --stats` answer.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub view: u64,
+    pub height: u64,
+    /// The tip's hash prefix, as `status` prints it.
+    pub tip: String,
+    pub view_changes: u64,
+    pub new_views: u64,
+    /// Refused input by reason.
+    pub ignored: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// Refusals whose reason contains `needle`.
+    pub fn ignored_matching(&self, needle: &str) -> u64 {
+        self.ignored
+            .iter()
+            .filter(|(r, _)| r.contains(needle))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
