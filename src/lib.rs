@@ -14,7 +14,7 @@
 //! | L1 | [`codec`], [`crypto`], [`keyfile`], [`tx`] | validated rkyv frames; keys, digests, `Signed` → `Verified`; key files; transactions, batches, receipts |
 //! | L2 | [`consensus::messages`] | the protocol's messages |
 //! | L3 | [`consensus`], [`ledger`], [`genesis`] | the sans-IO PBFT core; blocks, state commitment, the bank; the genesis file and network id |
-//! | L4 | [`storage`], [`net`], [`client`] | RocksDB and in-memory stores; QUIC mesh and client endpoint; the client library, CLI and benchmark |
+//! | L4 | [`storage`], [`net`], [`client`], [`ops`] | RocksDB and in-memory stores; QUIC mesh and client endpoint; the client library, CLI and benchmark; the operations HTTP endpoint (metrics, probes, status API, dashboard) |
 //! | L5 | [`adversary`] | Byzantine strategies (simulator and `--byzantine` replicas) |
 //! | L6 | [`node`] | a replica wired to ledger, store and transport |
 //! | L7 | [`sim`], [`operator`] | the deterministic simulator; operator tooling (testnet, inspect, logs, process start) |
@@ -37,6 +37,7 @@ pub mod ledger;
 pub mod net;
 pub mod node;
 pub mod operator;
+pub mod ops;
 pub mod sim;
 pub mod storage;
 pub mod teeth;

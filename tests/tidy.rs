@@ -125,6 +125,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("storage", 4),
     ("net", 4),
     ("client", 4),
+    ("ops", 4),
     ("adversary", 5),
     ("node", 6),
     ("sim", 7),
