@@ -68,7 +68,10 @@ async fn dashboard() -> Response {
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     match shared.metrics.encode() {
         Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
@@ -130,12 +133,10 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let published = shared.published.borrow().clone();
     let bound = shared.settings.view_change_bound.as_millis() as u64;
-    probe(alive(&shared, &published).and_then(|()| {
-        published
-            .status
-            .readiness(bound)
-            .map_err(|e| e.to_string())
-    }))
+    probe(
+        alive(&shared, &published)
+            .and_then(|()| published.status.readiness(bound).map_err(|e| e.to_string())),
+    )
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
@@ -164,7 +165,10 @@ mod tests {
         s.read_to_end(&mut out).await.expect("read");
         let text = String::from_utf8_lossy(&out).to_string();
         let code = text[9..12].parse().expect("status code");
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (code, body)
     }
 
@@ -197,9 +201,14 @@ mod tests {
         s
     }
 
-    async fn start(status: Status, settings: Settings) -> (std::net::SocketAddr, super::super::Publisher) {
+    async fn start(
+        status: Status,
+        settings: Settings,
+    ) -> (std::net::SocketAddr, super::super::Publisher) {
         let (publisher, shared) = channel(status, settings);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(serve(listener, shared));
         (addr, publisher)
@@ -221,7 +230,10 @@ mod tests {
             "pbft_peer_connected{peer=\"3\"} 1",
             "pbft_block_transactions_count 1",
         ] {
-            assert!(body.lines().any(|l| l == line), "no line {line:?} in:\n{body}");
+            assert!(
+                body.lines().any(|l| l == line),
+                "no line {line:?} in:\n{body}"
+            );
         }
 
         let (code, body) = get(addr, "/v1/status").await;
@@ -239,7 +251,10 @@ mod tests {
         publisher.publish(lonely);
         let (code, body) = get(addr, "/readyz").await;
         assert_eq!(code, 503);
-        assert!(body.contains("connected to 1 peers, needs at least 2"), "{body}");
+        assert!(
+            body.contains("connected to 1 peers, needs at least 2"),
+            "{body}"
+        );
         assert_eq!(get(addr, "/healthz").await.0, 200, "healthy but not ready");
         let (code, body) = get(addr, "/v1/status").await;
         assert_eq!(code, 200);
@@ -251,7 +266,10 @@ mod tests {
 
         let (code, body) = get(addr, "/").await;
         assert_eq!(code, 200);
-        assert!(body.contains("/v1/status"), "the dashboard polls the status API");
+        assert!(
+            body.contains("/v1/status"),
+            "the dashboard polls the status API"
+        );
     }
 
     #[tokio::test]

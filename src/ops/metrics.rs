@@ -134,48 +134,161 @@ fn counters_by(
 fn encode_status(s: &Status, e: &mut DescriptorEncoder) -> Result<(), Error> {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     gauge(e, "pbft_height", "Executed height (blocks)", i(s.height))?;
-    gauge(e, "pbft_last_executed_seq", "Last executed seq (null requests included)", i(s.last_executed))?;
+    gauge(
+        e,
+        "pbft_last_executed_seq",
+        "Last executed seq (null requests included)",
+        i(s.last_executed),
+    )?;
     gauge(e, "pbft_view", "Current view", i(s.view))?;
-    gauge(e, "pbft_primary", "Replica id of the current view's primary", i64::from(s.primary))?;
+    gauge(
+        e,
+        "pbft_primary",
+        "Replica id of the current view's primary",
+        i64::from(s.primary),
+    )?;
     gauge(
         e,
         "pbft_view_change_in_progress",
         "1 while a view change is in progress",
         i64::from(s.changing_to.is_some()),
     )?;
-    gauge(e, "pbft_stable_checkpoint", "Seq of the stable checkpoint", i(s.stable_checkpoint))?;
-    gauge(e, "pbft_low_watermark", "Low watermark h of the log window (h, H]", i(s.low_watermark))?;
-    gauge(e, "pbft_high_watermark", "High watermark H of the log window (h, H]", i(s.high_watermark))?;
+    gauge(
+        e,
+        "pbft_stable_checkpoint",
+        "Seq of the stable checkpoint",
+        i(s.stable_checkpoint),
+    )?;
+    gauge(
+        e,
+        "pbft_low_watermark",
+        "Low watermark h of the log window (h, H]",
+        i(s.low_watermark),
+    )?;
+    gauge(
+        e,
+        "pbft_high_watermark",
+        "High watermark H of the log window (h, H]",
+        i(s.high_watermark),
+    )?;
     gauge(
         e,
         "pbft_catching_up",
         "1 while fetching committed blocks from peers",
         i64::from(s.catching_up_to.is_some()),
     )?;
-    gauge(e, "pbft_connected_peers", "Replicas with a live connection", i64::from(s.connected_peers))?;
-    gauge(e, "pbft_pending_requests", "Client requests held, not yet executed", i(s.pending_requests))?;
+    gauge(
+        e,
+        "pbft_connected_peers",
+        "Replicas with a live connection",
+        i64::from(s.connected_peers),
+    )?;
+    gauge(
+        e,
+        "pbft_pending_requests",
+        "Client requests held, not yet executed",
+        i(s.pending_requests),
+    )?;
     gauge(
         e,
         "pbft_client_requests_in_flight",
         "Client requests received and not yet answered",
         i(s.client_requests_in_flight),
     )?;
-    gauge(e, "pbft_uptime_seconds", "Seconds since the replica started", i(s.uptime_ms / 1000))?;
+    gauge(
+        e,
+        "pbft_uptime_seconds",
+        "Seconds since the replica started",
+        i(s.uptime_ms / 1000),
+    )?;
     let c = &s.counters;
-    counter(e, "pbft_committed_transactions", "Transactions executed", c.committed_transactions)?;
-    counter(e, "pbft_committed_blocks", "Blocks executed", c.committed_blocks)?;
-    counter(e, "pbft_view_changes_started", "View changes this replica started", c.view_changes_started)?;
-    counter(e, "pbft_new_views_entered", "New views this replica entered", c.new_views_entered)?;
-    counter(e, "pbft_fetches_sent", "Catch-up fetches sent to peers", c.fetches_sent)?;
-    counter(e, "pbft_fetches_served", "Catch-up fetches answered with blocks", c.fetches_served)?;
-    counter(e, "pbft_fetches_throttled", "Catch-up fetches of peers refused by the rate limit", c.fetches_throttled)?;
-    counter(e, "pbft_blocks_fetched", "Committed blocks executed from catch-up", c.blocks_fetched)?;
-    counter(e, "pbft_client_requests_busy", "Client submissions answered busy", c.client_requests_busy)?;
-    counter(e, "pbft_undecodable_frames", "Frames from peers that did not decode", c.undecodable_frames)?;
-    counter(e, "pbft_synced_writes", "Synced RocksDB writes", c.synced_writes)?;
-    counters_by(e, "pbft_messages_received", "Messages received from peers, by kind", "kind", &s.received)?;
-    counters_by(e, "pbft_messages_refused", "Peer and client input refused, by reason", "reason", &s.refused)?;
-    counters_by(e, "pbft_signature_checks", "Signature checks, by what was checked", "kind", &s.signature_checks)?;
+    counter(
+        e,
+        "pbft_committed_transactions",
+        "Transactions executed",
+        c.committed_transactions,
+    )?;
+    counter(
+        e,
+        "pbft_committed_blocks",
+        "Blocks executed",
+        c.committed_blocks,
+    )?;
+    counter(
+        e,
+        "pbft_view_changes_started",
+        "View changes this replica started",
+        c.view_changes_started,
+    )?;
+    counter(
+        e,
+        "pbft_new_views_entered",
+        "New views this replica entered",
+        c.new_views_entered,
+    )?;
+    counter(
+        e,
+        "pbft_fetches_sent",
+        "Catch-up fetches sent to peers",
+        c.fetches_sent,
+    )?;
+    counter(
+        e,
+        "pbft_fetches_served",
+        "Catch-up fetches answered with blocks",
+        c.fetches_served,
+    )?;
+    counter(
+        e,
+        "pbft_fetches_throttled",
+        "Catch-up fetches of peers refused by the rate limit",
+        c.fetches_throttled,
+    )?;
+    counter(
+        e,
+        "pbft_blocks_fetched",
+        "Committed blocks executed from catch-up",
+        c.blocks_fetched,
+    )?;
+    counter(
+        e,
+        "pbft_client_requests_busy",
+        "Client submissions answered busy",
+        c.client_requests_busy,
+    )?;
+    counter(
+        e,
+        "pbft_undecodable_frames",
+        "Frames from peers that did not decode",
+        c.undecodable_frames,
+    )?;
+    counter(
+        e,
+        "pbft_synced_writes",
+        "Synced RocksDB writes",
+        c.synced_writes,
+    )?;
+    counters_by(
+        e,
+        "pbft_messages_received",
+        "Messages received from peers, by kind",
+        "kind",
+        &s.received,
+    )?;
+    counters_by(
+        e,
+        "pbft_messages_refused",
+        "Peer and client input refused, by reason",
+        "reason",
+        &s.refused,
+    )?;
+    counters_by(
+        e,
+        "pbft_signature_checks",
+        "Signature checks, by what was checked",
+        "kind",
+        &s.signature_checks,
+    )?;
     let mut m = e.encode_descriptor(
         "pbft_peer_connected",
         "1 if the peer has a live connection",

@@ -98,7 +98,10 @@ impl std::fmt::Display for NotReady {
                 write!(f, "in a view change to view {to} for {ms} ms")
             }
             NotReady::CatchingUp { to, height } => {
-                write!(f, "catching up: at height {height}, fetching up to seq {to}")
+                write!(
+                    f,
+                    "catching up: at height {height}, fetching up to seq {to}"
+                )
             }
         }
     }
@@ -182,14 +185,20 @@ mod tests {
             ..ready()
         };
         let e = behind.readiness(1_000).unwrap_err();
-        assert_eq!(e.to_string(), "catching up: at height 7, fetching up to seq 40");
+        assert_eq!(
+            e.to_string(),
+            "catching up: at height 7, fetching up to seq 40"
+        );
         let seven = Status {
             replicas: 7,
             connected_peers: 3,
             ..Status::default()
         };
         assert!(
-            matches!(seven.readiness(1_000), Err(NotReady::FewPeers { needed: 4, .. })),
+            matches!(
+                seven.readiness(1_000),
+                Err(NotReady::FewPeers { needed: 4, .. })
+            ),
             "n = 7: f = 2, 2f = 4 peers"
         );
     }
