@@ -1,12 +1,17 @@
-//! Teeth: deliberately broken variants of the core, compiled only with the
-//! cargo feature `teeth`, to prove the simulator's campaigns find real bugs.
+//! Teeth: deliberately broken variants of the core, which take effect only
+//! with the cargo feature `teeth`, to prove the simulator's campaigns find
+//! real bugs.
 //!
 //! Each [`Tooth`] is one known-wrong shortcut (a quorum one too small, a
-//! signature not checked, a vote not persisted, ...). The core holds each as
-//! a `#[cfg(feature = "teeth")]` branch taken only while that tooth is
-//! [`active`]; default builds contain none of them, and with no tooth active
-//! a `teeth` build behaves exactly like a default one. `tests/teeth.rs` turns
-//! each tooth on in turn and runs the adversary campaign that must catch it.
+//! signature not checked, a vote not persisted, ...). The code it breaks
+//! calls a named hook below, in one line, at the one place it breaks: the
+//! consensus core through `consensus::teeth`, `node::store`, `ledger::bank`
+//! and `crypto` directly. Without the feature every hook is an inlined
+//! honest value, so default builds take no broken branch; with it a hook
+//! takes its broken branch only while its tooth is [`active`], and with no
+//! tooth active a `teeth` build behaves exactly like a default one.
+//! `tests/teeth.rs` turns each tooth on in turn and runs the adversary
+//! campaign that must catch it.
 //!
 //! The active tooth is process-wide (the simulator's campaign threads all
 //! see it), so only one test at a time may set it.
