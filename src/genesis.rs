@@ -97,8 +97,7 @@ impl Genesis {
         file.consensus
             .validate()
             .map_err(|e| invalid(format!("consensus.{e}")))?;
-        let largest =
-            crate::consensus::messages::message_bytes_max(&file.consensus, file.replicas.len());
+        let largest = crate::consensus::message_bytes_max(&file.consensus, file.replicas.len());
         if largest > MESSAGE_BYTES_CEILING {
             return Err(invalid(format!(
                 "consensus: a full NEW-VIEW of this network could reach {} MiB, over the {} MiB any replica accepts; \
@@ -413,7 +412,7 @@ mod tests {
             e.contains("consensus.watermark_window or consensus.batch_txs_max"),
             "{e}"
         );
-        let largest = crate::consensus::messages::message_bytes_max(&g.file.consensus, 4);
+        let largest = crate::consensus::message_bytes_max(&g.file.consensus, 4);
         assert!(largest > crate::codec::FRAME_BYTES_MAX, "{largest}");
         assert!(largest <= MESSAGE_BYTES_CEILING);
         let json = serde_json::to_string(&g.file)

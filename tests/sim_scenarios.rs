@@ -251,7 +251,7 @@ fn every_configuration_validate_accepts_keeps_committing() {
         // Genesis also bounds the largest message (a full NEW-VIEW, window
         // × batch): shrink the batch, then the window, until it fits.
         let fits = |c: &Config| {
-            pbft_ledger::consensus::messages::message_bytes_max(c, 4)
+            pbft_ledger::consensus::message_bytes_max(c, 4)
                 <= pbft_ledger::genesis::MESSAGE_BYTES_CEILING
         };
         while !fits(&config) && config.batch_txs_max > 1 {

@@ -142,3 +142,24 @@ impl Config {
         (4 * self.batch_txs_max).max(1024)
     }
 }
+
+/// An upper bound on the encoded size of any message a correct replica of
+/// an `n`-replica network with protocol parameters `cfg` may send: a
+/// NEW-VIEW carrying `n` VIEW-CHANGEs that each carry a prepared
+/// certificate, full batch included, for every seq of the window. The mesh's
+/// frame cap is raised to it (`node::config`), so every legal message fits
+/// (issue 17, defect 10: with `batch_txs_max = 4096`, or at n = 7, a full
+/// NEW-VIEW was over the default 16 MiB and the view change could never
+/// complete). Fetch answers are split instead (`node::FETCH_REPLY_BYTES_MAX`).
+pub fn message_bytes_max(cfg: &Config, n: usize) -> usize {
+    // A signed vote or checkpoint with its encoding overhead, generously.
+    const SIGNED: usize = 256;
+    const OVERHEAD: usize = 1024;
+    let window = cfg.watermark_window as usize;
+    let batch = crate::tx::batch_bytes_max(cfg.batch_txs_max);
+    let prepared = SIGNED * (n + 1) + batch + OVERHEAD;
+    let view_change = SIGNED * (n + 1) + window * prepared + OVERHEAD;
+    let new_view = n * view_change + window * SIGNED + OVERHEAD;
+    let pre_prepare = SIGNED + batch + OVERHEAD;
+    new_view.max(pre_prepare)
+}

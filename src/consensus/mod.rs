@@ -79,7 +79,7 @@ mod view_change;
 #[cfg(test)]
 mod tests;
 
-pub use config::Config;
+pub use config::{message_bytes_max, Config};
 pub use inbox::{FUTURE_BYTES_PER_SENDER, WASTED_CHECKS_BURST, WASTED_CHECK_INTERVAL_MS};
 pub use refusal::Refusal;
 pub use requests::Pending;

@@ -406,8 +406,7 @@ pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
     net.inbound_queue_max = p.inbound_queue_max;
     // Every legal message must fit: raised to the largest one the genesis
     // parameters allow (issue 17, defect 10).
-    let needed =
-        crate::consensus::messages::message_bytes_max(genesis.config(), genesis.replica_keys.len());
+    let needed = crate::consensus::message_bytes_max(genesis.config(), genesis.replica_keys.len());
     net.frame_bytes_max = p.frame_bytes_max.max(needed);
     net.validate().map_err(|e| invalid(e.to_string()))?;
     let runtime = RuntimeConfig {

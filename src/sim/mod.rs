@@ -409,9 +409,10 @@ impl Sim {
             cfg,
         )
         .expect("simulated genesis is valid");
-        let frame_cap = crate::codec::FRAME_BYTES_MAX.max(
-            crate::consensus::messages::message_bytes_max(genesis.config(), n as usize),
-        );
+        let frame_cap = crate::codec::FRAME_BYTES_MAX.max(crate::consensus::message_bytes_max(
+            genesis.config(),
+            n as usize,
+        ));
         // The runtime's transport bounds (node::config: the default
         // `[p2p]`, its frame cap raised to what genesis needs).
         let p2p = crate::node::config::P2pConfig::default();
