@@ -336,6 +336,12 @@ impl Replica {
             to: from,
             message: Message::NewViewRequest { view: self.view },
         });
+        self.arm_new_view_request_timer();
+    }
+
+    /// Arms [`Timer::NewViewRequest`] a request timeout from now, unless
+    /// it is already set.
+    fn arm_new_view_request_timer(&mut self) {
         if !self.timers.is_set(Timer::NewViewRequest) {
             self.timers.set(
                 Timer::NewViewRequest,
@@ -364,11 +370,8 @@ impl Replica {
         for from in &senders {
             self.ask_for_new_view(*from);
         }
-        if !senders.is_empty() && !self.timers.is_set(Timer::NewViewRequest) {
-            self.timers.set(
-                Timer::NewViewRequest,
-                self.now.plus_millis(self.cfg.request_timeout_ms),
-            );
+        if !senders.is_empty() {
+            self.arm_new_view_request_timer();
         }
     }
 
