@@ -24,7 +24,7 @@ pub mod proto;
 pub mod quorum;
 mod session;
 
-pub use quorum::{ReplyDecision, ReplyQuorum};
+pub use quorum::{RefusalQuorum, ReplyDecision, ReplyQuorum};
 pub use session::{
     next_nonce_of, Client, ClientError, Committed, Gathered, QueryAnswer, ReplicaAnswer,
 };

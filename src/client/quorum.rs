@@ -1,9 +1,12 @@
-//! [`ReplyQuorum`]: when a client may accept the result of its transaction.
+//! When a client may accept the result of its transaction
+//! ([`ReplyQuorum`]), and when it may give a transaction up because
+//! replicas refused it ([`RefusalQuorum`]).
 //!
-//! Sans-IO: it is fed the signed replies the client checked (which replica
-//! signed each one is the caller's to verify) and answers "decided" or "not
-//! yet". The real client ([`super::Client::submit`]) and the simulator's
-//! clients (`sim::clients`) use it alike, so both accept on the same rule.
+//! Sans-IO: they are fed the signed replies the client checked (which
+//! replica signed each one is the caller's to verify), or the refusals it
+//! received, and answer "decided" or "not yet". The real client
+//! ([`super::Client::submit`]) and the simulator's clients (`sim::clients`)
+//! use them alike, so both decide on the same rules.
 //!
 //! The rule (PBFT §4.1): a result is accepted once **f+1 replicas** sent
 //! matching signed replies for this transaction — at least one of them is
@@ -15,6 +18,7 @@
 //! replica's answer): f+1 replies that it executed as a stale nonce then
 //! mean "sign it again with a fresh nonce", not a result.
 
+use super::proto::SubmitRejected;
 use crate::consensus::messages::Reply;
 use crate::crypto::{Digest, PublicKey};
 use crate::tx::{Receipt, Transaction};
@@ -131,6 +135,81 @@ impl ReplyQuorum {
             .into_iter()
             .find(|(_, n)| *n >= self.needed)
             .map(|(other, _)| ReplyDecision::NonceConflict { other })
+    }
+}
+
+/// A final refusal: a reason a replica gives for never ordering a
+/// transaction. `alike` says which reasons count together towards f+1.
+pub trait Refusal: Copy {
+    /// Whether two replicas refused for the same reason.
+    fn alike(&self, other: &Self) -> bool;
+}
+
+/// The simulator's replicas refuse with the receipt the transfer would
+/// fail with: the same receipt is the same reason.
+impl Refusal for Receipt {
+    fn alike(&self, other: &Self) -> bool {
+        self == other
+    }
+}
+
+/// The real replicas' refusals. Two stale-nonce refusals are alike
+/// whatever last nonce each replica saw (replicas at different heights
+/// may name different ones); two would-fail refusals are alike only with
+/// the same receipt.
+impl Refusal for SubmitRejected {
+    fn alike(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SubmitRejected::WouldFail(x), SubmitRejected::WouldFail(y)) => x == y,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+/// The replicas that refused one transaction, at most one refusal kept per
+/// replica (a replica's later refusal replaces its earlier one).
+///
+/// The rule: a client gives a transaction up once **f+1 replicas** refused
+/// it alike. At least one of them is correct, and a correct replica refuses
+/// only what it will never order (the transfer would fail at its height, or
+/// its signature or nonce is bad). Fewer than f+1 may all be Byzantine, so
+/// the client keeps waiting for replies.
+#[derive(Clone, Debug)]
+pub struct RefusalQuorum<R> {
+    /// f+1.
+    needed: usize,
+    /// In the order the refusals came; a replica appears once.
+    refusals: Vec<(ReplicaId, R)>,
+}
+
+impl<R: Refusal> RefusalQuorum<R> {
+    /// Refusals decided by `needed` (f+1) alike.
+    pub fn new(needed: usize) -> RefusalQuorum<R> {
+        RefusalQuorum {
+            needed,
+            refusals: Vec::new(),
+        }
+    }
+
+    /// Takes replica `replica`'s refusal.
+    pub fn add(&mut self, replica: ReplicaId, reason: R) {
+        match self.refusals.iter_mut().find(|(r, _)| *r == replica) {
+            Some(slot) => slot.1 = reason,
+            None => self.refusals.push((replica, reason)),
+        }
+    }
+
+    /// The reason f+1 replicas refused alike (the first such to come, with
+    /// how many gave it), or `None` while no reason has f+1.
+    pub fn decision(&self) -> Option<(R, usize)> {
+        self.refusals.iter().find_map(|(_, reason)| {
+            let count = self
+                .refusals
+                .iter()
+                .filter(|(_, other)| other.alike(reason))
+                .count();
+            (count >= self.needed).then_some((*reason, count))
+        })
     }
 }
 
@@ -255,5 +334,61 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn f_plus_1_alike_refusals_decide() {
+        let mut q = RefusalQuorum::new(F_PLUS_1);
+        q.add(ReplicaId(0), Receipt::InsufficientFunds);
+        assert_eq!(q.decision(), None);
+        // Another reason does not count with it.
+        q.add(ReplicaId(1), Receipt::StaleNonce);
+        assert_eq!(q.decision(), None);
+        q.add(ReplicaId(3), Receipt::InsufficientFunds);
+        assert_eq!(q.decision(), Some((Receipt::InsufficientFunds, 2)));
+    }
+
+    #[test]
+    fn one_replica_refuses_once() {
+        let mut q = RefusalQuorum::new(F_PLUS_1);
+        q.add(ReplicaId(2), Receipt::InsufficientFunds);
+        q.add(ReplicaId(2), Receipt::InsufficientFunds);
+        assert_eq!(q.decision(), None);
+        // Its later refusal replaces the earlier one.
+        q.add(ReplicaId(2), Receipt::StaleNonce);
+        q.add(ReplicaId(0), Receipt::InsufficientFunds);
+        assert_eq!(q.decision(), None);
+        q.add(ReplicaId(1), Receipt::StaleNonce);
+        assert_eq!(q.decision(), Some((Receipt::StaleNonce, 2)));
+    }
+
+    #[test]
+    fn stale_nonce_refusals_are_alike_whatever_nonce_they_name() {
+        let mut q = RefusalQuorum::new(F_PLUS_1);
+        q.add(
+            ReplicaId(0),
+            SubmitRejected::StaleNonce { account_nonce: 4 },
+        );
+        q.add(
+            ReplicaId(1),
+            SubmitRejected::WouldFail(Receipt::InsufficientFunds),
+        );
+        assert_eq!(q.decision(), None);
+        q.add(
+            ReplicaId(2),
+            SubmitRejected::StaleNonce { account_nonce: 6 },
+        );
+        assert_eq!(
+            q.decision(),
+            Some((SubmitRejected::StaleNonce { account_nonce: 4 }, 2))
+        );
+        // Would-fail refusals are alike only with the same receipt.
+        let mut q = RefusalQuorum::new(F_PLUS_1);
+        q.add(
+            ReplicaId(0),
+            SubmitRejected::WouldFail(Receipt::InsufficientFunds),
+        );
+        q.add(ReplicaId(1), SubmitRejected::WouldFail(Receipt::StaleNonce));
+        assert_eq!(q.decision(), None);
     }
 }

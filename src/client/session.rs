@@ -3,7 +3,7 @@
 use super::proto::{
     BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
 };
-use super::quorum::{ReplyDecision, ReplyQuorum};
+use super::quorum::{RefusalQuorum, ReplyDecision, ReplyQuorum};
 use crate::consensus::messages::{Reply, ReplyChecker, ReplyProof};
 use crate::crypto::{Digest, KeyPair, PublicKey};
 use crate::genesis::Genesis;
@@ -622,7 +622,7 @@ impl Verdict<'_> {
         let needed = c.needed();
         let n = c.connector.replica_count();
         let mut replies = self.replies.clone();
-        let mut rejections: Vec<SubmitRejected> = Vec::new();
+        let mut refusals = RefusalQuorum::new(needed);
         let mut notes: Vec<String> = Vec::new();
         let mut unreachable = 0;
         let mut transient = 0;
@@ -647,7 +647,9 @@ impl Verdict<'_> {
                         SubmitRejected::BadSignature
                         | SubmitRejected::StaleNonce { .. }
                         | SubmitRejected::UnknownAccount
-                        | SubmitRejected::WouldFail(_) => rejections.push(*reason),
+                        | SubmitRejected::WouldFail(_) => {
+                            refusals.add(ReplicaId(*i as u32), *reason)
+                        }
                         // Transient, and already retried until the deadline.
                         _ => transient += 1,
                     }
@@ -686,14 +688,8 @@ impl Verdict<'_> {
             }
             None => {}
         }
-        for reason in &rejections {
-            let count = rejections.iter().filter(|r| same_kind(r, reason)).count();
-            if count >= needed {
-                return Some(Err(ClientError::Rejected {
-                    reason: *reason,
-                    count,
-                }));
-            }
+        if let Some((reason, count)) = refusals.decision() {
+            return Some(Err(ClientError::Rejected { reason, count }));
         }
         let best = replies.best();
         let outstanding = n.saturating_sub(answers.len());
@@ -715,13 +711,6 @@ impl Verdict<'_> {
                 detail,
             }
         }))
-    }
-}
-
-fn same_kind(a: &SubmitRejected, b: &SubmitRejected) -> bool {
-    match (a, b) {
-        (SubmitRejected::WouldFail(x), SubmitRejected::WouldFail(y)) => x == y,
-        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
     }
 }
 

@@ -1,9 +1,10 @@
 //! The simulated clients: closed-loop transfers (one outstanding each),
 //! sent to every replica and accepted on f+1 matching signed replies
 //! ([`ReplyQuorum`], the real client's rule); "busy" answers and resends;
-//! refusals by f+1; client restarts that forget the nonce, and the balance
-//! queries that learn it again (the real client's `next_nonce_of` and
-//! `Gathered` rules), with retries when a learned nonce was used already.
+//! refusals by f+1 alike ([`RefusalQuorum`], the real client's rule too);
+//! client restarts that forget the nonce, and the balance queries that
+//! learn it again (the real client's `next_nonce_of` and `Gathered` rules),
+//! with retries when a learned nonce was used already.
 
 use super::*;
 
@@ -28,7 +29,7 @@ pub(super) struct Outstanding {
     /// and that was admitted later, or because the answers lagged.
     pub(super) replies: ReplyQuorum,
     /// Replicas that refused it, and the receipt it would have failed with.
-    pub(super) refusals: BTreeMap<ReplicaId, Receipt>,
+    pub(super) refusals: RefusalQuorum<Receipt>,
     /// Times it was sent again after the client's timeout.
     pub(super) resends: u32,
 }
@@ -217,7 +218,7 @@ impl Sim {
             first_sent,
             sent_at: now,
             replies: ReplyQuorum::new(&tx, weak, client.restarted),
-            refusals: BTreeMap::new(),
+            refusals: RefusalQuorum::new(weak),
             resends: 0,
         });
         self.checker.on_client_sign(c, &key, tx.nonce);
@@ -538,7 +539,6 @@ impl Sim {
             replica,
             tx_id,
         });
-        let weak = self.genesis.cluster.weak_quorum();
         let now = self.now;
         let client = &mut self.clients[c];
         let Some(o) = &mut client.outstanding else {
@@ -547,10 +547,10 @@ impl Sim {
         if o.tx.id() != tx_id {
             return;
         }
-        o.refusals.insert(replica, receipt);
-        if o.refusals.values().filter(|r| **r == receipt).count() < weak {
+        o.refusals.add(replica, receipt);
+        let Some((receipt, _)) = o.refusals.decision() else {
             return;
-        }
+        };
         client.refused += 1;
         client.retries_in_row = 0;
         client.results.push((tx_id, receipt));

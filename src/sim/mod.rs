@@ -41,7 +41,7 @@ mod trace;
 
 use crate::adversary::{self, Collusion, Kind, Strategy, Wire};
 use crate::client::proto::{BalanceInfo, ClientRequest, ClientResponse};
-use crate::client::{next_nonce_of, Gathered, ReplyDecision, ReplyQuorum};
+use crate::client::{next_nonce_of, Gathered, RefusalQuorum, ReplyDecision, ReplyQuorum};
 use crate::consensus::messages::{Message, ReplyChecker, ReplyProof};
 use crate::consensus::Config;
 use crate::crypto::{Digest, KeyPair, PublicKey, Verifier};
