@@ -4,16 +4,22 @@
 #
 #   scripts/bench.sh [--txs N] [--concurrency C] [--rate R] [--base-port P]
 #                    [--batch-txs-max B] [--pipeline-depth D] [--deadline-s S]
-#                    [--client-threads T] [--no-build] [--keep] [--json]
+#                    [--client-threads T] [--no-ops] [--scrape-ms M]
+#                    [--no-build] [--keep] [--json]
 #
 #   --txs N            transfers to commit (default 20000)
 #   --concurrency C    sender accounts / transfers in flight (default 64)
 #   --rate R           open-loop offered rate in tx/s (default: closed loop)
-#   --base-port P      replica i uses UDP ports P+10i and P+10i+1 (default 27000)
+#   --base-port P      replica i uses UDP ports P+10i and P+10i+1 and TCP port
+#                      P+10i+2 (its operations endpoint; default 27000)
 #   --batch-txs-max B  consensus.batch_txs_max of the generated testnet
 #   --pipeline-depth D consensus.pipeline_depth of the generated testnet
 #   --deadline-s S     bound on the client run (default 600)
 #   --client-threads T the client's runtime threads (default 1; 0 = one per core)
+#   --no-ops           disable the replicas' operations endpoint (ops.listen
+#                      = ""), to measure what it costs
+#   --scrape-ms M      during the run, GET every replica's /metrics every M ms
+#                      (as Prometheus would; the count is reported)
 #   --no-build         use the binaries already in $CARGO_TARGET_DIR/release
 #   --keep             keep the temporary directory (logs, stores)
 #   --json             print the summary as one JSON object (the client's
@@ -49,6 +55,8 @@ CLIENT_THREADS=1
 BUILD=1
 KEEP=0
 JSON=0
+OPS=1
+SCRAPE_MS=""
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: $1 needs a value" >&2; usage; }; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
 while [ $# -gt 0 ]; do
@@ -61,6 +69,8 @@ while [ $# -gt 0 ]; do
     --pipeline-depth) need_value "$@"; DEPTH=$2; shift 2 ;;
     --deadline-s) need_value "$@"; DEADLINE_S=$2; shift 2 ;;
     --client-threads) need_value "$@"; CLIENT_THREADS=$2; shift 2 ;;
+    --no-ops) OPS=0; shift ;;
+    --scrape-ms) need_value "$@"; SCRAPE_MS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
     --json) JSON=1; shift ;;
@@ -77,6 +87,12 @@ if [ -n "$RATE" ] && ! [[ "$RATE" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
 fi
 if [ -n "$BATCH" ] && ! is_uint "$BATCH"; then
   echo "error: --batch-txs-max must be a positive integer" >&2; usage
+fi
+if [ -n "$SCRAPE_MS" ] && ! is_uint "$SCRAPE_MS"; then
+  echo "error: --scrape-ms must be a positive integer" >&2; usage
+fi
+if [ -n "$SCRAPE_MS" ] && [ "$OPS" = 0 ]; then
+  echo "error: --scrape-ms needs the operations endpoint (drop --no-ops)" >&2; usage
 fi
 if [ -n "$DEPTH" ] && ! is_uint "$DEPTH"; then
   echo "error: --pipeline-depth must be a positive integer" >&2; usage
@@ -152,6 +168,11 @@ testnet_args=(testnet --replicas "$REPLICAS" --out "$NET" --base-port "$BASE_POR
 [ -n "$DEPTH" ] && testnet_args+=(--pipeline-depth "$DEPTH")
 "$BIN/pbft-replica" "${testnet_args[@]}" >/dev/null
 mkdir -p "$NET/logs"
+if [ "$OPS" = 0 ]; then
+  for i in $(seq 0 $((REPLICAS - 1))); do
+    sed -i '/^\[ops\]/,$ s/^#\{0,1\} \{0,1\}listen = .*/listen = ""/' "$NET/replica-$i/config.toml"
+  done
+fi
 
 for i in $(seq 0 $((REPLICAS - 1))); do
   log="$NET/logs/replica-$i.log"
@@ -197,10 +218,38 @@ client_args=(--network "$NET" --key "$NET/clients/client-0.key" --timeout-ms 100
 say "== pbft-client bench --txs $TXS --concurrency $CONC${RATE:+ --rate $RATE}"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 times >"$DIR/times.before"
+# Scrapes every replica's /metrics every SCRAPE_MS ms (bash's /dev/tcp: no
+# HTTP client needed) until $DIR/scrape.stop exists; counts the scrapes.
+scraper() {
+  local n=0 i port pause
+  pause=$(awk -v m="$SCRAPE_MS" 'BEGIN { printf "%.3f", m / 1000 }')
+  while [ ! -e "$DIR/scrape.stop" ]; do
+    for i in $(seq 0 $((REPLICAS - 1))); do
+      port=$((BASE_PORT + 10 * i + 2))
+      if exec 3<>"/dev/tcp/127.0.0.1/$port"; then
+        printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+        if grep -q '^pbft_height ' <&3; then n=$((n + 1)); fi
+        exec 3<&-
+      fi
+    done
+    sleep "$pause"
+  done
+  echo "$n" >"$DIR/scrape.count"
+}
+scrapes=0
+if [ -n "$SCRAPE_MS" ]; then
+  scraper 2>/dev/null &
+  SCRAPER=$!
+fi
 set +e
 "$BIN/pbft-client" "${client_args[@]}" >"$DIR/client.json"
 client_rc=$?
 set -e
+if [ -n "$SCRAPE_MS" ]; then
+  touch "$DIR/scrape.stop"
+  wait "$SCRAPER" || true
+  scrapes=$(cat "$DIR/scrape.count" 2>/dev/null || echo 0)
+fi
 times >"$DIR/times.after"
 client_cpu=$(awk -v a="$(children_s "$DIR/times.before")" -v b="$(children_s "$DIR/times.after")" 'BEGIN { printf "%.2f", b - a }')
 after=()
@@ -237,7 +286,7 @@ total_per=$(awk -v c="$total_cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "
 client_per=$(awk -v c="$client_cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", c * 1000 / n; else print "null" }')
 
 if [ "$JSON" = 1 ]; then
-  echo "${REPORT%\}},\"replicas\":[$replicas_json],\"replicas_cpu_s\":$total_cpu,\"replicas_cpu_s_per_1000_tx\":$total_per,\"client_cpu_s\":$client_cpu,\"client_cpu_s_per_1000_tx\":$client_per,\"views\":\"$views\",\"view_changes_started\":$view_changes,\"nproc\":$(nproc),\"loadavg_before\":\"$load_before\"}"
+  echo "${REPORT%\}},\"replicas\":[$replicas_json],\"replicas_cpu_s\":$total_cpu,\"replicas_cpu_s_per_1000_tx\":$total_per,\"client_cpu_s\":$client_cpu,\"client_cpu_s_per_1000_tx\":$client_per,\"views\":\"$views\",\"view_changes_started\":$view_changes,\"ops\":$OPS,\"metrics_scrapes\":$scrapes,\"nproc\":$(nproc),\"loadavg_before\":\"$load_before\"}"
 else
   echo "committed    $committed of $(field txs)  (failures $(field failures), retries $(field retries), re-asks $(field replica_retries))"
   if [ "$(field failures)" != 0 ]; then
@@ -250,6 +299,7 @@ else
   echo "replicas     cpu ${total_cpu} s  ${total_per} cpu-s/1000 tx (all four)"
   echo "views        ${views:-?} after the run; view changes started: $view_changes"
   echo "client       cpu ${client_cpu} s  ${client_per} cpu-s/1000 tx (setup included)"
+  if [ "$OPS" = 0 ]; then echo "ops          endpoint disabled"; else echo "ops          endpoint on; /metrics scraped $scrapes times during the run"; fi
   echo "machine      $(nproc) cores; load average before the client run: $load_before (shared machine)"
 fi
 [ "$client_rc" = 0 ] || say "pbft-client bench exited $client_rc: see the report above"

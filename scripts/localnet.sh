@@ -4,6 +4,9 @@
 #   scripts/localnet.sh up        install build prerequisites, build (release),
 #                                 generate ./localnet unless it exists, start
 #                                 every replica, wait until each is ready
+#                                 (its /readyz) and print each replica's
+#                                 dashboard and metrics URL (testnet writes
+#                                 localnet/prometheus.yml to scrape them)
 #   scripts/localnet.sh status    which replicas run, and what they report
 #   scripts/localnet.sh stop I    stop replica I (SIGTERM, clean shutdown)
 #   scripts/localnet.sh start I   start replica I again (it rejoins)
@@ -110,20 +113,49 @@ stop_one() {
   echo "replica $i stopped"
 }
 
-# Waits (at most 15 s, never fatal) until every replica reports a connection
-# to every other one, so the first transfer does not race the mesh's
-# reconnect backoff.
-wait_mesh() {
-  local full="peers $((REPLICAS - 1))" n=0
+# The operations endpoint (ip:port) of replica I, from its config.toml's
+# [ops] listen (testnet writes it); nothing if it is disabled or absent.
+ops_addr() {
+  sed -n '/^\[ops\]/,/^\[/p' "$NET/replica-$1/config.toml" |
+    sed -n 's/^listen = "\(.*\)"$/\1/p' | head -n 1
+}
+
+# Waits (at most 15 s, never fatal) until every replica's /readyz answers
+# 200 (connected to 2f peers, not in a long view change, not catching up),
+# so the first transfer does not race the mesh's reconnect backoff.
+wait_ready() {
+  local n=0 i ready
   while [ "$n" -lt 150 ]; do
-    if [ "$("$BIN/pbft-client" --network "$NET" --timeout-ms 2000 status 2>/dev/null | grep -c "$full")" = "$REPLICAS" ]; then
-      echo "all replicas connected"
+    ready=0
+    for i in $(seq 0 $((REPLICAS - 1))); do
+      if "$BIN/pbft-replica" probe --home "$NET/replica-$i" --ready --timeout-ms 1000 >/dev/null 2>&1; then
+        ready=$((ready + 1))
+      fi
+    done
+    if [ "$ready" = "$REPLICAS" ]; then
+      echo "all replicas ready"
       return 0
     fi
     sleep 0.1
     n=$((n + 1))
   done
-  echo "warning: the replicas are not all connected yet (see '$0 status')" >&2
+  echo "warning: not every replica is ready yet (see '$0 status')" >&2
+}
+
+urls() {
+  local i addr
+  echo
+  for i in $(seq 0 $((REPLICAS - 1))); do
+    addr="$(ops_addr "$i")"
+    if [ -n "$addr" ]; then
+      echo "replica $i  dashboard http://$addr/   metrics http://$addr/metrics"
+    else
+      echo "replica $i  operations endpoint disabled"
+    fi
+  done
+  if [ -f "$NET/prometheus.yml" ]; then
+    echo "Prometheus: prometheus --config.file=$(realpath --relative-to="$PWD" "$NET")/prometheus.yml"
+  fi
 }
 
 examples() {
@@ -157,7 +189,8 @@ case "$cmd" in
       "$BIN/pbft-replica" testnet --replicas "$REPLICAS" --out "$NET" --base-port "$BASE_PORT"
     fi
     for i in $(seq 0 $((REPLICAS - 1))); do start_one "$i"; done
-    wait_mesh
+    wait_ready
+    urls
     examples
     ;;
   down)
@@ -169,7 +202,12 @@ case "$cmd" in
     any=0
     for i in $(seq 0 $((REPLICAS - 1))); do
       pid="$(running_pid "$i")"
-      if [ -n "$pid" ]; then echo "replica $i  running (pid $pid)"; any=1; else echo "replica $i  stopped"; fi
+      if [ -n "$pid" ]; then
+        echo "replica $i  running (pid $pid)  ops http://$(ops_addr "$i")/  readyz $("$BIN/pbft-replica" probe --home "$NET/replica-$i" --ready 2>/dev/null | head -n 1 || true)"
+        any=1
+      else
+        echo "replica $i  stopped"
+      fi
     done
     if [ "$any" = 1 ] && [ -x "$BIN/pbft-client" ]; then
       echo

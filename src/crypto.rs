@@ -106,6 +106,13 @@ impl Domain {
 }
 
 impl Domain {
+    /// The context without its version prefix: `"pre-prepare"`, ... (a
+    /// label for counters).
+    pub fn name(self) -> &'static str {
+        let context = self.context();
+        context.strip_prefix("pbft-ledger v1 ").unwrap_or(context)
+    }
+
     /// Every domain, in declaration order (`ALL[d as usize] == d`).
     const ALL: [Domain; 18] = [
         Domain::PrePrepare,
@@ -434,6 +441,32 @@ pub enum VerifyError {
     TooLarge,
 }
 
+/// Signature checks this process made, by domain (process-wide relaxed
+/// atomics: one increment per check, read by the operations endpoint's
+/// `pbft_signature_checks_total{kind}`). Replica messages count in
+/// [`Verifier::verify`], client transactions in `tx::Transaction::verify`
+/// and `verify_all`.
+static SIGNATURE_CHECKS: [std::sync::atomic::AtomicU64; Domain::ALL.len()] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; Domain::ALL.len()];
+
+/// Counts `n` signature checks in `domain`.
+pub fn count_signature_checks(domain: Domain, n: usize) {
+    SIGNATURE_CHECKS[domain as usize].fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The signature checks counted so far, by domain name (`"prepare"`,
+/// `"transaction"`, ...), domains never checked left out.
+pub fn signature_checks() -> Vec<(&'static str, u64)> {
+    Domain::ALL
+        .iter()
+        .map(|d| {
+            let n = SIGNATURE_CHECKS[*d as usize].load(std::sync::atomic::Ordering::Relaxed);
+            (d.name(), n)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 /// Verifies replica signatures for one network.
 #[derive(Clone, Debug)]
 pub struct Verifier {
@@ -467,6 +500,7 @@ impl Verifier {
             return Err(VerifyError::TooLarge);
         }
         let msg = signing_digest(T::DOMAIN, self.network, &signed.payload);
+        count_signature_checks(T::DOMAIN, 1);
         if !verify_digest(key, &msg, &signed.signature) {
             return Err(VerifyError::BadSignature);
         }

@@ -70,6 +70,7 @@ impl Transaction {
     /// Checks the signature against the sender's key (the transaction
     /// rule of [`crypto::txsig`]).
     pub fn verify(&self, network: NetworkId) -> bool {
+        crypto::count_signature_checks(Domain::Transaction, 1);
         self.from
             .verify_digest(&self.signing_digest(network), &self.signature)
     }
@@ -78,6 +79,7 @@ impl Transaction {
     /// `txs[i].verify(network)`, at about half the cost per signature in
     /// batches of dozens.
     pub fn verify_all(txs: &[&Transaction], network: NetworkId) -> Vec<bool> {
+        crypto::count_signature_checks(Domain::Transaction, txs.len());
         let digests: Vec<Digest> = txs.iter().map(|tx| tx.signing_digest(network)).collect();
         let items: Vec<crypto::txsig::Item<'_>> = txs
             .iter()

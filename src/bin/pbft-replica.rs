@@ -7,8 +7,9 @@ use pbft_ledger::exit;
 use pbft_ledger::keyfile;
 use pbft_ledger::node::config::LogFormat;
 use pbft_ledger::node::runtime;
-use pbft_ledger::operator::{inspect, start, testnet};
+use pbft_ledger::operator::{inspect, probe, start, testnet};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +49,28 @@ enum Command {
     Keygen {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+    /// Ask a running replica's operations endpoint whether it is healthy
+    /// (exit 0) or not (exit 1, with the reason); for scripts and container
+    /// health checks.
+    Probe {
+        /// The replica's home: the endpoint is its `ops.listen`.
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "PBFT_HOME",
+            required_unless_present = "addr"
+        )]
+        home: Option<PathBuf>,
+        /// The endpoint's address instead of the home's (ip:port).
+        #[arg(long, value_name = "ADDR", conflicts_with = "home")]
+        addr: Option<std::net::SocketAddr>,
+        /// Ask `/readyz` (taking part in ordering) instead of `/healthz`
+        /// (the process and its loop are alive).
+        #[arg(long)]
+        ready: bool,
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
     },
     /// Show height, view, stable checkpoint and tip of a stopped replica's store.
     Inspect {
@@ -130,6 +153,12 @@ fn main() {
                 exit::FAILURE
             }
         },
+        Command::Probe {
+            home,
+            addr,
+            ready,
+            timeout_ms,
+        } => run_probe(home, addr, ready, timeout_ms),
         Command::Inspect { home, blocks } => match inspect::inspect(&home, blocks) {
             Ok(report) => {
                 print!("{report}");
@@ -201,6 +230,48 @@ fn run_testnet(a: TestnetArgs) -> i32 {
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
+        }
+    }
+}
+
+fn run_probe(
+    home: Option<PathBuf>,
+    addr: Option<std::net::SocketAddr>,
+    ready: bool,
+    timeout_ms: u64,
+) -> i32 {
+    let listen = match (addr, home) {
+        (Some(addr), _) => addr,
+        (None, Some(home)) => match pbft_ledger::node::config::load(&home) {
+            Ok(loaded) => match loaded.runtime.ops_listen {
+                Some(addr) => addr,
+                None => {
+                    eprintln!("error: the operations endpoint is disabled (ops.listen = \"\")");
+                    return exit::CONFIG;
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::CONFIG;
+            }
+        },
+        (None, None) => unreachable!("clap requires --home or --addr"),
+    };
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let addr = probe::connect_addr(listen);
+    match probe::get(addr, path, Duration::from_millis(timeout_ms.max(1))) {
+        Ok((200, body)) => {
+            println!("{}", body.trim());
+            exit::OK
+        }
+        Ok((code, body)) => {
+            println!("{}", body.trim());
+            eprintln!("error: {path} answered {code}");
+            exit::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
         }
     }
 }

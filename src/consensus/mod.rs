@@ -205,12 +205,44 @@ pub struct Recovered {
     pub store_lost: Option<View>,
 }
 
+/// Why a replica started a view change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ViewChangeReason {
+    /// f+1 replicas (itself included, when its request timer expired)
+    /// suspected the primary of the current view.
+    Suspected,
+    /// The view change it was in did not end with a NEW-VIEW in time: it
+    /// asks for the next view.
+    NewViewLate,
+    /// f+1 other replicas asked for later views: it joined them (§4.5.2).
+    Joined,
+}
+
+impl ViewChangeReason {
+    pub const ALL: [ViewChangeReason; 3] = [
+        ViewChangeReason::Suspected,
+        ViewChangeReason::NewViewLate,
+        ViewChangeReason::Joined,
+    ];
+
+    /// A label for logs and counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewChangeReason::Suspected => "primary-suspected",
+            ViewChangeReason::NewViewLate => "new-view-late",
+            ViewChangeReason::Joined => "joined-others",
+        }
+    }
+}
+
 /// Counters of what the core did and what it refused.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     /// Dropped peer or client input by reason.
     pub ignored: BTreeMap<Refusal, u64>,
     pub view_changes_started: u64,
+    /// `view_changes_started`, by why each started.
+    pub view_changes_by_reason: BTreeMap<ViewChangeReason, u64>,
     pub new_views_entered: u64,
     pub batches_executed: u64,
     pub batches_fetched: u64,
@@ -392,6 +424,20 @@ impl Replica {
     }
     pub fn low_watermark(&self) -> Seq {
         self.log.low
+    }
+    /// `H`, the top of the watermark window `(h, H]`.
+    pub fn high_watermark(&self) -> Seq {
+        self.log.window_top()
+    }
+    /// `Some(target)` while fetching committed batches up to `target` from
+    /// peers because this replica is behind (not the short probe after a
+    /// restart, which looks for batches it may have missed).
+    pub fn catching_up_to(&self) -> Option<Seq> {
+        self.catch_up
+            .fetch
+            .as_ref()
+            .filter(|f| f.probe.is_none())
+            .map(|f| f.target)
     }
     pub fn stable_proof(&self) -> &[Signed<Checkpoint>] {
         &self.log.stable_proof

@@ -32,7 +32,7 @@ use super::messages::{Message, NewView, PrePrepare, Suspect, ViewChange};
 use super::pacer::Pacer;
 use super::proofs::OSet;
 use super::timers::Timer;
-use super::{teeth, Action, Config, PersistOp, Refusal, Replica, VoteKind};
+use super::{teeth, Action, Config, PersistOp, Refusal, Replica, ViewChangeReason, VoteKind};
 use crate::cluster::Cluster;
 use crate::crypto::{Signed, Verified};
 use crate::tx::Batch;
@@ -234,12 +234,12 @@ impl Replica {
         // A VIEW-CHANGE for a later view implies its sender suspects this one.
         let count = self.view_change.suspecting(view, &self.cluster);
         if count >= self.cluster.weak_quorum() {
-            self.start_view_change(view.next());
+            self.start_view_change(view.next(), ViewChangeReason::Suspected);
         }
     }
 
     /// Leaves the current view and asks for `target`.
-    pub(super) fn start_view_change(&mut self, target: View) {
+    pub(super) fn start_view_change(&mut self, target: View, reason: ViewChangeReason) {
         // A replica whose store was lost may have sent a VIEW-CHANGE for any
         // view up to the recorded one (with certificates it no longer
         // holds): it asks for the first view after it instead.
@@ -257,7 +257,9 @@ impl Replica {
         self.timers.stop(Timer::Request);
         self.timers.stop(Timer::VoteRetransmit);
         self.stats.view_changes_started += 1;
-        tracing::info!(replica = %self.me, from = %self.view, to = %target, "starting view change");
+        *self.stats.view_changes_by_reason.entry(reason).or_default() += 1;
+        tracing::info!(replica = %self.me, from = %self.view, to = %target, reason = reason.name(),
+            "starting view change");
 
         let prepared = self.log.prepared_proofs();
         let vc = self.sign(ViewChange {
@@ -316,7 +318,7 @@ impl Replica {
     pub(super) fn on_view_change_timer(&mut self) {
         if let Status::ViewChange { to: target } = self.status {
             tracing::info!(replica = %self.me, view = %target, "view change timed out");
-            self.start_view_change(target.next());
+            self.start_view_change(target.next(), ViewChangeReason::NewViewLate);
         }
     }
 
@@ -392,7 +394,7 @@ impl Replica {
             .collect();
         if higher.len() >= self.cluster.weak_quorum() {
             let smallest = *higher.iter().min().expect("non-empty");
-            self.start_view_change(smallest);
+            self.start_view_change(smallest, ViewChangeReason::Joined);
         }
         self.arm_view_change_timer();
         self.maybe_send_new_view(target);

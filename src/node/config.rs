@@ -64,6 +64,7 @@ pub struct ReplicaConfig {
     pub worker_threads: usize,
     pub p2p: P2pConfig,
     pub client: ClientConfig,
+    pub ops: OpsConfig,
 }
 
 /// `[p2p]`: the replica mesh.
@@ -100,6 +101,15 @@ pub struct ClientConfig {
     pub submit_waiters_max: usize,
 }
 
+/// `[ops]`: the operations HTTP endpoint (metrics, health, API, dashboard).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    /// Address to bind; `""` disables the endpoint; absent means
+    /// `127.0.0.1` and the client port + 1.
+    pub listen: Option<String>,
+}
+
 impl Default for ReplicaConfig {
     fn default() -> ReplicaConfig {
         ReplicaConfig {
@@ -111,6 +121,7 @@ impl Default for ReplicaConfig {
             worker_threads: 1,
             p2p: P2pConfig::default(),
             client: ClientConfig::default(),
+            ops: OpsConfig::default(),
         }
     }
 }
@@ -176,6 +187,8 @@ pub struct RuntimeConfig {
     pub view_record: PathBuf,
     pub net: NetConfig,
     pub client_listen: SocketAddr,
+    /// The operations endpoint's address; `None` when disabled.
+    pub ops_listen: Option<SocketAddr>,
     pub client_queue_max: usize,
     pub submit_timeout: Duration,
     pub submit_waiters_max: usize,
@@ -332,9 +345,11 @@ impl ReplicaConfig {
                 p.reconnect_max_ms, p.reconnect_min_ms
             ));
         }
+        let ops_listen = self.ops.listen.clone().unwrap_or_default();
         for (key, value) in [
             ("p2p.listen", &p.listen),
             ("client.listen", &self.client.listen),
+            ("ops.listen", &ops_listen),
         ] {
             if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
                 return Err(format!("{key} '{value}' is not an ip:port address"));
@@ -409,8 +424,23 @@ pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
     let needed = crate::consensus::message_bytes_max(genesis.config(), genesis.replica_keys.len());
     net.frame_bytes_max = p.frame_bytes_max.max(needed);
     net.validate().map_err(|e| invalid(e.to_string()))?;
+    let client_listen = addr(&config.client.listen, genesis.client_addrs[me.index()]);
+    let ops_listen = match config.ops.listen.as_deref() {
+        Some("") => None,
+        Some(configured) => Some(configured.parse().expect("validated above")),
+        None => {
+            let port = client_listen.port().checked_add(1).ok_or_else(|| {
+                invalid(format!(
+                    "ops.listen: the default (client port + 1) does not exist for client port {}; set ops.listen",
+                    client_listen.port()
+                ))
+            })?;
+            Some(SocketAddr::from(([127, 0, 0, 1], port)))
+        }
+    };
     let runtime = RuntimeConfig {
-        client_listen: addr(&config.client.listen, genesis.client_addrs[me.index()]),
+        client_listen,
+        ops_listen,
         genesis,
         key,
         me,
@@ -497,6 +527,14 @@ queue_max = {cq}
 submit_timeout_ms = {st}
 # Submitted transactions awaiting execution at once; more are answered "busy".
 submit_waiters_max = {sw}
+
+[ops]
+# Operations HTTP endpoint (Prometheus /metrics, /healthz, /readyz, the JSON
+# API under /v1 and the dashboard at /): the TCP address to bind, or "" to
+# disable it. Without this key: 127.0.0.1 and the client port + 1. It serves
+# one replica's word without authentication: bind a public address only
+# behind a firewall or a proxy you control.
+{ops_listen}
 "#,
         genesis = q(&c.genesis_file),
         key = q(&c.key_file),
@@ -516,6 +554,10 @@ submit_waiters_max = {sw}
         cq = c.client.queue_max,
         st = c.client.submit_timeout_ms,
         sw = c.client.submit_waiters_max,
+        ops_listen = match &c.ops.listen {
+            Some(listen) => format!("listen = {}", toml_string(listen)),
+            None => "# listen = \"127.0.0.1:<client port + 1>\"".to_string(),
+        },
     )
 }
 
@@ -533,6 +575,10 @@ mod tests {
         c.p2p.listen = "127.0.0.1:26000".into();
         c.log_format = LogFormat::Json;
         assert_eq!(parse(&render(&c), "x").unwrap(), c);
+        for ops in ["", "0.0.0.0:9102"] {
+            c.ops.listen = Some(ops.into());
+            assert_eq!(parse(&render(&c), "x").unwrap(), c);
+        }
         assert_eq!(parse("", "x").unwrap(), ReplicaConfig::default());
     }
 

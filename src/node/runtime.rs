@@ -40,6 +40,7 @@ use super::{Node, NodeError, NodeInput, Outgoing};
 use crate::consensus::messages::Message;
 use crate::exit;
 use crate::net::{self, ClientServer, NetError, Transport};
+use crate::ops;
 use crate::storage::rocks::RocksStore;
 use crate::storage::StorageError;
 use crate::types::{ReplicaId, Time};
@@ -52,8 +53,10 @@ use tracing::{debug, error, info, warn};
 #[cfg(feature = "byzantine")]
 pub mod byzantine;
 mod egress;
+mod observe;
 
 use egress::Egress;
+use observe::{LoopCounters, Observer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -66,6 +69,12 @@ pub enum RuntimeError {
     /// The signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signal(std::io::Error),
+    /// The operations endpoint (`ops.listen`) could not be bound.
+    #[error("operations endpoint: cannot listen on {addr}: {source}")]
+    Ops {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl From<NodeError> for RuntimeError {
@@ -81,7 +90,9 @@ impl RuntimeError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RuntimeError::Storage(_) => exit::STORAGE,
-            RuntimeError::Net(_) | RuntimeError::Signal(_) => exit::FAILURE,
+            RuntimeError::Net(_) | RuntimeError::Signal(_) | RuntimeError::Ops { .. } => {
+                exit::FAILURE
+            }
         }
     }
 }
@@ -148,6 +159,10 @@ struct Driver {
     submitted: Vec<(crate::crypto::PublicKey, u64)>,
     /// The adversary seam (a pass-through unless this replica is Byzantine).
     egress: Egress,
+    /// Counters for the operations endpoint.
+    observer: Observer,
+    /// Where the status goes (`None` when `ops.listen` is "").
+    publisher: Option<ops::Publisher>,
 }
 
 impl Driver {
@@ -196,8 +211,14 @@ impl Driver {
             tokio::task::yield_now().await;
             let started = std::time::Instant::now();
             self.node.write_pending(pending)?;
-            self.stats.write_micros += started.elapsed().as_micros() as u64;
+            let took = started.elapsed();
+            self.stats.write_micros += took.as_micros() as u64;
             self.stats.syncs += 1;
+            if let Some(p) = &self.publisher {
+                p.histograms
+                    .storage_synced_write_seconds
+                    .observe(took.as_secs_f64());
+            }
         }
         self.node.finish_flush();
         self.stats.grouped_writes += writes as u64;
@@ -215,9 +236,11 @@ impl Driver {
             };
             match out {
                 Outgoing::ToReplica { to, message } => {
+                    self.observer.on_sent(&message);
                     self.transport.send(to, Arc::from(message.to_frame()))
                 }
                 Outgoing::Broadcast(message) => {
+                    self.observer.on_sent(&message);
                     self.transport.broadcast(Arc::from(message.to_frame()))
                 }
                 Outgoing::ToClient {
@@ -229,6 +252,9 @@ impl Driver {
         }
         for block in self.node.drain_committed() {
             self.stats.blocks += 1;
+            if let Some(p) = &self.publisher {
+                self.observer.on_committed(&block, &p.histograms);
+            }
             debug!(replica = %self.me, height = block.height, hash = %block.block_hash,
                 "committed block");
         }
@@ -240,6 +266,7 @@ impl Driver {
         self.stats.frames += 1;
         match Message::from_frame(frame, cap) {
             Ok(message) => {
+                self.observer.on_received(&message);
                 self.egress.incoming(&self.node, from, &message);
                 self.ingest(NodeInput::Message { from, message })
             }
@@ -255,6 +282,25 @@ impl Driver {
                 Ok(())
             }
         }
+    }
+
+    /// Publishes the status for the operations endpoint if one is due
+    /// (`force`: whatever the time, e.g. at start).
+    fn publish(&mut self, force: bool) {
+        let Some(p) = &mut self.publisher else {
+            return;
+        };
+        if !force && !p.due() {
+            return;
+        }
+        let counters = LoopCounters {
+            undecodable: self.stats.undecodable,
+            syncs: self.stats.syncs,
+        };
+        let status = self
+            .observer
+            .status(&self.node, &self.transport, &self.service, counters);
+        p.publish(status);
     }
 
     fn on_client(&mut self, request: net::ClientRequest) -> Result<(), NodeError> {
@@ -322,6 +368,19 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         stats: LoopStats::default(),
         submitted: Vec::new(),
         egress,
+        observer: Observer::new(),
+        publisher: None,
+    };
+    let ops_server = match cfg.ops_listen {
+        Some(addr) => match start_ops(&mut d, addr).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                clients.shutdown().await;
+                d.transport.shutdown().await;
+                return Err(e);
+            }
+        },
+        None => None,
     };
     info!(
         event = "ready",
@@ -329,6 +388,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         p2p = %d.transport.local_addr().map_or("?".into(), |a| a.to_string()),
         client = %clients.local_addr().map_or("?".into(), |a| a.to_string()),
         network = %cfg.genesis.network.0,
+        ops = %cfg.ops_listen.map_or("disabled".into(), |a| format!("http://{a}/")),
         height = d.node.height(),
         view = %d.node.replica().view(),
         "replica ready"
@@ -352,6 +412,9 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
     }
     d.service.shutdown();
     clients.shutdown().await;
+    if let Some(server) = ops_server {
+        server.abort();
+    }
     if outcome.is_ok() {
         // A clean stop: the next start may keep voting in this view. If this
         // fails, the next start treats the stop as a crash (still safe).
@@ -410,6 +473,11 @@ async fn serve(
     sigint: &mut tokio::signal::unix::Signal,
     frame_cap: usize,
 ) -> Result<(), RuntimeError> {
+    // The operations endpoint hears from the loop at least this often,
+    // even when nothing happens (its `/healthz` judges the loop by it).
+    let mut publish_tick = tokio::time::interval(ops::PUBLISH_INTERVAL);
+    publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let publishing = d.publisher.is_some();
     loop {
         let deadline = d.egress.deadline(d.node.next_deadline().map(instant_of));
         let expiry = d.service.next_expiry();
@@ -441,6 +509,10 @@ async fn serve(
                 d.ingest(NodeInput::Tick)?
             }
             _ = sleep_until_opt(expiry) => d.service.expire(Instant::now()),
+            _ = publish_tick.tick(), if publishing => {
+                d.publish(false);
+                continue;
+            }
         }
         // Group commit: take whatever else already arrived, then sync the
         // writes of all of it at once and send what they produced.
@@ -460,7 +532,29 @@ async fn serve(
             }
         }
         d.flush().await?;
+        d.publish(false);
     }
+}
+
+/// Binds the operations endpoint, publishes a first status and serves it
+/// on a task of its own (aborted at shutdown).
+async fn start_ops(
+    d: &mut Driver,
+    addr: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>, RuntimeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RuntimeError::Ops { addr, source })?;
+    let (publisher, shared) =
+        ops::channel(ops::status::Status::default(), ops::Settings::default());
+    d.publisher = Some(publisher);
+    d.publish(true);
+    let me = d.me;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = ops::http::serve(listener, shared).await {
+            warn!(replica = %me, error = %e, "operations endpoint stopped");
+        }
+    }))
 }
 
 /// Most inputs one synced write may group: bounds how long the first of

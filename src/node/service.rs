@@ -46,6 +46,9 @@ pub struct ServiceStats {
     pub submitted: u64,
     pub replied: u64,
     pub rejected: u64,
+    /// Of `rejected`: answered "busy" (too many waiting, or the node
+    /// deferred the transaction).
+    pub busy: u64,
     pub timed_out: u64,
     /// Submissions whose signature the node had checked already (it saw
     /// them in a PRE-PREPARE): admitted without a second check.
@@ -340,6 +343,9 @@ impl ClientService {
 
     fn reject(&mut self, respond: net::Responder, reason: SubmitRejected) {
         self.stats.rejected += 1;
+        if reason == SubmitRejected::Busy {
+            self.stats.busy += 1;
+        }
         let _ = respond.send(ClientResponse::Rejected(reason).to_frame());
     }
 }

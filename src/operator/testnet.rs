@@ -100,11 +100,13 @@ pub fn summary(opts: &TestnetOptions, t: &Testnet) -> String {
     for (i, home) in t.homes.iter().enumerate() {
         let p = opts.base_port as u32 + 10 * i as u32;
         s += &format!(
-            "  replica {i}  {}  p2p {}:{p}  client {}:{}\n",
+            "  replica {i}  {}  p2p {}:{p}  client {}:{}  ops http://{}:{}/\n",
             home.display(),
             opts.host,
             opts.host,
-            p + 1
+            p + 1,
+            opts.host,
+            p + 2
         );
     }
     for (path, account) in &t.client_keys {
@@ -124,15 +126,38 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TestnetError + '_ {
     }
 }
 
+/// The Prometheus scrape configuration `generate` writes beside genesis.
+pub const PROMETHEUS_CONFIG: &str = "prometheus.yml";
+
+/// A Prometheus configuration that scrapes every replica's `/metrics`
+/// (`prometheus --config.file=DIR/prometheus.yml`), each series labelled
+/// with its replica's index.
+pub fn prometheus_config(opts: &TestnetOptions) -> String {
+    let mut s = String::from(
+        "# Written by `pbft-replica testnet`: scrapes every replica's operations\n\
+         # endpoint (ops.listen in its config.toml).\n\
+         global:\n  scrape_interval: 1s\n  evaluation_interval: 5s\n\
+         scrape_configs:\n  - job_name: pbft\n    static_configs:\n",
+    );
+    for i in 0..opts.replicas {
+        let port = opts.base_port as u32 + 10 * i + 2;
+        s += &format!(
+            "      - targets: ['{}:{port}']\n        labels: {{replica: '{i}'}}\n",
+            opts.host
+        );
+    }
+    s
+}
+
 /// Generates the testnet described by `opts`.
 pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
     let n = opts.replicas;
     crate::cluster::Cluster::new(n)
         .map_err(|e| TestnetError::Invalid(format!("--replicas: {e}")))?;
-    let top = opts.base_port as u32 + 10 * (n - 1) + 1;
+    let top = opts.base_port as u32 + 10 * (n - 1) + 2;
     if top > u16::MAX as u32 || opts.base_port == 0 {
         return Err(TestnetError::Invalid(format!(
-            "--base-port {}: ports base..base+10*(n-1)+1 must fit in 1..=65535",
+            "--base-port {}: ports base..base+10*(n-1)+2 must fit in 1..=65535",
             opts.base_port
         )));
     }
@@ -174,7 +199,11 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
         let g = home.join("genesis.json");
         genesis.save(&g).map_err(io(&g))?;
         let c = home.join(crate::node::config::CONFIG_FILE);
-        std::fs::write(&c, render(&ReplicaConfig::default())).map_err(io(&c))?;
+        // The operations endpoint: p2p port + 2 (= client port + 1).
+        let mut config = ReplicaConfig::default();
+        let ops_port = opts.base_port as u32 + 10 * i as u32 + 2;
+        config.ops.listen = Some(format!("{}:{ops_port}", opts.host));
+        std::fs::write(&c, render(&config)).map_err(io(&c))?;
         homes.push(home);
     }
     let mut clients = Vec::new();
@@ -186,6 +215,8 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
         std::fs::write(&public, format!("{}\n", key.public())).map_err(io(&public))?;
         clients.push((path, key.public()));
     }
+    let prometheus = opts.out.join(PROMETHEUS_CONFIG);
+    std::fs::write(&prometheus, prometheus_config(opts)).map_err(io(&prometheus))?;
     // Written last: its presence marks a complete testnet.
     genesis.save(&genesis_path).map_err(io(&genesis_path))?;
     Ok(Testnet {
@@ -214,6 +245,13 @@ mod tests {
             assert_eq!(loaded.runtime.genesis.network, t.network);
             assert_eq!(loaded.runtime.net.listen.port(), 31000 + 10 * i as u16);
             assert_eq!(loaded.runtime.client_listen.port(), 31001 + 10 * i as u16);
+            let ops = loaded.runtime.ops_listen.expect("testnet enables ops");
+            assert_eq!(ops.port(), 31002 + 10 * i as u16);
+        }
+        let prometheus = std::fs::read_to_string(opts.out.join(PROMETHEUS_CONFIG)).unwrap();
+        for i in 0..4 {
+            let target = format!("- targets: ['127.0.0.1:{}']", 31002 + 10 * i);
+            assert!(prometheus.contains(&target), "{prometheus}");
         }
         assert!(matches!(generate(&opts), Err(TestnetError::Exists(_))));
         let mut bad = TestnetOptions::new(5, dir.path().join("other"));
@@ -222,5 +260,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--replicas"));
+    }
+
+    #[test]
+    fn ops_listen_defaults_to_the_client_port_plus_one_and_empty_disables_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = TestnetOptions::new(4, dir.path().join("net"));
+        opts.base_port = 31200;
+        let t = generate(&opts).unwrap();
+        let home = &t.homes[1];
+        let path = home.join(crate::node::config::CONFIG_FILE);
+        let mut c = crate::node::config::read(home).unwrap();
+        for (listen, expected) in [
+            (None, Some("127.0.0.1:31212")),
+            (Some(""), None),
+            (Some("0.0.0.0:9102"), Some("0.0.0.0:9102")),
+        ] {
+            c.ops.listen = listen.map(String::from);
+            std::fs::write(&path, render(&c)).unwrap();
+            let ops = crate::node::config::load(home).unwrap().runtime.ops_listen;
+            assert_eq!(
+                ops.map(|a| a.to_string()).as_deref(),
+                expected,
+                "{listen:?}"
+            );
+        }
+        c.ops.listen = Some("localhost".into());
+        assert!(c.validate().unwrap_err().contains("ops.listen 'localhost'"));
     }
 }

@@ -214,11 +214,12 @@ fn encode_status(s: &Status, e: &mut DescriptorEncoder) -> Result<(), Error> {
         "Blocks executed",
         c.committed_blocks,
     )?;
-    counter(
+    counters_by(
         e,
         "pbft_view_changes_started",
-        "View changes this replica started",
-        c.view_changes_started,
+        "View changes this replica started, by reason",
+        "reason",
+        &s.view_changes_by_reason,
     )?;
     counter(
         e,
@@ -301,4 +302,81 @@ fn encode_status(s: &Status, e: &mut DescriptorEncoder) -> Result<(), Error> {
         ConstGauge::new(i64::from(p.connected)).encode(m.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::status::{Peer, Status};
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The names of every sample `/metrics` gives for a status with every
+    /// labelled family filled.
+    fn exported_names() -> BTreeSet<String> {
+        let mut s = Status {
+            replicas: 4,
+            ..Status::default()
+        };
+        s.peers.push(Peer::default());
+        for map in [
+            &mut s.view_changes_by_reason,
+            &mut s.refused,
+            &mut s.received,
+            &mut s.signature_checks,
+        ] {
+            map.insert("x".into(), 1);
+        }
+        let (tx, rx) = watch::channel(Arc::new(Published {
+            status: s,
+            at: std::time::Instant::now(),
+        }));
+        let metrics = Metrics::new(rx);
+        drop(tx);
+        let text = metrics.encode().unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn every_name_has_the_prefix_and_counters_their_suffix() {
+        let names = exported_names();
+        assert!(names.len() > 30, "{names:?}");
+        for n in &names {
+            assert!(n.starts_with("pbft_"), "{n}");
+        }
+        assert!(names.contains("pbft_committed_transactions_total"));
+        assert!(names.contains("pbft_commit_latency_seconds_bucket"));
+    }
+
+    /// The Grafana dashboard in configs/ is valid JSON and asks only for
+    /// series the replica exports.
+    #[test]
+    fn the_grafana_dashboard_uses_only_exported_metrics() {
+        let text = include_str!("../../configs/grafana/pbft-ledger.json");
+        let v: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        let names = exported_names();
+        let mut exprs = 0;
+        for panel in v["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                exprs += 1;
+                let mut rest = expr;
+                while let Some(at) = rest.find("pbft_") {
+                    let name: String = rest[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    assert!(
+                        names.contains(&name),
+                        "{expr}: {name} is not exported (exported: {names:?})"
+                    );
+                    rest = &rest[at + name.len()..];
+                }
+            }
+        }
+        assert!(exprs >= 15, "the dashboard has {exprs} queries");
+    }
 }

@@ -38,6 +38,8 @@ pub struct Status {
     pub peers: Vec<Peer>,
     pub connected_peers: u32,
     pub counters: Counters,
+    /// View changes this replica started, by why (`counters` has the total).
+    pub view_changes_by_reason: BTreeMap<String, u64>,
     /// Peer and client input the core refused, by reason.
     pub refused: BTreeMap<String, u64>,
     /// Messages received from peers, by kind.

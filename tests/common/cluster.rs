@@ -29,7 +29,8 @@ pub const STOP_LIMIT: Duration = Duration::from_secs(10);
 pub const CLIENT_LIMIT: Duration = Duration::from_secs(30);
 pub const CLIENT_TIMEOUT_MS: &str = "15000";
 
-/// A base port whose `n` replicas' p2p and client ports are all free,
+/// A base port whose `n` replicas' p2p and client ports (UDP) and
+/// operations ports (TCP) are all free,
 /// distinct per call within this process and spread across processes by pid.
 pub fn free_base_port(n: usize) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -40,6 +41,7 @@ pub fn free_base_port(n: usize) -> u16 {
             [base + 10 * i, base + 10 * i + 1]
                 .iter()
                 .all(|p| std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok())
+                && std::net::TcpListener::bind(("127.0.0.1", base + 10 * i + 2)).is_ok()
         });
         if free {
             return base;
@@ -215,6 +217,17 @@ impl Cluster {
             }
             None => Command::new(program),
         }
+    }
+
+    /// The operations HTTP endpoint of replica `i` (testnet writes
+    /// `ops.listen` = client port + 1).
+    pub fn ops_addr(&self, i: usize) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.base_port + 10 * i as u16 + 2))
+    }
+
+    /// `GET path` from replica `i`'s operations endpoint: (status, body).
+    pub fn ops_get(&self, i: usize, path: &str) -> Option<(u16, String)> {
+        pbft_ledger::operator::probe::get(self.ops_addr(i), path, Duration::from_secs(5)).ok()
     }
 
     /// The replica-to-replica UDP port of replica `i`.

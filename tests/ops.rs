@@ -1,0 +1,365 @@
+//! The operations endpoint of real replicas (issue 19): `/metrics` checked
+//! by Prometheus's own `promtool` and scraped by a real Prometheus, the
+//! probes following what happens to the network, the status API agreeing
+//! with the metrics, and the dashboard rendered by headless Chromium.
+//!
+//! `promtool`, `prometheus` (Debian's `prometheus` package) and `chromium`
+//! are installed by `scripts/test.sh`; a test that finds one missing fails
+//! and says what to install.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::cluster::*;
+use common::{run_bounded, text};
+
+/// Bound on a value reaching what a test waits for.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn tool(name: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} not found on PATH: scripts/test.sh installs it \
+         (apt-get install prometheus chromium)"
+    );
+}
+
+/// Samples of the Prometheus text `body`: `name{labels}` → value.
+fn samples(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn metrics(c: &Cluster, i: usize) -> BTreeMap<String, f64> {
+    let (code, body) = c.ops_get(i, "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200, "{body}");
+    samples(&body)
+}
+
+/// Waits (bounded) until `f` holds.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn status(c: &Cluster, i: usize) -> serde_json::Value {
+    let (code, body) = c.ops_get(i, "/v1/status").expect("GET /v1/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("status JSON")
+}
+
+/// Setup: four replicas, transfers. Expect: every replica's `/metrics`
+/// passes `promtool check metrics`, holds every metric the issue names
+/// (height, view, watermarks, committed counters, histograms observed,
+/// messages by kind, signature checks by kind, peers), agrees with
+/// `/v1/status`; `/readyz` turns 503 when fewer than 2f peers are left,
+/// while `/healthz` stays 200; `pbft-replica probe` reports both.
+#[test]
+fn metrics_probes_and_status_follow_a_running_network() {
+    let promtool = tool("promtool");
+    let mut c = Cluster::generate();
+    c.start_all();
+    for i in 0..c.n {
+        wait_until("every replica ready", || {
+            c.ops_get(i, "/readyz").is_some_and(|(code, _)| code == 200)
+        });
+    }
+    for k in 0..3 {
+        c.transfer_ok(k % 2, (k + 1) % 2, 5);
+    }
+    for i in 0..c.n {
+        wait_until("three transactions committed everywhere", || {
+            metrics(&c, i)
+                .get("pbft_committed_transactions_total")
+                .is_some_and(|v| *v >= 3.0)
+        });
+        let (_, body) = c.ops_get(i, "/metrics").unwrap();
+        let mut check = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn promtool");
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics, replica {i}: {}{}\n{body}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let m = samples(&body);
+        let at_least = |name: &str, min: f64| {
+            let v = m.get(name).copied();
+            assert!(
+                v.is_some_and(|v| v >= min),
+                "replica {i}: {name} = {v:?}, expected >= {min}\n{body}"
+            );
+        };
+        at_least("pbft_height", 3.0);
+        at_least("pbft_committed_blocks_total", 1.0);
+        at_least("pbft_block_transactions_count", 1.0);
+        at_least("pbft_block_transactions_sum", 3.0);
+        at_least("pbft_commit_latency_seconds_count", 1.0);
+        at_least("pbft_storage_synced_write_seconds_count", 1.0);
+        at_least("pbft_messages_received_total{kind=\"commit\"}", 2.0);
+        at_least("pbft_signature_checks_total{kind=\"commit\"}", 2.0);
+        at_least("pbft_signature_checks_total{kind=\"transaction\"}", 3.0);
+        at_least("pbft_high_watermark", 8.0);
+        for name in [
+            "pbft_view",
+            "pbft_primary",
+            "pbft_stable_checkpoint",
+            "pbft_low_watermark",
+            "pbft_pending_requests",
+            "pbft_client_requests_in_flight",
+            "pbft_client_requests_busy_total",
+            "pbft_new_views_entered_total",
+            "pbft_view_changes_started_total{reason=\"primary-suspected\"}",
+            "pbft_fetches_sent_total",
+            "pbft_fetches_served_total",
+            "pbft_fetches_throttled_total",
+            "pbft_blocks_fetched_total",
+        ] {
+            at_least(name, 0.0);
+        }
+        assert_eq!(m["pbft_connected_peers"], 3.0, "replica {i}");
+        assert_eq!(m["pbft_view"], 0.0, "no view change in a healthy network");
+        let s = status(&c, i);
+        assert_eq!(s["replica"], i);
+        assert_eq!(s["height"].as_f64(), Some(m["pbft_height"]));
+        assert_eq!(s["primary"], 0);
+        assert_eq!(s["connected_peers"], 3);
+    }
+
+    // Two peers gone: replica 0 keeps 1 of the 2f = 2 it needs.
+    let probe = |c: &Cluster, ready: bool| {
+        let home = c.home(0);
+        let mut cmd = Command::new(REPLICA);
+        cmd.args(["probe", "--home", home.to_str().unwrap()]);
+        if ready {
+            cmd.arg("--ready");
+        }
+        let out = run_bounded(&mut cmd, Duration::from_secs(10));
+        (out.status.code(), text(&out.stdout))
+    };
+    assert_eq!(probe(&c, true).0, Some(0));
+    c.stop(3);
+    assert_eq!(
+        c.ops_get(0, "/readyz").map(|r| r.0),
+        Some(200),
+        "2f peers left"
+    );
+    c.stop(2);
+    wait_until("replica 0 not ready with one peer", || {
+        c.ops_get(0, "/readyz").is_some_and(|(code, body)| {
+            code == 503 && body.contains("connected to 1 peers, needs at least 2")
+        })
+    });
+    assert_eq!(c.ops_get(0, "/healthz").map(|r| r.0), Some(200));
+    let (code, body) = probe(&c, true);
+    assert_eq!(
+        code,
+        Some(1),
+        "probe --ready of a replica that is not ready"
+    );
+    assert!(body.contains("needs at least 2"), "{body}");
+    assert_eq!(probe(&c, false).0, Some(0), "but it is healthy");
+    c.stop(0);
+    let (code, _) = probe(&c, false);
+    assert_eq!(code, Some(1), "probe of a stopped replica");
+}
+
+/// Setup: four replicas and Debian's Prometheus with the scrape
+/// configuration `testnet` wrote. Expect: Prometheus's own query API shows
+/// the committed-transactions counter of every replica rise to the
+/// transfers made.
+#[test]
+fn prometheus_scrapes_every_replica() {
+    let prometheus = tool("prometheus");
+    let mut c = Cluster::generate();
+    c.start_all();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let data = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(data.path().join("prometheus.log")).unwrap();
+    let server = Command::new(prometheus)
+        .arg(format!(
+            "--config.file={}",
+            c.root.join("prometheus.yml").display()
+        ))
+        .arg(format!("--storage.tsdb.path={}", data.path().display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn prometheus");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(server);
+    for k in 0..4 {
+        c.transfer_ok(k % 2, (k + 1) % 2, 3);
+    }
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let query = "/api/v1/query?query=pbft_committed_transactions_total";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let replicas = loop {
+        let answer = pbft_ledger::operator::probe::get(addr, query, Duration::from_secs(5));
+        let seen: BTreeMap<String, f64> = match answer {
+            Ok((200, body)) => {
+                let v: serde_json::Value = serde_json::from_str(&body).expect("query JSON");
+                v["data"]["result"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| {
+                        let replica = r["metric"]["replica"].as_str()?.to_string();
+                        let value = r["value"][1].as_str()?.parse().ok()?;
+                        Some((replica, value))
+                    })
+                    .collect()
+            }
+            _ => BTreeMap::new(),
+        };
+        if seen.len() == c.n && seen.values().all(|v| *v >= 4.0) {
+            break seen;
+        }
+        if Instant::now() > deadline {
+            let log =
+                std::fs::read_to_string(data.path().join("prometheus.log")).unwrap_or_default();
+            panic!("Prometheus did not see 4 transactions at every replica: {seen:?}\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        replicas.keys().cloned().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+    drop(guard);
+}
+
+/// Headless Chromium with a fresh profile in `dir`, run to completion.
+fn chromium(dir: &Path, args: &[&str]) -> String {
+    let out = run_bounded(
+        Command::new(tool("chromium"))
+            .args(["--headless", "--no-sandbox", "--disable-gpu"])
+            .args(["--no-first-run", "--disable-extensions"])
+            .arg(format!("--user-data-dir={}", dir.display()))
+            .args(args),
+        Duration::from_secs(90),
+    );
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The text of the element with id `id` in a dumped DOM.
+fn element_text(dom: &str, id: &str) -> Option<String> {
+    let start = dom.find(&format!("id=\"{id}\""))?;
+    let rest = &dom[start..];
+    let open = rest.find('>')? + 1;
+    let close = rest[open..].find('<')?;
+    Some(rest[open..open + close].to_string())
+}
+
+/// Setup: four replicas; the dashboard of replica 1 loaded in headless
+/// Chromium. Expect: the page shows the replica's height (its JavaScript
+/// polled `/v1/status`), and after transfers commit it shows the new
+/// height. A screenshot is saved as a CI artefact.
+#[test]
+fn the_dashboard_shows_the_height_and_follows_it() {
+    let mut c = Cluster::generate();
+    c.start_all();
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/", c.ops_addr(1));
+    let dump = |profile: &Path| {
+        chromium(
+            profile,
+            &["--virtual-time-budget=3000", "--dump-dom", url.as_str()],
+        )
+    };
+    let before = dump(profile.path());
+    assert_eq!(
+        element_text(&before, "replica").as_deref(),
+        Some("1"),
+        "the page did not fill in the status:\n{before}"
+    );
+    let h0: u64 = element_text(&before, "height")
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no height on the page:\n{before}"));
+    for k in 0..3 {
+        c.transfer_ok(k % 2, (k + 1) % 2, 7);
+    }
+    let target = status(&c, 1)["height"].as_u64().unwrap();
+    assert!(target > h0, "transfers must raise the height");
+    let after = dump(profile.path());
+    let h1: u64 = element_text(&after, "height")
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no height on the page:\n{after}"));
+    assert!(
+        h1 >= target,
+        "the page shows height {h1}, the replica is at {target}"
+    );
+    assert_eq!(element_text(&after, "state").as_deref(), Some("normal"));
+    let dir = artefacts();
+    let shot = dir.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        profile.path(),
+        &[
+            "--virtual-time-budget=3000",
+            "--window-size=1100,1100",
+            &format!("--screenshot={}", shot.display()),
+            url.as_str(),
+        ],
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "not a real screenshot"
+    );
+    eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+/// Where CI artefacts go: `$CARGO_TARGET_DIR/artefacts` (or
+/// `target/artefacts`).
+fn artefacts() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let dir = Path::new(&target).join("artefacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
