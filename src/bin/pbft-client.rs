@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 use pbft_ledger::client::bench::{BenchOptions, CONCURRENCY_MAX};
 use pbft_ledger::client::cli::{self, CliError};
+use pbft_ledger::client::output::{self, Format, Report};
+use pbft_ledger::client::watch::{self, WatchOptions};
 use pbft_ledger::crypto::{Digest, PublicKey};
 use pbft_ledger::exit;
 use pbft_ledger::node::config::LogFormat;
@@ -32,6 +34,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     timeout_ms: u64,
+    /// How results are printed: aligned text, or one JSON document on stdout
+    /// (errors too, as {"error": {"code", "exit_code", "message"}}).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
     /// Log filter for diagnostics on stderr (RUST_LOG syntax).
     #[arg(long, global = true, value_name = "FILTER", default_value = "warn")]
     log_level: String,
@@ -86,7 +92,7 @@ enum Command {
         /// counts from then). Without it: closed loop.
         #[arg(long, value_name = "R", value_parser = parse_rate)]
         rate: Option<f64>,
-        /// Print the report as one JSON object.
+        /// Print the report as one JSON object (the same as --output json).
         #[arg(long)]
         json: bool,
         /// Bound on the whole run (setup included), in seconds.
@@ -121,6 +127,20 @@ enum Command {
         #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
         bind: std::net::IpAddr,
     },
+    /// A live view of every replica: reachable or not, height, view,
+    /// primary, view change, stable checkpoint, peers, pending requests and
+    /// the commit rate since the previous refresh. Each replica gets at most
+    /// the smaller of --interval-ms and --timeout-ms to answer.
+    Watch {
+        /// Time between refreshes, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 1_000,
+              value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+        interval_ms: u64,
+        /// Stop after N refreshes (default: until Ctrl-C).
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
     /// Write a new key file and print its account.
     Keygen {
         #[arg(long, value_name = "FILE")]
@@ -130,18 +150,68 @@ enum Command {
 
 fn main() {
     restore_default_sigpipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
+    // `bench --json` is `--output json`, as before `--output` existed.
+    let format = match cli.command {
+        Command::Bench { json: true, .. } => Format::Json,
+        _ => cli.output,
+    };
     if let Err(e) = telemetry::init(&cli.log_level, LogFormat::Plain) {
-        eprintln!("error: --log-level: {e}");
-        std::process::exit(exit::USAGE);
+        finish(
+            format,
+            Err(CliError {
+                code: exit::USAGE,
+                message: format!("--log-level: {e}"),
+            }),
+        );
     }
-    match run(cli) {
-        Ok(()) => std::process::exit(exit::OK),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(e.code);
-        }
+    let outcome = run(cli);
+    finish(format, outcome)
+}
+
+/// Prints a command's outcome and exits with its code.
+fn finish(format: Format, outcome: Result<Report, CliError>) -> ! {
+    let r = output::render(format, &outcome);
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(r.code)
+}
+
+/// A command line clap refused: its own message on stderr (help and
+/// --version go to stdout, exit 0) and, when `--output json` was asked
+/// for, the error as JSON on stdout too. Exit 2.
+fn usage_error(e: clap::Error) -> ! {
+    if !e.use_stderr() {
+        e.exit();
     }
+    let _ = e.print();
+    if json_requested(std::env::args_os().skip(1)) {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or("invalid command line");
+        let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+        let err = CliError {
+            code: exit::USAGE,
+            message,
+        };
+        println!(
+            "{}",
+            serde_json::json!({ "error": output::error_json(&err) })
+        );
+    }
+    std::process::exit(exit::USAGE)
+}
+
+/// Whether a command line clap could not parse asked for JSON output.
+fn json_requested(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    args.iter().enumerate().any(|(k, a)| {
+        a == "--output=json" || (a == "--output" && args.get(k + 1).is_some_and(|v| v == "json"))
+    })
 }
 
 /// Rust starts programs with SIGPIPE ignored, so printing to a closed pipe
@@ -162,7 +232,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+fn run(cli: Cli) -> Result<Report, CliError> {
     if let Command::Keygen { out } = &cli.command {
         return cli::keygen(out);
     }
@@ -215,7 +285,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
         code: exit::FAILURE,
         message: format!("cannot start the async runtime: {e}"),
     })?;
-    let timeout = Duration::from_millis(cli.timeout_ms);
+    let timeout = match &cli.command {
+        // Each replica gets at most one interval to answer a refresh.
+        Command::Watch { interval_ms, .. } => cli.timeout_ms.min(*interval_ms),
+        _ => cli.timeout_ms,
+    };
+    let timeout = Duration::from_millis(timeout);
+    let format = cli.output;
     runtime.block_on(async move {
         let client = cli::connect(genesis, key, timeout)?;
         let result = match cli.command {
@@ -228,7 +304,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 txs,
                 concurrency,
                 rate,
-                json,
+                json: _,
                 deadline_s,
                 threads: _,
             } => {
@@ -239,7 +315,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     deadline: Duration::from_secs(deadline_s),
                     progress: std::io::stderr().is_terminal(),
                 };
-                cli::bench(&client, &opts, json).await
+                cli::bench(&client, &opts).await
             }
             #[cfg(feature = "byzantine")]
             Command::Hostile {
@@ -255,17 +331,37 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 bind,
             )
             .await
-            .map(|r| {
-                println!(
-                    "hostile {behaviour:?}: sent {} answered {} closed_on_us {}",
-                    r.sent, r.answered, r.closed_on_us
-                )
-            })
             .map_err(|e| CliError {
                 code: exit::FAILURE,
                 message: format!("hostile {behaviour:?}: {e}"),
+            })
+            .and_then(|r| {
+                let text = format!(
+                    "hostile {behaviour:?}: sent {} answered {} closed_on_us {}\n",
+                    r.sent, r.answered, r.closed_on_us
+                );
+                let json = serde_json::json!({
+                    "behaviour": clap::ValueEnum::to_possible_value(&behaviour)
+                        .map(|v| v.get_name().to_string()),
+                    "sent": r.sent,
+                    "answered": r.answered,
+                    "closed_on_us": r.closed_on_us,
+                });
+                output::Document::new(&json, text).map(Report::ok)
             }),
-            Command::Keygen { .. } => Ok(()),
+            Command::Watch { interval_ms, count } => {
+                let opts = WatchOptions {
+                    interval: Duration::from_millis(interval_ms),
+                    count,
+                    format,
+                    terminal: std::io::stdout().is_terminal(),
+                };
+                watch::run(&client, &opts)
+                    .await
+                    .map(|()| Report::streamed())
+            }
+            // Handled above, before the network is loaded.
+            Command::Keygen { .. } => Ok(Report::streamed()),
         };
         client.close().await;
         result

@@ -20,9 +20,11 @@ pub mod bench;
 pub mod cli;
 #[cfg(feature = "byzantine")]
 pub mod hostile;
+pub mod output;
 pub mod proto;
 pub mod quorum;
 mod session;
+pub mod watch;
 
 pub use quorum::{RefusalQuorum, ReplyDecision, ReplyQuorum};
 pub use session::{
