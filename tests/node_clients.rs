@@ -376,3 +376,98 @@ fn a_held_transaction_is_not_verified_again_but_a_variant_of_it_is() {
     c.nodes[2].handle(now, input).unwrap();
     assert_eq!(refused(&c.nodes[2]), 1);
 }
+
+/// The client protocol's queries, as a node answers them (the QUIC
+/// endpoint and the operations API both ask this way): a transaction
+/// comes with the merkle path from its leaf to its block's tx_root, and a
+/// block with its commit certificate's signers.
+#[test]
+fn tx_and_block_queries_carry_the_inclusion_proof_and_the_commit_signers() {
+    use pbft_ledger::client::proto::{ClientRequest, ClientResponse};
+    use pbft_ledger::crypto::PublicKey;
+    use pbft_ledger::net;
+    use pbft_ledger::node::service::ClientService;
+    use std::collections::VecDeque;
+
+    let (clients, accounts) = funded_clients("query-client", 3);
+    let payee = KeyPair::from_label("query-payee").public();
+    let mut c = Cluster::new(&accounts);
+    let net = c.genesis.network;
+    let now = Time::from_millis(1_000);
+    let txs = first_transfers(net, &clients, payee, 5);
+    // One block of three: the primary ingests them together.
+    for tx in &txs {
+        let v = VerifiedTx::check(tx.clone(), net).expect("well signed");
+        c.nodes[0]
+            .ingest(now, NodeInput::VerifiedRequest(v))
+            .unwrap();
+    }
+    c.nodes[0].flush().unwrap();
+    let mut queue = VecDeque::new();
+    for o in drain(&mut c.nodes[0]) {
+        if let Outgoing::Broadcast(message) = o {
+            for t in 1..4 {
+                queue.push_back((
+                    t,
+                    NodeInput::Message {
+                        from: ReplicaId(0),
+                        message: message.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    let replies = c.run_all(now, queue);
+    assert!(replies.iter().any(|(r, _)| *r == 2), "replica 2 executed");
+
+    let mut service = ClientService::new(std::time::Duration::from_secs(30), 16);
+    let mut ask = |node: &Node<MemoryStore>, request: ClientRequest| {
+        let (respond, mut answer) = net::Responder::oneshot();
+        let request = net::ClientRequest {
+            frame: request.to_frame(),
+            respond,
+            client_key: PublicKey([0; 32]),
+        };
+        service
+            .on_request(node, request, || 3, 0, |_, honest| honest)
+            .expect("answers");
+        let frame = answer
+            .try_recv()
+            .expect("a query is answered at once")
+            .expect("with a frame");
+        ClientResponse::from_frame(&frame).expect("decodes")
+    };
+    let node = &c.nodes[2];
+    let ClientResponse::Block(Some(block)) = ask(node, ClientRequest::Block(1)) else {
+        panic!("block 1 expected");
+    };
+    assert_eq!(block.tx_count, 3);
+    assert!(
+        block.signers.len() >= 3,
+        "2f+1 signers: {:?}",
+        block.signers
+    );
+    assert_eq!(block.signers.len() as u32, block.commit_signers);
+    assert!(block.signers.windows(2).all(|w| w[0] < w[1]), "ascending");
+    assert!(block.signers.iter().all(|s| *s < 4));
+    for (i, tx) in txs.iter().enumerate() {
+        let ClientResponse::Tx(Some(info)) = ask(node, ClientRequest::Tx(tx.id())) else {
+            panic!("transaction {i} expected");
+        };
+        assert_eq!((info.height, info.index, info.tx_count), (1, i as u32, 3));
+        assert_eq!(info.transaction(), *tx);
+        assert_eq!(
+            (info.tx_root, info.block_hash),
+            (block.tx_root, block.block_hash)
+        );
+        assert!(
+            info.included(),
+            "transaction {i}: the path leads to tx_root"
+        );
+    }
+    let stranger = Transaction::transfer(net, &clients[0], payee, 5, 2);
+    assert_eq!(
+        ask(node, ClientRequest::Tx(stranger.id())),
+        ClientResponse::Tx(None)
+    );
+}

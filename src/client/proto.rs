@@ -12,7 +12,8 @@
 
 use crate::codec::{self, CodecError};
 use crate::consensus::messages::ReplyProof;
-use crate::crypto::{Digest, PublicKey};
+use crate::crypto::{merkle, Digest, PublicKey};
+use crate::ledger;
 use crate::tx::{Receipt, Transaction};
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -98,7 +99,9 @@ pub struct BalanceInfo {
     pub height: u64,
 }
 
-/// Where a transaction landed.
+/// Where a transaction landed, and the proof that it is in that block: the
+/// path from its leaf (`ledger::tx_leaf`) to the block's transaction root
+/// (`crypto::merkle`), which the block's header holds.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct TxInfo {
     pub tx_id: Digest,
@@ -109,6 +112,44 @@ pub struct TxInfo {
     pub to: PublicKey,
     pub amount: u64,
     pub nonce: u64,
+    /// The sender's signature (the leaf covers it).
+    pub signature: [u8; 64],
+    /// Hash of the header of the block at `height`.
+    pub block_hash: Digest,
+    /// That header's transaction root.
+    pub tx_root: Digest,
+    /// Transactions in the block (the tree's leaf count).
+    pub tx_count: u32,
+    /// Siblings from the transaction's leaf up to `tx_root`.
+    pub path: Vec<Digest>,
+}
+
+impl TxInfo {
+    /// The transaction these fields describe.
+    pub fn transaction(&self) -> Transaction {
+        Transaction {
+            from: self.from,
+            to: self.to,
+            amount: self.amount,
+            nonce: self.nonce,
+            signature: self.signature,
+        }
+    }
+
+    /// Whether the fields prove what they claim: `tx_id` is the id of the
+    /// transaction they describe, and `path` leads from its leaf, at
+    /// `index` of `tx_count`, to `tx_root`. (That `tx_root` and
+    /// `block_hash` belong to the chain is for f+1 replicas to say.)
+    pub fn included(&self) -> bool {
+        let tx = self.transaction();
+        tx.id() == self.tx_id
+            && merkle::root_from_path(
+                ledger::tx_leaf(&tx),
+                self.index as usize,
+                self.tx_count as usize,
+                &self.path,
+            ) == Some(self.tx_root)
+    }
 }
 
 /// A committed block's header and certificate summary.
@@ -125,6 +166,8 @@ pub struct BlockInfo {
     pub tx_count: u32,
     /// Distinct signers of the stored commit certificate.
     pub commit_signers: u32,
+    /// Their replica ids, ascending.
+    pub signers: Vec<u32>,
 }
 
 /// One replica's view of the protocol.
@@ -210,6 +253,75 @@ mod tests {
         let resp = ClientResponse::Rejected(SubmitRejected::StaleNonce { account_nonce: 4 });
         assert_eq!(ClientResponse::from_frame(&resp.to_frame()).unwrap(), resp);
         assert!(ClientRequest::from_frame(&[1, 2, 3]).is_err());
+        let info = landed(std::slice::from_ref(&tx), 0);
+        for resp in [
+            ClientResponse::Tx(Some(info.clone())),
+            ClientResponse::Tx(None),
+            ClientResponse::Block(Some(BlockInfo {
+                height: 4,
+                block_hash: Digest([1; 32]),
+                parent_hash: Digest([2; 32]),
+                batch_digest: Digest([3; 32]),
+                tx_root: info.tx_root,
+                state_root: Digest([5; 32]),
+                timestamp_ms: 6,
+                tx_count: 1,
+                commit_signers: 3,
+                signers: vec![0, 2, 3],
+            })),
+        ] {
+            assert_eq!(ClientResponse::from_frame(&resp.to_frame()).unwrap(), resp);
+        }
         assert!(ClientRequest::from_frame(&vec![1; REQUEST_BYTES_MAX + 1]).is_err());
+    }
+
+    /// What a replica answers for `txs[index]` of a block holding `txs`.
+    fn landed(txs: &[Transaction], index: usize) -> TxInfo {
+        let leaves: Vec<Digest> = txs.iter().map(ledger::tx_leaf).collect();
+        let tx = &txs[index];
+        TxInfo {
+            tx_id: tx.id(),
+            height: 9,
+            index: index as u32,
+            receipt: Receipt::Ok,
+            from: tx.from,
+            to: tx.to,
+            amount: tx.amount,
+            nonce: tx.nonce,
+            signature: tx.signature,
+            block_hash: Digest([8; 32]),
+            tx_root: ledger::tx_root(txs),
+            tx_count: txs.len() as u32,
+            path: merkle::path(&leaves, index).expect("a leaf"),
+        }
+    }
+
+    #[test]
+    fn a_tx_answer_proves_its_inclusion_and_nothing_else() {
+        let net = NetworkId(Digest([7; 32]));
+        let a = KeyPair::from_label("proto-a");
+        let txs: Vec<Transaction> = (1..=5)
+            .map(|n| Transaction::transfer(net, &a, KeyPair::from_label("b").public(), n, n))
+            .collect();
+        for i in 0..txs.len() {
+            assert!(landed(&txs, i).included(), "index {i}");
+        }
+        let good = landed(&txs, 3);
+        let mutations: [fn(&mut TxInfo); 7] = [
+            |t| t.amount += 1,
+            |t| t.signature[0] ^= 1,
+            |t| t.index = 2,
+            |t| t.tx_count = 6,
+            |t| t.tx_root.0[0] ^= 1,
+            |t| t.tx_id.0[0] ^= 1,
+            |t| {
+                t.path.pop();
+            },
+        ];
+        for (k, mutate) in mutations.iter().enumerate() {
+            let mut t = good.clone();
+            mutate(&mut t);
+            assert!(!t.included(), "mutation {k} still proves inclusion");
+        }
     }
 }

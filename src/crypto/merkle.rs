@@ -68,6 +68,26 @@ pub fn root_and_paths(leaves: &[Digest]) -> (Digest, Vec<Vec<Digest>>) {
     (seal(leaves.len(), &level[0]), paths)
 }
 
+/// The path of the leaf at `index` alone (the same as
+/// `root_and_paths(leaves).1[index]`, without building the others), or
+/// `None` if there is no such leaf.
+pub fn path(leaves: &[Digest], index: usize) -> Option<Vec<Digest>> {
+    if index >= leaves.len() {
+        return None;
+    }
+    let mut path = Vec::new();
+    let mut level = leaves.to_vec();
+    let mut at = index;
+    while level.len() > 1 {
+        if let Some(sibling) = level.get(at ^ 1) {
+            path.push(*sibling);
+        }
+        level = parent_level(&level);
+        at /= 2;
+    }
+    Some(path)
+}
+
 /// The root that `path` leads to from `leaf` at `index` of `count` leaves,
 /// or `None` if the path has the wrong length for that position.
 pub fn root_from_path(leaf: Digest, index: usize, count: usize, path: &[Digest]) -> Option<Digest> {
@@ -111,7 +131,9 @@ mod tests {
             let l = leaves(n);
             let (r, paths) = root_and_paths(&l);
             assert_eq!(r, root(&l), "n={n}");
+            assert_eq!(super::path(&l, n), None);
             for (i, path) in paths.iter().enumerate() {
+                assert_eq!(super::path(&l, i).as_ref(), Some(path), "n={n} i={i}");
                 assert_eq!(root_from_path(l[i], i, n, path), Some(r), "n={n} i={i}");
                 // Another leaf, another position or another count fails.
                 let other = (i + 1) % n;

@@ -73,13 +73,16 @@ impl BlockHeader {
 
 /// Merkle root over the transactions (body and signature), in block order;
 /// see [`crypto::merkle`] for the tree's shape (no two different lists share
-/// a root).
+/// a root) and [`tx_leaf`] for the leaves.
 pub fn tx_root(txs: &[Transaction]) -> Digest {
-    let leaves: Vec<Digest> = txs
-        .iter()
-        .map(|tx| crypto::digest(Domain::MerkleLeaf, &[&tx.body(), &tx.signature]))
-        .collect();
+    let leaves: Vec<Digest> = txs.iter().map(tx_leaf).collect();
     crypto::merkle::root(&leaves)
+}
+
+/// A transaction's leaf in its block's [`tx_root`] tree:
+/// `digest(MerkleLeaf, body ‖ signature)`.
+pub fn tx_leaf(tx: &Transaction) -> Digest {
+    crypto::digest(Domain::MerkleLeaf, &[&tx.body(), &tx.signature])
 }
 
 /// The digest a CHECKPOINT message signs for a seq: the block hash at that

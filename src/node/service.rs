@@ -21,7 +21,8 @@ use crate::client::proto::{
     BalanceInfo, BlockInfo, ClientRequest, ClientResponse, StatusInfo, SubmitRejected, TxInfo,
 };
 use crate::consensus::messages::{Reply, ReplyProof};
-use crate::crypto::{Digest, NetworkId, PublicKey};
+use crate::crypto::{merkle, Digest, NetworkId, PublicKey};
+use crate::ledger;
 use crate::net;
 use crate::storage::Store;
 use crate::tx::{Receipt, Transaction, VerifiedTx};
@@ -365,6 +366,11 @@ fn tx_info<S: Store>(node: &Node<S>, id: &Digest) -> Result<Option<TxInfo>, Node
         ))
         .into());
     };
+    // The inclusion proof: the path from the transaction's leaf to the
+    // header's tx_root (the leaves are rebuilt from the stored batch; one
+    // path, not all of them).
+    let leaves: Vec<Digest> = batch.txs.iter().map(ledger::tx_leaf).collect();
+    let path = merkle::path(&leaves, loc.index as usize).unwrap_or_default();
     Ok(Some(TxInfo {
         tx_id: *id,
         height: loc.height,
@@ -374,6 +380,11 @@ fn tx_info<S: Store>(node: &Node<S>, id: &Digest) -> Result<Option<TxInfo>, Node
         to: tx.to,
         amount: tx.amount,
         nonce: tx.nonce,
+        signature: tx.signature,
+        block_hash: block.header.hash(),
+        tx_root: block.header.tx_root,
+        tx_count: leaves.len() as u32,
+        path,
     }))
 }
 
@@ -401,6 +412,7 @@ fn block_info<S: Store>(node: &Node<S>, height: u64) -> Result<Option<BlockInfo>
         timestamp_ms: block.header.timestamp_ms,
         tx_count,
         commit_signers: signers.len() as u32,
+        signers: signers.into_iter().collect(),
     }))
 }
 

@@ -5,8 +5,11 @@
 //! ```text
 //!  select! loop ──Publisher::publish(Status)──▶ watch channel ──▶ HTTP handlers
 //!       │                                                          GET /metrics
-//!       └──Histograms::observe (atomic buckets)──────────────────▶ GET /healthz, /readyz
-//!                                                                  GET /v1/status, GET /
+//!       ├──Histograms::observe (atomic buckets)──────────────────▶ GET /healthz, /readyz
+//!       │                                                          GET /v1/status, GET /
+//!       │
+//!       └◀──net::ClientRequest (bounded mpsc, try_send)──────────── GET /v1/blocks/…, /v1/txs/…,
+//!            answered through a one-shot Responder                  /v1/accounts/…, POST /v1/txs
 //! ```
 //!
 //! The consensus loop never waits for this server: it publishes a
@@ -16,17 +19,28 @@
 //! buckets). Handlers read the latest publication; none of them touches
 //! the core or the store, and none holds a lock across I/O.
 //!
+//! The JSON API (blocks, transactions, accounts, submitting a transfer)
+//! asks the node the way a QUIC client does: a handler encodes a
+//! `client::proto::ClientRequest` frame and offers it, with a
+//! `net::Responder::oneshot`, on [`Shared::requests`], which the loop
+//! serves like its client endpoint's requests. The handler never waits
+//! for room in that queue (a full one is "busy") and waits for the answer
+//! at most [`Settings::api_query_wait`] or [`Settings::api_submit_wait`].
+//!
 //! Every answer is one replica's word. A Byzantine replica can publish
 //! anything; a program that acts on what it reads asks f+1 replicas (the
-//! README's "Operating a network" shows how).
+//! README's "Operating a network" shows how), and checks the proofs the
+//! API hands out (a reply's signature and merkle path, a transaction's
+//! path to its block's tx_root) as `configs/openapi.json` describes.
 
 pub mod http;
 pub mod metrics;
 pub mod status;
 
+use crate::net;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// How often, at most, the loop publishes while busy (and at least, via
 /// its idle tick).
@@ -42,13 +56,22 @@ pub struct Published {
     pub at: Instant,
 }
 
-/// Bounds the probes judge by.
+/// Bounds the probes judge by, and how long the API waits for the node.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
     /// `/healthz` fails when the loop has not published for this long.
     pub loop_stall_bound: Duration,
     /// `/readyz` fails when a view change has lasted this long.
     pub view_change_bound: Duration,
+    /// A query (block, transaction, account) not answered within this is
+    /// answered 504. The loop answers queries on sight, so only a stuck
+    /// loop gets here.
+    pub api_query_wait: Duration,
+    /// A submitted transfer not answered within this is answered 504. The
+    /// replica answers "timeout" itself after its own submit timeout
+    /// (`client.submit_timeout_ms`, 30 s by default); this guard, set
+    /// above it, only bounds the wait on a loop that does not answer.
+    pub api_submit_wait: Duration,
 }
 
 impl Default for Settings {
@@ -56,6 +79,8 @@ impl Default for Settings {
         Settings {
             loop_stall_bound: Duration::from_secs(10),
             view_change_bound: Duration::from_secs(30),
+            api_query_wait: Duration::from_secs(10),
+            api_submit_wait: Duration::from_secs(40),
         }
     }
 }
@@ -89,10 +114,19 @@ pub struct Shared {
     pub published: watch::Receiver<Arc<Published>>,
     pub metrics: metrics::Metrics,
     pub settings: Settings,
+    /// Where the API's requests go: a bounded queue the replica's loop
+    /// serves as it serves its client endpoint's (`node::service`). `None`:
+    /// the API routes answer 503 "api not enabled".
+    pub requests: Option<mpsc::Sender<net::ClientRequest>>,
 }
 
-/// A publisher and the state its server reads, connected.
-pub fn channel(initial: status::Status, settings: Settings) -> (Publisher, Arc<Shared>) {
+/// A publisher and the state its server reads, connected; the API's
+/// requests go to `requests` (none: the API is off).
+pub fn channel(
+    initial: status::Status,
+    settings: Settings,
+    requests: Option<mpsc::Sender<net::ClientRequest>>,
+) -> (Publisher, Arc<Shared>) {
     let now = Instant::now();
     let (tx, rx) = watch::channel(Arc::new(Published {
         status: initial,
@@ -108,6 +142,7 @@ pub fn channel(initial: status::Status, settings: Settings) -> (Publisher, Arc<S
         published: rx,
         metrics,
         settings,
+        requests,
     });
     (publisher, shared)
 }

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -32,12 +32,25 @@ pub struct ClientRequest {
     pub client_key: PublicKey,
 }
 
-/// Where the answer to one request goes. It holds the request's slots
-/// (its session's and the server's) until the answer has been written.
+/// Where the answer to one request goes: a record of a QUIC session, or a
+/// one-shot channel to a task of this process (the operations endpoint's
+/// HTTP API, `ops::http`). Either way the node answers through
+/// [`Responder::send`], and a responder dropped unanswered answers "no
+/// response".
 pub struct Responder {
-    id: u64,
-    to: mpsc::UnboundedSender<Answer>,
-    slots: Option<Slots>,
+    to: To,
+}
+
+enum To {
+    /// A session's writer. Holds the request's slots (its session's and
+    /// the server's) until the answer has been written.
+    Session {
+        id: u64,
+        answers: mpsc::UnboundedSender<Answer>,
+        slots: Option<Slots>,
+    },
+    /// A local waiter: `Some(frame)` is the answer, `None` "no response".
+    Oneshot(Option<oneshot::Sender<Option<Vec<u8>>>>),
 }
 
 struct Slots {
@@ -54,28 +67,58 @@ struct Answer {
 
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Responder({})", self.id)
+        match &self.to {
+            To::Session { id, .. } => write!(f, "Responder({id})"),
+            To::Oneshot(_) => write!(f, "Responder(oneshot)"),
+        }
     }
 }
 
 impl Responder {
-    /// Answers the request with `frame`; gives it back if the session is gone.
+    /// A responder whose answer arrives on the returned receiver:
+    /// `Some(frame)` once the node answers, `None` if the node drops the
+    /// responder without answering.
+    pub fn oneshot() -> (Responder, oneshot::Receiver<Option<Vec<u8>>>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Responder {
+                to: To::Oneshot(Some(tx)),
+            },
+            rx,
+        )
+    }
+
+    /// Answers the request with `frame`; gives it back if the session (or
+    /// the waiter) is gone.
     pub fn send(mut self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
         self.answer(KIND_FRAME, frame)
     }
 
     fn answer(&mut self, kind: u8, payload: Vec<u8>) -> Result<(), Vec<u8>> {
-        let Some(slots) = self.slots.take() else {
-            return Err(payload);
-        };
-        self.to
-            .send(Answer {
-                id: self.id,
-                kind,
-                payload,
-                _slots: slots,
-            })
-            .map_err(|e| e.0.payload)
+        match &mut self.to {
+            To::Session { id, answers, slots } => {
+                let Some(slots) = slots.take() else {
+                    return Err(payload);
+                };
+                answers
+                    .send(Answer {
+                        id: *id,
+                        kind,
+                        payload,
+                        _slots: slots,
+                    })
+                    .map_err(|e| e.0.payload)
+            }
+            To::Oneshot(waiter) => {
+                let Some(waiter) = waiter.take() else {
+                    return Err(payload);
+                };
+                // A local waiter has no "busy" record: only a frame is an
+                // answer; anything else is "no response".
+                let answer = (kind == KIND_FRAME).then_some(payload);
+                waiter.send(answer).map_err(Option::unwrap_or_default)
+            }
+        }
     }
 }
 
@@ -313,12 +356,14 @@ async fn serve_session(
             return;
         }
         let mut respond = Responder {
-            id,
-            to: answers.clone(),
-            slots: Some(Slots {
-                _session: session_slot,
-                _server: None,
-            }),
+            to: To::Session {
+                id,
+                answers: answers.clone(),
+                slots: Some(Slots {
+                    _session: session_slot,
+                    _server: None,
+                }),
+            },
         };
         // A frame answered on sight (undecodable) takes no replica-wide slot.
         if let Some(answer) = (shared.screen)(&frame) {
@@ -329,7 +374,10 @@ async fn serve_session(
             let _ = respond.answer(KIND_BUSY, Vec::new());
             continue;
         };
-        if let Some(slots) = respond.slots.as_mut() {
+        if let To::Session {
+            slots: Some(slots), ..
+        } = &mut respond.to
+        {
             slots._server = Some(server_slot);
         }
         let request = ClientRequest {
@@ -391,4 +439,60 @@ async fn write_answers(
         written.clear();
     }
     let _ = send.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_oneshot_responder_delivers_the_frame_or_no_response() {
+        let (respond, answer) = Responder::oneshot();
+        assert_eq!(respond.send(vec![1, 2, 3]), Ok(()));
+        assert_eq!(answer.await, Ok(Some(vec![1, 2, 3])));
+
+        let (respond, answer) = Responder::oneshot();
+        drop(respond);
+        assert_eq!(answer.await, Ok(None), "dropped unanswered: no response");
+
+        // The waiter gave up: the frame comes back to the node.
+        let (respond, answer) = Responder::oneshot();
+        drop(answer);
+        assert_eq!(respond.send(vec![9]), Err(vec![9]));
+    }
+
+    #[tokio::test]
+    async fn a_session_responder_writes_one_record_and_frees_its_slots_with_it() {
+        let permits = Arc::new(Semaphore::new(2));
+        let (answers, mut written) = mpsc::unbounded_channel();
+        let session = |id: u64| Responder {
+            to: To::Session {
+                id,
+                answers: answers.clone(),
+                slots: Some(Slots {
+                    _session: permits.clone().try_acquire_owned().expect("a permit"),
+                    _server: None,
+                }),
+            },
+        };
+        let (sent, dropped) = (session(7), session(8));
+        assert_eq!(permits.available_permits(), 0);
+        assert_eq!(sent.send(vec![4, 5]), Ok(()));
+        drop(dropped);
+        let first = written.recv().await.expect("an answer");
+        assert_eq!(
+            (first.id, first.kind, first.payload.clone()),
+            (7, KIND_FRAME, vec![4, 5])
+        );
+        let second = written.recv().await.expect("an answer");
+        assert_eq!((second.id, second.kind), (8, KIND_NO_RESPONSE));
+        assert!(second.payload.is_empty());
+        assert_eq!(permits.available_permits(), 0, "held until written");
+        drop((first, second));
+        assert_eq!(permits.available_permits(), 2);
+
+        // The session's writer is gone: the frame comes back.
+        drop(written);
+        assert_eq!(session(9).send(vec![1]), Err(vec![1]));
+    }
 }
