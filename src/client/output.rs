@@ -758,6 +758,11 @@ mod tests {
             to: a,
             amount: 9,
             nonce: 8,
+            signature: [7; 64],
+            block_hash: Digest([1; 32]),
+            tx_root: Digest([4; 32]),
+            tx_count: 3,
+            path: vec![Digest([9; 32])],
         };
         let out = TxOutput::new(&t, 2, 4);
         let (v, _) = json_of(Ok(Report::ok(Document::new(&out, out.text()).unwrap())));
@@ -786,6 +791,7 @@ mod tests {
             timestamp_ms: 1_700_000_000_123,
             tx_count: 31,
             commit_signers: 3,
+            signers: vec![0, 1, 3],
         };
         let out = BlockOutput::new(&blk, 4, 4);
         let (v, _) = json_of(Ok(Report::ok(Document::new(&out, out.text()).unwrap())));

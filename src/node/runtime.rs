@@ -371,8 +371,16 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         observer: Observer::new(),
         publisher: None,
     };
+    // The JSON API's requests: served by the loop like the client
+    // endpoint's (a bounded queue; the handlers never wait for room).
+    let (api_tx, mut api_requests) = tokio::sync::mpsc::channel(API_QUEUE_MAX);
+    let settings = ops::Settings {
+        // Above the replica's own submit timeout, which answers first.
+        api_submit_wait: cfg.submit_timeout + Duration::from_secs(10),
+        ..ops::Settings::default()
+    };
     let ops_server = match cfg.ops_listen {
-        Some(addr) => match start_ops(&mut d, addr).await {
+        Some(addr) => match start_ops(&mut d, addr, settings, api_tx).await {
             Ok(server) => Some(server),
             Err(e) => {
                 clients.shutdown().await;
@@ -401,6 +409,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
             &mut d,
             &mut inbound,
             &mut requests,
+            &mut api_requests,
             &mut sigterm,
             &mut sigint,
             frame_cap,
@@ -469,6 +478,7 @@ async fn serve(
     d: &mut Driver,
     inbound: &mut net::Inbound,
     requests: &mut tokio::sync::mpsc::Receiver<net::ClientRequest>,
+    api_requests: &mut tokio::sync::mpsc::Receiver<net::ClientRequest>,
     sigterm: &mut tokio::signal::unix::Signal,
     sigint: &mut tokio::signal::unix::Signal,
     frame_cap: usize,
@@ -500,6 +510,9 @@ async fn serve(
                 Some(request) => d.on_client(request)?,
                 None => return Err(NetError::Closed("client endpoint stopped".into()).into()),
             },
+            // `None` only once the endpoint is gone (or disabled): the
+            // branch is then off.
+            Some(request) = api_requests.recv() => d.on_client(request)?,
             _ = sleep_until_opt(deadline) => {
                 // The adversary's tick shares the deadline; the core's
                 // tick, if also due, fires on the next turn.
@@ -527,6 +540,10 @@ async fn serve(
                 d.on_client(request)?;
                 taken += 1;
             }
+            if let Ok(request) = api_requests.try_recv() {
+                d.on_client(request)?;
+                taken += 1;
+            }
             if taken == before {
                 break;
             }
@@ -541,12 +558,13 @@ async fn serve(
 async fn start_ops(
     d: &mut Driver,
     addr: std::net::SocketAddr,
+    settings: ops::Settings,
+    api: tokio::sync::mpsc::Sender<net::ClientRequest>,
 ) -> Result<tokio::task::JoinHandle<()>, RuntimeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RuntimeError::Ops { addr, source })?;
-    let (publisher, shared) =
-        ops::channel(ops::status::Status::default(), ops::Settings::default());
+    let (publisher, shared) = ops::channel(ops::status::Status::default(), settings, Some(api));
     d.publisher = Some(publisher);
     d.publish(true);
     let me = d.me;
@@ -560,6 +578,9 @@ async fn start_ops(
 /// Most inputs one synced write may group: bounds how long the first of
 /// them waits for its messages to leave.
 const INGEST_BURST_MAX: usize = 256;
+
+/// JSON API requests queued for the loop; more are answered 503 busy.
+const API_QUEUE_MAX: usize = 1024;
 
 /// Sleeps until `at`, or forever if there is no deadline.
 async fn sleep_until_opt(at: Option<Instant>) {
