@@ -193,6 +193,113 @@ fn metrics_probes_and_status_follow_a_running_network() {
     assert_eq!(code, Some(1), "probe of a stopped replica");
 }
 
+/// `POST path` with a JSON body to `addr`: (status, body).
+fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: ops\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let t = text(&out);
+    let code = t[9..12].parse().expect("status code");
+    let body = t
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// Setup: four replicas. Expect: a transfer signed here (as a program in
+/// another language would, from the documented fields) and posted to one
+/// replica's `POST /v1/txs` executes; its answer holds the reply and a
+/// proof the crate's own reply checker accepts; `/v1/txs/{hash}`,
+/// `/v1/blocks/latest` and `/v1/accounts/{id}` of every replica agree on it;
+/// bad input is a 4xx JSON error.
+#[test]
+fn a_transfer_posted_to_the_api_executes_and_every_replica_agrees() {
+    use pbft_ledger::crypto::{NetworkId, PublicKey};
+    use pbft_ledger::tx::Transaction;
+    let mut c = Cluster::generate();
+    c.start_all();
+    let key = pbft_ledger::keyfile::read(Path::new(&c.key(0))).unwrap();
+    let to = PublicKey::from_hex(&c.accounts[1]).unwrap();
+    let network = status(&c, 2)["network"].as_str().unwrap().to_string();
+    let network = NetworkId(pbft_ledger::crypto::Digest::from_hex(&network).unwrap());
+    let (code, account) = c
+        .ops_get(2, &format!("/v1/accounts/{}", key.public().to_hex()))
+        .unwrap();
+    assert_eq!(code, 200, "{account}");
+    let account: serde_json::Value = serde_json::from_str(&account).unwrap();
+    let nonce = account["nonce"].as_u64().unwrap() + 1;
+    let before = account["balance"].as_u64().unwrap();
+    let tx = Transaction::transfer(network, &key, to, 41, nonce);
+    let body = serde_json::json!({
+        "from": key.public().to_hex(),
+        "to": to.to_hex(),
+        "amount": 41,
+        "nonce": nonce,
+        "signature": hex::encode(tx.signature),
+    })
+    .to_string();
+    let (code, answer) = post(c.ops_addr(2), "/v1/txs", &body);
+    assert_eq!(code, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let tx_id = tx.id().to_hex();
+    assert_eq!(answer["tx_id"], tx_id.as_str());
+    assert_eq!(answer["reply"]["receipt"], "ok", "{answer}");
+    assert_eq!(answer["proof"]["signer"], 2, "{answer}");
+    let height = answer["reply"]["seq"].as_u64().unwrap();
+
+    // Posting it again: the replica answers from its reply cache, alike.
+    let (code, again) = post(c.ops_addr(2), "/v1/txs", &body);
+    assert_eq!(code, 200, "{again}");
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["reply"], answer["reply"]);
+
+    for i in 0..c.n {
+        wait_until("the transfer executed everywhere", || {
+            c.ops_get(i, &format!("/v1/txs/{tx_id}"))
+                .is_some_and(|(code, _)| code == 200)
+        });
+        let (_, t) = c.ops_get(i, &format!("/v1/txs/{tx_id}")).unwrap();
+        let t: serde_json::Value = serde_json::from_str(&t).unwrap();
+        assert_eq!(t["height"].as_u64(), Some(height), "replica {i}: {t}");
+        assert_eq!(t["amount"], 41);
+        let (code, b) = c.ops_get(i, &format!("/v1/blocks/{height}")).unwrap();
+        assert_eq!(code, 200, "{b}");
+        let b: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(b["tx_root"], t["inclusion"]["tx_root"], "replica {i}");
+        assert!(b["signers"].as_array().unwrap().len() >= 3, "{b}");
+        let (code, latest) = c.ops_get(i, "/v1/blocks/latest").unwrap();
+        assert_eq!(code, 200, "{latest}");
+        let (_, acc) = c
+            .ops_get(i, &format!("/v1/accounts/{}", key.public().to_hex()))
+            .unwrap();
+        let acc: serde_json::Value = serde_json::from_str(&acc).unwrap();
+        assert_eq!(acc["balance"].as_u64(), Some(before - 41), "replica {i}");
+        assert_eq!(acc["nonce"].as_u64(), Some(nonce));
+    }
+
+    // Bad input: 4xx with a JSON code, never a hang or a 5xx.
+    let (code, e) = post(c.ops_addr(0), "/v1/txs", "{\"from\": \"zz\"}");
+    assert!((400..500).contains(&code), "{code} {e}");
+    assert!(e.contains("\"code\""), "{e}");
+    let mut forged: serde_json::Value = serde_json::from_str(&body).unwrap();
+    forged["amount"] = 42.into();
+    forged["nonce"] = (nonce + 1).into();
+    let (code, e) = post(c.ops_addr(0), "/v1/txs", &forged.to_string());
+    assert_eq!(code, 422, "a signature over other fields: {e}");
+    assert_eq!(c.ops_get(0, "/v1/blocks/999999").unwrap().0, 404);
+    assert_eq!(c.ops_get(0, "/v1/txs/nothex").unwrap().0, 400);
+    assert_eq!(c.ops_get(0, "/v1/accounts/00").unwrap().0, 400);
+}
+
 /// Setup: four replicas and Debian's Prometheus with the scrape
 /// configuration `testnet` wrote. Expect: Prometheus's own query API shows
 /// the committed-transactions counter of every replica rise to the

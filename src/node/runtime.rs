@@ -163,6 +163,10 @@ struct Driver {
     observer: Observer,
     /// Where the status goes (`None` when `ops.listen` is "").
     publisher: Option<ops::Publisher>,
+    /// Transfers submitted through the JSON API since the last flush, by
+    /// (sender, nonce): once admitted they are relayed to the other
+    /// replicas (see [`Driver::on_api`]). At most one flush's worth.
+    relay: std::collections::HashSet<(crate::crypto::PublicKey, u64)>,
 }
 
 impl Driver {
@@ -194,15 +198,22 @@ impl Driver {
         let admitted = self
             .service
             .admit(replica.network(), |tx| replica.verified_tx(tx));
+        let mut relayed = Vec::new();
         for tx in admitted {
             if let Some(receipt) = self.node.refusal(&tx) {
                 self.service.refused((tx.from, tx.nonce), receipt);
             } else if self.node.deferral(&tx) {
                 self.service.busy((tx.from, tx.nonce));
+            } else if self.relay.remove(&(tx.from, tx.nonce)) {
+                relayed.push(Message::Request((*tx).clone()));
             }
             // Answered after the flush, once replies to it have gone out.
             self.submitted.push((tx.from, tx.nonce));
             self.ingest(NodeInput::VerifiedRequest(tx))?;
+        }
+        self.relay.clear();
+        for request in relayed {
+            self.transport.broadcast(Arc::from(request.to_frame()));
         }
         let writes = self.node.unsynced_writes();
         let pending = self.node.begin_flush()?;
@@ -303,6 +314,21 @@ impl Driver {
         p.publish(status);
     }
 
+    /// A request of the JSON API. A program posting a transfer asks one
+    /// replica, where the client library sends it to every replica; this
+    /// replica stands in for it and relays the transfer to the others once
+    /// its signature checked and it is not refused, so the primary holds
+    /// it (a backup's request timer alone would never get it ordered).
+    /// Peers check a relayed request's signature themselves.
+    fn on_api(&mut self, request: net::ClientRequest) -> Result<(), NodeError> {
+        if let Ok(crate::client::proto::ClientRequest::Submit(tx)) =
+            crate::client::proto::ClientRequest::from_frame(&request.frame)
+        {
+            self.relay.insert((tx.from, tx.nonce));
+        }
+        self.on_client(request)
+    }
+
     fn on_client(&mut self, request: net::ClientRequest) -> Result<(), NodeError> {
         let transport = &self.transport;
         let connected = || {
@@ -370,6 +396,7 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
         egress,
         observer: Observer::new(),
         publisher: None,
+        relay: std::collections::HashSet::new(),
     };
     // The JSON API's requests: served by the loop like the client
     // endpoint's (a bounded queue; the handlers never wait for room).
@@ -512,7 +539,7 @@ async fn serve(
             },
             // `None` only once the endpoint is gone (or disabled): the
             // branch is then off.
-            Some(request) = api_requests.recv() => d.on_client(request)?,
+            Some(request) = api_requests.recv() => d.on_api(request)?,
             _ = sleep_until_opt(deadline) => {
                 // The adversary's tick shares the deadline; the core's
                 // tick, if also due, fires on the next turn.
@@ -541,7 +568,7 @@ async fn serve(
                 taken += 1;
             }
             if let Ok(request) = api_requests.try_recv() {
-                d.on_client(request)?;
+                d.on_api(request)?;
                 taken += 1;
             }
             if taken == before {
