@@ -38,4 +38,6 @@ bench_json="$(scripts/bench.sh --txs 3000 --no-build --json --base-port 27700)"
 echo "$bench_json"
 grep -q '"committed":3000[,}]' <<<"$bench_json" || { echo "bench.sh did not commit every transfer" >&2; exit 1; }
 grep -q '"views":"[0-9]' <<<"$bench_json" || { echo "bench.sh reported no views" >&2; exit 1; }
+echo "== scripts/api-check.sh: schemathesis against a live replica's operations endpoint (configs/openapi.json)"
+bash scripts/api-check.sh --no-build --base-port 27900
 echo "== all checks passed"
