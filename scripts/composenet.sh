@@ -23,7 +23,7 @@
 #   PBFT_IMAGE             image tag (pbft-ledger:latest)
 #   PBFT_SUBNET_PREFIX     the network's /24, as three octets (172.28.5)
 #   PBFT_HOST_PORT_PREFIX  published host ports PREFIX+I+1 (client, UDP) and
-#                          PREFIX+I+2 (operations, TCP) (260: 26001, 26002, ...)
+#                          PREFIX+I+2 (operations, TCP) (270: 27001, 27002, ...)
 #   CARGO_TARGET_DIR       where the release binaries are (image, testnet)
 # The client on the host reaches replicas at their container addresses
 # (genesis): `pbft-client --network $PBFT_COMPOSENET status`.
@@ -53,7 +53,7 @@ fi
 PROJECT="${PBFT_PROJECT:-pbft}"
 IMAGE="${PBFT_IMAGE:-pbft-ledger:latest}"
 SUBNET_PREFIX="${PBFT_SUBNET_PREFIX:-172.28.5}"
-PORT_PREFIX="${PBFT_HOST_PORT_PREFIX:-260}"
+PORT_PREFIX="${PBFT_HOST_PORT_PREFIX:-270}"
 [[ "$PROJECT" =~ ^[a-z0-9][a-z0-9_-]*$ ]] || die "PBFT_PROJECT '$PROJECT': use lowercase letters, digits, - and _"
 [[ "$SUBNET_PREFIX" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "PBFT_SUBNET_PREFIX '$SUBNET_PREFIX' must be three octets, e.g. 172.28.5"
 [[ "$PORT_PREFIX" =~ ^[1-6]?[0-9]{1,2}$ ]] && [ $((10#$PORT_PREFIX * 100 + 32)) -le 65535 ] ||
