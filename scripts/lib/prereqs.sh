@@ -20,11 +20,12 @@ ensure_build_prereqs() {
 
 # What the operations tests (tests/ops.rs) run for real: Prometheus's
 # promtool and server (Debian's `prometheus`), and headless Chromium for
-# the dashboard.
+# the dashboard; jq for the container scripts (scripts/composenet.sh).
 ensure_test_prereqs() {
   local missing=()
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v jq >/dev/null 2>&1 || missing+=(jq)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "== installing test packages: ${missing[*]}"
     local sudo=""
