@@ -22,15 +22,23 @@ use crate::net;
 use crate::tx::{Receipt, Transaction};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 /// The largest request body accepted (requests that carry one are small:
 /// a signed transfer is a few hundred bytes of JSON).
@@ -115,12 +123,194 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(refuse_head))
         .with_state(shared)
 }
 
-/// Serves the routes on `listener` until the task is dropped.
+/// axum answers HEAD on every GET route; the routes (and the OpenAPI
+/// description) take only the methods [`table`] lists, so HEAD is a 405
+/// like any other method a route does not take.
+async fn refuse_head(request: Request, next: axum::middleware::Next) -> Response {
+    if request.method() == axum::http::Method::HEAD {
+        return method_not_allowed().await;
+    }
+    next.run(request).await
+}
+
+/// The most bytes hyper buffers for one connection's reading (a request
+/// head must fit in it) and queued writing. With [`BODY_BYTES_MAX`], this
+/// bounds a connection's buffers; `Settings::connections_max` bounds how
+/// many there are.
+pub const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
+
+/// How long the accept loop pauses after an accept error (e.g. out of file
+/// descriptors), so that it does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves the routes on `listener` until the task is dropped (which also
+/// drops every connection). Hostile clients are bounded by `shared`'s
+/// settings:
+///
+/// - at most `connections_max` connections are served at once. The loop
+///   takes a slot before it accepts, so a connection over the cap waits in
+///   the kernel's listen backlog (itself bounded; beyond it the kernel
+///   refuses) and costs this process nothing until a slot frees; it is
+///   then served. Accepting and closing at once would instead spend a
+///   task and two syscalls on each attempt of a client that retries in a
+///   loop, and refuse honest clients as readily as hostile ones.
+/// - a slot frees within `header_wait` of the server waiting for a request
+///   head that does not come whole (idle keep-alive connections, a client
+///   that sends its head a byte at a time), within `body_wait` of a body
+///   that does not come whole (answered 408), within `write_stall` of a
+///   client that does not read its answer, and otherwise when the answer
+///   is written (the API's waits bound how long that takes).
+/// - a connection's buffers are bounded by [`CONNECTION_BUFFER_BYTES`]
+///   and [`BODY_BYTES_MAX`].
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
-    axum::serve(listener, router(shared)).await
+    let settings = shared.settings;
+    let app = router(shared);
+    let slots = Arc::new(Semaphore::new(settings.connections_max));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            // Reaps finished connections (the set would otherwise keep
+            // their results); disabled while the set is empty.
+            Some(_) = connections.join_next() => {}
+            accepted = accept(&listener, &slots) => {
+                let (stream, slot) = accepted?;
+                connections.spawn(connection(stream, slot, app.clone(), settings));
+            }
+        }
+    }
+}
+
+/// A slot, then a connection. Cancel-safe: dropped half way, it gives the
+/// slot back and loses no connection (tokio's accept is cancel-safe).
+async fn accept(
+    listener: &tokio::net::TcpListener,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| std::io::Error::other("the connection slots are closed"))?;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return Ok((stream, slot)),
+            Err(e) => {
+                tracing::debug!(error = %e, "operations endpoint: accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Serves one connection, holding its slot until it closes.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    _slot: OwnedSemaphorePermit,
+    app: Router,
+    settings: super::Settings,
+) {
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(StallGuard::new(stream, settings.write_stall));
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_wait)
+        .max_buf_size(CONNECTION_BUFFER_BYTES)
+        .serve_connection(io, TowerToHyperService::new(app))
+        .await;
+    if let Err(e) = result {
+        tracing::trace!(error = %e, "operations endpoint: connection ended");
+    }
+}
+
+/// A stream whose writes fail once they have made no progress for `stall`
+/// (a client that does not read its answers): the connection then closes
+/// and frees its slot.
+struct StallGuard {
+    stream: tokio::net::TcpStream,
+    stall: Duration,
+    /// Armed while writing is blocked.
+    blocked: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallGuard {
+    fn new(stream: tokio::net::TcpStream, stall: Duration) -> StallGuard {
+        StallGuard {
+            stream,
+            stall,
+            blocked: None,
+        }
+    }
+
+    /// Passes a write's outcome on, timing how long it stays pending.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if outcome.is_ready() {
+            self.blocked = None;
+            return outcome;
+        }
+        let stall = self.stall;
+        let blocked = self
+            .blocked
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match blocked.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client has not read its answer",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let outcome = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, outcome)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let outcome = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch(cx, outcome)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let outcome = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch(cx, outcome)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let outcome = Pin::new(&mut self.stream).poll_shutdown(cx);
+        self.watch(cx, outcome)
+    }
 }
 async fn dashboard() -> Response {
     (
@@ -731,12 +921,22 @@ fn rejected(reason: SubmitRejected) -> Response {
 
 /// `POST /v1/txs`: submits a signed transfer and answers once it executed
 /// (with this replica's signed reply) or the replica gave up on it.
-async fn submit(
-    State(shared): State<Arc<Shared>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn submit(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     either(
         async {
+            let body: Result<Bytes, BytesRejection> =
+                tokio::time::timeout(shared.settings.body_wait, Bytes::from_request(request, &()))
+                    .await
+                    .map_err(|_| {
+                        error(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "body_timeout",
+                            format!(
+                                "the body did not arrive whole within {} ms",
+                                shared.settings.body_wait.as_millis()
+                            ),
+                        )
+                    })?;
             let body = body.map_err(|rejection| match rejection.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => error(
                     StatusCode::PAYLOAD_TOO_LARGE,

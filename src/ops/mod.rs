@@ -72,6 +72,19 @@ pub struct Settings {
     /// (`client.submit_timeout_ms`, 30 s by default); this guard, set
     /// above it, only bounds the wait on a loop that does not answer.
     pub api_submit_wait: Duration,
+    /// Connections served at once; a further one waits in the kernel's
+    /// listen backlog until one closes (`http::serve`).
+    pub connections_max: usize,
+    /// A connection that has not sent a whole request head within this of
+    /// the server starting to wait for one (on connecting, and after each
+    /// answer on a kept-alive connection) is closed: idle connections and
+    /// slow-header clients hold a slot at most this long.
+    pub header_wait: Duration,
+    /// A request body not received whole within this is answered 408.
+    pub body_wait: Duration,
+    /// A connection whose answer cannot be written for this long (a client
+    /// that does not read) is closed.
+    pub write_stall: Duration,
 }
 
 impl Default for Settings {
@@ -81,6 +94,10 @@ impl Default for Settings {
             view_change_bound: Duration::from_secs(30),
             api_query_wait: Duration::from_secs(10),
             api_submit_wait: Duration::from_secs(40),
+            connections_max: 256,
+            header_wait: Duration::from_secs(10),
+            body_wait: Duration::from_secs(10),
+            write_stall: Duration::from_secs(10),
         }
     }
 }

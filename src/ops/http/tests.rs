@@ -57,7 +57,12 @@ async fn call(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8])
     while let Ok(n @ 1..) = s.read(&mut buf).await {
         out.extend_from_slice(&buf[..n]);
     }
-    let text = String::from_utf8_lossy(&out).to_string();
+    parse_answer(&out)
+}
+
+/// The first answer in what a connection received.
+fn parse_answer(out: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(out).to_string();
     let code = text
         .get(9..12)
         .and_then(|c| c.parse().ok())
@@ -1082,4 +1087,223 @@ async fn the_api_says_why_when_the_node_cannot_be_asked() {
             "{path}"
         );
     }
+}
+
+// ----- hostile clients ----------------------------------------------------
+
+/// What arrives on `s` until the server closes it (or resets it), and when
+/// it closed; `None` if it is still open after `limit`.
+async fn until_closed(
+    s: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> Option<(Vec<u8>, std::time::Instant)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let read_all = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return std::time::Instant::now(),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let at = tokio::time::timeout(limit, read_all).await.ok()?;
+    Some((out, at))
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_and_idle_ones_are_closed() {
+    let wait = Duration::from_millis(400);
+    let settings = Settings {
+        connections_max: 4,
+        header_wait: wait,
+        ..Settings::default()
+    };
+    let (addr, _publisher) = start(sample(), settings).await;
+
+    // A kept-alive connection that asked once, then idles: answered, then
+    // closed once the server has waited `wait` for its next request.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let asked = std::time::Instant::now();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: ops\r\n\r\n")
+        .await
+        .expect("write");
+    let (out, closed) = until_closed(&mut kept, Duration::from_secs(5))
+        .await
+        .expect("an idle kept-alive connection is closed");
+    assert_eq!(parse_answer(&out).code, 200);
+    assert!(closed - asked >= wait - Duration::from_millis(50));
+
+    // The cap's worth of idle connections (nothing sent).
+    let opened = std::time::Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // One more, with a whole request: it waits for a slot...
+    let mut late = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    late.write_all(b"GET /healthz HTTP/1.1\r\nHost: ops\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut first = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), late.read(&mut first))
+            .await
+            .is_err(),
+        "a connection over the cap is not served while the cap's worth are open"
+    );
+    // ... which frees when the idle ones are closed, after `wait`.
+    for s in &mut idle {
+        let (out, closed) = until_closed(s, Duration::from_secs(5))
+            .await
+            .expect("an idle connection is closed");
+        assert!(out.is_empty() || parse_answer(&out).code == 408, "{out:?}");
+        assert!(closed - opened >= wait - Duration::from_millis(50));
+    }
+    let (out, served) = until_closed(&mut late, Duration::from_secs(5))
+        .await
+        .expect("the waiting connection is served once a slot frees");
+    assert_eq!(parse_answer(&out).code, 200);
+    assert!(served - opened >= wait - Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off() {
+    let wait = Duration::from_millis(500);
+    let settings = Settings {
+        header_wait: wait,
+        ..Settings::default()
+    };
+    let (addr, _publisher) = start(sample(), settings).await;
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = s.into_split();
+    let started = std::time::Instant::now();
+    // A byte of its head every 100 ms: 6 s for the whole head, if the
+    // server let it.
+    let head = b"GET /healthz HTTP/1.1\r\nHost: ops\r\nX-Slow: aaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let dribble = tokio::spawn(async move {
+        for byte in head {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the slow client is still connected after 3 s"
+    );
+    let took = started.elapsed();
+    assert!(took >= wait - Duration::from_millis(50), "{took:?}");
+    assert!(
+        out.is_empty() || parse_answer(&out).code == 408,
+        "the slow client got no answer to its request: {out:?}"
+    );
+    dribble.abort();
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_is_answered_408() {
+    let settings = Settings {
+        body_wait: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let (addr, _publisher) = start(sample(), settings).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        b"POST /v1/txs HTTP/1.1\r\nHost: ops\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"from\"",
+    )
+    .await
+    .expect("write");
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Reads until the answer's head and its JSON body are in.
+    let answered = tokio::time::timeout(Duration::from_secs(3), async {
+        while !out.ends_with(b"}") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer within 3 s: {out:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    let answer = parse_answer(&out);
+    assert_eq!(answer.code, 408, "{}", answer.body);
+    assert_eq!(answer.error_code(), "body_timeout");
+    conforms("POST", "/v1/txs", &answer);
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answers_is_cut_off() {
+    let settings = Settings {
+        write_stall: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let (addr, _publisher) = start(sample(), settings).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer");
+    let s = socket.connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = s.into_split();
+    // Many pipelined requests for the dashboard (several KiB each): far
+    // more answer than the socket buffers hold.
+    let asks = 2000;
+    let one = b"GET / HTTP/1.1\r\nHost: ops\r\n\r\n";
+    let pipelined = tokio::spawn(async move {
+        for _ in 0..asks {
+            if writer.write_all(one).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    // The client reads nothing for a while: the server's writes stall.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut received = 0usize;
+    let mut buf = [0u8; 65536];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open");
+    assert!(
+        received < asks * DASHBOARD.len(),
+        "all {asks} answers were written ({received} bytes): the stall was not cut"
+    );
+    pipelined.abort();
+}
+
+#[tokio::test]
+async fn head_is_refused_as_the_description_does_not_list_it() {
+    let (addr, _publisher) = start(sample(), Settings::default()).await;
+    for (_, path) in routes() {
+        let path = path
+            .replace("{height}", "1")
+            .replace("{hash}", &"00".repeat(32))
+            .replace("{id}", &"00".repeat(32));
+        let answer = call(addr, "HEAD", &path, b"").await;
+        assert_eq!(answer.code, 405, "HEAD {path}");
+    }
+    assert_eq!(call(addr, "GET", "/healthz", b"").await.code, 200);
 }
