@@ -255,6 +255,13 @@ pub fn generate(
              - key: node.key\n                  path: replica-{i}/node.key\n"
         );
     }
+    // The projected volume's sources, four columns deeper than built.
+    let sources: String = format!(
+        "          - configMap:\n              name: pbft-config\n              items:\n{config_items}{key_sources}"
+    )
+    .lines()
+    .map(|line| format!("    {line}\n"))
+    .collect();
     let s = format!(
         "{HEADER}# Pod replica-I runs `pbft-replica start --provision-from {PROVISION_DIR}`: it\n\
          # copies {PROVISION_DIR}/replica-I/{{config.toml,node.key}} and genesis into its\n\
@@ -296,8 +303,8 @@ pub fn generate(
          volumeMounts:\n            - name: home\n              mountPath: {HOME}\n            \
          - name: provision\n              mountPath: {PROVISION_DIR}\n              readOnly: true\n            \
          - name: tmp\n              mountPath: /tmp\n      \
-         volumes:\n        - name: provision\n          projected:\n            defaultMode: 0440\n            sources:\n          \
-         - configMap:\n              name: pbft-config\n              items:\n{config_items}{key_sources}        \
+         volumes:\n        - name: provision\n          projected:\n            defaultMode: 0440\n            sources:\n\
+{sources}        \
          - name: tmp\n          emptyDir: {{}}\n  \
          volumeClaimTemplates:\n    - metadata:\n        name: home\n      spec:\n        accessModes: [\"ReadWriteOnce\"]\n        \
          resources:\n          requests:\n            storage: 5Gi\n",
