@@ -7,7 +7,7 @@ use pbft_ledger::exit;
 use pbft_ledger::keyfile;
 use pbft_ledger::node::config::LogFormat;
 use pbft_ledger::node::runtime;
-use pbft_ledger::operator::{inspect, probe, start, testnet};
+use pbft_ledger::operator::{inspect, kubernetes, probe, start, testnet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,6 +31,13 @@ enum Command {
         /// The replica's home (holds config.toml).
         #[arg(long, value_name = "DIR", env = "PBFT_HOME")]
         home: PathBuf,
+        /// First copy DIR/<hostname>/config.toml, DIR/genesis.json and
+        /// DIR/<hostname>/node.key into the home (a Kubernetes pod
+        /// `replica-I` picks its own files; see `testnet --kubernetes`).
+        /// The key is copied once (mode 0600); a home holding another
+        /// replica's key is refused.
+        #[arg(long, value_name = "DIR")]
+        provision_from: Option<PathBuf>,
         /// `plain` or `json` (overrides config.toml's log_format).
         #[arg(long, value_name = "FORMAT")]
         log_format: Option<LogFormat>,
@@ -125,6 +132,24 @@ struct TestnetArgs {
     /// consensus.pipeline_depth: batches a primary keeps in flight.
     #[arg(long)]
     pipeline_depth: Option<u64>,
+    /// Also write Kubernetes manifests for this testnet to DIR (apply with
+    /// `kubectl apply -k DIR`). Every replica then listens on --base-port,
+    /// +1 and +2, and genesis names its Service's cluster IP.
+    #[arg(long, value_name = "DIR", requires = "namespace")]
+    kubernetes: Option<PathBuf>,
+    /// The manifests' namespace (with --kubernetes).
+    #[arg(long, value_name = "NS", requires = "kubernetes")]
+    namespace: Option<String>,
+    /// The replicas' image (with --kubernetes).
+    #[arg(long, value_name = "IMAGE", requires = "kubernetes",
+          default_value = kubernetes::DEFAULT_IMAGE)]
+    image: String,
+    /// Replica I's Service gets cluster IP BASE+I; it must lie in the
+    /// cluster's service range (--service-cluster-ip-range) and be unused
+    /// (with --kubernetes).
+    #[arg(long, value_name = "IP", requires = "kubernetes",
+          default_value_t = kubernetes::DEFAULT_CLUSTER_IP_BASE)]
+    cluster_ip_base: std::net::Ipv4Addr,
 }
 
 fn main() {
@@ -133,11 +158,15 @@ fn main() {
         Command::Testnet(a) => run_testnet(a),
         Command::Start {
             home,
+            provision_from,
             log_format,
             log_level,
             byzantine,
         } => match role(byzantine.as_deref()) {
-            Ok(role) => start::start(&home, log_format, log_level, role),
+            Ok(role) => match provision_from.map(|from| provision(&from, &home)) {
+                Some(Err(code)) => code,
+                _ => start::start(&home, log_format, log_level, role),
+            },
             Err(message) => {
                 eprintln!("error: {message}");
                 exit::USAGE
@@ -212,6 +241,23 @@ fn run_testnet(a: TestnetArgs) -> i32 {
     if let Some(b) = a.batch_txs_max {
         consensus.batch_txs_max = b;
     }
+    let k8s = match (a.kubernetes, a.namespace) {
+        (Some(dir), Some(namespace)) => Some(kubernetes::KubernetesOptions {
+            dir,
+            namespace,
+            image: a.image,
+            cluster_ip_base: a.cluster_ip_base,
+        }),
+        _ => None,
+    };
+    let hosts = match k8s.as_ref().map(|k| kubernetes::hosts(k, a.replicas)) {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+        Some(Ok(hosts)) => Some(hosts),
+        None => None,
+    };
     let opts = testnet::TestnetOptions {
         replicas: a.replicas,
         out: a.out,
@@ -221,15 +267,53 @@ fn run_testnet(a: TestnetArgs) -> i32 {
         balance: a.balance,
         chain_id: a.chain_id,
         consensus,
+        hosts,
     };
     match testnet::generate(&opts) {
         Ok(t) => {
             print!("{}", testnet::summary(&opts, &t));
+            if let Some(k) = &k8s {
+                match kubernetes::generate(&opts, k, &t) {
+                    Ok(files) => {
+                        println!(
+                            "wrote {} Kubernetes manifests to {} (namespace {}): kubectl apply -k {}",
+                            files.len(),
+                            k.dir.display(),
+                            k.namespace,
+                            k.dir.display()
+                        );
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return e.exit_code();
+                    }
+                }
+            }
             exit::OK
         }
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
+        }
+    }
+}
+
+/// `start --provision-from`: installs this host's files into the home.
+fn provision(from: &std::path::Path, home: &std::path::Path) -> Result<(), i32> {
+    let installed = kubernetes::hostname()
+        .and_then(|name| kubernetes::provision(from, &name, home).map(|src| (name, src)));
+    match installed {
+        Ok((name, src)) => {
+            eprintln!(
+                "provisioned {} from {} (hostname {name})",
+                home.display(),
+                src.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: --provision-from {}: {e}", from.display());
+            Err(exit::CONFIG)
         }
     }
 }

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "rocksdb")]
 pub mod inspect;
+pub mod kubernetes;
 pub mod probe;
 #[cfg(feature = "rocksdb")]
 pub mod start;

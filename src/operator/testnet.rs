@@ -31,6 +31,10 @@ pub struct TestnetOptions {
     pub balance: u64,
     pub chain_id: String,
     pub consensus: Config,
+    /// One IP per replica instead of `host` for all: replica I is then
+    /// `hosts[I]` on ports base, base+1 and base+2 (each replica has its own
+    /// address, as in a cluster), and binds them on 0.0.0.0.
+    pub hosts: Option<Vec<String>>,
 }
 
 impl TestnetOptions {
@@ -44,6 +48,7 @@ impl TestnetOptions {
             balance: 1_000_000,
             chain_id: "pbft-testnet".into(),
             consensus: Config::default(),
+            hosts: None,
         }
     }
 }
@@ -89,6 +94,16 @@ impl TestnetError {
     }
 }
 
+impl TestnetOptions {
+    /// Replica `i`'s host and first (p2p) port: client is +1, ops +2.
+    pub fn endpoint(&self, i: u32) -> (&str, u32) {
+        match &self.hosts {
+            Some(hosts) => (hosts[i as usize].as_str(), self.base_port as u32),
+            None => (self.host.as_str(), self.base_port as u32 + 10 * i),
+        }
+    }
+}
+
 /// What `testnet` prints: every replica's home and ports, every client key.
 pub fn summary(opts: &TestnetOptions, t: &Testnet) -> String {
     let mut s = format!(
@@ -98,14 +113,11 @@ pub fn summary(opts: &TestnetOptions, t: &Testnet) -> String {
         t.network.0
     );
     for (i, home) in t.homes.iter().enumerate() {
-        let p = opts.base_port as u32 + 10 * i as u32;
+        let (host, p) = opts.endpoint(i as u32);
         s += &format!(
-            "  replica {i}  {}  p2p {}:{p}  client {}:{}  ops http://{}:{}/\n",
+            "  replica {i}  {}  p2p {host}:{p}  client {host}:{}  ops http://{host}:{}/\n",
             home.display(),
-            opts.host,
-            opts.host,
             p + 1,
-            opts.host,
             p + 2
         );
     }
@@ -140,11 +152,9 @@ pub fn prometheus_config(opts: &TestnetOptions) -> String {
          scrape_configs:\n  - job_name: pbft\n    static_configs:\n",
     );
     for i in 0..opts.replicas {
-        let port = opts.base_port as u32 + 10 * i + 2;
-        s += &format!(
-            "      - targets: ['{}:{port}']\n        labels: {{replica: '{i}'}}\n",
-            opts.host
-        );
+        let (host, p) = opts.endpoint(i);
+        let port = p + 2;
+        s += &format!("      - targets: ['{host}:{port}']\n        labels: {{replica: '{i}'}}\n");
     }
     s
 }
@@ -161,6 +171,14 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
             opts.base_port
         )));
     }
+    if let Some(hosts) = &opts.hosts {
+        if hosts.len() != n as usize {
+            return Err(TestnetError::Invalid(format!(
+                "{} hosts for {n} replicas: name one per replica",
+                hosts.len()
+            )));
+        }
+    }
     let genesis_path = opts.out.join("genesis.json");
     if genesis_path.exists() {
         return Err(TestnetError::Exists(opts.out.display().to_string()));
@@ -171,11 +189,8 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
     let client_keys: Vec<KeyPair> = (0..opts.clients).map(|_| KeyPair::generate()).collect();
     let addrs: Vec<(String, String)> = (0..n)
         .map(|i| {
-            let p = opts.base_port as u32 + 10 * i;
-            (
-                format!("{}:{p}", opts.host),
-                format!("{}:{}", opts.host, p + 1),
-            )
+            let (host, p) = opts.endpoint(i);
+            (format!("{host}:{p}"), format!("{host}:{}", p + 1))
         })
         .collect();
     let accounts: Vec<(PublicKey, u64)> = client_keys
@@ -201,8 +216,15 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
         let c = home.join(crate::node::config::CONFIG_FILE);
         // The operations endpoint: p2p port + 2 (= client port + 1).
         let mut config = ReplicaConfig::default();
-        let ops_port = opts.base_port as u32 + 10 * i as u32 + 2;
-        config.ops.listen = Some(format!("{}:{ops_port}", opts.host));
+        let (host, p) = opts.endpoint(i as u32);
+        config.ops.listen = Some(format!("{host}:{}", p + 2));
+        if opts.hosts.is_some() {
+            // Its own address is not necessarily an interface of the
+            // replica's machine (a cluster's service IP): bind every one.
+            config.p2p.listen = format!("0.0.0.0:{p}");
+            config.client.listen = format!("0.0.0.0:{}", p + 1);
+            config.ops.listen = Some(format!("0.0.0.0:{}", p + 2));
+        }
         std::fs::write(&c, render(&config)).map_err(io(&c))?;
         homes.push(home);
     }
