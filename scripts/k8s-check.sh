@@ -44,9 +44,15 @@ while [ $# -gt 0 ]; do
 done
 
 [ -x "$BIN/pbft-replica" ] || die "$BIN/pbft-replica not built (cargo build --release --bins)"
-[ -x "$VENV/bin/kubernetes-validate" ] ||
-  die "$VENV/bin/kubernetes-validate missing ($VENV/bin/pip install kubernetes-validate)"
-"$VENV/bin/python" -c 'import yaml' 2>/dev/null || die "PyYAML missing in $VENV ($VENV/bin/pip install pyyaml)"
+# The validator and its bundled schemas (pinned), installed from PyPI on a
+# fresh machine.
+if ! "$VENV/bin/kubernetes-validate" --version 2>/dev/null | grep -q 1.37.0 ||
+  ! "$VENV/bin/python" -c 'import yaml' 2>/dev/null; then
+  echo "== installing kubernetes-validate 1.37.0 and PyYAML into $VENV"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" || die "cannot create a Python venv at $VENV"
+  "$VENV/bin/pip" install --quiet kubernetes-validate==1.37.0 pyyaml==6.0.4 ||
+    die "cannot install kubernetes-validate into $VENV"
+fi
 
 if [ -n "$KEEP" ]; then
   [ ! -e "$KEEP" ] || die "--keep $KEEP already exists"

@@ -40,6 +40,8 @@ grep -q '"committed":3000[,}]' <<<"$bench_json" || { echo "bench.sh did not comm
 grep -q '"views":"[0-9]' <<<"$bench_json" || { echo "bench.sh reported no views" >&2; exit 1; }
 echo "== scripts/api-check.sh: schemathesis against a live replica's operations endpoint (configs/openapi.json)"
 bash scripts/api-check.sh --no-build --base-port 27900
+echo "== scripts/k8s-check.sh: the Kubernetes manifests validate offline and match the Compose network"
+bash scripts/k8s-check.sh
 echo "== scripts/container-test.sh: the image, a Compose network of four containers, kill/partition/pause/restart"
 bash scripts/container-test.sh --bin-dir "$CARGO_TARGET_DIR/release"
 echo "== all checks passed"
