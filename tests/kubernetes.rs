@@ -17,6 +17,13 @@ fn run(args: &[&str]) -> Output {
         .expect("pbft-replica runs")
 }
 
+/// `testnet --out OUT --kubernetes K` and `extra`.
+fn testnet_kubernetes(out: &str, k: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["testnet", "--out", out, "--kubernetes", k];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -26,18 +33,10 @@ fn testnet_kubernetes_writes_manifests_and_refuses_bad_options() {
     let dir = tempfile::tempdir().unwrap();
     let p = |s: &str| dir.path().join(s).display().to_string();
     // --kubernetes needs --namespace (a usage error).
-    let o = run(&["testnet", "--out", &p("a"), "--kubernetes", &p("k")]);
+    let o = testnet_kubernetes(&p("a"), &p("k"), &[]);
     assert_eq!(o.status.code(), Some(exit::USAGE), "{}", stderr(&o));
     // A namespace that is no DNS label: a configuration error, nothing written.
-    let o = run(&[
-        "testnet",
-        "--out",
-        &p("a"),
-        "--kubernetes",
-        &p("k"),
-        "--namespace",
-        "No_Such",
-    ]);
+    let o = testnet_kubernetes(&p("a"), &p("k"), &["--namespace", "No_Such"]);
     assert_eq!(o.status.code(), Some(exit::CONFIG));
     assert!(
         stderr(&o).contains("--namespace 'No_Such'"),
@@ -46,28 +45,14 @@ fn testnet_kubernetes_writes_manifests_and_refuses_bad_options() {
     );
     assert!(!dir.path().join("a").exists());
     // A base address whose /24 cannot hold the replicas.
-    let o = run(&[
-        "testnet",
-        "--out",
+    let o = testnet_kubernetes(
         &p("a"),
-        "--kubernetes",
         &p("k"),
-        "--namespace",
-        "pbft",
-        "--cluster-ip-base",
-        "10.96.100.253",
-    ]);
+        &["--namespace", "pbft", "--cluster-ip-base", "10.96.100.253"],
+    );
     assert_eq!(o.status.code(), Some(exit::CONFIG));
     assert!(stderr(&o).contains("--cluster-ip-base"), "{}", stderr(&o));
-    let o = run(&[
-        "testnet",
-        "--out",
-        &p("a"),
-        "--kubernetes",
-        &p("k"),
-        "--namespace",
-        "pbft",
-    ]);
+    let o = testnet_kubernetes(&p("a"), &p("k"), &["--namespace", "pbft"]);
     assert_eq!(o.status.code(), Some(exit::OK), "{}", stderr(&o));
     for f in [
         "kustomization.yaml",
@@ -78,15 +63,7 @@ fn testnet_kubernetes_writes_manifests_and_refuses_bad_options() {
         assert!(dir.path().join("k").join(f).is_file(), "{f}");
     }
     // Never over existing manifests.
-    let o = run(&[
-        "testnet",
-        "--out",
-        &p("b"),
-        "--kubernetes",
-        &p("k"),
-        "--namespace",
-        "pbft",
-    ]);
+    let o = testnet_kubernetes(&p("b"), &p("k"), &["--namespace", "pbft"]);
     assert_eq!(o.status.code(), Some(exit::CONFIG));
     assert!(
         stderr(&o).contains("already holds manifests"),
