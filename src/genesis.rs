@@ -9,8 +9,8 @@
 use crate::cluster::Cluster;
 use crate::consensus::Config;
 use crate::crypto::{self, Digest, Domain, NetworkId, PublicKey, Verifier};
+use crate::net::PeerAddr;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,9 +28,10 @@ pub struct GenesisReplica {
     pub id: u32,
     /// Hex ed25519 public key.
     pub public_key: String,
-    /// Replica-to-replica QUIC address.
+    /// Replica-to-replica QUIC address: `IP:PORT` or `NAME:PORT` (a DNS
+    /// name, looked up again at every dial).
     pub p2p_addr: String,
-    /// Client QUIC address.
+    /// Client QUIC address, in the same form.
     pub client_addr: String,
 }
 
@@ -65,8 +66,8 @@ pub struct Genesis {
     pub network: NetworkId,
     pub cluster: Cluster,
     pub replica_keys: Vec<PublicKey>,
-    pub p2p_addrs: Vec<SocketAddr>,
-    pub client_addrs: Vec<SocketAddr>,
+    pub p2p_addrs: Vec<PeerAddr>,
+    pub client_addrs: Vec<PeerAddr>,
     pub balances: Vec<(PublicKey, u64)>,
     pub verifier: Verifier,
 }
@@ -147,10 +148,8 @@ impl Genesis {
             if simulated {
                 continue;
             }
-            let parse = |field: &str, text: &str| -> Result<SocketAddr, GenesisError> {
-                text.parse().map_err(|_| {
-                    invalid(format!("replicas[{i}].{field} '{text}' is not host:port"))
-                })
+            let parse = |field: &str, text: &str| -> Result<PeerAddr, GenesisError> {
+                PeerAddr::parse(text).map_err(|why| invalid(format!("replicas[{i}].{field} {why}")))
             };
             let p2p = parse("p2p_addr", &r.p2p_addr)?;
             let client = parse("client_addr", &r.client_addr)?;
@@ -159,15 +158,15 @@ impl Genesis {
                     "replicas[{i}].p2p_addr and client_addr are both {p2p}: they need a port each"
                 )));
             }
-            for (field, addr) in [("p2p_addr", p2p), ("client_addr", client)] {
+            for (field, addr) in [("p2p_addr", &p2p), ("client_addr", &client)] {
                 let taken = p2p_addrs
                     .iter()
-                    .position(|a| *a == addr)
+                    .position(|a| a == addr)
                     .map(|j| (j, "p2p_addr"))
                     .or_else(|| {
                         client_addrs
                             .iter()
-                            .position(|a| *a == addr)
+                            .position(|a| a == addr)
                             .map(|j| (j, "client_addr"))
                     });
                 if let Some((j, other)) = taken {
@@ -398,6 +397,26 @@ mod tests {
         f.replicas[0].client_addr = f.replicas[0].p2p_addr.clone();
         let e = Genesis::from_file(f).unwrap_err().to_string();
         assert!(e.contains("replicas[0].p2p_addr and client_addr"), "{e}");
+        // Issue 20: DNS names are addresses too (looked up at each dial);
+        // a name is compared without case, and a malformed one is refused.
+        let mut f = g.file.clone();
+        for (i, r) in f.replicas.iter_mut().enumerate() {
+            r.p2p_addr = format!("replica-{i}.pbft.ns.svc.cluster.local:26000");
+            r.client_addr = format!("replica-{i}.pbft.ns.svc.cluster.local:26001");
+        }
+        let named = Genesis::from_file(f.clone()).unwrap();
+        assert_eq!(
+            named.p2p_addrs[2].to_string(),
+            "replica-2.pbft.ns.svc.cluster.local:26000"
+        );
+        assert!(named.p2p_addrs.iter().all(|a| a.ip().is_none()));
+        let mut same = f.clone();
+        same.replicas[1].p2p_addr = "REPLICA-0.pbft.ns.svc.cluster.local:26000".into();
+        let e = Genesis::from_file(same).unwrap_err().to_string();
+        assert!(e.contains("replicas[1].p2p_addr replica-0.pbft.ns.svc.cluster.local:26000 is also replicas[0].p2p_addr"), "{e}");
+        f.replicas[3].client_addr = "replica_3:26001".into();
+        let e = Genesis::from_file(f).unwrap_err().to_string();
+        assert!(e.contains("replicas[3].client_addr 'replica_3:26001' is neither an IP address nor a host name"), "{e}");
         let mut f = g.file.clone();
         f.accounts.push(f.accounts[0].clone());
         let e = Genesis::from_file(f).unwrap_err().to_string();

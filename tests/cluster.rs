@@ -241,6 +241,53 @@ fn primary_crash_view_change_and_rejoin() {
     }
 }
 
+/// Issue 20: genesis names replicas by DNS name (`localhost`, which
+/// /etc/hosts resolves). Expect: the mesh forms and transfers commit; a
+/// restarted replica is dialled again by name. Then one replica's name
+/// does not resolve at all: the others log it, keep retrying, never exit,
+/// and the three of them (a quorum) still commit.
+#[test]
+fn replicas_named_by_dns_and_a_name_that_never_resolves() {
+    let mut c = Cluster::generate();
+    c.name_hosts(&["localhost"; N]);
+    c.start_all();
+    c.transfer_ok(0, 1, 5);
+    c.stop(3);
+    c.start(3);
+    c.wait_connected();
+    c.transfer_ok(1, 0, 2);
+    c.stop_all();
+    let stores: Vec<Inspected> = (0..N).map(|i| c.inspect(i)).collect();
+    assert_same_chain(&stores);
+
+    let mut c = Cluster::generate();
+    c.name_hosts(&["localhost", "localhost", "localhost", "replica-3.invalid"]);
+    for i in 0..3 {
+        c.start(i);
+    }
+    c.transfer_ok(0, 1, 5);
+    c.transfer_ok(1, 0, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..3 {
+        let log = std::fs::read_to_string(c.log(i)).unwrap();
+        assert!(
+            log.contains("cannot resolve 'replica-3.invalid'"),
+            "replica {i} did not log the failed lookup:\n{}",
+            c.log_tail(i)
+        );
+        assert!(
+            c.children[i]
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap()
+                .is_none(),
+            "replica {i} exited"
+        );
+    }
+    c.stop_all();
+}
+
 /// Setup: four replicas. Expect: SIGTERM stops a replica with exit code 0;
 /// its store reopens (`inspect`, then a restart that serves again); SIGINT
 /// is clean too.

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Write keys, genesis and one home directory per replica for a local network.
-    Testnet(TestnetArgs),
+    Testnet(Box<TestnetArgs>),
     /// Run the replica whose home is --home until SIGTERM/SIGINT.
     Start {
         /// The replica's home (holds config.toml).
@@ -103,6 +103,14 @@ struct TestnetArgs {
     /// Host (IP) written into genesis for every replica.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// One host per replica, comma-separated: IPs or DNS names (IPv6 in
+    /// brackets), e.g. `--hosts db-a.example,db-b.example,10.0.0.3,10.0.0.4`.
+    /// Each replica binds every interface and the others dial its host; a
+    /// name is looked up again at every reconnect. Distinct hosts all use
+    /// ports base, +1, +2; a host named twice gets spaced ports.
+    #[arg(long, value_name = "H0,H1,...", value_delimiter = ',',
+          conflicts_with_all = ["host", "kubernetes"])]
+    hosts: Option<Vec<String>>,
     /// Funded client accounts to create (DIR/clients/client-K.key).
     #[arg(long, default_value_t = 2)]
     clients: u32,
@@ -155,7 +163,7 @@ struct TestnetArgs {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Testnet(a) => run_testnet(a),
+        Command::Testnet(a) => run_testnet(*a),
         Command::Start {
             home,
             provision_from,
@@ -256,7 +264,7 @@ fn run_testnet(a: TestnetArgs) -> i32 {
             return e.exit_code();
         }
         Some(Ok(hosts)) => Some(hosts),
-        None => None,
+        None => a.hosts,
     };
     let opts = testnet::TestnetOptions {
         replicas: a.replicas,

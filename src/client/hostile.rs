@@ -62,12 +62,16 @@ pub async fn run(
 ) -> Result<Report, NetError> {
     let deadline = Instant::now() + duration;
     let g = client.genesis();
-    let replicas: Vec<(PublicKey, SocketAddr)> = g
-        .replica_keys
-        .iter()
-        .copied()
-        .zip(g.client_addrs.iter().copied())
-        .collect();
+    // Names are looked up once: an attack run is short.
+    let mut replicas: Vec<(PublicKey, SocketAddr)> = Vec::new();
+    for (key, addr) in g.replica_keys.iter().zip(&g.client_addrs) {
+        let local = Some(SocketAddr::new(bind, 0));
+        let found = addr
+            .resolve(&crate::net::Resolver::System, local, Duration::from_secs(5))
+            .await
+            .map_err(NetError::Unreachable)?;
+        replicas.push((*key, found));
+    }
     let per_replica = (rate / replicas.len().max(1) as u64).max(1);
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();

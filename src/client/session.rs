@@ -279,7 +279,7 @@ impl Client {
             .replica_keys
             .iter()
             .copied()
-            .zip(genesis.client_addrs.iter().copied())
+            .zip(genesis.client_addrs.iter().cloned())
             .collect();
         let connector = ClientConnector::new(&key, replicas, timeout.min(DIAL_TIMEOUT_MAX))
             .map_err(ClientError::Setup)?;

@@ -45,6 +45,7 @@
 //! Clients use a separate port and ALPN (`net::client`): a session stream per
 //! connection carrying numbered request and response records.
 
+mod addr;
 mod client;
 #[cfg(feature = "byzantine")]
 pub mod hostile;
@@ -56,6 +57,7 @@ mod tls;
 #[cfg(test)]
 mod tests;
 
+pub use addr::{PeerAddr, Resolver};
 pub use client::{ClientConnector, ClientLimits, ClientRequest, ClientServer, Responder, Screen};
 pub use inbound::{Inbound, TryRecvError};
 /// The simulator bounds a peer's outbound queue as the transport does.
@@ -73,8 +75,9 @@ use std::time::Duration;
 pub struct PeerInfo {
     pub id: ReplicaId,
     pub public_key: PublicKey,
-    /// Its replica-to-replica (mesh) address.
-    pub addr: SocketAddr,
+    /// Its replica-to-replica (mesh) address, as genesis names it (a name
+    /// is resolved again at every dial).
+    pub addr: PeerAddr,
 }
 
 /// Configuration of the replica mesh.
@@ -101,6 +104,8 @@ pub struct NetConfig {
     pub frame_bytes_max: usize,
     /// Capacity of the channel of inbound frames to the node.
     pub inbound_queue_max: usize,
+    /// How peers' names are looked up.
+    pub resolver: Resolver,
 }
 
 impl NetConfig {
@@ -118,6 +123,7 @@ impl NetConfig {
             peer_queue_max: 4096,
             frame_bytes_max: crate::codec::FRAME_BYTES_MAX,
             inbound_queue_max: 8192,
+            resolver: Resolver::System,
         }
     }
 

@@ -88,7 +88,10 @@ struct Shared {
 /// per source IP. Before, 64 stalled handshakes from one host kept a
 /// restarted peer from being accepted until they timed out.
 struct Handshakes {
-    peers: std::collections::HashSet<SocketAddr>,
+    /// Each peer's address as last known: its literal genesis address, or
+    /// what its name resolved to last (`None` for me and for a name not
+    /// resolved yet). Replaced, never added to: bounded by the peer count.
+    peers: std::sync::RwLock<Vec<Option<SocketAddr>>>,
     shares: Shares<HandshakeOf>,
     others: Arc<Semaphore>,
 }
@@ -109,20 +112,31 @@ enum HandshakeSlot {
 impl Handshakes {
     fn new(cfg: &NetConfig) -> Handshakes {
         Handshakes {
-            peers: cfg
-                .peers
-                .iter()
-                .filter(|p| p.id != cfg.me)
-                .map(|p| p.addr)
-                .collect(),
+            peers: std::sync::RwLock::new(
+                cfg.peers
+                    .iter()
+                    .map(|p| if p.id == cfg.me { None } else { p.addr.ip() })
+                    .collect(),
+            ),
             shares: Shares::default(),
             others: Arc::new(Semaphore::new(limits::HANDSHAKES)),
         }
     }
 
     /// A slot for a handshake from `from`, or `None` (refuse it).
+    /// Peer `id`'s name now resolves to `addr`.
+    fn learn(&self, id: ReplicaId, addr: SocketAddr) {
+        let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        peers[id.index()] = Some(addr);
+    }
+
+    fn is_peer(&self, from: SocketAddr) -> bool {
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        peers.contains(&Some(from))
+    }
+
     fn slot(&self, from: SocketAddr) -> Option<HandshakeSlot> {
-        if self.peers.contains(&from) {
+        if self.is_peer(from) {
             let [unit] = self
                 .shares
                 .take([(HandshakeOf::Peer(from), limits::PEER_HANDSHAKES)])?;
@@ -216,9 +230,10 @@ impl Transport {
         let me = shared.cfg.me;
         // Every log line of this transport carries `replica = me`.
         let span = tracing::info_span!(target: "pbft::net", "net", replica = %me);
-        let mut tasks = vec![tokio::spawn(
-            accept_loop(shared.clone()).instrument(span.clone()),
-        )];
+        let mut tasks = vec![
+            tokio::spawn(accept_loop(shared.clone()).instrument(span.clone())),
+            tokio::spawn(refresh_names(shared.clone()).instrument(span.clone())),
+        ];
         for peer in &shared.cfg.peers {
             if peer.id == me {
                 continue;
@@ -414,23 +429,38 @@ fn install(s: &Arc<Shared>, id: ReplicaId, conn: Connection) {
 }
 
 async fn dial_loop(s: Arc<Shared>, id: ReplicaId, client: quinn::ClientConfig) {
-    let addr = s.cfg.peers[id.index()].addr;
+    let genesis_addr = s.cfg.peers[id.index()].addr.clone();
     let name = format!("replica-{}", id.0);
     let mut failures = 0u32;
     loop {
-        let result = match s.endpoint.connect_with(client.clone(), addr, &name) {
-            Ok(connecting) => match tokio::time::timeout(s.cfg.dial_timeout, connecting).await {
-                Ok(Ok(conn)) => Ok(conn),
-                Ok(Err(e)) => {
-                    if tls::is_handshake_rejection(&e) {
-                        s.rejected_handshakes.fetch_add(1, Relaxed);
-                        warn!(target: "pbft::net", peer = %id, %addr, reason = %e, "rejected replica handshake");
+        // A name is looked up at every dial: the peer may be back under a
+        // new IP (a rescheduled pod, a replaced container).
+        let local = s.endpoint.local_addr().ok();
+        let resolved = genesis_addr
+            .resolve(&s.cfg.resolver, local, s.cfg.dial_timeout)
+            .await;
+        let addr = resolved.as_ref().ok().copied();
+        if let Some(addr) = addr {
+            s.handshakes.learn(id, addr);
+        }
+        let result = match resolved {
+            Err(reason) => Err(reason),
+            Ok(addr) => match s.endpoint.connect_with(client.clone(), addr, &name) {
+                Ok(connecting) => {
+                    match tokio::time::timeout(s.cfg.dial_timeout, connecting).await {
+                        Ok(Ok(conn)) => Ok(conn),
+                        Ok(Err(e)) => {
+                            if tls::is_handshake_rejection(&e) {
+                                s.rejected_handshakes.fetch_add(1, Relaxed);
+                                warn!(target: "pbft::net", peer = %id, addr = %genesis_addr, %addr, reason = %e, "rejected replica handshake");
+                            }
+                            Err(e.to_string())
+                        }
+                        Err(_) => Err("dial timed out".to_string()),
                     }
-                    Err(e.to_string())
                 }
-                Err(_) => Err("dial timed out".to_string()),
+                Err(e) => Err(e.to_string()),
             },
-            Err(e) => Err(e.to_string()),
         };
         match result {
             Ok(conn) => {
@@ -441,21 +471,57 @@ async fn dial_loop(s: Arc<Shared>, id: ReplicaId, client: quinn::ClientConfig) {
                     // certificate afterwards. Back off as for a failed dial.
                     s.rejected_handshakes.fetch_add(1, Relaxed);
                     failures = failures.saturating_add(1);
-                    warn!(target: "pbft::net", peer = %id, %addr, %reason, "peer rejected our certificate");
+                    warn!(target: "pbft::net", peer = %id, addr = %genesis_addr, %reason, "peer rejected our certificate");
                 } else {
                     failures = 0;
                 }
             }
             Err(reason) => {
                 failures = failures.saturating_add(1);
+                let resolved = addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
                 if failures == 1 {
-                    info!(target: "pbft::net", peer = %id, %addr, %reason, "dial failed; retrying with backoff");
+                    info!(target: "pbft::net", peer = %id, addr = %genesis_addr, %resolved, %reason, "dial failed; retrying with backoff");
                 } else {
-                    debug!(target: "pbft::net", peer = %id, %addr, %reason, failures, "dial failed");
+                    debug!(target: "pbft::net", peer = %id, addr = %genesis_addr, %resolved, %reason, failures, "dial failed");
                 }
             }
         }
         tokio::time::sleep(backoff(&s.cfg, failures)).await;
+    }
+}
+
+/// How often the names of the peers that dial us are looked up again: their
+/// current addresses give their handshakes the room kept for genesis peers.
+const NAME_REFRESH: Duration = Duration::from_secs(10);
+
+/// Keeps the addresses of the lower-id peers named by DNS (they dial us; we
+/// never dial them) current for [`Handshakes`]. A failure only waits for the
+/// next round: their handshakes are still accepted, from the shared room.
+async fn refresh_names(s: Arc<Shared>) {
+    let named: Vec<_> = s
+        .cfg
+        .peers
+        .iter()
+        .filter(|p| p.id < s.cfg.me && p.addr.ip().is_none())
+        .map(|p| (p.id, p.addr.clone()))
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    loop {
+        let local = s.endpoint.local_addr().ok();
+        for (id, addr) in &named {
+            match addr
+                .resolve(&s.cfg.resolver, local, s.cfg.dial_timeout)
+                .await
+            {
+                Ok(found) => s.handshakes.learn(*id, found),
+                Err(reason) => {
+                    debug!(target: "pbft::net", peer = %id, %addr, %reason, "name lookup failed; retried in 10 s")
+                }
+            }
+        }
+        tokio::time::sleep(NAME_REFRESH).await;
     }
 }
 
@@ -723,10 +789,10 @@ mod handshake_tests {
             .map(|i| PeerInfo {
                 id: ReplicaId(i),
                 public_key: KeyPair::from_label(&format!("hs-{i}")).public(),
-                addr: format!("127.0.0.1:{}", 7000 + i).parse().unwrap(),
+                addr: crate::net::PeerAddr::parse(&format!("127.0.0.1:{}", 7000 + i)).unwrap(),
             })
             .collect();
-        let cfg = NetConfig::new(ReplicaId(0), peers[0].addr, peers.clone());
+        let cfg = NetConfig::new(ReplicaId(0), peers[0].addr.ip().unwrap(), peers.clone());
         let h = Handshakes::new(&cfg);
         // One host (the peers' own IP, other ports) stalls handshakes.
         let stalled: Vec<HandshakeSlot> = (0..100u16)
@@ -747,12 +813,37 @@ mod handshake_tests {
         );
         // Every peer still has room, up to its own cap.
         for p in &peers[1..] {
-            let mine: Vec<HandshakeSlot> = (0..5).filter_map(|_| h.slot(p.addr)).collect();
+            let addr = p.addr.ip().unwrap();
+            let mine: Vec<HandshakeSlot> = (0..5).filter_map(|_| h.slot(addr)).collect();
             assert_eq!(mine.len(), limits::PEER_HANDSHAKES, "peer {}", p.id);
         }
         // Slots come back when the handshakes end.
         drop(flood);
         assert!(h.slot(SocketAddr::from(([10, 0, 1, 1], 5000))).is_some());
         drop(stalled);
+    }
+
+    /// A peer named by DNS gets its room once its name resolved, at the
+    /// address it resolved to last (not at an old one).
+    #[test]
+    fn a_named_peer_gets_room_at_its_current_address() {
+        let peers: Vec<PeerInfo> = (0..4)
+            .map(|i| PeerInfo {
+                id: ReplicaId(i),
+                public_key: KeyPair::from_label(&format!("hn-{i}")).public(),
+                addr: crate::net::PeerAddr::parse(&format!("replica-{i}.test:7000")).unwrap(),
+            })
+            .collect();
+        let cfg = NetConfig::new(ReplicaId(3), "127.0.0.1:7000".parse().unwrap(), peers);
+        let h = Handshakes::new(&cfg);
+        let old: SocketAddr = "127.0.0.5:7000".parse().unwrap();
+        let new: SocketAddr = "127.0.0.6:7000".parse().unwrap();
+        assert!(!h.is_peer(old));
+        h.learn(ReplicaId(1), old);
+        assert!(h.is_peer(old));
+        h.learn(ReplicaId(1), new);
+        assert!(!h.is_peer(old) && h.is_peer(new));
+        let mine: Vec<HandshakeSlot> = (0..5).filter_map(|_| h.slot(new)).collect();
+        assert_eq!(mine.len(), limits::PEER_HANDSHAKES);
     }
 }

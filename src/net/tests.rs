@@ -40,14 +40,16 @@ fn genesis(keys: &[KeyPair], addrs: &[SocketAddr]) -> Vec<PeerInfo> {
         .map(|(i, (k, a))| PeerInfo {
             id: ReplicaId(i as u32),
             public_key: k.public(),
-            addr: *a,
+            addr: (*a).into(),
         })
         .collect()
 }
 
 /// A config with short timeouts so tests run fast.
 fn config(me: usize, peers: Vec<PeerInfo>) -> NetConfig {
-    let mut c = NetConfig::new(ReplicaId(me as u32), peers[me].addr, peers);
+    let listen = (peers[me].addr.ip())
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], peers[me].addr.port())));
+    let mut c = NetConfig::new(ReplicaId(me as u32), listen, peers);
     c.dial_timeout = Duration::from_millis(500);
     c.idle_timeout = Duration::from_secs(3);
     c.keep_alive = Duration::from_millis(500);
@@ -786,4 +788,67 @@ async fn connections_per_source_are_capped_and_idle_ones_closed() {
         server.shutdown().await;
     })
     .await;
+}
+
+/// Issue 20: a peer named by DNS is dialled at whatever its name resolves
+/// to at each dial. A name that does not resolve yet is retried, never
+/// fatal; after the peer comes back under another IP (a rescheduled pod),
+/// the next dial finds it there.
+#[tokio::test]
+async fn a_named_peer_is_found_again_at_its_new_address() {
+    bounded(async {
+        let keys = keys("names", 2);
+        let mut peers = genesis(&keys, &addrs(2));
+        let port = peers[1].addr.port();
+        peers[1].addr = PeerAddr::parse(&format!("replica-1.test:{port}")).unwrap();
+        let (resolver, table) = Resolver::table();
+        let mut cfgs: Vec<_> = (0..2).map(|i| config(i, peers.clone())).collect();
+        cfgs[1].listen = SocketAddr::from(([127, 0, 0, 1], port));
+        for c in &mut cfgs {
+            c.resolver = resolver.clone();
+        }
+        let (a, _rx_a) = start(cfgs[0].clone(), &keys[0]).await;
+        let (b, mut rx_b) = start(cfgs[1].clone(), &keys[1]).await;
+        // The name does not resolve: replica 0 keeps retrying.
+        a.send(ReplicaId(1), frame("queued while unresolved"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            !a.stats().peers[1].connected,
+            "connected to a name that does not resolve"
+        );
+        assert!(rx_b.try_recv().is_err());
+        table
+            .lock()
+            .unwrap()
+            .insert("replica-1.test".into(), vec!["127.0.0.1".parse().unwrap()]);
+        expect(&mut rx_b, 0, "queued while unresolved").await;
+        // Replica 1 moves to 127.0.0.2 under the same name.
+        b.shutdown().await;
+        drop(rx_b);
+        table
+            .lock()
+            .unwrap()
+            .insert("replica-1.test".into(), vec!["127.0.0.2".parse().unwrap()]);
+        cfgs[1].listen = SocketAddr::from(([127, 0, 0, 2], port));
+        let (b, mut rx_b) = start(cfgs[1].clone(), &keys[1]).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut n = 0;
+        loop {
+            n += 1;
+            a.send(ReplicaId(1), frame(&format!("after the move {n}")));
+            let got = tokio::time::timeout(Duration::from_millis(300), rx_b.recv()).await;
+            if let Ok(Some((from, _))) = got {
+                assert_eq!(from, ReplicaId(0));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never reached the peer at its new address"
+            );
+        }
+        assert!(a.stats().peers[1].connected);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await
 }

@@ -13,7 +13,7 @@
 
 use crate::crypto::KeyPair;
 use crate::genesis::Genesis;
-use crate::net::{NetConfig, PeerInfo};
+use crate::net::{NetConfig, PeerAddr, PeerInfo};
 use crate::types::ReplicaId;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -392,12 +392,13 @@ pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
             ))
         })?;
     let me = ReplicaId(me as u32);
-    let addr = |configured: &str, from_genesis: SocketAddr| {
-        if configured.is_empty() {
-            from_genesis
-        } else {
-            configured.parse().expect("validated above")
-        }
+    // Unset, a replica binds its genesis address; a genesis *name* is
+    // bound as every IPv4 interface on its port (the name is what the
+    // others dial; which interface carries it is the host's business).
+    let addr = |configured: &str, from_genesis: &PeerAddr| match from_genesis {
+        _ if !configured.is_empty() => configured.parse().expect("validated above"),
+        PeerAddr::Ip(a) => *a,
+        PeerAddr::Name { port, .. } => SocketAddr::from(([0, 0, 0, 0], *port)),
     };
     let peers = genesis
         .replica_keys
@@ -407,11 +408,11 @@ pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
         .map(|(i, (k, a))| PeerInfo {
             id: ReplicaId(i as u32),
             public_key: *k,
-            addr: *a,
+            addr: a.clone(),
         })
         .collect();
     let p = &config.p2p;
-    let mut net = NetConfig::new(me, addr(&p.listen, genesis.p2p_addrs[me.index()]), peers);
+    let mut net = NetConfig::new(me, addr(&p.listen, &genesis.p2p_addrs[me.index()]), peers);
     net.dial_timeout = Duration::from_millis(p.dial_timeout_ms);
     net.idle_timeout = Duration::from_millis(p.idle_timeout_ms);
     net.keep_alive = Duration::from_millis(p.keep_alive_ms);
@@ -424,7 +425,7 @@ pub fn load(home: &Path) -> Result<Loaded, ConfigError> {
     let needed = crate::consensus::message_bytes_max(genesis.config(), genesis.replica_keys.len());
     net.frame_bytes_max = p.frame_bytes_max.max(needed);
     net.validate().map_err(|e| invalid(e.to_string()))?;
-    let client_listen = addr(&config.client.listen, genesis.client_addrs[me.index()]);
+    let client_listen = addr(&config.client.listen, &genesis.client_addrs[me.index()]);
     let ops_listen = match config.ops.listen.as_deref() {
         Some("") => None,
         Some(configured) => Some(configured.parse().expect("validated above")),

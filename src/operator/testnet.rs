@@ -31,9 +31,11 @@ pub struct TestnetOptions {
     pub balance: u64,
     pub chain_id: String,
     pub consensus: Config,
-    /// One IP per replica instead of `host` for all: replica I is then
-    /// `hosts[I]` on ports base, base+1 and base+2 (each replica has its own
-    /// address, as in a cluster), and binds them on 0.0.0.0.
+    /// One IP or DNS name per replica instead of `host` for all (IPv6 in
+    /// brackets): replica I is then `hosts[I]` on ports base, base+1 and
+    /// base+2 (each replica has its own address, as in a cluster) and binds
+    /// them on every interface. A host named twice spaces the ports as a
+    /// single host does (base+10*I), so the addresses stay distinct.
     pub hosts: Option<Vec<String>>,
 }
 
@@ -98,7 +100,14 @@ impl TestnetOptions {
     /// Replica `i`'s host and first (p2p) port: client is +1, ops +2.
     pub fn endpoint(&self, i: u32) -> (&str, u32) {
         match &self.hosts {
-            Some(hosts) => (hosts[i as usize].as_str(), self.base_port as u32),
+            Some(hosts) => {
+                let repeated = hosts
+                    .iter()
+                    .enumerate()
+                    .any(|(j, h)| hosts[..j].contains(h));
+                let step = if repeated { 10 * i } else { 0 };
+                (hosts[i as usize].as_str(), self.base_port as u32 + step)
+            }
             None => (self.host.as_str(), self.base_port as u32 + 10 * i),
         }
     }
@@ -178,6 +187,11 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
                 hosts.len()
             )));
         }
+        for h in hosts {
+            crate::net::PeerAddr::parse(&format!("{h}:{}", opts.base_port)).map_err(|why| {
+                TestnetError::Invalid(format!("--hosts: {why} (an IPv6 address goes in brackets)"))
+            })?;
+        }
     }
     let genesis_path = opts.out.join("genesis.json");
     if genesis_path.exists() {
@@ -220,10 +234,16 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
         config.ops.listen = Some(format!("{host}:{}", p + 2));
         if opts.hosts.is_some() {
             // Its own address is not necessarily an interface of the
-            // replica's machine (a cluster's service IP): bind every one.
-            config.p2p.listen = format!("0.0.0.0:{p}");
-            config.client.listen = format!("0.0.0.0:{}", p + 1);
-            config.ops.listen = Some(format!("0.0.0.0:{}", p + 2));
+            // replica's machine (a cluster's service IP, a name, a NAT'd
+            // address): bind every one.
+            let any = if host.starts_with('[') {
+                "[::]"
+            } else {
+                "0.0.0.0"
+            };
+            config.p2p.listen = format!("{any}:{p}");
+            config.client.listen = format!("{any}:{}", p + 1);
+            config.ops.listen = Some(format!("{any}:{}", p + 2));
         }
         std::fs::write(&c, render(&config)).map_err(io(&c))?;
         homes.push(home);
@@ -309,5 +329,70 @@ mod tests {
         }
         c.ops.listen = Some("localhost".into());
         assert!(c.validate().unwrap_err().contains("ops.listen 'localhost'"));
+    }
+
+    /// Issue 20: `--hosts` names one host (IP or DNS name) per replica;
+    /// each binds every interface and advertises its host; distinct hosts
+    /// share one port block, a repeated host spaces them.
+    #[test]
+    fn hosts_give_each_replica_its_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = TestnetOptions::new(4, dir.path().join("names"));
+        opts.base_port = 31300;
+        opts.hosts = Some(vec![
+            "db-a.example".into(),
+            "10.1.0.2".into(),
+            "[fd00::3]".into(),
+            "replica-3".into(),
+        ]);
+        let t = generate(&opts).unwrap();
+        let expected = [
+            "db-a.example:31300",
+            "10.1.0.2:31300",
+            "[fd00::3]:31300",
+            "replica-3:31300",
+        ];
+        for (i, home) in t.homes.iter().enumerate() {
+            let r = crate::node::config::load(home).unwrap().runtime;
+            let shown: Vec<String> = r.genesis.p2p_addrs.iter().map(|a| a.to_string()).collect();
+            assert_eq!(shown, expected);
+            let any = if i == 2 { "[::]" } else { "0.0.0.0" };
+            assert_eq!(r.net.listen.to_string(), format!("{any}:31300"));
+            assert_eq!(r.client_listen.to_string(), format!("{any}:31301"));
+            assert_eq!(r.ops_listen.unwrap().to_string(), format!("{any}:31302"));
+        }
+        let prometheus = std::fs::read_to_string(opts.out.join(PROMETHEUS_CONFIG)).unwrap();
+        assert!(
+            prometheus.contains("- targets: ['replica-3:31302']"),
+            "{prometheus}"
+        );
+
+        let mut local = TestnetOptions::new(4, dir.path().join("local"));
+        local.base_port = 31400;
+        local.hosts = Some(vec!["localhost".into(); 4]);
+        let t = generate(&local).unwrap();
+        let r = crate::node::config::load(&t.homes[3]).unwrap().runtime;
+        assert_eq!(r.genesis.client_addrs[3].to_string(), "localhost:31431");
+        assert_eq!(r.net.listen.to_string(), "0.0.0.0:31430");
+
+        for (hosts, why) in [
+            (vec!["a", "b", "c"], "3 hosts for 4 replicas"),
+            (
+                vec!["a", "b", "c", "bad_name"],
+                "--hosts: 'bad_name:31500' is neither",
+            ),
+            (vec!["a", "b", "c", "fd00::1"], "in brackets"),
+        ] {
+            let mut bad = TestnetOptions::new(4, dir.path().join("bad"));
+            bad.base_port = 31500;
+            bad.hosts = Some(hosts.into_iter().map(String::from).collect());
+            let e = generate(&bad).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+            assert_eq!(e.exit_code(), crate::exit::CONFIG);
+            assert!(
+                !dir.path().join("bad").exists(),
+                "wrote files for bad options"
+            );
+        }
     }
 }

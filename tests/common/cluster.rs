@@ -207,6 +207,37 @@ impl Cluster {
         c
     }
 
+    /// Rewrites every copy of genesis so replica `i` is named `hosts[i]`
+    /// (a DNS name or an IP) on its ports, and pins each replica's listen
+    /// addresses to 127.0.0.1 (a name would otherwise bind every interface).
+    /// Call before starting anything: the network id changes.
+    pub fn name_hosts(&self, hosts: &[&str]) {
+        let mut copies = vec![self.root.join("genesis.json")];
+        copies.extend((0..self.n).map(|i| self.home(i).join("genesis.json")));
+        for path in copies {
+            let mut g: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for (i, host) in hosts.iter().enumerate() {
+                let p = self.p2p_port(i);
+                g["replicas"][i]["p2p_addr"] = format!("{host}:{p}").into();
+                g["replicas"][i]["client_addr"] = format!("{host}:{}", p + 1).into();
+            }
+            std::fs::write(&path, serde_json::to_string_pretty(&g).unwrap()).unwrap();
+        }
+        for i in 0..self.n {
+            let home = self.home(i);
+            let mut c = pbft_ledger::node::config::read(&home).unwrap();
+            let p = self.p2p_port(i);
+            c.p2p.listen = format!("127.0.0.1:{p}");
+            c.client.listen = format!("127.0.0.1:{}", p + 1);
+            std::fs::write(
+                home.join("config.toml"),
+                pbft_ledger::node::config::render(&c),
+            )
+            .unwrap();
+        }
+    }
+
     /// A command for `program`, inside the cluster's namespace if it has one.
     pub fn command(&self, program: &str) -> Command {
         match &self.netns {

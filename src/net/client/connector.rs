@@ -9,7 +9,7 @@ use super::record::{
 };
 use crate::crypto::{KeyPair, PublicKey};
 use crate::net::tls::{self, Identity, Pin};
-use crate::net::{codes, connection_error, limits, transport_config, NetError};
+use crate::net::{codes, connection_error, limits, transport_config, NetError, PeerAddr, Resolver};
 use quinn::{Connection, Endpoint, VarInt};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 struct Replica {
-    addr: SocketAddr,
+    /// As genesis names it; a name is resolved again at each dial.
+    addr: PeerAddr,
     config: quinn::ClientConfig,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
 }
@@ -43,9 +44,9 @@ impl std::fmt::Debug for ClientConnector {
 impl ClientConnector {
     /// `replicas[i]` is replica `i`'s (genesis key, client address). Must be
     /// called inside a tokio runtime (the UDP socket is bound here).
-    pub fn new(
+    pub fn new<A: Into<PeerAddr>>(
         key: &KeyPair,
-        replicas: Vec<(PublicKey, SocketAddr)>,
+        replicas: Vec<(PublicKey, A)>,
         dial_timeout: Duration,
     ) -> Result<Self, NetError> {
         ClientConnector::bound(key, replicas, dial_timeout, None)
@@ -53,9 +54,9 @@ impl ClientConnector {
 
     /// [`ClientConnector::new`] sending from `bind` (an address of this
     /// host) instead of the unspecified address.
-    pub fn bound(
+    pub fn bound<A: Into<PeerAddr>>(
         key: &KeyPair,
-        replicas: Vec<(PublicKey, SocketAddr)>,
+        replicas: Vec<(PublicKey, A)>,
         dial_timeout: Duration,
         bind: Option<IpAddr>,
     ) -> Result<Self, NetError> {
@@ -72,7 +73,7 @@ impl ClientConnector {
                     transport.clone(),
                 )?;
                 Ok(Replica {
-                    addr,
+                    addr: addr.into(),
                     config,
                     session: tokio::sync::Mutex::new(None),
                 })
@@ -141,9 +142,18 @@ impl ClientConnector {
             return Ok((session.clone(), false));
         }
         *slot = None;
+        let addr = r
+            .addr
+            .resolve(
+                &Resolver::System,
+                self.endpoint.local_addr().ok(),
+                self.dial_timeout,
+            )
+            .await
+            .map_err(NetError::Unreachable)?;
         let connecting = self
             .endpoint
-            .connect_with(r.config.clone(), r.addr, "pbft-replica")
+            .connect_with(r.config.clone(), addr, "pbft-replica")
             .map_err(|e| NetError::Unreachable(e.to_string()))?;
         let conn = match tokio::time::timeout(self.dial_timeout, connecting).await {
             Ok(Ok(conn)) => conn,
