@@ -179,17 +179,17 @@ for src in spec["volumes"][0]["projected"]["sources"]:
             for it in src[kind]["items"]:
                 items[it["path"]] = (src[kind]["name"], it["key"])
 check(vm.get("provision") == args[args.index("--provision-from") + 1], "--provision-from is not the mounted volume")
+headless = docs("services.yaml")[0]
+hp = {p["name"]: (p["port"], p["protocol"], p["targetPort"]) for p in headless["spec"]["ports"]}
+check(hp.get("p2p", ())[1:] == ("UDP", "p2p") and hp.get("client", ())[1:] == ("UDP", "client")
+      and hp.get("ops", ())[1:] == ("TCP", "ops"), f"headless Service ports {hp}")
+check(headless["spec"].get("publishNotReadyAddresses") is True,
+      "the headless Service must publish not-ready pods (replicas find each other before they are ready)")
+ns = headless["metadata"]["namespace"]
 for i, r in enumerate(genesis["replicas"]):
-    svc = services.get(f"replica-{i}")
-    check(svc is not None, f"no Service replica-{i}")
-    if svc is None:
-        continue
-    sp = {p["name"]: (p["port"], p["protocol"], p["targetPort"]) for p in svc["spec"]["ports"]}
-    check(r["p2p_addr"] == f"{svc['spec']['clusterIP']}:{sp['p2p'][0]}", f"genesis p2p_addr {r['p2p_addr']} vs Service replica-{i}")
-    check(r["client_addr"] == f"{svc['spec']['clusterIP']}:{sp['client'][0]}", f"genesis client_addr {r['client_addr']} vs Service replica-{i}")
-    check(sp["p2p"][1:] == ("UDP", "p2p") and sp["client"][1:] == ("UDP", "client") and sp["ops"][1:] == ("TCP", "ops"),
-          f"Service replica-{i} ports {sp}")
-    check(svc["spec"]["selector"] == {"statefulset.kubernetes.io/pod-name": f"replica-{i}"}, f"Service replica-{i} selector")
+    name = f"{sts['metadata']['name']}-{i}.{headless['metadata']['name']}.{ns}.svc"
+    check(r["p2p_addr"] == f"{name}:{hp['p2p'][0]}", f"genesis p2p_addr {r['p2p_addr']} vs pod DNS name {name}")
+    check(r["client_addr"] == f"{name}:{hp['client'][0]}", f"genesis client_addr {r['client_addr']} vs pod DNS name {name}")
     conf = cm.get(f"replica-{i}.config.toml", "")
     for section, name in (("p2p", "p2p"), ("client", "client"), ("ops", "ops")):
         mm = re.search(rf"^\[{section}\][^\[]*?^listen = \"0\.0\.0\.0:(\d+)\"", conf, re.M | re.S)
@@ -241,7 +241,8 @@ echo "== self-test: corrupted manifests must fail"
 mutant "another image" statefulset.yaml "image: pbft-ledger:latest" "image: other:1" consistent
 mutant "another readiness path" statefulset.yaml "path: /readyz" "path: /ready" consistent
 mutant "a port the config does not bind" statefulset.yaml "containerPort: 26002" "containerPort: 26003" consistent
-mutant "a wrong genesis address" services.yaml "clusterIP: 10.96.100.12" "clusterIP: 10.96.100.42" consistent
+mutant "a Service name genesis does not use" services.yaml "  name: pbft" "  name: pbft-other" consistent
+mutant "not-ready pods unpublished" services.yaml "publishNotReadyAddresses: true" "publishNotReadyAddresses: false" consistent
 mutant "an unknown field" pdb.yaml "maxUnavailable: 1" "maxUnavailabel: 1" validate
 mutant "a wrong type" statefulset.yaml "terminationGracePeriodSeconds: 30" "terminationGracePeriodSeconds: soon" validate
 echo "ok: manifests valid (Kubernetes $KUBE_VERSION) and consistent with the Compose network"

@@ -44,14 +44,15 @@ fn testnet_kubernetes_writes_manifests_and_refuses_bad_options() {
         stderr(&o)
     );
     assert!(!dir.path().join("a").exists());
-    // A base address whose /24 cannot hold the replicas.
+    // One host per replica comes from the manifests: --hosts is refused.
     let o = testnet_kubernetes(
         &p("a"),
         &p("k"),
-        &["--namespace", "pbft", "--cluster-ip-base", "10.96.100.253"],
+        &["--namespace", "pbft", "--hosts", "a,b,c,d"],
     );
-    assert_eq!(o.status.code(), Some(exit::CONFIG));
-    assert!(stderr(&o).contains("--cluster-ip-base"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(exit::USAGE), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    assert!(!dir.path().join("a").exists());
     let o = testnet_kubernetes(&p("a"), &p("k"), &["--namespace", "pbft"]);
     assert_eq!(o.status.code(), Some(exit::OK), "{}", stderr(&o));
     for f in [

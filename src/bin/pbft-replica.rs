@@ -142,7 +142,7 @@ struct TestnetArgs {
     pipeline_depth: Option<u64>,
     /// Also write Kubernetes manifests for this testnet to DIR (apply with
     /// `kubectl apply -k DIR`). Every replica then listens on --base-port,
-    /// +1 and +2, and genesis names its Service's cluster IP.
+    /// +1 and +2, and genesis names its pod: replica-I.pbft.NS.svc.
     #[arg(long, value_name = "DIR", requires = "namespace")]
     kubernetes: Option<PathBuf>,
     /// The manifests' namespace (with --kubernetes).
@@ -152,12 +152,6 @@ struct TestnetArgs {
     #[arg(long, value_name = "IMAGE", requires = "kubernetes",
           default_value = kubernetes::DEFAULT_IMAGE)]
     image: String,
-    /// Replica I's Service gets cluster IP BASE+I; it must lie in the
-    /// cluster's service range (--service-cluster-ip-range) and be unused
-    /// (with --kubernetes).
-    #[arg(long, value_name = "IP", requires = "kubernetes",
-          default_value_t = kubernetes::DEFAULT_CLUSTER_IP_BASE)]
-    cluster_ip_base: std::net::Ipv4Addr,
 }
 
 fn main() {
@@ -254,7 +248,6 @@ fn run_testnet(a: TestnetArgs) -> i32 {
             dir,
             namespace,
             image: a.image,
-            cluster_ip_base: a.cluster_ip_base,
         }),
         _ => None,
     };

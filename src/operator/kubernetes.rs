@@ -2,17 +2,20 @@
 //! testnet, and `start --provision-from DIR`, which a pod of the StatefulSet
 //! uses to install its own files into its home.
 //!
-//! Genesis holds `ip:port` addresses, and a pod's IP is not known before it
-//! runs. Every replica therefore gets its own ClusterIP Service with an
-//! address chosen here (`--cluster-ip-base` + I, inside the cluster's
-//! service range), and genesis names those stable virtual IPs. Every pod
-//! listens on the same three ports (p2p and client over UDP, operations
-//! over TCP), on 0.0.0.0.
+//! Genesis names each replica by its pod's stable DNS name under the
+//! headless Service, `replica-I.pbft.NS.svc`: a pod's IP changes when it is
+//! rescheduled, its name does not, and replicas look a name up again at
+//! every dial. The name is relative to the cluster domain, so it resolves
+//! through the pods' search path whatever the domain is. The Service
+//! publishes not-ready pods: a replica is ready only once its peers are
+//! connected, so they must find each other before. Every pod listens on
+//! the same three ports (p2p and client over UDP, operations over TCP), on
+//! 0.0.0.0.
 //!
 //! ```text
 //! DIR/kustomization.yaml
 //! DIR/namespace.yaml
-//! DIR/services.yaml        headless Service + one ClusterIP Service per replica
+//! DIR/services.yaml        the headless Service (DNS names of the pods)
 //! DIR/configmap.yaml       genesis.json and every replica's config.toml
 //! DIR/secrets.yaml         one Secret per replica: its node.key
 //! DIR/statefulset.yaml
@@ -21,14 +24,10 @@
 
 use super::testnet::{Testnet, TestnetError, TestnetOptions};
 use std::io::Write;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// The default image (what `scripts/image.sh` builds).
 pub const DEFAULT_IMAGE: &str = "pbft-ledger:latest";
-/// The default first service IP: inside kind's and kubeadm's default
-/// service range 10.96.0.0/12.
-pub const DEFAULT_CLUSTER_IP_BASE: Ipv4Addr = Ipv4Addr::new(10, 96, 100, 10);
 /// The image's user (scripts/image.sh).
 pub const RUN_AS: u32 = 10001;
 /// The replica's home in the image: the PersistentVolumeClaim is mounted
@@ -46,31 +45,10 @@ pub struct KubernetesOptions {
     pub dir: PathBuf,
     pub namespace: String,
     pub image: String,
-    pub cluster_ip_base: Ipv4Addr,
 }
 
-/// Replica `i`'s ClusterIP, or an error naming `--cluster-ip-base`.
-fn cluster_ip(base: Ipv4Addr, i: u32) -> Result<Ipv4Addr, TestnetError> {
-    let b = u32::from(base);
-    let ip = b
-        .checked_add(i)
-        .filter(|ip| ip >> 8 == b >> 8)
-        .map(Ipv4Addr::from)
-        .ok_or_else(|| {
-            TestnetError::Invalid(format!(
-                "--cluster-ip-base {base}: base+{i} leaves its /24; choose a lower last octet"
-            ))
-        })?;
-    if ip.octets()[3] == 0 || ip.octets()[3] == 255 {
-        return Err(TestnetError::Invalid(format!(
-            "--cluster-ip-base {base}: {ip} is a network or broadcast address"
-        )));
-    }
-    Ok(ip)
-}
-
-/// Checks `k` and returns the per-replica hosts (the service IPs) to pass
-/// to the testnet as [`TestnetOptions::hosts`].
+/// Checks `k` and returns the per-replica hosts (the pods' DNS names under
+/// the headless Service) to pass to the testnet as [`TestnetOptions::hosts`].
 pub fn hosts(k: &KubernetesOptions, replicas: u32) -> Result<Vec<String>, TestnetError> {
     dns_label(&k.namespace)
         .map_err(|e| TestnetError::Invalid(format!("--namespace '{}': {e}", k.namespace)))?;
@@ -86,9 +64,9 @@ pub fn hosts(k: &KubernetesOptions, replicas: u32) -> Result<Vec<String>, Testne
             k.dir.display()
         )));
     }
-    (0..replicas)
-        .map(|i| cluster_ip(k.cluster_ip_base, i).map(|ip| ip.to_string()))
-        .collect()
+    Ok((0..replicas)
+        .map(|i| format!("{STATEFULSET}-{i}.{HEADLESS}.{}.svc", k.namespace))
+        .collect())
 }
 
 /// RFC 1123 label: what a namespace name must be.
@@ -183,35 +161,21 @@ pub fn generate(
         &format!("{HEADER}apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
     )?);
 
-    // Services: the headless one gives pods stable DNS names
-    // (replica-I.pbft.NS.svc); the per-replica ones give the stable IPs
-    // that genesis names.
+    // The headless Service gives each pod the DNS name genesis holds.
     let ports = format!(
         "  ports:\n    - name: p2p\n      protocol: UDP\n      port: {p2p}\n      targetPort: p2p\n    \
          - name: client\n      protocol: UDP\n      port: {client}\n      targetPort: client\n    \
          - name: ops\n      protocol: TCP\n      port: {ops}\n      targetPort: ops\n"
     );
-    let mut s = format!(
+    let s = format!(
         "{HEADER}# The headless Service governing the StatefulSet: pod replica-I is\n\
-         # replica-I.{HEADLESS}.{ns}.svc inside the cluster.\n\
+         # replica-I.{HEADLESS}.{ns}.svc inside the cluster, the name genesis holds\n\
+         # (replicas look it up again at every dial, so a rescheduled pod with a\n\
+         # new IP is found). Not-ready pods are published: a replica turns ready\n\
+         # only once it reaches its peers, so they must find each other first.\n\
          apiVersion: v1\nkind: Service\nmetadata:\n  name: {HEADLESS}\n  namespace: {ns}\n  labels:\n    {labels}\n\
          spec:\n  clusterIP: None\n  publishNotReadyAddresses: true\n  selector:\n    {labels}\n{ports}"
     );
-    for i in 0..n {
-        let ip = &opts
-            .hosts
-            .as_ref()
-            .expect("hosts set from kubernetes::hosts")[i as usize];
-        s += &format!(
-            "---\n# Replica {i}'s stable address: genesis names {ip}:{p2p} (p2p) and\n\
-             # {ip}:{client} (client). Genesis holds IPs, not DNS names, and a pod's IP\n\
-             # changes when it is rescheduled, so this fixed clusterIP (inside the\n\
-             # cluster's service range) is what the other replicas dial.\n\
-             apiVersion: v1\nkind: Service\nmetadata:\n  name: {STATEFULSET}-{i}\n  namespace: {ns}\n  labels:\n    {labels}\n\
-             spec:\n  type: ClusterIP\n  clusterIP: {ip}\n  publishNotReadyAddresses: true\n  selector:\n    \
-             statefulset.kubernetes.io/pod-name: {STATEFULSET}-{i}\n{ports}"
-        );
-    }
     written.push(write(&k.dir, "services.yaml", &s)?);
 
     // The ConfigMap: genesis once, every replica's config.toml.
@@ -447,16 +411,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cluster_ips_stay_in_their_slash_24() {
-        let base = Ipv4Addr::new(10, 96, 100, 10);
-        assert_eq!(cluster_ip(base, 3).unwrap(), Ipv4Addr::new(10, 96, 100, 13));
-        assert!(cluster_ip(Ipv4Addr::new(10, 96, 100, 250), 6).is_err());
-        assert!(cluster_ip(Ipv4Addr::new(10, 96, 100, 252), 3).is_err());
-        assert!(cluster_ip(Ipv4Addr::new(10, 96, 100, 0), 1).is_ok());
-        assert!(cluster_ip(Ipv4Addr::new(10, 96, 100, 0), 0).is_err());
-    }
-
-    #[test]
     fn scalars_round_trip_as_yaml_literals_or_json() {
         assert_eq!(scalar("a\n\nb\n", 4), "|\n    a\n\n    b");
         assert_eq!(scalar(" lead\n", 4), "\" lead\\n\"");
@@ -467,13 +421,12 @@ mod tests {
     }
 
     #[test]
-    fn manifests_name_the_service_ips_genesis_holds() {
+    fn manifests_name_the_pod_dns_names_genesis_holds() {
         let dir = tempfile::tempdir().unwrap();
         let k = KubernetesOptions {
             dir: dir.path().join("k8s"),
             namespace: "ledger".into(),
             image: DEFAULT_IMAGE.into(),
-            cluster_ip_base: DEFAULT_CLUSTER_IP_BASE,
         };
         let mut opts = TestnetOptions::new(4, dir.path().join("net"));
         opts.hosts = Some(hosts(&k, 4).unwrap());
@@ -481,12 +434,17 @@ mod tests {
         let files = generate(&opts, &k, &t).unwrap();
         assert_eq!(files.len(), 7);
         let services = std::fs::read_to_string(k.dir.join("services.yaml")).unwrap();
+        assert!(services.contains("clusterIP: None\n  publishNotReadyAddresses: true\n"));
+        assert_eq!(services.matches("kind: Service\n").count(), 1);
         for i in 0..4 {
-            assert!(services.contains(&format!("clusterIP: 10.96.100.1{i}\n")));
             let loaded = crate::node::config::load(&t.homes[i]).unwrap();
             assert_eq!(
                 loaded.runtime.genesis.p2p_addrs[i].to_string(),
-                format!("10.96.100.1{i}:26000")
+                format!("replica-{i}.pbft.ledger.svc:26000")
+            );
+            assert_eq!(
+                loaded.runtime.genesis.client_addrs[i].to_string(),
+                format!("replica-{i}.pbft.ledger.svc:26001")
             );
             assert_eq!(loaded.runtime.net.listen.to_string(), "0.0.0.0:26000");
             assert_eq!(loaded.runtime.client_listen.to_string(), "0.0.0.0:26001");
