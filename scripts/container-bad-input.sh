@@ -195,7 +195,7 @@ listing() {
 # The mounts of a home: config, genesis and key as files of DIR (each may be
 # overridden: config= genesis= key= none), data directory DATA.
 mounts() {
-  local dir=$1 data=$2 config=${3:-$1/config.toml} genesis=${4:-$1/genesis.json} key=${5:-$1/node.key}
+  local data=$2 config=${3:-$1/config.toml} genesis=${4:-$1/genesis.json} key=${5:-$1/node.key}
   printf '%s\n' -v "$config:/home/replica/config.toml:ro" -v "$genesis:/home/replica/genesis.json:ro"
   [ "$key" = none ] || printf '%s\n' -v "$key:/home/replica/node.key:ro"
   printf '%s\n' -v "$data:/home/replica/data"
@@ -274,12 +274,13 @@ expect_exit other-network "$EXIT_STORAGE" \
 step "d. a malformed config.toml -> exit $EXIT_CONFIG, naming the file, line and key"
 data="$(data_copy d)"
 before="$(listing "$data")"
+# shellcheck disable=SC2016 # the backquotes are the message's own
+BAD_CONFIG_LINE='^error: /home/replica/config\.toml: line [0-9]+: `p2p\.keep_alive_ms`: invalid type'
 sed 's/^keep_alive_ms = .*/keep_alive_ms = "soon"/' "$A1/config.toml" >"$WORK/bad-config.toml"
 chmod 0644 "$WORK/bad-config.toml"
 grep -q '^keep_alive_ms = "soon"$' "$WORK/bad-config.toml" || fail "could not write the malformed config"
 mapfile -t m < <(mounts "$A1" "$data" "$WORK/bad-config.toml")
-expect_exit bad-config "$EXIT_CONFIG" \
-  '^error: /home/replica/config\.toml: line [0-9]+: `p2p\.keep_alive_ms`: invalid type' 20 "${m[@]}"
+expect_exit bad-config "$EXIT_CONFIG" "$BAD_CONFIG_LINE" 20 "${m[@]}"
 [ "$(listing "$data")" = "$before" ] || fail "d: the data directory changed although the replica refused to start"
 
 step "e. crash loops: restarts with Docker's back-off, the store untouched; then a good start"
@@ -302,7 +303,7 @@ while true; do
 done
 bounded 20 docker update --restart no "$name" >/dev/null
 bounded 20 docker stop -t 5 "$name" >/dev/null
-lines="$(docker logs "$name" 2>&1 | grep -c '^error: /home/replica/config\.toml: line [0-9]*: `p2p\.keep_alive_ms`')" || true
+lines="$(docker logs "$name" 2>&1 | grep -Ec "$BAD_CONFIG_LINE")" || true
 [ "$lines" -ge 4 ] || fail "e: expected the config error line once per start (at least 4), found $lines"
 echo "   unless-stopped: $(docker inspect -f '{{.RestartCount}}' "$name") restarts, docker ps showed '$seen_restarting', exit code $(docker inspect -f '{{.State.ExitCode}}' "$name"), $lines error lines"
 [ "$(docker inspect -f '{{.State.ExitCode}}' "$name")" = "$EXIT_CONFIG" ] || fail "e: the looping container's last exit code is not $EXIT_CONFIG"
