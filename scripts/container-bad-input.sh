@@ -13,9 +13,11 @@
 #      with testnet B's genesis and key)                             -> 4
 #   d. a malformed config.toml (the line names the file and key)     -> 3
 # A refused start never changes the store: after a config error (3) the
-# data directory is byte-identical, after a store refusal (4) its records
-# are (`pbft-replica inspect`; RocksDB rewrites its own MANIFEST, OPTIONS
-# and LOG files on every open). Then the crash loop of a restart policy:
+# data directory is byte-identical; after a store refusal (4) its table
+# files (*.sst) are, and so is its chain (`pbft-replica inspect --blocks`)
+# (the store is refused after RocksDB opened it, which writes a new
+# MANIFEST, OPTIONS, LOG and an empty write-ahead log). Then the crash loop
+# of a restart policy:
 #   e. a config error under `--restart unless-stopped` (what Compose does)
 #      restarts with Docker's back-off, `docker ps` shows Restarting, and
 #      the data directory stays byte-identical; a store refusal under
@@ -187,10 +189,21 @@ data_copy() {
   as_root cp -a "$WORK/netA/replica-1/data" "$WORK/data-$1"
   echo "$WORK/data-$1"
 }
-# Every file of a data directory: path, mode, owner, size and sha256.
+# Every file of a data directory (or only those named NAME, a find -name
+# pattern): path, mode, owner, size and sha256.
 listing() {
-  (cd "$1" && as_root find . -type f -printf '%p %m %U %s\n' | sort &&
-    as_root find . -type f -print0 | sort -z | as_root xargs -0 sha256sum)
+  local pattern=${2:-*}
+  (cd "$1" && as_root find . -type f -name "$pattern" -printf '%p %m %U %s\n' | sort &&
+    as_root find . -type f -name "$pattern" -print0 | sort -z | as_root xargs -0 -r sha256sum)
+}
+# The table files of a store (its records), which a refused open must leave
+# as they are; RocksDB's open itself writes a new MANIFEST, OPTIONS, LOG and
+# an empty write-ahead log.
+tables() {
+  local t
+  t="$(listing "$1" '*.sst')"
+  [ -n "$t" ] || fail "no table files (*.sst) in $1"
+  echo "$t"
 }
 # The mounts of a home: config, genesis and key as files of DIR (each may be
 # overridden: config= genesis= key= none), data directory DATA.
@@ -259,16 +272,20 @@ expect_exit key-unreadable "$EXIT_CONFIG" '^error: key_file: cannot read key fil
 
 step "b. replica 2's key on replica 1's data directory -> exit $EXIT_STORAGE"
 data="$(data_copy b)"
+before="$(tables "$data")"
 mapfile -t m < <(mounts "$A1" "$data" "" "" "$A2/node.key")
 expect_exit other-replica-key "$EXIT_STORAGE" \
   '^error: store belongs to replica 1 \(key [0-9a-f]+…\), but this is replica 2 \(key [0-9a-f]+…\); each replica needs its own data directory' 20 "${m[@]}"
+[ "$(tables "$data")" = "$before" ] || fail "b: the store's table files changed although the replica refused it"
 [ "$(chain "$data")" = "$CHAIN0" ] || fail "b: the store's chain changed although the replica refused it"
 
 step "c. testnet A's data directory under testnet B's genesis and key -> exit $EXIT_STORAGE"
 data="$(data_copy c)"
+before="$(tables "$data")"
 mapfile -t m < <(mounts "$B1" "$data")
 expect_exit other-network "$EXIT_STORAGE" \
   '^error: store belongs to network [0-9a-f]{64}, but this genesis is network [0-9a-f]{64}' 20 "${m[@]}"
+[ "$(tables "$data")" = "$before" ] || fail "c: the store's table files changed although the replica refused it"
 [ "$(chain "$data")" = "$CHAIN0" ] || fail "c: the store's chain changed although the replica refused it"
 
 step "d. a malformed config.toml -> exit $EXIT_CONFIG, naming the file, line and key"
@@ -312,6 +329,7 @@ lines="$(docker logs "$name" 2>&1 | grep -Ec "$BAD_CONFIG_LINE")" || true
 echo "   unless-stopped: $restarts restarts, docker ps showed '$seen_restarting', every start exit $got with the same line"
 [ "$(listing "$data")" = "$before" ] || fail "e: the data directory changed during the config-error restart loop"
 # A store refusal under `--restart on-failure:3`: four starts, each exit 4.
+before="$(tables "$data")"
 mapfile -t m < <(mounts "$A1" "$data" "" "" "$A2/node.key")
 expect_exit loop-other-replica "$EXIT_STORAGE" '^error: store belongs to replica 1 ' 30 --restart on-failure:3 "${m[@]}"
 name="$RUN-loop-other-replica"
@@ -323,6 +341,7 @@ done
 lines="$(docker logs "$name" 2>&1 | grep -c '^error: store belongs to replica 1 ')" || true
 [ "$lines" = 4 ] || fail "e: expected 4 refusals under on-failure:3, found $lines"
 echo "   on-failure:3: 3 restarts, 4 refusals, exit code $(docker inspect -f '{{.State.ExitCode}}' "$name")"
+[ "$(tables "$data")" = "$before" ] || fail "e: the store's table files changed during the store-refusal restart loop"
 [ "$(chain "$data")" = "$CHAIN0" ] || fail "e: the store's chain changed during the restart loops"
 # The right home: it opens the store, is healthy, stops cleanly, same chain.
 name="$RUN-good"
