@@ -224,7 +224,7 @@ chain() {
   out="$(bounded 30 docker run --name "$name" --network none "${m[@]}" \
     --entrypoint /usr/local/bin/pbft-replica "$IMAGE" inspect --home /home/replica --blocks 2>&1)" ||
     fail "inspect of $data failed: $out"
-  docker rm -f "$name" >/dev/null
+  bounded 30 docker rm -f "$name" >/dev/null
   grep -v '^view ' <<<"$out"
 }
 
@@ -311,8 +311,8 @@ bounded 30 docker run -d --name "$name" --network none --restart unless-stopped 
 deadline=$(($(date +%s) + 20))
 seen_restarting=""
 while true; do
-  state="$(docker inspect -f '{{.RestartCount}} {{.State.Restarting}} {{.State.ExitCode}}' "$name")"
-  ps_status="$(docker ps -a --filter "name=^/$name\$" --format '{{.Status}}')"
+  state="$(timeout 10 docker inspect -f '{{.RestartCount}} {{.State.Restarting}} {{.State.ExitCode}}' "$name")"
+  ps_status="$(timeout 10 docker ps -a --filter "name=^/$name\$" --format '{{.Status}}')"
   case "$ps_status" in Restarting*) seen_restarting="$ps_status" ;; esac
   if [ "${state%% *}" -ge 3 ] && [ -n "$seen_restarting" ]; then break; fi
   [ "$(date +%s)" -lt "$deadline" ] || fail "e: after 20s: restarts, restarting, exit code = $state; docker ps: '$ps_status' (expected Restarting)"
@@ -323,8 +323,8 @@ done
 bounded 20 docker update --restart no "$name" >/dev/null
 got="$(bounded 20 docker wait "$name")" || fail "e: the looping container did not exit within 20s of 'docker update --restart no'"
 [ "$got" = "$EXIT_CONFIG" ] || fail "e: the looping container's last exit code is $got, expected $EXIT_CONFIG"
-restarts="$(docker inspect -f '{{.RestartCount}}' "$name")"
-lines="$(docker logs "$name" 2>&1 | grep -Ec "$BAD_CONFIG_LINE")" || true
+restarts="$(timeout 10 docker inspect -f '{{.RestartCount}}' "$name")"
+lines="$(timeout 20 docker logs "$name" 2>&1 | grep -Ec "$BAD_CONFIG_LINE")" || true
 [ "$lines" = $((restarts + 1)) ] || fail "e: $restarts restarts but $lines config error lines (expected one per start)"
 echo "   unless-stopped: $restarts restarts, docker ps showed '$seen_restarting', every start exit $got with the same line"
 [ "$(listing "$data")" = "$before" ] || fail "e: the data directory changed during the config-error restart loop"
@@ -334,13 +334,13 @@ mapfile -t m < <(mounts "$A1" "$data" "" "" "$A2/node.key")
 expect_exit loop-other-replica "$EXIT_STORAGE" '^error: store belongs to replica 1 ' 30 --restart on-failure:3 "${m[@]}"
 name="$RUN-loop-other-replica"
 deadline=$(($(date +%s) + 30))
-until [ "$(docker inspect -f '{{.State.Status}} {{.RestartCount}}' "$name")" = "exited 3" ]; do
-  [ "$(date +%s)" -lt "$deadline" ] || fail "e: on-failure:3 did not end after 3 restarts: $(docker inspect -f '{{.State.Status}} {{.RestartCount}}' "$name")"
+until [ "$(timeout 10 docker inspect -f '{{.State.Status}} {{.RestartCount}}' "$name")" = "exited 3" ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "e: on-failure:3 did not end after 3 restarts: $(timeout 10 docker inspect -f '{{.State.Status}} {{.RestartCount}}' "$name")"
   sleep 0.2
 done
-lines="$(docker logs "$name" 2>&1 | grep -c '^error: store belongs to replica 1 ')" || true
+lines="$(timeout 20 docker logs "$name" 2>&1 | grep -c '^error: store belongs to replica 1 ')" || true
 [ "$lines" = 4 ] || fail "e: expected 4 refusals under on-failure:3, found $lines"
-echo "   on-failure:3: 3 restarts, 4 refusals, exit code $(docker inspect -f '{{.State.ExitCode}}' "$name")"
+echo "   on-failure:3: 3 restarts, 4 refusals, exit code $(timeout 10 docker inspect -f '{{.State.ExitCode}}' "$name")"
 [ "$(tables "$data")" = "$before" ] || fail "e: the store's table files changed during the store-refusal restart loop"
 [ "$(chain "$data")" = "$CHAIN0" ] || fail "e: the store's chain changed during the restart loops"
 # The right home: it opens the store, is healthy, stops cleanly, same chain.
@@ -349,16 +349,16 @@ CONTAINERS+=("$name")
 mapfile -t m < <(mounts "$A1" "$data")
 bounded 30 docker run -d --name "$name" --network none "${m[@]}" "$IMAGE" >/dev/null
 deadline=$(($(date +%s) + 20))
-until docker exec "$name" /usr/local/bin/pbft-replica probe --home /home/replica --timeout-ms 1000 >/dev/null 2>&1; do
-  [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] ||
-    fail "e: the good start exited $(docker inspect -f '{{.State.ExitCode}}' "$name"): $(docker logs --tail 10 "$name" 2>&1)"
-  [ "$(date +%s)" -lt "$deadline" ] || fail "e: the good start is not healthy after 20s: $(docker logs --tail 10 "$name" 2>&1)"
+until timeout 10 docker exec "$name" /usr/local/bin/pbft-replica probe --home /home/replica --timeout-ms 1000 >/dev/null 2>&1; do
+  [ "$(timeout 10 docker inspect -f '{{.State.Running}}' "$name")" = true ] ||
+    fail "e: the good start exited $(timeout 10 docker inspect -f '{{.State.ExitCode}}' "$name"): $(timeout 20 docker logs --tail 10 "$name" 2>&1)"
+  [ "$(date +%s)" -lt "$deadline" ] || fail "e: the good start is not healthy after 20s: $(timeout 20 docker logs --tail 10 "$name" 2>&1)"
   sleep 0.2
 done
-docker logs "$name" 2>&1 | grep -q 'ready' || fail "e: the good start logged no ready line"
+timeout 20 docker logs "$name" 2>&1 | grep -q 'ready' || fail "e: the good start logged no ready line"
 bounded 40 docker stop -t 30 "$name" >/dev/null
-got="$(docker inspect -f '{{.State.ExitCode}}' "$name")"
-[ "$got" = 0 ] || fail "e: the good start exited $got on docker stop, expected 0: $(docker logs --tail 10 "$name" 2>&1)"
+got="$(timeout 10 docker inspect -f '{{.State.ExitCode}}' "$name")"
+[ "$got" = 0 ] || fail "e: the good start exited $got on docker stop, expected 0: $(timeout 20 docker logs --tail 10 "$name" 2>&1)"
 after="$(chain "$data")"
 [ "$after" = "$CHAIN0" ] || fail "e: after the restart loops and a good start the chain differs:
 before:
