@@ -10,8 +10,12 @@
 #   4. after `docker pause` of the primary the others commit, and once
 #      unpaused it catches up;
 #   5. `composenet.sh down` (volumes kept) and `up` keep the chain;
-# and finally that all four replicas hold the same chain, the genesis supply,
-# and every acknowledged transfer.
+# that all four replicas hold the same chain, the genesis supply, and every
+# acknowledged transfer; and finally
+#   6. bad input and faults (scripts/container-bad-input.sh, on the same
+#      image): a missing or another replica's key, a store of another
+#      network, a malformed config.toml exit with the documented code and a
+#      clear log line, and restart loops leave the store intact.
 #
 #   scripts/container-test.sh [--bin-dir DIR]
 #
@@ -261,3 +265,9 @@ for tx in "${TXS[@]}"; do
   [ "$(jq -r .receipt <<<"$out")" = ok ] || fail "transaction $tx: receipt $(jq -r .receipt <<<"$out")"
 done
 echo "   ${#TXS[@]} transfers, $SENT units moved, supply 2000000"
+
+step "bad input and faults: scripts/container-bad-input.sh on image $PBFT_IMAGE"
+left=$(remaining)
+PBFT_BAD_INPUT_TIMEOUT_S=$((left < 180 ? left : 180)) \
+  bounded 180 scripts/container-bad-input.sh --image "$PBFT_IMAGE" --bin-dir "$WORK/bin" ||
+  fail "scripts/container-bad-input.sh failed"
