@@ -241,9 +241,19 @@ wait_converged 90 $((h + 1)) "0,1,2,3"
 step "whole-network restart (composenet down, keeping the volumes; up) keeps the chain"
 h="$(max_height)"
 tip="$(status_json | jq -r '.replicas[0].block_hash')"
+# The view record (written once a replica entered a view above 0: the
+# primary was replaced above) must live on the home-I volume, not in the
+# container's own layer, which every `up` that recreates it throws away.
+record() { timeout 20 docker cp "$PBFT_PROJECT-replica-$1:/home/replica/view-record" - 2>/dev/null | tar -xO 2>/dev/null | od -An -tx1 | tr -d ' \n'; }
+rec_before="$(record 1)"
+[ -n "$rec_before" ] || fail "replica 1 has no view record after a view change"
+if timeout 20 docker diff "$PBFT_PROJECT-replica-1" | grep -q 'view-record'; then
+  fail "replica 1's view record is in the container's layer, not on a volume: recreating the container loses it"
+fi
 bounded 120 scripts/composenet.sh down
 bounded 180 scripts/composenet.sh up >/dev/null
 wait_converged 60 "$h" "0,1,2,3"
+[ -n "$(record 1)" ] || fail "replica 1's view record did not survive the containers being recreated"
 [ "$(status_json | jq -r --argjson h "$h" 'if .replicas[0].height == $h then .replicas[0].block_hash else "moved" end')" = "$tip" ] ||
   fail "after the restart the tip at height $h is not the one before it"
 transfer 10
