@@ -90,6 +90,7 @@ impl Replica {
             self.ignore(Refusal::UnknownSender);
             return;
         }
+        self.view_change.heard_at[from.index()] = Some(self.now);
         if let Some(c) = teeth::unchecked_commit(&self.verifier, &message) {
             return self.route(from, ViewMessage::Commit(c));
         }

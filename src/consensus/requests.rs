@@ -298,6 +298,8 @@ impl Replica {
             self.start_fetch(target);
         }
         self.view_change.timer_strikes = self.view_change.timer_strikes.saturating_add(1);
+        let primary_silent = self.view_change.heard_at[self.primary().index()]
+            .is_none_or(|t| t.plus_millis(self.cfg.request_timeout_ms) < self.now);
         self.retransmit_votes();
         if self.is_primary() && !self.guard.may_vote_afresh(self.view) {
             // A primary restarted after a crash cannot propose in this view:
@@ -308,6 +310,10 @@ impl Replica {
         } else if self.view_change.timer_strikes >= 2 && !self.is_primary() {
             tracing::info!(replica = %self.me, view = %self.view, pending = self.requests.pending.len(),
                 "request timer expired again; suspecting the primary");
+            self.suspect_primary();
+        } else if primary_silent && !self.is_primary() {
+            tracing::info!(replica = %self.me, view = %self.view, pending = self.requests.pending.len(),
+                "request timer expired and the primary sent nothing for a whole timeout; suspecting it");
             self.suspect_primary();
         }
     }

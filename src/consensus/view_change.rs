@@ -81,8 +81,17 @@ pub(super) struct ViewChangeState {
     /// NEW-VIEW timeout doubles with each ([`ViewChangeState::timeout_ms`]).
     pub(super) attempts: u32,
     /// Request-timer expiries since the last executed batch or new view;
-    /// a backup suspects the primary at the second.
+    /// a backup suspects the primary at the second, or at the first if
+    /// the primary was silent for the whole timeout ([`ViewChangeState::heard_at`]).
     pub(super) timer_strikes: u32,
+    /// When something last came from each replica (authenticated by the
+    /// transport, checked or not; bounded by `n`). A primary that said
+    /// nothing for a whole request timeout while a request waited is gone
+    /// or cut off: re-sending our votes cannot help, so waiting for a second
+    /// expiry would only double the failover time (a killed primary cost two
+    /// timeouts). A primary that talks but does not order our request still
+    /// gets the second chance.
+    pub(super) heard_at: Vec<Option<Time>>,
     /// Latest view each replica suspects (bounded by `n`).
     pub(super) suspects: BTreeMap<ReplicaId, View>,
     /// Latest valid VIEW-CHANGE per sender, filed under its signer, each
@@ -117,6 +126,7 @@ impl ViewChangeState {
         ViewChangeState {
             attempts: 0,
             timer_strikes: 0,
+            heard_at: vec![None; n],
             suspects: BTreeMap::new(),
             received: BTreeMap::new(),
             own: None,

@@ -127,6 +127,48 @@ fn executing_other_requests_does_not_stop_the_request_timer() {
     assert_eq!(r3.next_deadline(), None, "nothing left to wait for");
 }
 
+/// Issue 21 (failover): a primary that sent nothing at all for a whole
+/// request timeout while a request waited is suspected at the first expiry
+/// (re-sending our votes cannot help a primary that is gone); one that was
+/// heard from within the timeout gets the second expiry, as before.
+///
+/// Setup: backup 2 holds client 0's request from t=0 (timeout 1,000).
+/// Expect: silent primary: SUSPECT v0 at 1,000. Control: a PRE-PREPARE
+/// from the primary (of another client's batch) at t=600 shows it alive: at
+/// 1,000 the backup only retransmits; with nothing more from it, it
+/// suspects at 2,000.
+#[test]
+fn a_silent_primary_is_suspected_at_the_first_expiry() {
+    let net = Net::new(4);
+    let mut r2 = net.replica(2);
+    feed(&mut r2, at(0), Input::Request(net.tx(0, 1)));
+    let timeout = config().request_timeout_ms;
+    assert_eq!(r2.timers.get(Timer::Request), Some(at(timeout)));
+    let acts = feed(&mut r2, at(timeout), Input::Tick);
+    assert!(
+        net.describe(&acts).iter().any(|a| a == "Broadcast(Suspect(v0)@r2)"),
+        "{:?}",
+        net.describe(&acts)
+    );
+
+    let mut r2 = net.replica(2);
+    let other = net.batch("O", T0_MS + 600, vec![net.tx(1, 1)]);
+    feed(&mut r2, at(0), Input::Request(net.tx(0, 1)));
+    deliver(&mut r2, at(600), 0, net.pre_prepare(0, 1, &other));
+    let acts = feed(&mut r2, at(timeout), Input::Tick);
+    assert!(
+        !net.describe(&acts).iter().any(|a| a.contains("Suspect")),
+        "suspected a primary heard from 400 ms ago: {:?}",
+        net.describe(&acts)
+    );
+    let acts = feed(&mut r2, at(2 * timeout), Input::Tick);
+    assert!(
+        net.describe(&acts).iter().any(|a| a == "Broadcast(Suspect(v0)@r2)"),
+        "{:?}",
+        net.describe(&acts)
+    );
+}
+
 /// The request timer also runs while a PRE-PREPARE above our height waits,
 /// even with no client request pending here (the clients may have got their
 /// f+1 replies and fallen silent): otherwise a replica one block behind
