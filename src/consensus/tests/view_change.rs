@@ -146,7 +146,9 @@ fn a_silent_primary_is_suspected_at_the_first_expiry() {
     assert_eq!(r2.timers.get(Timer::Request), Some(at(timeout)));
     let acts = feed(&mut r2, at(timeout), Input::Tick);
     assert!(
-        net.describe(&acts).iter().any(|a| a == "Broadcast(Suspect(v0)@r2)"),
+        net.describe(&acts)
+            .iter()
+            .any(|a| a == "Broadcast(Suspect(v0)@r2)"),
         "{:?}",
         net.describe(&acts)
     );
@@ -163,7 +165,9 @@ fn a_silent_primary_is_suspected_at_the_first_expiry() {
     );
     let acts = feed(&mut r2, at(2 * timeout), Input::Tick);
     assert!(
-        net.describe(&acts).iter().any(|a| a == "Broadcast(Suspect(v0)@r2)"),
+        net.describe(&acts)
+            .iter()
+            .any(|a| a == "Broadcast(Suspect(v0)@r2)"),
         "{:?}",
         net.describe(&acts)
     );
