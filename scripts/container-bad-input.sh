@@ -59,24 +59,9 @@ UID_REPLICA=10001
 EXIT_CONFIG=3
 EXIT_STORAGE=4
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() {
-  remaining >/dev/null
-  echo "== [$(($(date +%s) - T0))s] $*"
-}
-remaining() {
-  local left=$((LIMIT_S - ($(date +%s) - T0)))
-  [ "$left" -gt 0 ] || fail "the test ran over its ${LIMIT_S}s limit"
-  echo "$left"
-}
-# Runs a command bounded by min(S, time left).
-bounded() {
-  local s=$1 left
-  shift
-  left=$(remaining)
-  [ "$s" -le "$left" ] || s=$left
-  timeout "$s" "$@"
-}
+# fail, step, remaining, bounded (they use LIMIT_S and T0).
+# shellcheck source=scripts/lib/bounded.sh
+source scripts/lib/bounded.sh
 
 command -v docker >/dev/null || fail "docker is not installed; this test needs a Docker engine"
 command -v jq >/dev/null || fail "jq is not installed; this test needs it"

@@ -40,11 +40,9 @@ BIN_DIR="$(realpath "$BIN_DIR")"
 LIMIT_S="${PBFT_CONTAINER_TEST_TIMEOUT_S:-600}"
 T0=$(date +%s)
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() {
-  remaining >/dev/null
-  echo "== [$(($(date +%s) - T0))s] $*"
-}
+# fail, step, remaining, bounded (they use LIMIT_S and T0).
+# shellcheck source=scripts/lib/bounded.sh
+source scripts/lib/bounded.sh
 
 command -v docker >/dev/null || fail "docker is not installed; this test needs a Docker engine"
 command -v docker-compose >/dev/null || fail "docker-compose is not installed; this test needs it"
@@ -102,19 +100,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'fail "interrupted"' INT TERM
 
-remaining() {
-  local left=$((LIMIT_S - ($(date +%s) - T0)))
-  [ "$left" -gt 0 ] || fail "the test ran over its ${LIMIT_S}s limit"
-  echo "$left"
-}
-# Runs a command bounded by min(S, time left).
-bounded() {
-  local s=$1 left
-  shift
-  left=$(remaining)
-  [ "$s" -le "$left" ] || s=$left
-  timeout "$s" "$@"
-}
 
 NET="$PBFT_COMPOSENET"
 BOB=""
