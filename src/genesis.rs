@@ -6,10 +6,10 @@
 //! canonical encoding built field by field (not over the JSON text), so
 //! reformatting the file does not change the network.
 
+use crate::addr::PeerAddr;
 use crate::cluster::Cluster;
 use crate::consensus::Config;
 use crate::crypto::{self, Digest, Domain, NetworkId, PublicKey, Verifier};
-use crate::net::PeerAddr;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -10,7 +10,7 @@
 //!
 //! | layer | modules | job |
 //! |---|---|---|
-//! | L0 | [`types`], [`cluster`], [`exit`], `teeth` | newtypes, quorum arithmetic, process exit codes; deliberately broken variants (feature `teeth`) |
+//! | L0 | [`types`], [`cluster`], [`exit`], [`addr`], `teeth` | newtypes, quorum arithmetic, process exit codes; genesis addresses (IP or DNS name); deliberately broken variants (feature `teeth`) |
 //! | L1 | [`codec`], [`crypto`], [`keyfile`], [`tx`] | validated rkyv frames; keys, digests, `Signed` → `Verified`; key files; transactions, batches, receipts |
 //! | L2 | [`consensus::messages`] | the protocol's messages |
 //! | L3 | [`consensus`], [`ledger`], [`genesis`] | the sans-IO PBFT core; blocks, state commitment, the bank; the genesis file and network id |
@@ -24,6 +24,7 @@
 //! `Signed<T>` into a `Verified<T>` must validate the payload bytes, and only
 //! `crypto` may make a `Verified<T>`.
 
+pub mod addr;
 pub mod adversary;
 pub mod client;
 pub mod cluster;

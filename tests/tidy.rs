@@ -112,6 +112,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("types", 0),
     ("cluster", 0),
     ("exit", 0),
+    ("addr", 0),
     ("teeth", 0),
     ("codec", 1),
     ("crypto", 1),

@@ -57,7 +57,8 @@ mod tls;
 #[cfg(test)]
 mod tests;
 
-pub use addr::{PeerAddr, Resolver};
+pub use crate::addr::PeerAddr;
+pub use addr::{NameTable, Resolver};
 pub use client::{ClientConnector, ClientLimits, ClientRequest, ClientServer, Responder, Screen};
 pub use inbound::{Inbound, TryRecvError};
 /// The simulator bounds a peer's outbound queue as the transport does.
