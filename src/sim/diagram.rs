@@ -173,8 +173,15 @@ pub enum Item {
         origin: Origin,
     },
     /// A replica goes down (`what`: the kind of crash, or a clean stop).
-    Down { at_us: u64, lane: usize, what: String },
-    Restart { at_us: u64, lane: usize },
+    Down {
+        at_us: u64,
+        lane: usize,
+        what: String,
+    },
+    Restart {
+        at_us: u64,
+        lane: usize,
+    },
     /// The replicas on `lanes` are cut off from the rest.
     Partition {
         start_us: u64,
@@ -182,15 +189,32 @@ pub enum Item {
         lanes: Vec<usize>,
     },
     /// A replica enters `view`.
-    View { at_us: u64, lane: usize, view: u64 },
+    View {
+        at_us: u64,
+        lane: usize,
+        view: u64,
+    },
     /// A replica's checkpoint at `seq` becomes stable.
-    Checkpoint { at_us: u64, lane: usize, seq: u64 },
+    Checkpoint {
+        at_us: u64,
+        lane: usize,
+        seq: u64,
+    },
     /// A replica commits the block at `height` (its seq).
-    Commit { at_us: u64, lane: usize, height: u64 },
+    Commit {
+        at_us: u64,
+        lane: usize,
+        height: u64,
+    },
     /// The checker found a violation.
-    Violation { at_us: u64, text: String },
+    Violation {
+        at_us: u64,
+        text: String,
+    },
     /// The faults stop.
-    FaultsEnd { at_us: u64 },
+    FaultsEnd {
+        at_us: u64,
+    },
 }
 
 impl Item {
@@ -304,7 +328,10 @@ impl Diagram {
     /// the window if it arrives (or is dropped) in it; a band if it
     /// overlaps it (clipped to it).
     pub fn model(&self, cut: &Cut) -> Model {
-        let to_us = cut.to_us.min(self.end_us.saturating_add(1)).max(cut.from_us);
+        let to_us = cut
+            .to_us
+            .min(self.end_us.saturating_add(1))
+            .max(cut.from_us);
         let within = |t: u64| cut.from_us <= t && t < to_us;
         let seq_ok = |s: Option<u64>| match (cut.seqs, s) {
             (Some((lo, hi)), Some(s)) => lo <= s && s <= hi,
@@ -387,14 +414,16 @@ impl Diagram {
                         value: *seq,
                     })
                 }
-                Item::Commit { at_us, lane, height } if within(*at_us) && seq_ok(Some(*height)) => {
-                    m.marks.push(Mark {
-                        lane: *lane,
-                        t: *at_us,
-                        what: "commit",
-                        value: *height,
-                    })
-                }
+                Item::Commit {
+                    at_us,
+                    lane,
+                    height,
+                } if within(*at_us) && seq_ok(Some(*height)) => m.marks.push(Mark {
+                    lane: *lane,
+                    t: *at_us,
+                    what: "commit",
+                    value: *height,
+                }),
                 Item::Violation { at_us, text } if within(*at_us) => {
                     m.violations.push((*at_us, text.clone()))
                 }
@@ -583,7 +612,15 @@ mod tests {
                 (2, 0, 0, 1_000, "request", "delivered", Origin::Honest),
                 (0, 1, 2_000, 2_000, "prepare", "dropped", Origin::Honest),
                 (1, 0, 4_000, 5_000, "commit", "refused", Origin::Forged),
-                (1, 0, 9_000, 10_000, "pre-prepare", "delivered", Origin::Honest),
+                (
+                    1,
+                    0,
+                    9_000,
+                    10_000,
+                    "pre-prepare",
+                    "delivered",
+                    Origin::Honest
+                ),
             ]
         );
         assert_eq!(
@@ -604,7 +641,11 @@ mod tests {
                 (vec![1], 12_000, 20_000, "CLEAN STOP"),
             ]
         );
-        let marks: Vec<_> = m.marks.iter().map(|k| (k.lane, k.t, k.what, k.value)).collect();
+        let marks: Vec<_> = m
+            .marks
+            .iter()
+            .map(|k| (k.lane, k.t, k.what, k.value))
+            .collect();
         assert_eq!(marks, [(1, 8_500, "view", 1), (0, 11_000, "commit", 7)]);
         assert_eq!(m.violations, [(11_000, "S1 agreement".to_string())]);
         assert_eq!(m.arrows_cut, 0);
