@@ -551,10 +551,15 @@ mod tests {
         if let Item::Message { fate, .. } = &mut dropped {
             *fate = Fate::Dropped("loss");
         }
+        // A request carries no view, seq or signer.
+        let mut request = msg(0, 1_000, 2, 0, "request", 0);
+        if let Item::Message { fields, .. } = &mut request {
+            *fields = Fields::default();
+        }
         Diagram {
             lanes: vec!["R0".into(), "R1".into(), "clients".into()],
             items: vec![
-                msg(0, 1_000, 2, 0, "request", 0),
+                request,
                 dropped,
                 Item::Partition {
                     start_us: 3_000,
