@@ -359,22 +359,20 @@ impl Diagram {
                     fields,
                     fate,
                     origin,
-                } => {
-                    if within(*at_us) && seq_ok(fields.seq) {
-                        if m.arrows.len() < cut.max_arrows {
-                            m.arrows.push(Arrow {
-                                from: *from,
-                                to: *to,
-                                t0: *sent_us,
-                                t1: *at_us,
-                                kind,
-                                fate: fate.clone(),
-                                origin: *origin,
-                                fields: fields.clone(),
-                            });
-                        } else {
-                            m.arrows_cut += 1;
-                        }
+                } if within(*at_us) && seq_ok(fields.seq) => {
+                    if m.arrows.len() < cut.max_arrows {
+                        m.arrows.push(Arrow {
+                            from: *from,
+                            to: *to,
+                            t0: *sent_us,
+                            t1: *at_us,
+                            kind,
+                            fate: fate.clone(),
+                            origin: *origin,
+                            fields: fields.clone(),
+                        });
+                    } else {
+                        m.arrows_cut += 1;
                     }
                 }
                 Item::Down { at_us, lane, what } => {
