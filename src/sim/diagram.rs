@@ -188,6 +188,14 @@ pub enum Item {
         end_us: u64,
         lanes: Vec<usize>,
     },
+    /// A Twins round: the replicas on `lanes` (and the twin's second
+    /// instance) talk to each other; only `leader`'s proposals get through.
+    TwinRound {
+        start_us: u64,
+        end_us: u64,
+        lanes: Vec<usize>,
+        leader: u32,
+    },
     /// A replica enters `view`.
     View {
         at_us: u64,
@@ -229,7 +237,7 @@ impl Item {
             | Item::Commit { at_us, .. }
             | Item::Violation { at_us, .. }
             | Item::FaultsEnd { at_us } => *at_us,
-            Item::Partition { start_us, .. } => *start_us,
+            Item::Partition { start_us, .. } | Item::TwinRound { start_us, .. } => *start_us,
         }
     }
 }
@@ -293,7 +301,7 @@ pub struct Band {
     pub lanes: Vec<usize>,
     pub t0: u64,
     pub t1: u64,
-    /// "crash …", "CLEAN STOP", "partition".
+    /// "CRASH …", "CLEAN STOP", "partition", "Twins round: …".
     pub what: String,
 }
 
@@ -397,6 +405,17 @@ impl Diagram {
                     t0: *start_us,
                     t1: *end_us,
                     what: "partition".into(),
+                }),
+                Item::TwinRound {
+                    start_us,
+                    end_us,
+                    lanes,
+                    leader,
+                } => bands.push(Band {
+                    lanes: lanes.clone(),
+                    t0: *start_us,
+                    t1: *end_us,
+                    what: format!("Twins round: leader R{leader}; these lanes talk to one another"),
                 }),
                 Item::View { at_us, lane, view } if within(*at_us) => m.marks.push(Mark {
                     lane: *lane,

@@ -26,7 +26,7 @@ impl Recorder {
             lanes.push(format!("R{}'", t.0));
         }
         lanes.push("clients".into());
-        let items = scenario
+        let mut items: Vec<Item> = scenario
             .partitions
             .iter()
             .map(|p| Item::Partition {
@@ -35,6 +35,20 @@ impl Recorder {
                 lanes: p.isolated.iter().map(|r| r.index()).collect(),
             })
             .collect();
+        items.extend(scenario.twin_rounds.iter().map(|round| {
+            Item::TwinRound {
+                start_us: round.start.0,
+                end_us: round.end.0,
+                // The second group and the second instance (lane n).
+                lanes: round
+                    .second
+                    .iter()
+                    .map(|r| r.index())
+                    .chain(twin_of.map(|_| n))
+                    .collect(),
+                leader: round.leader.0,
+            }
+        }));
         Recorder {
             diagram: Diagram {
                 lanes,
