@@ -63,6 +63,9 @@ impl Sim {
         original: Option<&Message>,
     ) {
         use super::diagram::Origin;
+        if self.drawing.is_none() {
+            return self.adversary_send(r, s);
+        }
         let origin = match (&s.wire, original) {
             (Wire::Message(m), Some(o)) if m == o => Origin::Passed,
             (_, Some(_)) => Origin::Rewritten,
