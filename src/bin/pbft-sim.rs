@@ -87,6 +87,24 @@ enum Command {
         /// The seed ran with `run --crash-anywhere`.
         #[arg(long)]
         crash_anywhere: bool,
+        /// Write the run's space-time diagram to FILE: one self-contained
+        /// HTML page (open it in a browser).
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
+        /// Diagram only: start of the time window (virtual ms).
+        #[arg(long, value_name = "MS", requires = "html")]
+        from_ms: Option<u64>,
+        /// Diagram only: end of the time window (virtual ms, exclusive).
+        #[arg(long, value_name = "MS", requires = "html")]
+        to_ms: Option<u64>,
+        /// Diagram only: the seqs to keep, `A..B` (both included);
+        /// messages without a seq stay.
+        #[arg(long, value_name = "A..B", requires = "html")]
+        seqs: Option<String>,
+        /// Diagram only: at most this many arrows (later ones are cut,
+        /// and the page says so).
+        #[arg(long, default_value_t = sim::diagram::MAX_ARROWS, requires = "html")]
+        max_arrows: usize,
     },
 }
 
@@ -136,7 +154,42 @@ fn sim_options(
         byzantine_replicas,
         baseline: false,
         crash_anywhere,
+        diagram: false,
     })
+}
+
+/// `A..B` → (A, B), both included.
+fn parse_seqs(text: &str) -> Result<(u64, u64), String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("expected A..B, got {text:?}"))?;
+    let a: u64 = a.parse().map_err(|_| format!("bad seq {a:?}"))?;
+    let b: u64 = b
+        .trim_start_matches('=')
+        .parse()
+        .map_err(|_| format!("bad seq {b:?}"))?;
+    if a > b {
+        return Err(format!("empty range {text:?}"));
+    }
+    Ok((a, b))
+}
+
+/// The command that replays a failing seed of a `run` campaign and draws it.
+fn replay_command(o: &sim::SeedOutcome, opts: &SimOptions) -> String {
+    let mut cmd = format!("pbft-sim replay --seed {}", o.seed);
+    if opts.replicas != 4 {
+        cmd += &format!(" --replicas {}", opts.replicas);
+    }
+    if let Some(k) = o.adversary {
+        cmd += &format!(" --adversary {}", k.name());
+        if let Some(b) = opts.byzantine_replicas {
+            cmd += &format!(" --byzantine-replicas {b}");
+        }
+    }
+    if opts.crash_anywhere {
+        cmd += " --crash-anywhere";
+    }
+    cmd + &format!(" --html seed-{}.html", o.seed)
 }
 
 /// `R:I` → (rounds, scenario index).
@@ -210,13 +263,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let print_run_failure = |o: &sim::SeedOutcome| {
+                print_failure(o);
+                println!("  replay with: {}", replay_command(o, &opts));
+            };
             let summary = campaign::run(
                 start_seed,
                 seeds,
                 &opts,
                 threads_or_cores(threads),
                 progress,
-                &print_failure,
+                &print_run_failure,
             );
             report(&summary)
         }
@@ -257,7 +314,8 @@ fn main() -> ExitCode {
                 );
                 if !o.violations.is_empty() {
                     let replay = format!(
-                        "replay with: pbft-sim replay --seed {} --twins {rounds}:{index}",
+                        "replay with: pbft-sim replay --seed {} --twins {rounds}:{index} --html seed-{}.html",
+                        start_seed + i,
                         start_seed + i
                     );
                     o.violations.insert(0, replay);
@@ -281,6 +339,11 @@ fn main() -> ExitCode {
             byzantine_replicas,
             twins,
             crash_anywhere,
+            html,
+            from_ms,
+            to_ms,
+            seqs,
+            max_arrows,
         } => {
             let opts = match sim_options(
                 replicas,
@@ -288,7 +351,11 @@ fn main() -> ExitCode {
                 byzantine_replicas,
                 crash_anywhere,
             ) {
-                Ok(o) => SimOptions { verbose, ..o },
+                Ok(o) => SimOptions {
+                    verbose,
+                    diagram: html.is_some(),
+                    ..o
+                },
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
@@ -301,12 +368,50 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let seqs = match seqs.as_deref().map(parse_seqs).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: --seqs: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let cut = sim::diagram::Cut {
+                from_us: from_ms.unwrap_or(0).saturating_mul(1000),
+                to_us: to_ms.map_or(u64::MAX, |t| t.saturating_mul(1000)),
+                seqs,
+                max_arrows,
+            };
+            if cut.to_us <= cut.from_us {
+                eprintln!("error: --to-ms must be above --from-ms");
+                return ExitCode::from(2);
+            }
             let o = match twins {
                 Some((rounds, index)) => {
                     sim::run_scenario(seed, Scenario::twins(rounds, index), &opts)
                 }
                 None => sim::run_seed(seed, &opts),
             };
+            if let (Some(path), Some(diagram)) = (&html, &o.diagram) {
+                let model = diagram.model(&cut);
+                let page = model.to_html();
+                if let Err(e) = std::fs::write(path, &page) {
+                    eprintln!("error: --html {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+                eprintln!(
+                    "diagram: {} ({} bytes): {} of {} recorded events, {} arrows{}",
+                    path.display(),
+                    page.len(),
+                    model.arrows.len() + model.bands.len() + model.marks.len(),
+                    diagram.items.len(),
+                    model.arrows.len(),
+                    if model.arrows_cut > 0 {
+                        format!(", {} more cut over --max-arrows", model.arrows_cut)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             if verbose {
                 println!("scenario: {}", o.scenario);
                 for line in &o.trace {

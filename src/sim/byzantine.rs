@@ -54,6 +54,26 @@ impl Sim {
         out
     }
 
+    /// A Byzantine strategy's send of (what it made of) its core's
+    /// `original`: passed on unchanged, rewritten, or forged (no original).
+    pub(super) fn strategy_send(
+        &mut self,
+        r: ReplicaId,
+        s: adversary::Send,
+        original: Option<&Message>,
+    ) {
+        use super::diagram::Origin;
+        if self.drawing.is_none() {
+            return self.adversary_send(r, s);
+        }
+        let origin = match (&s.wire, original) {
+            (Wire::Message(m), Some(o)) if m == o => Origin::Passed,
+            (_, Some(_)) => Origin::Rewritten,
+            (_, None) => Origin::Forged,
+        };
+        self.with_origin(origin, |sim| sim.adversary_send(r, s));
+    }
+
     pub(super) fn adversary_send(&mut self, r: ReplicaId, s: adversary::Send) {
         match s.wire {
             Wire::Message(m) => {
@@ -166,22 +186,39 @@ impl Sim {
     }
 
     /// Raw bytes from a Byzantine replica arrive: decoded (or refused).
-    pub(super) fn deliver_frame(&mut self, from: ReplicaId, to: ReplicaId, bytes: Vec<u8>) {
+    pub(super) fn deliver_frame(
+        &mut self,
+        from: ReplicaId,
+        to: ReplicaId,
+        bytes: Vec<u8>,
+        sent: Time,
+    ) {
+        use super::diagram::{Fate, Origin};
         self.record(TraceEvent::Frame {
             from,
             to,
             bytes: &bytes,
         });
+        let (a, b) = (Endpoint::Replica(from), Endpoint::Replica(to));
         if self.nodes[to.index()].is_none() {
+            self.draw_message(sent, a, b, None, Fate::ReceiverDown, Origin::Forged);
             return;
         }
         match Message::from_frame(&bytes, crate::codec::FRAME_BYTES_MAX) {
             Ok(message) => {
                 self.log(|| format!("{from:?} -> {to:?} frame {}", describe(&message)));
+                let drawn = self.drawing.is_some().then(|| message.clone());
+                let before = self.refusals(to.index());
                 self.deliver_to_slot(to.index(), NodeInput::Message { from, message });
+                if let Some(m) = drawn {
+                    let fate = self.fate_after(to.index(), before);
+                    self.draw_message(sent, a, b, Some(&m), fate, Origin::Forged);
+                }
             }
             Err(e) => {
                 self.log(|| format!("{from:?} -> {to:?} frame refused: {e}"));
+                let fate = Fate::Refused(format!("codec: {e}"));
+                self.draw_message(sent, a, b, None, fate, Origin::Forged);
                 self.frames_refused += 1;
             }
         }
@@ -194,7 +231,7 @@ impl Sim {
         if self.nodes[r.index()].is_some() {
             let sends = self.with_strategy(r, |strategy, ctx| strategy.tick(ctx));
             for s in sends {
-                self.adversary_send(r, s);
+                self.strategy_send(r, s, None);
             }
         }
         self.push(

@@ -78,6 +78,10 @@ impl Sim {
             self.outages.push((r, since, self.now));
         }
         self.record(TraceEvent::Restart { replica: r });
+        self.draw_item(|t| diagram::Item::Restart {
+            at_us: t.0,
+            lane: r.index(),
+        });
         self.stores[r.index()].reopen();
         self.armed_down.remove(&r);
         let died_applied = self.died_applied.remove(&r);
@@ -184,6 +188,14 @@ impl Sim {
     /// Replica `r` was taken down (its node is already gone).
     pub(super) fn went_down(&mut self, r: ReplicaId, what: String) {
         self.record(TraceEvent::Down { replica: r });
+        if self.drawing.is_some() {
+            let what = what.clone();
+            self.draw_item(|t| diagram::Item::Down {
+                at_us: t.0,
+                lane: r.index(),
+                what,
+            });
+        }
         self.log(|| format!("{what} {r:?}"));
         self.wake_at[r.index()] = None;
         self.down_since.insert(r, (self.now, self.max_view));
@@ -238,6 +250,7 @@ impl Sim {
     /// their tail of transfers.
     pub(super) fn faults_end(&mut self) {
         self.record(TraceEvent::FaultsEnd);
+        self.draw_item(|t| diagram::Item::FaultsEnd { at_us: t.0 });
         self.log(|| "FAULTS END: network reliable, all replicas restart".into());
         self.faults_active = false;
         for store in &self.stores {

@@ -32,6 +32,8 @@ mod byzantine;
 pub mod campaign;
 pub mod checker;
 mod clients;
+pub mod diagram;
+mod drawing;
 mod faults;
 mod liveness;
 mod network;
@@ -66,6 +68,9 @@ enum Event {
         from: Endpoint,
         to: Endpoint,
         message: Message,
+        /// When it was sent and by whom (for the diagram only).
+        sent: Time,
+        origin: diagram::Origin,
     },
     /// A node's timer: by node slot (replicas, then the twin instance).
     Wake(usize),
@@ -83,6 +88,7 @@ enum Event {
         from: ReplicaId,
         to: ReplicaId,
         bytes: Vec<u8>,
+        sent: Time,
     },
     AdversaryTick(ReplicaId),
     ByzantineClientTick,
@@ -194,6 +200,8 @@ pub struct SeedOutcome {
     pub outbound_peak_bytes: u64,
     /// Fetches the correct replicas did not serve (over a peer's rate).
     pub fetches_refused: u64,
+    /// The run's space-time diagram, if `SimOptions::diagram` asked for it.
+    pub diagram: Option<diagram::Diagram>,
 }
 
 impl SeedOutcome {
@@ -230,6 +238,9 @@ pub struct SimOptions {
     /// Crash-anywhere campaign: every crash happens inside a write, and
     /// each seed has 3 to 8 more of them.
     pub crash_anywhere: bool,
+    /// Record the run's space-time diagram (`SeedOutcome::diagram`): a
+    /// side channel, the trace hash is the same with or without it.
+    pub diagram: bool,
 }
 
 /// Runs the random scenario of `seed`.
@@ -265,6 +276,7 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
     if let Some(calm) = calm.filter(|_| outcome.adversary.is_some()) {
         let quiet = SimOptions {
             verbose: false,
+            diagram: false,
             ..opts.clone()
         };
         outcome.baseline_mean_latency_ms = Some(run_scenario(seed, calm, &quiet).mean_latency_ms);
@@ -274,7 +286,7 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
 
 /// Runs a given scenario; `seed` drives delays, loss and the workload.
 pub fn run_scenario(seed: u64, scenario: Scenario, opts: &SimOptions) -> SeedOutcome {
-    let mut sim = Sim::new(seed, scenario, opts.verbose);
+    let mut sim = Sim::new(seed, scenario, opts.verbose, opts.diagram);
     sim.run();
     sim.finish()
 }
@@ -359,13 +371,15 @@ struct Sim {
     outbound_bytes_max: usize,
     outbound_dropped: u64,
     outbound_peak_bytes: usize,
+    /// The space-time diagram being recorded (only if asked).
+    drawing: Option<Box<drawing::Recorder>>,
 }
 
 /// Bound on simulated steps per seed: a run that needs more is a liveness bug.
 const STEPS_MAX: u64 = 2_000_000;
 
 impl Sim {
-    fn new(seed: u64, scenario: Scenario, verbose: bool) -> Sim {
+    fn new(seed: u64, scenario: Scenario, verbose: bool, draw: bool) -> Sim {
         let n = scenario.replicas;
         let keys: Vec<KeyPair> = (0..n)
             .map(|i| KeyPair::from_label(&format!("sim-{seed}-replica-{i}")))
@@ -551,6 +565,7 @@ impl Sim {
             outbound_bytes_max: crate::net::peer_bytes_max(&net),
             outbound_dropped: 0,
             outbound_peak_bytes: 0,
+            drawing: draw.then(|| Box::new(drawing::Recorder::new(&scenario, twin_of, slots))),
             scenario,
         };
         let byzantine_replicas: Vec<ReplicaId> = sim.strategies.keys().copied().collect();
@@ -601,6 +616,7 @@ impl Sim {
                 break;
             }
             self.step(event);
+            self.draw_violations();
             if !self.faults_active && self.settled() {
                 break;
             }
@@ -621,7 +637,13 @@ impl Sim {
 
     fn step(&mut self, event: Event) {
         match event {
-            Event::Deliver { from, to, message } => self.deliver(from, to, message),
+            Event::Deliver {
+                from,
+                to,
+                message,
+                sent,
+                origin,
+            } => self.deliver(from, to, message, sent, origin),
             Event::Flush(slot) => self.flush_slot(slot),
             Event::Wake(slot) => {
                 if self.wake_at[slot] == Some(self.now) {
@@ -632,7 +654,12 @@ impl Sim {
                     self.deliver_to_slot(slot, NodeInput::Tick);
                 }
             }
-            Event::DeliverFrame { from, to, bytes } => self.deliver_frame(from, to, bytes),
+            Event::DeliverFrame {
+                from,
+                to,
+                bytes,
+                sent,
+            } => self.deliver_frame(from, to, bytes, sent),
             Event::AdversaryTick(r) => self.adversary_tick(r),
             Event::ByzantineClientTick => self.byzantine_client_tick(),
             Event::Crash {
@@ -732,6 +759,14 @@ impl Sim {
             latencies.extend(&c.latencies_ms);
         }
         let mean_latency = latencies.iter().sum::<u64>() as f64 / latencies.len().max(1) as f64;
+        self.draw_violations();
+        let end_us = self.now.0;
+        let scenario_text = self.scenario.describe();
+        let diagram = self.drawing.take().map(|rec| diagram::Diagram {
+            end_us,
+            title: format!("seed {}: {scenario_text}", self.seed),
+            ..rec.diagram
+        });
         let (trace_hash, trace) = self.trace.finish();
         let stats: Vec<_> = self
             .honest_nodes()
@@ -772,6 +807,7 @@ impl Sim {
             outbound_dropped: self.outbound_dropped,
             outbound_peak_bytes: self.outbound_peak_bytes as u64,
             fetches_refused: self.honest_nodes().map(|n| n.fetches_refused()).sum(),
+            diagram,
             honest_view,
             refused: stats.iter().fold(
                 BTreeMap::from([(

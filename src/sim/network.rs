@@ -4,6 +4,7 @@
 //! Every random choice comes from the network's RNG (`net_rng`), so the order of
 //! sends fixes what arrives when.
 
+use super::diagram::{self, Fate};
 use super::*;
 
 /// Where a simulated message goes.
@@ -106,16 +107,29 @@ impl Sim {
         bytes: Vec<u8>,
         extra_ms: u64,
     ) {
+        let (a, b) = (Endpoint::Replica(from), Endpoint::Replica(to));
+        let forged = diagram::Origin::Forged;
         if self.partitioned(self.now, from, to) {
+            self.draw_message(self.now, a, b, None, Fate::Dropped("partition"), forged);
             return;
         }
         let (loss, _, lo, hi) = self.link();
         if loss > 0.0 && self.net_rng.gen_bool(loss) {
+            self.draw_message(self.now, a, b, None, Fate::Dropped("loss"), forged);
             return;
         }
         let delay_us = self.net_rng.gen_range(lo * 1000..=hi * 1000) + extra_ms * 1000;
         let at = Time(self.now.0 + delay_us);
-        self.push(at, Event::DeliverFrame { from, to, bytes });
+        let sent = self.now;
+        self.push(
+            at,
+            Event::DeliverFrame {
+                from,
+                to,
+                bytes,
+                sent,
+            },
+        );
     }
 
     /// Puts a message on the simulated network after `extra_ms` more.
@@ -126,22 +140,30 @@ impl Sim {
         message: Message,
         extra_ms: u64,
     ) {
+        let origin = self.sending_origin();
+        let drop = |sim: &mut Sim, to: Endpoint, message: &Message, why: &'static str| {
+            sim.draw_message(sim.now, from, to, Some(message), Fate::Dropped(why), origin);
+        };
         let Some(to) = self.twin_route(from, to, &message) else {
+            drop(self, to, &message, "Twins routing");
             return;
         };
         if let (Some(a), Endpoint::Replica(b)) = (self.endpoint_replica(from), to) {
             if self.never_reads.contains(&b) {
                 self.queue_unread(a, b, &message);
+                drop(self, to, &message, "receiver never reads (outbound queue)");
                 return;
             }
         }
         if let (Some(a), Some(b)) = (self.endpoint_replica(from), self.endpoint_replica(to)) {
             if self.partitioned(self.now, a, b) {
+                drop(self, to, &message, "partition");
                 return;
             }
         }
         let (loss, dup, lo, hi) = self.link();
         if loss > 0.0 && self.net_rng.gen_bool(loss) {
+            drop(self, to, &message, "loss");
             return;
         }
         let copies = if dup > 0.0 && self.net_rng.gen_bool(dup) {
@@ -158,6 +180,8 @@ impl Sim {
                     from,
                     to,
                     message: message.clone(),
+                    sent: self.now,
+                    origin,
                 },
             );
         }

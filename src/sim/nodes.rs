@@ -3,6 +3,7 @@
 //! of an instant, and what a node produced (messages, replies, commits)
 //! leaves afterwards; a storage error or a panic takes the node down.
 
+use super::diagram::{Fate, Origin};
 use super::*;
 
 impl Sim {
@@ -118,6 +119,7 @@ impl Sim {
         let mut out = Vec::new();
         let mut committed = Vec::new();
         let executed;
+        let views;
         {
             let node = self.nodes[slot].as_mut().expect("alive");
             executed = node.replica().last_executed().0;
@@ -125,8 +127,12 @@ impl Sim {
                 out.push(o);
             }
             committed.extend(node.drain_committed());
-            node.drain_views_entered();
+            views = node.drain_views_entered();
             self.max_view = self.max_view.max(node.replica().view().0);
+        }
+        if self.drawing.is_some() {
+            let heights: Vec<u64> = committed.iter().map(|b| b.height).collect();
+            self.draw_node_step(slot, &views, &heights);
         }
         for block in &committed {
             self.log(|| {
@@ -159,9 +165,10 @@ impl Sim {
                 Outgoing::ToReplica { to, message } => {
                     self.checker.on_send(r, &message, executed);
                     if strategy {
+                        let original = self.drawing.is_some().then(|| message.clone());
                         let sends = self.with_strategy(r, |st, ctx| st.outgoing(ctx, to, message));
                         for s in sends {
-                            self.adversary_send(r, s);
+                            self.strategy_send(r, s, original.as_ref());
                         }
                     } else {
                         self.send(me, Endpoint::Replica(to), message);
@@ -174,7 +181,7 @@ impl Sim {
                             let m = message.clone();
                             let sends = self.with_strategy(r, |st, ctx| st.outgoing(ctx, to, m));
                             for s in sends {
-                                self.adversary_send(r, s);
+                                self.strategy_send(r, s, Some(&message));
                             }
                         } else {
                             self.send(me, Endpoint::Replica(to), message.clone());
@@ -237,7 +244,14 @@ impl Sim {
     /// A message reaches an endpoint: a client takes a reply; a replica
     /// ingests it — a client's request (its service may say "busy" or
     /// refuse it first), or a replica's message through the codec.
-    pub(super) fn deliver(&mut self, from: Endpoint, to: Endpoint, message: Message) {
+    pub(super) fn deliver(
+        &mut self,
+        from: Endpoint,
+        to: Endpoint,
+        message: Message,
+        sent: Time,
+        origin: Origin,
+    ) {
         self.record(TraceEvent::Deliver {
             from,
             to,
@@ -247,16 +261,23 @@ impl Sim {
             Endpoint::Replica(r) => r.index(),
             Endpoint::Twin => self.scenario.replicas as usize,
             Endpoint::Client(c) => {
+                self.draw_message(sent, from, to, Some(&message), Fate::Delivered, origin);
                 if let Message::Reply(reply) = message {
                     self.on_reply(c, reply);
                 }
                 return;
             }
-            Endpoint::ByzantineClient => return,
+            Endpoint::ByzantineClient => {
+                self.draw_message(sent, from, to, Some(&message), Fate::Delivered, origin);
+                return;
+            }
         };
         if self.nodes[slot].is_none() {
+            self.draw_message(sent, from, to, Some(&message), Fate::ReceiverDown, origin);
             return;
         }
+        // Only when drawing: the message as sent, for its arrow.
+        let drawn = self.drawing.is_some().then(|| message.clone());
         self.log(|| format!("{from:?} -> {to:?} {}", describe(&message)));
         let input = match (self.endpoint_replica(from), message) {
             (None, Message::Request(tx)) => {
@@ -304,6 +325,8 @@ impl Sim {
                 match Message::from_frame(&frame, cap) {
                     Ok(message) => NodeInput::Message { from: f, message },
                     Err(e) => {
+                        let fate = Fate::Refused(format!("codec: {e}"));
+                        self.draw_message(sent, from, to, drawn.as_ref(), fate, origin);
                         if !self.strategies.contains_key(&f) {
                             self.checker.report(format!(
                                 "S10 codec: an honest {} of {} bytes from {f:?} does not pass the codec (cap {cap}): {e}",
@@ -316,8 +339,16 @@ impl Sim {
                     }
                 }
             }
-            (None, _) => return,
+            (None, _) => {
+                self.draw_message(sent, from, to, drawn.as_ref(), Fate::Delivered, origin);
+                return;
+            }
         };
+        let before = self.refusals(slot);
         self.deliver_to_slot(slot, input);
+        if let Some(m) = drawn {
+            let fate = self.fate_after(slot, before);
+            self.draw_message(sent, from, to, Some(&m), fate, origin);
+        }
     }
 }
