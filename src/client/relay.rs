@@ -42,6 +42,41 @@ pub const FLOWS_MAX: usize = 256;
 pub const FLOW_IDLE: Duration = Duration::from_secs(120);
 /// Largest UDP payload.
 const DATAGRAM_MAX: usize = 65_535;
+/// Kernel buffer asked for each relay socket, each way (the system caps it
+/// at `net.core.rmem_max` / `wmem_max`). With the default (about 200 kB) a
+/// relay that shares the cores with the replicas overflowed its receive
+/// buffer under load while it waited for a core, and QUIC took the drops
+/// for congestion.
+const SOCKET_BUFFER_BYTES: libc::c_int = 4 << 20;
+
+/// Asks for [`SOCKET_BUFFER_BYTES`] of receive and send buffer; a refusal
+/// leaves the system's default (the relay still works, with more drops).
+fn enlarge_buffers(s: &StdUdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        let v = SOCKET_BUFFER_BYTES;
+        // SAFETY: `fd` is an open socket owned by `s` for the whole call,
+        // and the option value is a c_int of the size passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+/// A non-blocking tokio socket bound to `addr`, with enlarged buffers.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<StdUdpSocket> {
+    let s = StdUdpSocket::bind(addr)?;
+    enlarge_buffers(&s);
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
 
 /// One relayed address: datagrams to `listen` go on to `target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,9 +361,8 @@ impl LinkState {
         } else {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
-        let s = StdUdpSocket::bind(any)?;
+        let s = bind_udp(any)?;
         s.connect(self.link.target)?;
-        s.set_nonblocking(true)?;
         let upstream = Arc::new(UdpSocket::from_std(s)?);
         let last_seen = Arc::new(AtomicU64::new(now));
         let task = tokio::spawn(back_to_source(
@@ -428,8 +462,8 @@ impl Relay {
         let mut links = Vec::new();
         let mut tasks = Vec::new();
         for (k, link) in opts.links.iter().enumerate() {
-            let listen = UdpSocket::bind(link.listen)
-                .await
+            let listen = bind_udp(link.listen)
+                .and_then(UdpSocket::from_std)
                 .map_err(|e| format!("cannot bind {} (--link {}): {e}", link.listen, k + 1))?;
             let local = listen
                 .local_addr()
