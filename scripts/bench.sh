@@ -3,8 +3,8 @@
 # temporary directory, loaded by `pbft-client bench`, then a summary.
 #
 #   scripts/bench.sh [--txs N] [--concurrency C] [--rate R] [--base-port P]
-#                    [--batch-txs-max B] [--pipeline-depth D] [--deadline-s S]
-#                    [--client-threads T] [--no-ops] [--scrape-ms M]
+#                    [--profile lan|wan] [--batch-txs-max B] [--pipeline-depth D]
+#                    [--deadline-s S] [--client-threads T] [--no-ops] [--scrape-ms M]
 #                    [--delay-ms D [--jitter-ms J] [--loss-percent P]]
 #                    [--no-build] [--keep] [--json]
 #
@@ -13,6 +13,8 @@
 #   --rate R           open-loop offered rate in tx/s (default: closed loop)
 #   --base-port P      replica i uses UDP ports P+10i and P+10i+1 and TCP port
 #                      P+10i+2 (its operations endpoint; default 27000)
+#   --profile P        the testnet's consensus profile (`pbft-replica testnet
+#                      --profile`: lan, the default, or wan)
 #   --batch-txs-max B  consensus.batch_txs_max of the generated testnet
 #   --pipeline-depth D consensus.pipeline_depth of the generated testnet
 #   --deadline-s S     bound on the client run (default 600)
@@ -51,7 +53,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,9p' "$0" | sed 's/^# \{0,1\}//' >&2
   echo "(see the header of $0 for every option)" >&2
   exit 2
 }
@@ -61,6 +63,7 @@ CONC=64
 RATE=""
 BASE_PORT=27000
 BATCH=""
+PROFILE=""
 DEPTH=""
 DEADLINE_S=600
 CLIENT_THREADS=1
@@ -81,6 +84,7 @@ while [ $# -gt 0 ]; do
     --rate) need_value "$@"; RATE=$2; shift 2 ;;
     --base-port) need_value "$@"; BASE_PORT=$2; shift 2 ;;
     --batch-txs-max) need_value "$@"; BATCH=$2; shift 2 ;;
+    --profile) need_value "$@"; PROFILE=$2; shift 2 ;;
     --pipeline-depth) need_value "$@"; DEPTH=$2; shift 2 ;;
     --deadline-s) need_value "$@"; DEADLINE_S=$2; shift 2 ;;
     --client-threads) need_value "$@"; CLIENT_THREADS=$2; shift 2 ;;
@@ -102,6 +106,9 @@ is_uint "$DEADLINE_S" || { echo "error: --deadline-s must be a positive integer"
 [[ "$CLIENT_THREADS" =~ ^[0-9]+$ ]] || { echo "error: --client-threads must be a non-negative integer" >&2; usage; }
 if [ -n "$RATE" ] && ! [[ "$RATE" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
   echo "error: --rate must be a positive number (tx/s)" >&2; usage
+fi
+if [ -n "$PROFILE" ] && ! [[ "$PROFILE" =~ ^(lan|wan)$ ]]; then
+  echo "error: --profile must be lan or wan" >&2; usage
 fi
 if [ -n "$BATCH" ] && ! is_uint "$BATCH"; then
   echo "error: --batch-txs-max must be a positive integer" >&2; usage
@@ -222,6 +229,7 @@ trap 'exit 130' INT TERM
 say "== generating a $REPLICAS-replica testnet in $NET (base port $BASE_PORT)"
 testnet_args=(testnet --replicas "$REPLICAS" --out "$NET" --base-port "$BASE_PORT"
   --clients 1 --balance 1000000000000)
+[ -n "$PROFILE" ] && testnet_args+=(--profile "$PROFILE")
 [ -n "$BATCH" ] && testnet_args+=(--batch-txs-max "$BATCH")
 [ -n "$DEPTH" ] && testnet_args+=(--pipeline-depth "$DEPTH")
 "$BIN/pbft-replica" "${testnet_args[@]}" >/dev/null

@@ -457,8 +457,13 @@ pub async fn run(funder: &Client, opts: &BenchOptions) -> Result<BenchReport, Cl
                 .collect();
             paying.spawn(async move {
                 for (k, (s, to, amount)) in publics.into_iter().enumerate() {
-                    let tx =
-                        Transaction::transfer(network, &key, to, amount, first_nonce + 1 + k as u64);
+                    let tx = Transaction::transfer(
+                        network,
+                        &key,
+                        to,
+                        amount,
+                        first_nonce + 1 + k as u64,
+                    );
                     fund(&client, &tx, s, deadline).await?;
                 }
                 Ok::<(), CliError>(())

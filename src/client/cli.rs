@@ -251,7 +251,12 @@ pub fn relay(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| fail(exit::FAILURE, format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| {
+            fail(
+                exit::FAILURE,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })?;
     let stats = runtime
         .block_on(super::relay::run(opts, duration))
         .map_err(|e| fail(exit::FAILURE, e))?;

@@ -100,10 +100,14 @@ pub fn parse_link(s: &str) -> Result<Link, String> {
         .parse()
         .map_err(|_| format!("'{t}' (in '{s}') is not an IP:PORT address"))?;
     if listen.is_ipv4() != target.is_ipv4() {
-        return Err(format!("'{s}': LISTEN and TARGET must both be IPv4 or both IPv6"));
+        return Err(format!(
+            "'{s}': LISTEN and TARGET must both be IPv4 or both IPv6"
+        ));
     }
     if target.port() == 0 || target.ip().is_unspecified() {
-        return Err(format!("'{s}': TARGET needs a concrete IP and a non-zero port"));
+        return Err(format!(
+            "'{s}': TARGET needs a concrete IP and a non-zero port"
+        ));
     }
     Ok(Link { listen, target })
 }
@@ -472,9 +476,9 @@ impl Relay {
             let counters = Arc::new(Counters::default());
             let mut line = |direction: u64| {
                 let rng = match opts.seed {
-                    Some(s) => StdRng::seed_from_u64(
-                        s.wrapping_add(2 * k as u64).wrapping_add(direction),
-                    ),
+                    Some(s) => {
+                        StdRng::seed_from_u64(s.wrapping_add(2 * k as u64).wrapping_add(direction))
+                    }
                     None => StdRng::from_entropy(),
                 };
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -584,7 +588,10 @@ async fn terminated() -> Result<(), String> {
 /// returns every link's counts. Each link's address is announced on stderr
 /// once bound (`relay listening LISTEN -> TARGET`), so a script can wait
 /// for it.
-pub async fn run(opts: &RelayOptions, duration: Option<Duration>) -> Result<Vec<LinkStats>, String> {
+pub async fn run(
+    opts: &RelayOptions,
+    duration: Option<Duration>,
+) -> Result<Vec<LinkStats>, String> {
     let relay = Relay::start(opts).await?;
     let imp = &opts.impairment;
     for (l, local) in opts.links.iter().zip(relay.local_addrs()) {
@@ -626,7 +633,9 @@ mod tests {
 
     /// A target and a relay in front of it; returns (target socket, relay,
     /// relay's address).
-    async fn setup(mut opts: impl FnMut(SocketAddr) -> RelayOptions) -> (UdpSocket, Relay, SocketAddr) {
+    async fn setup(
+        mut opts: impl FnMut(SocketAddr) -> RelayOptions,
+    ) -> (UdpSocket, Relay, SocketAddr) {
         let target = UdpSocket::bind(local()).await.unwrap();
         let relay = Relay::start(&opts(target.local_addr().unwrap()))
             .await
@@ -644,7 +653,13 @@ mod tests {
     /// (twice, round trip) and that order held.
     async fn round_trip(delay_ms: u64, jitter_ms: u64, n: u32) -> Vec<LinkStats> {
         let (target, relay, at) = setup(|t| {
-            let mut o = RelayOptions::new(vec![Link { listen: local(), target: t }], imp(delay_ms, jitter_ms, 0.0));
+            let mut o = RelayOptions::new(
+                vec![Link {
+                    listen: local(),
+                    target: t,
+                }],
+                imp(delay_ms, jitter_ms, 0.0),
+            );
             o.seed = Some(7);
             o
         })
@@ -717,7 +732,13 @@ mod tests {
     #[tokio::test]
     async fn full_loss_drops_everything() {
         let (target, relay, at) = setup(|t| {
-            RelayOptions::new(vec![Link { listen: local(), target: t }], imp(0, 0, 1.0))
+            RelayOptions::new(
+                vec![Link {
+                    listen: local(),
+                    target: t,
+                }],
+                imp(0, 0, 1.0),
+            )
         })
         .await;
         let source = UdpSocket::bind(local()).await.unwrap();
@@ -725,7 +746,8 @@ mod tests {
             source.send_to(&k.to_be_bytes(), at).await.unwrap();
         }
         let mut buf = [0u8; 64];
-        let got = tokio::time::timeout(Duration::from_millis(300), target.recv_from(&mut buf)).await;
+        let got =
+            tokio::time::timeout(Duration::from_millis(300), target.recv_from(&mut buf)).await;
         assert!(got.is_err(), "a datagram got through at loss 100%");
         let s = relay.stats()[0];
         assert_eq!((s.up.lost, s.up.forwarded), (20, 0));
@@ -734,7 +756,13 @@ mod tests {
     #[tokio::test]
     async fn partial_loss_is_seeded_and_roughly_its_rate() {
         let (target, relay, at) = setup(|t| {
-            let mut o = RelayOptions::new(vec![Link { listen: local(), target: t }], imp(0, 0, 0.25));
+            let mut o = RelayOptions::new(
+                vec![Link {
+                    listen: local(),
+                    target: t,
+                }],
+                imp(0, 0, 0.25),
+            );
             o.seed = Some(42);
             o
         })
@@ -763,13 +791,23 @@ mod tests {
         let s = relay.stats()[0];
         assert_eq!(s.up.lost + s.up.forwarded, 400);
         assert_eq!(s.up.forwarded, got);
-        assert!((60..=140).contains(&s.up.lost), "lost {} of 400 at 25%", s.up.lost);
+        assert!(
+            (60..=140).contains(&s.up.lost),
+            "lost {} of 400 at 25%",
+            s.up.lost
+        );
     }
 
     #[tokio::test]
     async fn queue_is_bounded_in_bytes() {
         let (target, relay, at) = setup(|t| {
-            let mut o = RelayOptions::new(vec![Link { listen: local(), target: t }], imp(200, 0, 0.0));
+            let mut o = RelayOptions::new(
+                vec![Link {
+                    listen: local(),
+                    target: t,
+                }],
+                imp(200, 0, 0.0),
+            );
             o.queue_bytes_max = 3_000;
             o
         })
@@ -793,7 +831,13 @@ mod tests {
     #[tokio::test]
     async fn flow_table_is_bounded_and_flows_expire() {
         let (target, relay, at) = setup(|t| {
-            let mut o = RelayOptions::new(vec![Link { listen: local(), target: t }], imp(0, 0, 0.0));
+            let mut o = RelayOptions::new(
+                vec![Link {
+                    listen: local(),
+                    target: t,
+                }],
+                imp(0, 0, 0.0),
+            );
             o.flows_max = 1;
             o.flow_idle = Duration::from_millis(200);
             o
@@ -805,8 +849,12 @@ mod tests {
         a.send_to(b"a", at).await.unwrap();
         let (_, from_a) = target.recv_from(&mut buf).await.unwrap();
         b.send_to(b"b", at).await.unwrap();
-        let refused = tokio::time::timeout(Duration::from_millis(200), target.recv_from(&mut buf)).await;
-        assert!(refused.is_err(), "a second source got a flow past the bound");
+        let refused =
+            tokio::time::timeout(Duration::from_millis(200), target.recv_from(&mut buf)).await;
+        assert!(
+            refused.is_err(),
+            "a second source got a flow past the bound"
+        );
         assert_eq!(relay.stats()[0].flows_refused, 1);
         // Once a's flow is idle past flow_idle, b gets one.
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -838,7 +886,11 @@ mod tests {
         let l = parse_link("127.0.0.1:29000=127.0.0.1:29005").unwrap();
         let twice = RelayOptions::new(vec![l, l], imp(0, 0, 0.0));
         assert!(twice.validate().unwrap_err().contains("twice"));
-        assert!(RelayOptions::new(vec![], imp(0, 0, 0.0)).validate().is_err());
-        assert!(RelayOptions::new(vec![l], imp(0, 0, 1.5)).validate().is_err());
+        assert!(RelayOptions::new(vec![], imp(0, 0, 0.0))
+            .validate()
+            .is_err());
+        assert!(RelayOptions::new(vec![l], imp(0, 0, 1.5))
+            .validate()
+            .is_err());
     }
 }
