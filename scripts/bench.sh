@@ -265,7 +265,10 @@ if [ -n "$DELAY_MS" ]; then
   RELAY_PID=$!
   waited=0
   until [ "$(grep -c '^relay listening' "$NET/logs/relay.log")" = $((2 * REPLICAS)) ]; do
-    if [ -z "$(relay_ours "$RELAY_PID")" ]; then
+    # kill -0, not relay_ours: just after the fork the child may not have
+    # exec'd the relay yet (its command line is still this script's), and
+    # an unreaped child's pid cannot be another process's.
+    if ! kill -0 "$RELAY_PID" 2>/dev/null; then
       say "the relay exited during start-up:"; cat "$NET/logs/relay.log" >&2; exit 1
     fi
     [ "$waited" -lt $((READY_TIMEOUT_S * 10)) ] || { say "relay not ready after ${READY_TIMEOUT_S}s"; exit 1; }
