@@ -9,8 +9,9 @@
 //! sees one peer per source and its answers find their way back. Datagrams
 //! in either direction wait `delay + U[0, jitter]` before they are sent on,
 //! in their arrival order (a datagram never leaves before the one ahead of
-//! it in the same direction: `deadline = max(previous deadline, now + delay
-//! + jitter)`, as netem does without reordering), and each is dropped with
+//! it in the same direction: the due time is the later of the previous
+//! one's and `now + delay + jitter`, as netem without reordering), and
+//! each is dropped with
 //! probability `loss`. What waits is bounded in bytes per direction
 //! ([`RelayOptions::queue_bytes_max`]); a datagram over the bound is dropped
 //! and counted.

@@ -289,6 +289,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn profiles_are_valid_and_wan_deepens_the_pipeline() {
+        assert_eq!(Profile::Lan.consensus(), Config::default());
+        let wan = Profile::Wan.consensus();
+        wan.validate().unwrap();
+        assert_eq!(wan.pipeline_depth, WAN_PIPELINE_DEPTH);
+        assert_eq!(wan.request_timeout_ms, WAN_REQUEST_TIMEOUT_MS);
+        assert!(wan.pipeline_depth > Config::default().pipeline_depth);
+        assert!(wan.request_timeout_ms > Config::default().request_timeout_ms);
+    }
+
+    #[test]
     fn writes_loadable_homes_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = TestnetOptions::new(4, dir.path().join("net"));
