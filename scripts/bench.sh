@@ -3,8 +3,9 @@
 # temporary directory, loaded by `pbft-client bench`, then a summary.
 #
 #   scripts/bench.sh [--txs N] [--concurrency C] [--rate R] [--base-port P]
-#                    [--batch-txs-max B] [--pipeline-depth D] [--deadline-s S]
-#                    [--client-threads T] [--no-ops] [--scrape-ms M]
+#                    [--profile lan|wan] [--batch-txs-max B] [--pipeline-depth D]
+#                    [--deadline-s S] [--client-threads T] [--no-ops] [--scrape-ms M]
+#                    [--delay-ms D [--jitter-ms J] [--loss-percent P]]
 #                    [--no-build] [--keep] [--json]
 #
 #   --txs N            transfers to commit (default 20000)
@@ -12,6 +13,8 @@
 #   --rate R           open-loop offered rate in tx/s (default: closed loop)
 #   --base-port P      replica i uses UDP ports P+10i and P+10i+1 and TCP port
 #                      P+10i+2 (its operations endpoint; default 27000)
+#   --profile P        the testnet's consensus profile (`pbft-replica testnet
+#                      --profile`: lan, the default, or wan)
 #   --batch-txs-max B  consensus.batch_txs_max of the generated testnet
 #   --pipeline-depth D consensus.pipeline_depth of the generated testnet
 #   --deadline-s S     bound on the client run (default 600)
@@ -20,6 +23,16 @@
 #                      = ""), to measure what it costs
 #   --scrape-ms M      during the run, GET every replica's /metrics every M ms
 #                      (as Prometheus would; the count is reported)
+#   --delay-ms D       a wide-area network on one machine: every message
+#                      between two replicas, and between the client and a
+#                      replica, waits D ms one way, in a `pbft-client relay`
+#                      (one process, a link in front of each replica's p2p
+#                      and client address: genesis names the relay, replica
+#                      i binds P+10i+5 and P+10i+6). D = 0 runs through the
+#                      relay without delay, to see what the relay costs.
+#   --jitter-ms J      with --delay-ms: plus a uniform [0, J] ms per
+#                      datagram (order kept)
+#   --loss-percent P   with --delay-ms: drop P% of datagrams each way
 #   --no-build         use the binaries already in $CARGO_TARGET_DIR/release
 #   --keep             keep the temporary directory (logs, stores)
 #   --json             print the summary as one JSON object (the client's
@@ -31,15 +44,16 @@
 # client's untimed setup — a few queries and at most C funding transfers —
 # is included) per 1,000 committed transfers and the peak resident memory
 # (VmHWM), and the replicas' views and view changes after the run (a
-# benchmark should cause none). Only the replicas this script started are
-# ever signalled.
+# benchmark should cause none), and with --delay-ms the relay's settings and
+# counts (datagrams forwarded, lost, dropped by a full queue). Only the
+# replicas and the relay this script started are ever signalled.
 # Exit: 0 all committed; the client's exit code if it failed (5 timeout,
 # 6 rejected, 1 other); 1 if the network could not be started; 2 usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,9p' "$0" | sed 's/^# \{0,1\}//' >&2
   echo "(see the header of $0 for every option)" >&2
   exit 2
 }
@@ -49,6 +63,7 @@ CONC=64
 RATE=""
 BASE_PORT=27000
 BATCH=""
+PROFILE=""
 DEPTH=""
 DEADLINE_S=600
 CLIENT_THREADS=1
@@ -57,6 +72,9 @@ KEEP=0
 JSON=0
 OPS=1
 SCRAPE_MS=""
+DELAY_MS=""
+JITTER_MS=""
+LOSS_PERCENT=""
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: $1 needs a value" >&2; usage; }; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
 while [ $# -gt 0 ]; do
@@ -66,11 +84,15 @@ while [ $# -gt 0 ]; do
     --rate) need_value "$@"; RATE=$2; shift 2 ;;
     --base-port) need_value "$@"; BASE_PORT=$2; shift 2 ;;
     --batch-txs-max) need_value "$@"; BATCH=$2; shift 2 ;;
+    --profile) need_value "$@"; PROFILE=$2; shift 2 ;;
     --pipeline-depth) need_value "$@"; DEPTH=$2; shift 2 ;;
     --deadline-s) need_value "$@"; DEADLINE_S=$2; shift 2 ;;
     --client-threads) need_value "$@"; CLIENT_THREADS=$2; shift 2 ;;
     --no-ops) OPS=0; shift ;;
     --scrape-ms) need_value "$@"; SCRAPE_MS=$2; shift 2 ;;
+    --delay-ms) need_value "$@"; DELAY_MS=$2; shift 2 ;;
+    --jitter-ms) need_value "$@"; JITTER_MS=$2; shift 2 ;;
+    --loss-percent) need_value "$@"; LOSS_PERCENT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --keep) KEEP=1; shift ;;
     --json) JSON=1; shift ;;
@@ -85,6 +107,9 @@ is_uint "$DEADLINE_S" || { echo "error: --deadline-s must be a positive integer"
 if [ -n "$RATE" ] && ! [[ "$RATE" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
   echo "error: --rate must be a positive number (tx/s)" >&2; usage
 fi
+if [ -n "$PROFILE" ] && ! [[ "$PROFILE" =~ ^(lan|wan)$ ]]; then
+  echo "error: --profile must be lan or wan" >&2; usage
+fi
 if [ -n "$BATCH" ] && ! is_uint "$BATCH"; then
   echo "error: --batch-txs-max must be a positive integer" >&2; usage
 fi
@@ -96,6 +121,20 @@ if [ -n "$SCRAPE_MS" ] && [ "$OPS" = 0 ]; then
 fi
 if [ -n "$DEPTH" ] && ! is_uint "$DEPTH"; then
   echo "error: --pipeline-depth must be a positive integer" >&2; usage
+fi
+if [ -n "$DELAY_MS" ] && ! [[ "$DELAY_MS" =~ ^[0-9]+$ && "$DELAY_MS" -le 60000 ]]; then
+  echo "error: --delay-ms must be an integer in 0..=60000" >&2; usage
+fi
+if [ -n "$JITTER_MS" ] && ! [[ "$JITTER_MS" =~ ^[0-9]+$ && "$JITTER_MS" -le 60000 ]]; then
+  echo "error: --jitter-ms must be an integer in 0..=60000" >&2; usage
+fi
+if [ -n "$LOSS_PERCENT" ]; then
+  if ! [[ "$LOSS_PERCENT" =~ ^[0-9]+(\.[0-9]+)?$ ]] || awk -v p="$LOSS_PERCENT" 'BEGIN { exit !(p > 100) }'; then
+    echo "error: --loss-percent must be a number in 0..=100" >&2; usage
+  fi
+fi
+if [ -z "$DELAY_MS" ] && { [ -n "$JITTER_MS" ] || [ -n "$LOSS_PERCENT" ]; }; then
+  echo "error: --jitter-ms and --loss-percent need --delay-ms" >&2; usage
 fi
 if ! is_uint "$BASE_PORT" || [ "$BASE_PORT" -gt 65400 ]; then
   echo "error: --base-port must be 1..65400" >&2; usage
@@ -125,6 +164,7 @@ done
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/pbft-bench.XXXXXX")"
 NET="$DIR/net"
 PIDS=()
+RELAY_PID=""
 FAILED=1
 
 # The pid if it is still one of the replicas we started (a recycled pid is
@@ -133,6 +173,30 @@ ours() {
   local pid=$1
   kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "pbft-replica start --home $NET/" && echo "$pid"
   return 0
+}
+
+# The relay's pid if it is still the relay we started, else nothing.
+relay_ours() {
+  local pid=$1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "pbft-client relay --link 127.0.0.1:$BASE_PORT=" && echo "$pid"
+  return 0
+}
+
+# Stops the relay we started (SIGTERM; it prints its counts and exits).
+stop_relay() {
+  local waited=0
+  [ -n "$(relay_ours "$RELAY_PID")" ] || return 0
+  kill -TERM "$RELAY_PID" 2>/dev/null || true
+  while [ -n "$(relay_ours "$RELAY_PID")" ]; do
+    if [ "$waited" -ge $((STOP_TIMEOUT_S * 10)) ]; then
+      say "relay pid $RELAY_PID did not stop within ${STOP_TIMEOUT_S}s; killing it"
+      kill -KILL "$RELAY_PID" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  wait "$RELAY_PID" 2>/dev/null || true
 }
 
 cleanup() {
@@ -152,6 +216,7 @@ cleanup() {
       waited=$((waited + 1))
     done
   done
+  stop_relay
   if [ "$KEEP" = 1 ] || [ "$FAILED" = 1 ]; then
     say "kept $DIR (logs in $NET/logs)"
   else
@@ -164,6 +229,7 @@ trap 'exit 130' INT TERM
 say "== generating a $REPLICAS-replica testnet in $NET (base port $BASE_PORT)"
 testnet_args=(testnet --replicas "$REPLICAS" --out "$NET" --base-port "$BASE_PORT"
   --clients 1 --balance 1000000000000)
+[ -n "$PROFILE" ] && testnet_args+=(--profile "$PROFILE")
 [ -n "$BATCH" ] && testnet_args+=(--batch-txs-max "$BATCH")
 [ -n "$DEPTH" ] && testnet_args+=(--pipeline-depth "$DEPTH")
 "$BIN/pbft-replica" "${testnet_args[@]}" >/dev/null
@@ -171,6 +237,43 @@ mkdir -p "$NET/logs"
 if [ "$OPS" = 0 ]; then
   for i in $(seq 0 $((REPLICAS - 1))); do
     sed -i '/^\[ops\]/,$ s/^#\{0,1\} \{0,1\}listen = .*/listen = ""/' "$NET/replica-$i/config.toml"
+  done
+fi
+
+if [ -n "$DELAY_MS" ]; then
+  # Genesis keeps naming P+10i (p2p) and P+10i+1 (client): the relay binds
+  # those and forwards to where the replica really listens, P+10i+5 and
+  # P+10i+6. The operations endpoint stays on P+10i+2 (testnet writes it).
+  links=()
+  for i in $(seq 0 $((REPLICAS - 1))); do
+    p=$((BASE_PORT + 10 * i))
+    conf="$NET/replica-$i/config.toml"
+    awk -v p2p="127.0.0.1:$((p + 5))" -v client="127.0.0.1:$((p + 6))" '
+      /^\[/ { section = $0 }
+      section == "[p2p]" && /^listen = / { $0 = "listen = \"" p2p "\"" }
+      section == "[client]" && /^listen = / { $0 = "listen = \"" client "\"" }
+      { print }' "$conf" >"$conf.tmp" && mv "$conf.tmp" "$conf"
+    grep -q "^listen = \"127.0.0.1:$((p + 5))\"" "$conf" && grep -q "^listen = \"127.0.0.1:$((p + 6))\"" "$conf" \
+      && grep -q "^listen = \"127.0.0.1:$((p + 2))\"" "$conf" \
+      || { say "could not point replica $i's config at the relay ($conf)"; exit 1; }
+    links+=(--link "127.0.0.1:$p=127.0.0.1:$((p + 5))" --link "127.0.0.1:$((p + 1))=127.0.0.1:$((p + 6))")
+  done
+  relay_args=(relay "${links[@]}" --delay-ms "$DELAY_MS" --jitter-ms "${JITTER_MS:-0}"
+    --loss-percent "${LOSS_PERCENT:-0}" --duration-s $((DEADLINE_S + 600)) --output json)
+  say "== relay: one-way delay $DELAY_MS ms, jitter ${JITTER_MS:-0} ms, loss ${LOSS_PERCENT:-0}%"
+  "$BIN/pbft-client" "${relay_args[@]}" >"$NET/logs/relay.json" 2>"$NET/logs/relay.log" </dev/null &
+  RELAY_PID=$!
+  waited=0
+  until [ "$(grep -c '^relay listening' "$NET/logs/relay.log")" = $((2 * REPLICAS)) ]; do
+    # kill -0, not relay_ours: just after the fork the child may not have
+    # exec'd the relay yet (its command line is still this script's), and
+    # an unreaped child's pid cannot be another process's.
+    if ! kill -0 "$RELAY_PID" 2>/dev/null; then
+      say "the relay exited during start-up:"; cat "$NET/logs/relay.log" >&2; exit 1
+    fi
+    [ "$waited" -lt $((READY_TIMEOUT_S * 10)) ] || { say "relay not ready after ${READY_TIMEOUT_S}s"; exit 1; }
+    sleep 0.1
+    waited=$((waited + 1))
   done
 fi
 
@@ -212,6 +315,7 @@ children_s() {
 
 before=()
 for pid in "${PIDS[@]}"; do before+=("$(cpu_ticks "$pid")"); done
+[ -z "$RELAY_PID" ] || relay_before=$(cpu_ticks "$RELAY_PID")
 client_args=(--network "$NET" --key "$NET/clients/client-0.key" --timeout-ms 10000
   bench --txs "$TXS" --concurrency "$CONC" --deadline-s "$DEADLINE_S" --threads "$CLIENT_THREADS" --json)
 [ -n "$RATE" ] && client_args+=(--rate "$RATE")
@@ -266,6 +370,19 @@ status="$("$BIN/pbft-client" --network "$NET" --timeout-ms 5000 status --stats 2
 views=$(awk '$3 == "reachable" { printf "%s%s", sep, $5; sep = " " }' <<<"$status")
 view_changes=$(awk '$3 == "counters" { n += $5 } END { print n + 0 }' <<<"$status")
 
+# The relay's counts, summed over its links and both directions (it prints
+# them as it stops; the run is over, the replicas no longer need it).
+relay_json=null
+relay_text=""
+if [ -n "$DELAY_MS" ]; then
+  [ -n "$(relay_ours "$RELAY_PID")" ] || { say "the relay died during the run; see $NET/logs/relay.log"; exit 1; }
+  relay_cpu=$(awk -v a="$relay_before" -v b="$(cpu_ticks "$RELAY_PID")" -v t="$TCK" 'BEGIN { printf "%.2f", (b - a) / t }')
+  stop_relay
+  rsum() { grep -oE "\"$1\":[0-9]+" "$NET/logs/relay.json" | awk -F: '{ n += $2 } END { print n + 0 }'; }
+  relay_json="{\"delay_ms\":$DELAY_MS,\"jitter_ms\":${JITTER_MS:-0},\"loss_percent\":${LOSS_PERCENT:-0},\"forwarded\":$(rsum forwarded),\"lost\":$(rsum lost),\"queue_full\":$(rsum queue_full),\"send_errors\":$(rsum send_errors),\"cpu_s\":$relay_cpu}"
+  relay_text="one-way delay $DELAY_MS ms, jitter ${JITTER_MS:-0} ms, loss ${LOSS_PERCENT:-0}%; datagrams forwarded $(rsum forwarded), lost $(rsum lost), queue-full $(rsum queue_full); relay cpu $relay_cpu s"
+fi
+
 REPORT="$(cat "$DIR/client.json")"
 [ -n "$REPORT" ] || { say "pbft-client bench printed no report (exit $client_rc)"; exit "$client_rc"; }
 # One numeric field of the client's flat-enough JSON report.
@@ -286,7 +403,7 @@ total_per=$(awk -v c="$total_cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "
 client_per=$(awk -v c="$client_cpu" -v n="$committed" 'BEGIN { if (n > 0) printf "%.3f", c * 1000 / n; else print "null" }')
 
 if [ "$JSON" = 1 ]; then
-  echo "${REPORT%\}},\"replicas\":[$replicas_json],\"replicas_cpu_s\":$total_cpu,\"replicas_cpu_s_per_1000_tx\":$total_per,\"client_cpu_s\":$client_cpu,\"client_cpu_s_per_1000_tx\":$client_per,\"views\":\"$views\",\"view_changes_started\":$view_changes,\"ops\":$OPS,\"metrics_scrapes\":$scrapes,\"nproc\":$(nproc),\"loadavg_before\":\"$load_before\"}"
+  echo "${REPORT%\}},\"replicas\":[$replicas_json],\"replicas_cpu_s\":$total_cpu,\"replicas_cpu_s_per_1000_tx\":$total_per,\"client_cpu_s\":$client_cpu,\"client_cpu_s_per_1000_tx\":$client_per,\"views\":\"$views\",\"view_changes_started\":$view_changes,\"relay\":$relay_json,\"ops\":$OPS,\"metrics_scrapes\":$scrapes,\"nproc\":$(nproc),\"loadavg_before\":\"$load_before\"}"
 else
   echo "committed    $committed of $(field txs)  (failures $(field failures), retries $(field retries), re-asks $(field replica_retries))"
   if [ "$(field failures)" != 0 ]; then
@@ -298,6 +415,7 @@ else
   for i in $(seq 0 $((REPLICAS - 1))); do echo "${rows[$i]}"; done
   echo "replicas     cpu ${total_cpu} s  ${total_per} cpu-s/1000 tx (all four)"
   echo "views        ${views:-?} after the run; view changes started: $view_changes"
+  [ -z "$relay_text" ] || echo "wan relay    $relay_text"
   echo "client       cpu ${client_cpu} s  ${client_per} cpu-s/1000 tx (setup included)"
   if [ "$OPS" = 0 ]; then echo "ops          endpoint disabled"; else echo "ops          endpoint on; /metrics scraped $scrapes times during the run"; fi
   echo "machine      $(nproc) cores; load average before the client run: $load_before (shared machine)"

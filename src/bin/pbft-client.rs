@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use pbft_ledger::client::bench::{BenchOptions, CONCURRENCY_MAX};
 use pbft_ledger::client::cli::{self, CliError};
 use pbft_ledger::client::output::{self, Format, Report};
+use pbft_ledger::client::relay;
 use pbft_ledger::client::watch::{self, WatchOptions};
 use pbft_ledger::crypto::{Digest, PublicKey};
 use pbft_ledger::exit;
@@ -141,6 +142,41 @@ enum Command {
               value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
+    /// A UDP relay for measuring over a slow network on one machine: each
+    /// --link forwards datagrams from LISTEN to TARGET (and the answers
+    /// back), each delayed by --delay-ms plus up to --jitter-ms (never
+    /// reordered) and dropped with --loss-percent. Runs until SIGINT,
+    /// SIGTERM or --duration-s, then prints each link's counts on stderr.
+    /// Needs no network directory.
+    Relay {
+        /// LISTEN=TARGET, two IP:PORT addresses; repeat for more links.
+        #[arg(long = "link", value_name = "LISTEN=TARGET", required = true,
+              value_parser = relay::parse_link)]
+        links: Vec<relay::Link>,
+        /// One-way delay added in each direction, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 0,
+              value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        delay_ms: u64,
+        /// Extra delay per datagram, uniform in [0, J] milliseconds.
+        #[arg(long, value_name = "J", default_value_t = 0,
+              value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        jitter_ms: u64,
+        /// Percentage of datagrams dropped, in each direction (0..=100).
+        #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_percent)]
+        loss_percent: f64,
+        /// Seed for the loss and jitter draws (a repeatable run).
+        #[arg(long, value_name = "S")]
+        seed: Option<u64>,
+        /// Stop after S seconds (default: until SIGINT or SIGTERM).
+        #[arg(long, value_name = "S",
+              value_parser = clap::value_parser!(u64).range(1..=604_800))]
+        duration_s: Option<u64>,
+        /// Bytes that may wait in one direction of one link; more are
+        /// dropped (counted as queue-full).
+        #[arg(long, value_name = "B", default_value_t = relay::QUEUE_BYTES_MAX as u64,
+              value_parser = clap::value_parser!(u64).range(1_500..=(1u64 << 32)))]
+        queue_bytes_max: u64,
+    },
     /// Write a new key file and print its account.
     Keygen {
         #[arg(long, value_name = "FILE")]
@@ -232,9 +268,38 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("'{s}' is not a percentage in 0..=100")),
+    }
+}
+
 fn run(cli: Cli) -> Result<Report, CliError> {
     if let Command::Keygen { out } = &cli.command {
         return cli::keygen(out);
+    }
+    if let Command::Relay {
+        links,
+        delay_ms,
+        jitter_ms,
+        loss_percent,
+        seed,
+        duration_s,
+        queue_bytes_max,
+    } = cli.command
+    {
+        let mut opts = relay::RelayOptions::new(
+            links,
+            relay::Impairment {
+                delay: Duration::from_millis(delay_ms),
+                jitter: Duration::from_millis(jitter_ms),
+                loss: loss_percent / 100.0,
+            },
+        );
+        opts.seed = seed;
+        opts.queue_bytes_max = queue_bytes_max as usize;
+        return cli::relay(&opts, duration_s.map(Duration::from_secs));
     }
     let genesis = cli::load_genesis(&cli::genesis_path(
         cli.network.as_deref(),
@@ -361,7 +426,7 @@ fn run(cli: Cli) -> Result<Report, CliError> {
                     .map(|()| Report::streamed())
             }
             // Handled above, before the network is loaded.
-            Command::Keygen { .. } => Ok(Report::streamed()),
+            Command::Keygen { .. } | Command::Relay { .. } => Ok(Report::streamed()),
         };
         client.close().await;
         result

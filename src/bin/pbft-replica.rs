@@ -2,7 +2,6 @@
 //! Argument parsing only; the work is in `pbft_ledger::node`.
 
 use clap::{Args, Parser, Subcommand};
-use pbft_ledger::consensus::Config;
 use pbft_ledger::exit;
 use pbft_ledger::keyfile;
 use pbft_ledger::node::config::LogFormat;
@@ -119,6 +118,11 @@ struct TestnetArgs {
     balance: u64,
     #[arg(long, default_value = "pbft-testnet")]
     chain_id: String,
+    /// Consensus parameters to start from: lan (the defaults) or wan
+    /// (replicas tens of milliseconds apart: a deeper pipeline and a longer
+    /// request timeout). The options below override single parameters.
+    #[arg(long, value_enum, default_value_t = testnet::Profile::Lan)]
+    profile: testnet::Profile,
     /// consensus.request_timeout_ms (also the first view-change timeout).
     #[arg(long)]
     request_timeout_ms: Option<u64>,
@@ -225,7 +229,7 @@ fn role(byzantine: Option<&str>) -> Result<runtime::Role, String> {
 }
 
 fn run_testnet(a: TestnetArgs) -> i32 {
-    let mut consensus = Config::default();
+    let mut consensus = a.profile.consensus();
     let set = |v: Option<u64>, field: &mut u64| {
         if let Some(v) = v {
             *field = v;

@@ -11,8 +11,11 @@
 //! 1. *Setup (not timed).* The senders' keys are derived deterministically
 //!    from the `--key` account's seed (so a re-run on the same network reuses
 //!    them); their balances and nonces are queried; each sender that holds
-//!    less than it will send is funded by a transfer from the `--key`
-//!    account (one at a time: they share that account's nonce); the client
+//!    less than it will send is funded from the `--key` account in two
+//!    levels (that account pays about the square root of their number, one
+//!    at a time as they share its nonce, enough to pass on; each of those
+//!    pays its group, all groups at once), so funding C senders takes about
+//!    2*sqrt(C) commits in sequence, not C; the client
 //!    connections are opened; all `N` transfers are signed. Sender `s` sends
 //!    1 unit per transfer to sender `s+1` (to the `--key` account if there
 //!    is a single sender), so funds circulate and re-runs rarely need funding.
@@ -320,6 +323,30 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// Submits one funding transfer (to sender `s`) and waits for it to execute.
+async fn fund(
+    client: &Client,
+    tx: &Transaction,
+    s: usize,
+    deadline: Instant,
+) -> Result<(), CliError> {
+    let by = (Instant::now() + client.timeout()).min(deadline);
+    let c = client.submit_by(tx, by).await.map_err(|e| CliError {
+        code: e.exit_code(),
+        message: format!("funding sender {s}: {e}"),
+    })?;
+    if c.receipt != Receipt::Ok {
+        return Err(fail(
+            exit::REJECTED,
+            format!(
+                "funding sender {s} executed but failed: {}",
+                c.receipt.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the benchmark with `funder` (the `--key` client) paying for setup.
 pub async fn run(funder: &Client, opts: &BenchOptions) -> Result<BenchReport, CliError> {
     if opts.txs == 0 {
@@ -393,23 +420,57 @@ pub async fn run(funder: &Client, opts: &BenchOptions) -> Result<BenchReport, Cl
                 ),
             ));
         }
-        for (s, amount) in needs {
+        // Two levels, so setup takes about 2*sqrt(F) commit round trips
+        // rather than F (F senders to fund; at a 50 ms one-way delay a
+        // round trip is a quarter of a second): the funder pays the first
+        // H = ceil(sqrt(F)) of them, the hubs, their own need plus their
+        // group's, one at a time (they share its nonce); then the hubs pay
+        // their groups, all hubs at once, each one at a time.
+        let hubs = (1..=needs.len())
+            .find(|h| h * h >= needs.len())
+            .unwrap_or(1);
+        let groups: Vec<Vec<(usize, u64)>> = needs[hubs..]
+            .chunks(needs.len().saturating_sub(hubs).div_ceil(hubs).max(1))
+            .map(|g| g.to_vec())
+            .collect();
+        for (h, &(s, amount)) in needs[..hubs].iter().enumerate() {
+            let passed_on: u64 = groups.get(h).map_or(0, |g| g.iter().map(|(_, n)| n).sum());
             nonce += 1;
-            let tx = Transaction::transfer(network, funder.key(), keys[s].public(), amount, nonce);
-            let by = (Instant::now() + funder.timeout()).min(deadline);
-            let c = funder.submit_by(&tx, by).await.map_err(|e| CliError {
-                code: e.exit_code(),
-                message: format!("funding sender {s}: {e}"),
-            })?;
-            if c.receipt != Receipt::Ok {
-                return Err(fail(
-                    exit::REJECTED,
-                    format!(
-                        "funding sender {s} executed but failed: {}",
-                        c.receipt.as_str()
-                    ),
-                ));
-            }
+            let tx = Transaction::transfer(
+                network,
+                funder.key(),
+                keys[s].public(),
+                amount + passed_on,
+                nonce,
+            );
+            fund(funder, &tx, s, deadline).await?;
+        }
+        let mut paying = JoinSet::new();
+        for (h, group) in groups.into_iter().enumerate() {
+            let hub = needs[h].0;
+            let (key, first_nonce) = (keys[hub].clone(), state[hub].1);
+            state[hub].1 += group.len() as u64;
+            let client = pool[hub / SENDERS_PER_CONNECTION].clone();
+            let publics: Vec<(usize, PublicKey, u64)> = group
+                .iter()
+                .map(|&(s, amount)| (s, keys[s].public(), amount))
+                .collect();
+            paying.spawn(async move {
+                for (k, (s, to, amount)) in publics.into_iter().enumerate() {
+                    let tx = Transaction::transfer(
+                        network,
+                        &key,
+                        to,
+                        amount,
+                        first_nonce + 1 + k as u64,
+                    );
+                    fund(&client, &tx, s, deadline).await?;
+                }
+                Ok::<(), CliError>(())
+            });
+        }
+        while let Some(joined) = paying.join_next().await {
+            joined.map_err(|e| fail(exit::FAILURE, format!("setup task failed: {e}")))??;
         }
     }
 

@@ -238,3 +238,31 @@ pub async fn bench(client: &Client, opts: &super::bench::BenchOptions) -> Result
     }
     Ok(Report::ok(doc))
 }
+
+/// `relay`: runs a delaying UDP relay ([`super::relay`]) on its own
+/// single-threaded runtime until SIGINT, SIGTERM or `duration`, then prints
+/// each link's counts on stderr (and, as JSON, `{"links": [...]}`). A bad
+/// option set exits 2, an address that cannot be bound 1.
+pub fn relay(
+    opts: &super::relay::RelayOptions,
+    duration: Option<Duration>,
+) -> Result<Report, CliError> {
+    opts.validate().map_err(|e| fail(exit::USAGE, e))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            fail(
+                exit::FAILURE,
+                format!("cannot start the async runtime: {e}"),
+            )
+        })?;
+    let stats = runtime
+        .block_on(super::relay::run(opts, duration))
+        .map_err(|e| fail(exit::FAILURE, e))?;
+    for s in &stats {
+        eprintln!("{}", s.text());
+    }
+    let json = serde_json::json!({ "links": stats });
+    Ok(Report::ok(Document::new(&json, String::new())?))
+}

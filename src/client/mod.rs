@@ -23,6 +23,7 @@ pub mod hostile;
 pub mod output;
 pub mod proto;
 pub mod quorum;
+pub mod relay;
 mod session;
 pub mod watch;
 

@@ -21,6 +21,41 @@ use std::path::{Path, PathBuf};
 /// Default first port.
 pub const BASE_PORT: u16 = 26000;
 
+/// `testnet --profile`: the consensus parameters to start from, for where
+/// the replicas run (explicit options such as `--pipeline-depth` override
+/// them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// Replicas on one machine or a LAN: the defaults ([`Config::default`]).
+    #[default]
+    Lan,
+    /// Replicas tens of milliseconds apart (measured up to 50 ms one way
+    /// with `scripts/wan-table.sh`; README, "Benchmark").
+    Wan,
+}
+
+impl Profile {
+    /// The consensus parameters of this profile.
+    pub fn consensus(self) -> Config {
+        let mut c = Config::default();
+        if self == Profile::Wan {
+            c.pipeline_depth = WAN_PIPELINE_DEPTH;
+            c.request_timeout_ms = WAN_REQUEST_TIMEOUT_MS;
+        }
+        c
+    }
+}
+
+/// `--profile wan`'s pipeline depth: with one batch in flight a primary
+/// proposes at most once per three one-way delays (PRE-PREPARE, PREPARE,
+/// COMMIT); more batches in flight keep it proposing while earlier ones
+/// are agreed on.
+pub const WAN_PIPELINE_DEPTH: u64 = 4;
+/// `--profile wan`'s request timeout: a backup's timer for a request must
+/// outlast the request's commit under load across a slow network, or a
+/// correct primary is suspected.
+pub const WAN_REQUEST_TIMEOUT_MS: u64 = 5_000;
+
 #[derive(Clone, Debug)]
 pub struct TestnetOptions {
     pub replicas: u32,
@@ -272,6 +307,17 @@ pub fn generate(opts: &TestnetOptions) -> Result<Testnet, TestnetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_are_valid_and_wan_deepens_the_pipeline() {
+        assert_eq!(Profile::Lan.consensus(), Config::default());
+        let wan = Profile::Wan.consensus();
+        wan.validate().unwrap();
+        assert_eq!(wan.pipeline_depth, WAN_PIPELINE_DEPTH);
+        assert_eq!(wan.request_timeout_ms, WAN_REQUEST_TIMEOUT_MS);
+        assert!(wan.pipeline_depth > Config::default().pipeline_depth);
+        assert!(wan.request_timeout_ms > Config::default().request_timeout_ms);
+    }
 
     #[test]
     fn writes_loadable_homes_and_refuses_to_overwrite() {
