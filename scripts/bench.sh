@@ -7,6 +7,8 @@
 #                    [--deadline-s S] [--client-threads T] [--no-ops] [--scrape-ms M]
 #                    [--delay-ms D [--jitter-ms J] [--loss-percent P]]
 #                    [--no-build] [--keep] [--json]
+#   scripts/bench.sh --sweep [sweep options]   (runs scripts/sweep.sh: the
+#                    latency-throughput curve, a table and an SVG plot)
 #
 #   --txs N            transfers to commit (default 20000)
 #   --concurrency C    sender accounts / transfers in flight (default 64)
@@ -77,6 +79,10 @@ JITTER_MS=""
 LOSS_PERCENT=""
 need_value() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: $1 needs a value" >&2; usage; }; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
+if [ "${1:-}" = "--sweep" ]; then
+  shift
+  exec scripts/sweep.sh "$@"
+fi
 while [ $# -gt 0 ]; do
   case "$1" in
     --txs) need_value "$@"; TXS=$2; shift 2 ;;
