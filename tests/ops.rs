@@ -9,29 +9,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+use common::browser::{chromium, screenshot, tool};
 use common::cluster::*;
 use common::{run_bounded, text};
 
 /// Bound on a value reaching what a test waits for.
 const WAIT: Duration = Duration::from_secs(20);
-
-fn tool(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "{name} not found on PATH: scripts/test.sh installs it \
-         (apt-get install prometheus chromium)"
-    );
-}
 
 /// Samples of the Prometheus text `body`: `name{labels}` → value.
 fn samples(body: &str) -> BTreeMap<String, f64> {
@@ -377,23 +365,6 @@ fn prometheus_scrapes_every_replica() {
 }
 
 /// Headless Chromium with a fresh profile in `dir`, run to completion.
-fn chromium(dir: &Path, args: &[&str]) -> String {
-    let out = run_bounded(
-        Command::new(tool("chromium"))
-            .args(["--headless", "--no-sandbox", "--disable-gpu"])
-            .args(["--no-first-run", "--disable-extensions"])
-            .arg(format!("--user-data-dir={}", dir.display()))
-            .args(args),
-        Duration::from_secs(90),
-    );
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 /// The text of the element with id `id` in a dumped DOM.
 fn element_text(dom: &str, id: &str) -> Option<String> {
     let start = dom.find(&format!("id=\"{id}\""))?;
@@ -442,31 +413,6 @@ fn the_dashboard_shows_the_height_and_follows_it() {
         "the page shows height {h1}, the replica is at {target}"
     );
     assert_eq!(element_text(&after, "state").as_deref(), Some("normal"));
-    let dir = artefacts();
-    let shot = dir.join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    chromium(
-        profile.path(),
-        &[
-            "--virtual-time-budget=3000",
-            "--window-size=1100,1100",
-            &format!("--screenshot={}", shot.display()),
-            url.as_str(),
-        ],
-    );
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "not a real screenshot"
-    );
+    let shot = screenshot(profile.path(), &url, "1100,1100", 3000, "dashboard.png");
     eprintln!("dashboard screenshot: {}", shot.display());
-}
-
-/// Where CI artefacts go: `$CARGO_TARGET_DIR/artefacts` (or
-/// `target/artefacts`).
-fn artefacts() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let dir = Path::new(&target).join("artefacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -6,11 +6,11 @@
 //! `chromium` (Debian's package) is installed by `scripts/test.sh`; the
 //! test fails and says so if it is missing.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 mod common;
+use common::browser::{chromium, screenshot};
 use common::{run_bounded, text};
 
 const SIM: &str = env!("CARGO_BIN_EXE_pbft-sim");
@@ -20,16 +20,6 @@ const SIM: &str = env!("CARGO_BIN_EXE_pbft-sim");
 /// and a crash of r1 (a kill -9 at 3158 ms, back at 6085 ms).
 const REPLAY: [&str; 5] = ["replay", "--seed", "8", "--adversary", "mutate"];
 
-fn tool(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} not found on PATH: scripts/test.sh installs it (apt-get install {name})");
-}
-
 fn sim(args: &[&str]) -> (String, String) {
     let out = run_bounded(Command::new(SIM).args(args), Duration::from_secs(60));
     assert!(
@@ -38,23 +28,6 @@ fn sim(args: &[&str]) -> (String, String) {
         text(&out.stderr)
     );
     (text(&out.stdout), text(&out.stderr))
-}
-
-fn chromium(dir: &Path, args: &[&str]) -> String {
-    let out = run_bounded(
-        Command::new(tool("chromium"))
-            .args(["--headless", "--no-sandbox", "--disable-gpu"])
-            .args(["--no-first-run", "--disable-extensions"])
-            .arg(format!("--user-data-dir={}", dir.display()))
-            .args(args),
-        Duration::from_secs(90),
-    );
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// A verbose trace line's virtual time in ms, as printed ("   1.043s ...").
@@ -155,24 +128,6 @@ fn the_diagram_of_a_seed_draws_every_delivered_message_of_its_window() {
     );
     assert!(dom.contains("CRASH (kill -9)"), "no crash band");
 
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let artefacts = Path::new(&target).join("artefacts");
-    std::fs::create_dir_all(&artefacts).unwrap();
-    let shot = artefacts.join("sim-diagram.png");
-    let _ = std::fs::remove_file(&shot);
-    chromium(
-        profile.path(),
-        &[
-            "--virtual-time-budget=5000",
-            "--window-size=1100,1400",
-            &format!("--screenshot={}", shot.display()),
-            url.as_str(),
-        ],
-    );
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "not a real screenshot"
-    );
+    let shot = screenshot(profile.path(), &url, "1100,1400", 5000, "sim-diagram.png");
     eprintln!("diagram screenshot: {}", shot.display());
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the real-process integration tests.
 #![allow(dead_code)] // each test crate uses part of them
 
+pub mod browser;
 pub mod cluster;
 pub mod node;
 
