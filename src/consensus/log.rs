@@ -13,7 +13,7 @@ use super::messages::{Checkpoint, Commit, Message, PrePrepare, Prepare, Prepared
 use super::{PersistOp, VoteKind};
 use crate::crypto::{Digest, Signed, Verified};
 use crate::tx::Batch;
-use crate::types::{ReplicaId, Seq, View};
+use crate::types::{ReplicaId, Seq, Time, View};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -48,6 +48,10 @@ pub(super) struct Slot {
     /// Signers whose vote arrived after it could matter and was neither
     /// checked nor kept (see `Replica::skip_late_vote`; at most 2n).
     pub(super) late: BTreeSet<(VoteKind, ReplicaId)>,
+    /// When a backup accepted the primary's fresh PRE-PREPARE here (not
+    /// one a NEW-VIEW carried): the start of the round the proposal
+    /// monitor measures.
+    pub(super) pre_prepared_at: Option<Time>,
 }
 
 impl Slot {

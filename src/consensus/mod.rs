@@ -52,6 +52,7 @@
 //! | `Inbox` | `inbox.rs` | future-view messages, the wasted-check allowance |
 //! | `Requests` | `requests.rs` | client requests known but not executed ([`Pending`]), checked signatures, the primary's next seq |
 //! | `VoteRetransmit` | `normal.rs` | when to re-send our votes in the normal case |
+//! | `Monitor` | `monitor.rs` | the primary's pace as a backup sees it: the smoothed round, when it had room, what was forwarded |
 //!
 //! The phase files (`normal.rs`, `view_change.rs`, ...) hold the handlers:
 //! `impl Replica` blocks that borrow the parts they need. Configuration is in
@@ -66,6 +67,7 @@ mod inbox;
 mod invariants;
 mod log;
 pub mod messages;
+mod monitor;
 mod normal;
 pub mod pacer;
 mod proofs;
@@ -95,6 +97,7 @@ use guard::{VoteGuard, VoteKind};
 use inbox::Inbox;
 use log::{CommittedEntry, Log};
 use messages::*;
+use monitor::Monitor;
 use normal::VoteRetransmit;
 use requests::Requests;
 use rkyv::{Archive, Deserialize, Serialize};
@@ -247,6 +250,11 @@ pub struct Stats {
     pub batches_executed: u64,
     pub batches_fetched: u64,
     pub stable_checkpoints: u64,
+    /// Times the proposal monitor suspected a primary that left requests
+    /// unproposed with room in its pipeline (`monitor.rs`).
+    pub primaries_suspected_stalling: u64,
+    /// Requests forwarded to a primary that left them unproposed.
+    pub requests_forwarded: u64,
 }
 
 /// A PBFT replica: its identity and clock, its view and [`Status`], and
@@ -287,6 +295,8 @@ pub struct Replica {
     timers: TimerTable,
     /// When to re-send our votes in the normal case (`normal.rs`).
     vote_retransmit: VoteRetransmit,
+    /// The primary's pace as this backup sees it (`monitor.rs`).
+    monitor: Monitor,
 
     actions: VecDeque<Action>,
     stats: Stats,
@@ -322,6 +332,7 @@ impl Replica {
             requests: Requests::new(&cfg),
             timers: TimerTable::default(),
             vote_retransmit: VoteRetransmit::default(),
+            monitor: Monitor::default(),
             actions: VecDeque::new(),
             stats: Stats::default(),
             invariant_checks: cfg!(any(debug_assertions, test)),
@@ -379,6 +390,7 @@ impl Replica {
             Input::Tick => {}
         }
         self.on_timers();
+        self.watch_primary();
         self.after_input();
     }
 

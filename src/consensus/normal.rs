@@ -136,7 +136,11 @@ impl Replica {
         let Some(batch) = self.check_fresh_batch(&batch_bytes, digest) else {
             return;
         };
+        let now = self.now;
         self.accept_pre_prepare(pp, Arc::new(batch), batch_bytes.into());
+        if let Some(slot) = self.log.slots.get_mut(&seq) {
+            slot.pre_prepared_at = Some(now);
+        }
     }
 
     /// Validates the batch of a fresh (normal-case) PRE-PREPARE.
@@ -197,6 +201,9 @@ impl Replica {
         let prepare_it = self.cluster.primary(view) != self.me
             && self.guard.may_vote_afresh(view)
             && self.log.may_vote_at(seq);
+        if view == self.view {
+            self.requests.pending.mark_proposed(&batch.txs);
+        }
         let slot = self.log.slot_mut(seq, self.view);
         slot.pre_prepare = Some(pp);
         slot.batch = Some((batch, bytes));
@@ -404,6 +411,9 @@ impl Replica {
             return;
         };
         slot.committed = Some(entry);
+        if let Some(at) = slot.pre_prepared_at {
+            self.monitor.sample_round(self.now, at);
+        }
         self.try_execute();
     }
 

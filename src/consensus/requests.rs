@@ -14,7 +14,7 @@ use super::timers::Timer;
 use super::{teeth, Action, Config, Refusal, Replica, Status, VoteKind};
 use crate::crypto::PublicKey;
 use crate::tx::{batch_digest, Batch, Transaction, VerifiedCache, VerifiedTx};
-use crate::types::Seq;
+use crate::types::{Seq, Time};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -42,6 +42,9 @@ pub struct Pending {
 struct PendingTx {
     tx: Transaction,
     arrival: u64,
+    /// When it arrived (the proposal monitor measures how long the primary
+    /// leaves it unproposed).
+    at: Time,
 }
 
 /// Why a request was not added.
@@ -82,7 +85,8 @@ impl Pending {
             .get(&(tx.from, tx.nonce))
             .is_some_and(|p| p.tx == *tx)
     }
-    pub fn insert(&mut self, tx: VerifiedTx) -> Result<(), Rejected> {
+    /// Adds a request that arrived at `at`.
+    pub fn insert(&mut self, tx: VerifiedTx, at: Time) -> Result<(), Rejected> {
         let tx = tx.into_inner();
         let key = (tx.from, tx.nonce);
         if self.txs.contains_key(&key) {
@@ -98,7 +102,7 @@ impl Pending {
         *count += 1;
         let arrival = self.next_arrival;
         self.next_arrival += 1;
-        self.txs.insert(key, PendingTx { tx, arrival });
+        self.txs.insert(key, PendingTx { tx, arrival, at });
         self.unproposed.insert(arrival, key);
         self.arrivals.insert(arrival);
         Ok(())
@@ -106,6 +110,38 @@ impl Pending {
     /// The arrival number of the oldest request held.
     pub fn oldest_arrival(&self) -> Option<u64> {
         self.arrivals.first().copied()
+    }
+    /// When the oldest request not yet proposed arrived: on a backup, not
+    /// yet seen in a PRE-PREPARE of this view ([`Pending::mark_proposed`]).
+    pub(super) fn oldest_unproposed_at(&self) -> Option<Time> {
+        let (_, key) = self.unproposed.first_key_value()?;
+        self.txs.get(key).map(|p| p.at)
+    }
+    /// Up to `max` unproposed requests in arrival order, with their arrival
+    /// numbers, of those that arrived after `after`.
+    pub(super) fn unproposed_after(
+        &self,
+        after: Option<u64>,
+        max: usize,
+    ) -> Vec<(u64, Transaction)> {
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        self.unproposed
+            .range(from..)
+            .filter_map(|(arrival, key)| self.txs.get(key).map(|p| (*arrival, p.tx.clone())))
+            .take(max)
+            .collect()
+    }
+    /// The primary proposed these (a backup saw them in its PRE-PREPARE):
+    /// they no longer wait for a proposal.
+    pub(super) fn mark_proposed(&mut self, txs: &[Transaction]) {
+        for tx in txs {
+            self.mark_proposed_key((tx.from, tx.nonce));
+        }
+    }
+    fn mark_proposed_key(&mut self, key: TxKey) {
+        if let Some(p) = self.txs.get(&key) {
+            self.unproposed.remove(&p.arrival);
+        }
     }
     /// Forgets every request of `client` with a nonce up to `nonce`: it
     /// executed, and older nonces can only fail as stale.
@@ -232,8 +268,19 @@ impl Replica {
     }
 
     pub(super) fn on_request(&mut self, tx: VerifiedTx) {
-        match self.requests.pending.insert(tx) {
-            Ok(()) => {}
+        // A backup that checked this transaction in a batch already saw
+        // it proposed: it does not wait for a proposal (the proposal
+        // monitor would otherwise blame the primary for a request the
+        // client merely sent late). A primary proposes only what is
+        // unproposed, so it keeps every request it is given.
+        let seen_proposed = !self.is_primary() && self.requests.verified.contains(&tx);
+        let key = (tx.from, tx.nonce);
+        match self.requests.pending.insert(tx, self.now) {
+            Ok(()) => {
+                if seen_proposed {
+                    self.requests.pending.mark_proposed_key(key);
+                }
+            }
             Err(Rejected::Duplicate) => return,
             Err(Rejected::Full) => {
                 self.ignore(Refusal::RequestPendingFull);

@@ -33,16 +33,23 @@ pub(super) enum Timer {
     /// In normal operation with messages of a later view buffered: the
     /// NEW-VIEW asked of their senders did not come, so ask again.
     NewViewRequest,
+    /// A backup in normal operation with a request the primary leaves
+    /// unproposed while it has room: wakes the proposal monitor at half its
+    /// deadline (forward the requests) and at the deadline (suspect). The
+    /// monitor runs after every input (`Replica::watch_primary`), so the
+    /// handler has nothing to do.
+    Proposal,
 }
 
 impl Timer {
-    pub(super) const FIRING_ORDER: [Timer; 6] = [
+    pub(super) const FIRING_ORDER: [Timer; 7] = [
         Timer::Retransmit,
         Timer::Fetch,
         Timer::ViewChange,
         Timer::Request,
         Timer::VoteRetransmit,
         Timer::NewViewRequest,
+        Timer::Proposal,
     ];
 
     fn index(self) -> usize {
@@ -103,6 +110,7 @@ impl Replica {
                     Timer::Request => self.on_request_timer(),
                     Timer::VoteRetransmit => self.on_vote_retransmit_timer(),
                     Timer::NewViewRequest => self.on_new_view_request_timer(),
+                    Timer::Proposal => {}
                 }
             }
         }

@@ -585,6 +585,7 @@ impl Replica {
         self.timers.stop(Timer::Retransmit);
         self.timers.stop(Timer::NewViewRequest);
         self.view_change.enter(view);
+        self.monitor.enter_view();
         // We never sign for an older view again, so its double-sign guard
         // entries can go (repeated view changes without a new stable
         // checkpoint piled them up beyond the S8 bound in an omission seed).

@@ -21,6 +21,7 @@
 //! This file is the harness; the tests are in one file per phase:
 //! `normal` (§4.2 pre-prepare, prepare, commit, execute), `requests` (§4.1),
 //! `checkpoint` (§4.3 garbage collection), `catch_up` (§4.3 state transfer),
+//! `monitor` (backups replacing a primary that leaves requests waiting),
 //! `view_change` (§4.4, §4.5.2), `restart` (no equivocation across a crash)
 //! and `limits` (bounds on what peers can make a replica hold or check).
 
@@ -40,6 +41,7 @@ use std::collections::BTreeMap;
 mod catch_up;
 mod checkpoint;
 mod limits;
+mod monitor;
 mod normal;
 mod requests;
 mod restart;

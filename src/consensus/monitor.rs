@@ -1,0 +1,183 @@
+//! The proposal monitor: a backup replaces a primary that holds requests
+//! back, long before the request timer would.
+//!
+//! The request timer (`requests.rs`) only catches a primary that makes no
+//! progress for a whole timeout. A primary that proposes, but late — just
+//! under the timeout each time — keeps its view while throughput collapses
+//! (the `slow` adversary held it at 13 % of normal). Aardvark (Clement et
+//! al., NSDI '09, §4.4) answered this with backups that demand a minimum
+//! throughput of the primary; this monitor asks the same in latency terms,
+//! which a backup can judge from what it sees alone:
+//!
+//! * **Room**: by the backup's own log the primary may propose — it has
+//!   PRE-PREPAREs for fewer than `pipeline_depth` seqs above the backup's
+//!   height, and the next seq is inside the window. Seqs that f+1 replicas
+//!   voted on count as proposed even without their PRE-PREPARE; a seq
+//!   voted on whose PRE-PREPARE we lack means we missed it, so we do not
+//!   judge at all (the request timer and the fetch deal with that).
+//! * **Stall**: a request waits unproposed (not in any PRE-PREPARE of this
+//!   view) while the primary has room. The stall starts at the later of the
+//!   request's arrival and the moment room opened.
+//! * **Deadline** `D`: four smoothed rounds (a fresh PRE-PREPARE to its
+//!   local commit, EWMA with gain 1/8), at least an eighth and at most half
+//!   of the request timeout; half of it before any round was measured.
+//!   After `D/2` the backup forwards the waiting requests (up to
+//!   [`FORWARD_MAX`] at a time, each once per view) to the primary, in case
+//!   the primary lacks them; after `D` it suspects the primary, once per
+//!   view. A view change still needs f+1 suspicions, so one impatient or
+//!   Byzantine backup cannot depose a good primary.
+//!
+//! What it does not catch: a primary that proposes on time but only a few
+//! requests per batch, or only some clients' requests while others wait
+//! without room (a full pipeline is never blamed); a primary within a
+//! factor four of the measured round. The request timer still bounds those
+//! by a timeout per request.
+
+use super::timers::Timer;
+use super::{Action, Config, Message, Replica, Status};
+use crate::types::{Seq, Time, View};
+
+/// Requests a backup forwards to the primary at once.
+pub(super) const FORWARD_MAX: usize = 16;
+
+/// How many smoothed rounds a stall may last.
+const ROUNDS_ALLOWED: u64 = 4;
+
+/// What a backup knows of its primary's pace.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Monitor {
+    /// Smoothed time from a fresh PRE-PREPARE to its local commit, in
+    /// microseconds (`None` until one was measured).
+    round_us: Option<u64>,
+    /// Since when the primary has had room to propose, by our log.
+    room_since: Option<Time>,
+    /// The highest arrival number forwarded to the primary in this view.
+    forwarded_upto: Option<u64>,
+    /// The view whose primary this monitor suspected (once per view).
+    suspected: Option<View>,
+}
+
+impl Monitor {
+    /// A round measured: a fresh PRE-PREPARE accepted at `at` committed at
+    /// `now`.
+    pub(super) fn sample_round(&mut self, now: Time, at: Time) {
+        let sample = now.0.saturating_sub(at.0);
+        self.round_us = Some(match self.round_us {
+            None => sample,
+            Some(r) => r - r / 8 + sample / 8,
+        });
+    }
+
+    /// How long the primary may leave a request unproposed while it has
+    /// room, in milliseconds.
+    pub(super) fn deadline_ms(&self, cfg: &Config) -> u64 {
+        let floor = cfg.request_timeout_ms / 8;
+        let ceiling = cfg.request_timeout_ms / 2;
+        match self.round_us {
+            None => ceiling,
+            Some(r) => (ROUNDS_ALLOWED * r / 1000).clamp(floor, ceiling),
+        }
+    }
+
+    /// A new view: its primary starts with a clean record.
+    pub(super) fn enter_view(&mut self) {
+        self.room_since = None;
+        self.forwarded_upto = None;
+        self.suspected = None;
+    }
+}
+
+impl Replica {
+    /// The highest seq above our height the primary of this view proposed,
+    /// by our log: a PRE-PREPARE, or f+1 voters (prepared or committing at
+    /// a correct replica). `None` if some seq has votes but no PRE-PREPARE
+    /// here: we missed one, and cannot tell how full the pipeline is.
+    fn proposed_upto(&self) -> Option<Seq> {
+        let weak = self.cluster.weak_quorum();
+        let mut top = self.log.last_executed;
+        for (seq, slot) in self.log.slots.range(self.log.last_executed.next()..) {
+            if slot.view != self.view {
+                continue;
+            }
+            let voted = slot.prepares.len().max(slot.commits.len()) >= weak;
+            match (&slot.pre_prepare, voted) {
+                (Some(_), _) => top = *seq,
+                (None, true) => return None,
+                (None, false) => {}
+            }
+        }
+        Some(top)
+    }
+
+    /// Whether, by our log, the primary may propose now.
+    fn primary_has_room(&self) -> bool {
+        let Some(top) = self.proposed_upto() else {
+            return false;
+        };
+        let next = top.next();
+        next.0.saturating_sub(self.log.last_executed.0) <= self.cfg.pipeline_depth
+            && next <= self.log.window_top()
+    }
+
+    /// Runs after every input: as a backup in normal operation, forwards
+    /// requests the primary leaves waiting and suspects it once they wait
+    /// past the deadline (see the module documentation).
+    pub(super) fn watch_primary(&mut self) {
+        let judging = self.status == Status::Normal
+            && !self.is_primary()
+            && self.monitor.suspected != Some(self.view)
+            && !self.behind_peers()
+            && self.primary_has_room();
+        if !judging {
+            self.monitor.room_since = None;
+            self.timers.stop(Timer::Proposal);
+            return;
+        }
+        let now = self.now;
+        let room_since = *self.monitor.room_since.get_or_insert(now);
+        let Some(arrived) = self.requests.pending.oldest_unproposed_at() else {
+            self.timers.stop(Timer::Proposal);
+            return;
+        };
+        let since = arrived.max(room_since);
+        let deadline = self.monitor.deadline_ms(&self.cfg);
+        let waited = now.saturating_sub_millis(since);
+        if waited >= deadline {
+            self.monitor.suspected = Some(self.view);
+            self.stats.primaries_suspected_stalling += 1;
+            self.timers.stop(Timer::Proposal);
+            tracing::info!(replica = %self.me, view = %self.view, primary = %self.primary(),
+                waited_ms = waited, deadline_ms = deadline, pending = self.requests.pending.len(),
+                "the primary left a request unproposed with room in its pipeline; suspecting it");
+            self.suspect_primary();
+            return;
+        }
+        if waited >= deadline / 2 {
+            self.forward_waiting();
+        }
+        let next = if waited < deadline / 2 {
+            deadline / 2
+        } else {
+            deadline
+        };
+        self.timers.set(Timer::Proposal, since.plus_millis(next));
+    }
+
+    /// Sends the primary the oldest requests it has not proposed, each once
+    /// per view: it may not have them.
+    fn forward_waiting(&mut self) {
+        let waiting = self
+            .requests
+            .pending
+            .unproposed_after(self.monitor.forwarded_upto, FORWARD_MAX);
+        let to = self.primary();
+        for (arrival, tx) in waiting {
+            self.monitor.forwarded_upto = Some(arrival);
+            self.stats.requests_forwarded += 1;
+            self.actions.push_back(Action::Send {
+                to,
+                message: Message::Request(tx),
+            });
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The proposal monitor (`monitor.rs`): a backup forwards requests its
+//! primary leaves unproposed while it has room, then suspects it, well
+//! before the request timer; a full pipeline or a PRE-PREPARE we merely
+//! missed is never blamed.
+
+use super::*;
+
+/// Replica 1 (a backup of view 0) as a client hands it request `nonce`.
+fn request(net: &Net, r: &mut Replica, now: Time, nonce: u64) -> Vec<String> {
+    net.describe(&feed(r, now, Input::Request(net.tx(0, nonce))))
+}
+
+/// Ticks `r` at every millisecond of `from..=to` and returns the forwards
+/// and suspicions it sent, each with its time.
+fn monitor_actions(net: &Net, r: &mut Replica, from: u64, to: u64) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for ms in from..=to {
+        for a in net.describe(&feed(r, at(ms), Input::Tick)) {
+            if a.contains("Request(") || a.contains("Suspect(") {
+                out.push((ms, a));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_backup_forwards_then_suspects_a_primary_that_leaves_a_request_waiting() {
+    let net = Net::new(4);
+    let mut r1 = net.replica(1);
+    assert_eq!(request(&net, &mut r1, at(0), 1), Vec::<String>::new());
+    // No round measured yet: half the request timeout (1,000 ms), and the
+    // requests go to the primary at half of that.
+    assert_eq!(r1.next_deadline(), Some(at(250)));
+    assert_eq!(
+        monitor_actions(&net, &mut r1, 1, 700),
+        [
+            (250, "Send(r0,Request(nonce 1))".to_string()),
+            (500, "Broadcast(Suspect(v0)@r1)".to_string()),
+        ],
+        "forwarded once at D/2, suspected once at D, long before the request timer"
+    );
+    assert_eq!(r1.stats().primaries_suspected_stalling, 1);
+    assert_eq!(r1.stats().requests_forwarded, 1);
+
+    // Control: a primary that proposes the request in time is not blamed.
+    let mut r1 = net.replica(1);
+    request(&net, &mut r1, at(0), 1);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    deliver(&mut r1, at(200), 0, net.pre_prepare(0, 1, &a));
+    assert_eq!(monitor_actions(&net, &mut r1, 201, 900), []);
+    assert_eq!(r1.stats().primaries_suspected_stalling, 0);
+}
+
+#[test]
+fn a_measured_round_shortens_the_deadline_to_its_floor() {
+    let net = Net::new(4);
+    let mut r1 = net.replica(1);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    // A round of no time at all: four rounds are below the floor, an eighth of
+    // the request timeout (125 ms).
+    net.run_to_execute(&mut r1, 1, &a);
+    request(&net, &mut r1, at(10), 2);
+    assert_eq!(
+        monitor_actions(&net, &mut r1, 11, 400),
+        [
+            (72, "Send(r0,Request(nonce 2))".to_string()),
+            (135, "Broadcast(Suspect(v0)@r1)".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_full_pipeline_is_not_blamed() {
+    let net = Net::new(4);
+    let mut r1 = net.replica(1);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
+    // pipeline_depth 2: seqs 1 and 2 proposed, neither executed.
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 2, &b));
+    request(&net, &mut r1, at(0), 3);
+    assert_eq!(monitor_actions(&net, &mut r1, 1, 900), []);
+
+    // Control: with seq 2 not proposed there is room, and the waiting
+    // request is blamed on the primary.
+    let mut r1 = net.replica(1);
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    request(&net, &mut r1, at(0), 3);
+    let acts = monitor_actions(&net, &mut r1, 1, 900);
+    assert_eq!(
+        acts.last(),
+        Some(&(500, "Broadcast(Suspect(v0)@r1)".to_string()))
+    );
+}
+
+#[test]
+fn a_pre_prepare_we_missed_is_not_blamed_on_the_primary() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    // f+1 backups prepared seq 1, whose PRE-PREPARE never reached us: the
+    // primary did propose; we cannot tell how full its pipeline is.
+    let mut r1 = net.replica(1);
+    request(&net, &mut r1, at(0), 2);
+    deliver(&mut r1, at(0), 2, net.prepare(2, 0, 1, a.digest));
+    deliver(&mut r1, at(0), 3, net.prepare(3, 0, 1, a.digest));
+    assert_eq!(monitor_actions(&net, &mut r1, 1, 900), []);
+
+    // Control: one PREPARE (f) could be a Byzantine backup's invention.
+    let mut r1 = net.replica(1);
+    request(&net, &mut r1, at(0), 2);
+    deliver(&mut r1, at(0), 2, net.prepare(2, 0, 1, a.digest));
+    let acts = monitor_actions(&net, &mut r1, 1, 900);
+    assert_eq!(
+        acts.last(),
+        Some(&(500, "Broadcast(Suspect(v0)@r1)".to_string()))
+    );
+}
+
+#[test]
+fn a_request_seen_proposed_before_its_client_sent_it_does_not_wait() {
+    let net = Net::new(4);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    // The PRE-PREPARE outruns the client's copy of its transaction.
+    let mut r1 = net.replica(1);
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    request(&net, &mut r1, at(1), 1);
+    assert_eq!(monitor_actions(&net, &mut r1, 2, 900), []);
+
+    // Control: a request the PRE-PREPARE did not carry waits.
+    let mut r1 = net.replica(1);
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    request(&net, &mut r1, at(1), 2);
+    let acts = monitor_actions(&net, &mut r1, 2, 900);
+    assert_eq!(
+        acts.last(),
+        Some(&(501, "Broadcast(Suspect(v0)@r1)".to_string()))
+    );
+}
