@@ -34,6 +34,28 @@ fn calm_cluster_commits_without_view_changes() {
     assert!(o.commits > 0 && o.stable_checkpoints > 0);
 }
 
+/// Setup: no faults, but 48 clients start at once (the pipeline stays full
+/// for many rounds) over links of 1–5, 1–30 and 1–60 ms that reorder
+/// messages. Expect: every transfer commits and no view change happens —
+/// the backups' proposal monitor (`consensus/monitor.rs`) does not mistake
+/// an honest primary behind a full pipeline or slow links for one that
+/// holds requests back (issue 21: no false view changes under honest load).
+#[test]
+fn honest_load_spikes_over_slow_links_cause_no_view_change() {
+    for (seed, delay_max_ms) in [(11, 5), (12, 30), (13, 60)] {
+        let mut s = Scenario::calm(4);
+        s.clients = 48;
+        s.txs_per_client = 6;
+        s.delay_max_ms = delay_max_ms;
+        let o = run(seed, s);
+        assert_eq!(
+            o.view_changes, 0,
+            "links up to {delay_max_ms} ms: an honest primary was replaced"
+        );
+        assert_eq!(o.txs_committed + o.txs_refused, 48 * 9);
+    }
+}
+
 /// Setup: every client restarts before every transfer — forgetting its
 /// nonce and balance — while a replica is down for a while and comes back
 /// behind (issue 17). Expect: each learns its next nonce from the replicas'
