@@ -138,11 +138,19 @@ impl ViewChangeState {
         }
     }
 
-    /// How long to wait for the NEW-VIEW: the request timeout, doubled
-    /// with each failed attempt, up to the cap.
-    pub(super) fn timeout_ms(&self, cfg: &Config) -> u64 {
+    /// How long to wait for the NEW-VIEW: `first_ms` at the first
+    /// attempt, doubled with each failed one, up to the cap (PBFT §4.5.2:
+    /// the waits grow until correct replicas overlap in a view long
+    /// enough). `first_ms` is the proposal monitor's deadline, a few
+    /// measured rounds (at most half the request timeout): the new primary
+    /// needs about one round to answer 2f+1 VIEW-CHANGEs, so a whole
+    /// request timeout per new primary that never answers only slowed the
+    /// rotation past it (Twins campaigns spent most of a round there).
+    pub(super) fn timeout_ms(&self, cfg: &Config, first_ms: u64) -> u64 {
         let shift = self.attempts.saturating_sub(1).min(20);
-        (cfg.request_timeout_ms << shift).min(cfg.view_change_timeout_max_ms)
+        first_ms
+            .saturating_mul(1 << shift)
+            .min(cfg.view_change_timeout_max_ms)
     }
 
     /// Entering `view`: what concerned the views before it goes.
@@ -319,7 +327,10 @@ impl Replica {
         if count >= self.cluster.quorum() {
             self.timers.set(
                 Timer::ViewChange,
-                self.now.plus_millis(self.view_change.timeout_ms(&self.cfg)),
+                self.now.plus_millis(
+                    self.view_change
+                        .timeout_ms(&self.cfg, self.monitor.deadline_ms(&self.cfg)),
+                ),
             );
         }
     }
