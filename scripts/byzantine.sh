@@ -6,8 +6,9 @@
 #
 # BEHAVIOUR: equivocate, silent, forge-signatures, flood, stale-replay, or
 # any other adversary of the catalogue that is a replica strategy (an
-# unknown name lists them). TRANSFERS: how many transfers to commit
-# (default 20).
+# unknown name lists them), or `none` for the same run with every replica
+# honest (the baseline for the throughput line). TRANSFERS: how many
+# transfers to commit (default 20).
 #
 # Builds (release, --features byzantine), generates a fresh testnet in a
 # new temporary directory (kept afterwards for its logs), starts replica 0
@@ -55,8 +56,10 @@ cargo build --release --features byzantine --bins
 # The behaviour is checked before anything is generated: an unknown one
 # is a usage error (2); a known one gets as far as the missing home (3).
 set +e
-check="$("$BIN/pbft-replica" start --home /nonexistent/pbft-byzantine-check --byzantine "$BEHAVIOUR" 2>&1)"
+[ "$BEHAVIOUR" = none ] && BEHAVIOUR_CHECK=honest || BEHAVIOUR_CHECK="$BEHAVIOUR"
+check="$("$BIN/pbft-replica" start --home /nonexistent/pbft-byzantine-check --byzantine "$BEHAVIOUR_CHECK" 2>&1)"
 code=$?
+[ "$BEHAVIOUR" = none ] && code=3
 set -e
 if [ "$code" -eq 2 ]; then
   echo "$check" >&2
@@ -102,7 +105,7 @@ mkdir -p "$NET/logs"
 start_one() {
   local i=$1 log pid waited=0
   local extra=()
-  [ "$i" -eq 0 ] && extra=(--byzantine "$BEHAVIOUR")
+  [ "$i" -eq 0 ] && [ "$BEHAVIOUR" != none ] && extra=(--byzantine "$BEHAVIOUR")
   log="$NET/logs/replica-$i.log"
   "$BIN/pbft-replica" start --home "$NET/replica-$i" "${extra[@]}" >>"$log" 2>&1 </dev/null &
   pid=$!
@@ -148,6 +151,7 @@ ok=0
 failed=0
 latencies=()
 started=$SECONDS
+started_ns=$(date +%s%N)
 for t in $(seq 1 "$TRANSFERS"); do
   if [ $((SECONDS - started)) -ge "$DEADLINE_S" ]; then
     echo "deadline of ${DEADLINE_S}s reached after $((t - 1)) transfers; stopping" >&2
@@ -166,7 +170,11 @@ for t in $(seq 1 "$TRANSFERS"); do
     echo "transfer $t failed (exit $code): $(tail -n 1 <<<"$out")" >&2
   fi
 done
+elapsed_ms=$(( ($(date +%s%N) - started_ns) / 1000000 ))
 echo "committed $ok of $TRANSFERS transfers in $((SECONDS - started)) s; latencies (ms): ${latencies[*]:-none}"
+# One transfer at a time, each by a new client process: the rate includes
+# the client's start, as a user's would.
+awk -v ok="$ok" -v ms="$elapsed_ms" 'BEGIN { printf "throughput: %.2f transfers/s (%d in %d ms)\n", (ms > 0 ? ok * 1000 / ms : 0), ok, ms }'
 
 # Give a replica the adversary left behind a moment to catch up.
 sleep 1

@@ -137,3 +137,20 @@ fn a_request_seen_proposed_before_its_client_sent_it_does_not_wait() {
         Some(&(501, "Broadcast(Suspect(v0)@r1)".to_string()))
     );
 }
+
+/// PBFT §4.5.2 doubles the NEW-VIEW wait per failed attempt; the first
+/// wait is the monitor's deadline, so a new primary that never answers is
+/// passed over after a few measured rounds, not a whole request timeout.
+#[test]
+fn the_first_new_view_wait_follows_the_measured_round() {
+    let net = Net::new(4);
+    let mut r2 = net.replica(2);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    net.run_to_execute(&mut r2, 1, &a);
+    for i in [1, 3] {
+        let vc = net.view_change(i, 1, vec![]);
+        deliver(&mut r2, at(10), i, Message::ViewChange(vc));
+    }
+    assert_eq!(r2.changing_to(), Some(View(1)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(135)));
+}
