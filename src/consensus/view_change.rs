@@ -142,13 +142,14 @@ impl ViewChangeState {
     /// attempt, doubled with each failed one, up to the cap (PBFT §4.5.2:
     /// the waits grow until correct replicas overlap in a view long
     /// enough). `first_ms` is the proposal monitor's deadline, a few
-    /// measured rounds (at most half the request timeout): the new primary
+    /// measured rounds, but at most the request timeout: the new primary
     /// needs about one round to answer 2f+1 VIEW-CHANGEs, so a whole
     /// request timeout per new primary that never answers only slowed the
     /// rotation past it (Twins campaigns spent most of a round there).
     pub(super) fn timeout_ms(&self, cfg: &Config, first_ms: u64) -> u64 {
         let shift = self.attempts.saturating_sub(1).min(20);
         first_ms
+            .min(cfg.request_timeout_ms)
             .saturating_mul(1 << shift)
             .min(cfg.view_change_timeout_max_ms)
     }

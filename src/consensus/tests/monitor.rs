@@ -5,7 +5,17 @@
 
 use super::*;
 
-/// Replica 1 (a backup of view 0) as a client hands it request `nonce`.
+/// Replica `i` (a backup of view 0) that executed seq 1 in a round of no
+/// time at all: four rounds are below the floor, so its deadline is an
+/// eighth of the request timeout (1,000 ms): 125 ms.
+fn warmed(net: &Net, i: u32) -> Replica {
+    let mut r = net.replica(i);
+    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    net.run_to_execute(&mut r, 1, &a);
+    r
+}
+
+/// A client hands `r` its request `nonce`.
 fn request(net: &Net, r: &mut Replica, now: Time, nonce: u64) -> Vec<String> {
     net.describe(&feed(r, now, Input::Request(net.tx(0, nonce))))
 }
@@ -24,19 +34,21 @@ fn monitor_actions(net: &Net, r: &mut Replica, from: u64, to: u64) -> Vec<(u64, 
     out
 }
 
+fn suspicion(ms: u64) -> Option<(u64, String)> {
+    Some((ms, "Broadcast(Suspect(v0)@r1)".to_string()))
+}
+
 #[test]
 fn a_backup_forwards_then_suspects_a_primary_that_leaves_a_request_waiting() {
     let net = Net::new(4);
-    let mut r1 = net.replica(1);
-    assert_eq!(request(&net, &mut r1, at(0), 1), Vec::<String>::new());
-    // No round measured yet: half the request timeout (1,000 ms), and the
-    // requests go to the primary at half of that.
-    assert_eq!(r1.next_deadline(), Some(at(250)));
+    let mut r1 = warmed(&net, 1);
+    assert_eq!(request(&net, &mut r1, at(10), 2), Vec::<String>::new());
+    assert_eq!(r1.next_deadline(), Some(at(72)));
     assert_eq!(
-        monitor_actions(&net, &mut r1, 1, 700),
+        monitor_actions(&net, &mut r1, 11, 700),
         [
-            (250, "Send(r0,Request(nonce 1))".to_string()),
-            (500, "Broadcast(Suspect(v0)@r1)".to_string()),
+            (72, "Send(r0,Request(nonce 2))".to_string()),
+            (135, "Broadcast(Suspect(v0)@r1)".to_string()),
         ],
         "forwarded once at D/2, suspected once at D, long before the request timer"
     );
@@ -44,98 +56,96 @@ fn a_backup_forwards_then_suspects_a_primary_that_leaves_a_request_waiting() {
     assert_eq!(r1.stats().requests_forwarded, 1);
 
     // Control: a primary that proposes the request in time is not blamed.
-    let mut r1 = net.replica(1);
-    request(&net, &mut r1, at(0), 1);
-    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
-    deliver(&mut r1, at(200), 0, net.pre_prepare(0, 1, &a));
-    assert_eq!(monitor_actions(&net, &mut r1, 201, 900), []);
+    let mut r1 = warmed(&net, 1);
+    request(&net, &mut r1, at(10), 2);
+    let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
+    deliver(&mut r1, at(100), 0, net.pre_prepare(0, 2, &b));
+    assert_eq!(monitor_actions(&net, &mut r1, 101, 900), []);
     assert_eq!(r1.stats().primaries_suspected_stalling, 0);
 }
 
 #[test]
-fn a_measured_round_shortens_the_deadline_to_its_floor() {
+fn the_deadline_is_four_measured_rounds_within_its_bounds() {
     let net = Net::new(4);
+    // No round measured yet: the request timeout; the forward at half.
+    let mut r1 = net.replica(1);
+    request(&net, &mut r1, at(0), 1);
+    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(500)));
+
+    // A round of 100 ms: four of them, 400 ms.
     let mut r1 = net.replica(1);
     let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
-    // A round of no time at all: four rounds are below the floor, an eighth of
-    // the request timeout (125 ms).
-    net.run_to_execute(&mut r1, 1, &a);
-    request(&net, &mut r1, at(10), 2);
-    assert_eq!(
-        monitor_actions(&net, &mut r1, 11, 400),
-        [
-            (72, "Send(r0,Request(nonce 2))".to_string()),
-            (135, "Broadcast(Suspect(v0)@r1)".to_string()),
-        ]
-    );
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    for i in [2, 3] {
+        deliver(&mut r1, at(0), i, net.prepare(i, 0, 1, a.digest));
+    }
+    for i in [0, 2, 3] {
+        deliver(&mut r1, at(100), i, net.commit(i, 0, 1, a.digest));
+    }
+    assert_eq!(r1.last_executed(), Seq(1));
+    request(&net, &mut r1, at(110), 2);
+    let acts = monitor_actions(&net, &mut r1, 111, 900);
+    assert_eq!(acts.first().map(|a| a.0), Some(310));
+    assert_eq!(acts.last(), suspicion(510).as_ref());
 }
 
 #[test]
 fn a_full_pipeline_is_not_blamed() {
     let net = Net::new(4);
-    let mut r1 = net.replica(1);
-    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
     let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
-    // pipeline_depth 2: seqs 1 and 2 proposed, neither executed.
-    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    let c = net.batch("C", T0_MS, vec![net.tx(0, 3)]);
+    // pipeline_depth 2: seqs 2 and 3 proposed, neither executed.
+    let mut r1 = warmed(&net, 1);
     deliver(&mut r1, at(0), 0, net.pre_prepare(0, 2, &b));
-    request(&net, &mut r1, at(0), 3);
-    assert_eq!(monitor_actions(&net, &mut r1, 1, 900), []);
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 3, &c));
+    request(&net, &mut r1, at(0), 4);
+    assert_eq!(monitor_actions(&net, &mut r1, 1, 700), []);
 
-    // Control: with seq 2 not proposed there is room, and the waiting
+    // Control: with seq 3 not proposed there is room, and the waiting
     // request is blamed on the primary.
-    let mut r1 = net.replica(1);
-    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
-    request(&net, &mut r1, at(0), 3);
-    let acts = monitor_actions(&net, &mut r1, 1, 900);
-    assert_eq!(
-        acts.last(),
-        Some(&(500, "Broadcast(Suspect(v0)@r1)".to_string()))
-    );
+    let mut r1 = warmed(&net, 1);
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 2, &b));
+    request(&net, &mut r1, at(0), 4);
+    let acts = monitor_actions(&net, &mut r1, 1, 700);
+    assert_eq!(acts.last(), suspicion(125).as_ref());
 }
 
 #[test]
 fn a_pre_prepare_we_missed_is_not_blamed_on_the_primary() {
     let net = Net::new(4);
-    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
-    // f+1 backups prepared seq 1, whose PRE-PREPARE never reached us: the
+    let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
+    // f+1 backups prepared seq 2, whose PRE-PREPARE never reached us: the
     // primary did propose; we cannot tell how full its pipeline is.
-    let mut r1 = net.replica(1);
-    request(&net, &mut r1, at(0), 2);
-    deliver(&mut r1, at(0), 2, net.prepare(2, 0, 1, a.digest));
-    deliver(&mut r1, at(0), 3, net.prepare(3, 0, 1, a.digest));
-    assert_eq!(monitor_actions(&net, &mut r1, 1, 900), []);
+    let mut r1 = warmed(&net, 1);
+    request(&net, &mut r1, at(0), 3);
+    deliver(&mut r1, at(0), 2, net.prepare(2, 0, 2, b.digest));
+    deliver(&mut r1, at(0), 3, net.prepare(3, 0, 2, b.digest));
+    assert_eq!(monitor_actions(&net, &mut r1, 1, 700), []);
 
     // Control: one PREPARE (f) could be a Byzantine backup's invention.
-    let mut r1 = net.replica(1);
-    request(&net, &mut r1, at(0), 2);
-    deliver(&mut r1, at(0), 2, net.prepare(2, 0, 1, a.digest));
-    let acts = monitor_actions(&net, &mut r1, 1, 900);
-    assert_eq!(
-        acts.last(),
-        Some(&(500, "Broadcast(Suspect(v0)@r1)".to_string()))
-    );
+    let mut r1 = warmed(&net, 1);
+    request(&net, &mut r1, at(0), 3);
+    deliver(&mut r1, at(0), 2, net.prepare(2, 0, 2, b.digest));
+    let acts = monitor_actions(&net, &mut r1, 1, 700);
+    assert_eq!(acts.last(), suspicion(125).as_ref());
 }
 
 #[test]
 fn a_request_seen_proposed_before_its_client_sent_it_does_not_wait() {
     let net = Net::new(4);
-    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
+    let b = net.batch("B", T0_MS, vec![net.tx(0, 2)]);
     // The PRE-PREPARE outruns the client's copy of its transaction.
-    let mut r1 = net.replica(1);
-    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
-    request(&net, &mut r1, at(1), 1);
-    assert_eq!(monitor_actions(&net, &mut r1, 2, 900), []);
+    let mut r1 = warmed(&net, 1);
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 2, &b));
+    request(&net, &mut r1, at(1), 2);
+    assert_eq!(monitor_actions(&net, &mut r1, 2, 700), []);
 
     // Control: a request the PRE-PREPARE did not carry waits.
-    let mut r1 = net.replica(1);
-    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
-    request(&net, &mut r1, at(1), 2);
-    let acts = monitor_actions(&net, &mut r1, 2, 900);
-    assert_eq!(
-        acts.last(),
-        Some(&(501, "Broadcast(Suspect(v0)@r1)".to_string()))
-    );
+    let mut r1 = warmed(&net, 1);
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 2, &b));
+    request(&net, &mut r1, at(1), 3);
+    let acts = monitor_actions(&net, &mut r1, 2, 700);
+    assert_eq!(acts.last(), suspicion(126).as_ref());
 }
 
 /// PBFT §4.5.2 doubles the NEW-VIEW wait per failed attempt; the first
@@ -144,9 +154,7 @@ fn a_request_seen_proposed_before_its_client_sent_it_does_not_wait() {
 #[test]
 fn the_first_new_view_wait_follows_the_measured_round() {
     let net = Net::new(4);
-    let mut r2 = net.replica(2);
-    let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
-    net.run_to_execute(&mut r2, 1, &a);
+    let mut r2 = warmed(&net, 2);
     for i in [1, 3] {
         let vc = net.view_change(i, 1, vec![]);
         deliver(&mut r2, at(10), i, Message::ViewChange(vc));
