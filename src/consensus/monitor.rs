@@ -18,14 +18,16 @@
 //! * **Stall**: a request waits unproposed (not in any PRE-PREPARE of this
 //!   view) while the primary has room. The stall starts at the later of the
 //!   request's arrival and the moment room opened.
-//! * **Deadline** `D`: four smoothed rounds (a fresh PRE-PREPARE to its
+//! * **Deadline** `D`: three smoothed rounds (a fresh PRE-PREPARE to its
 //!   local commit, EWMA with gain 1/8), at least an eighth of the request
-//!   timeout and at most two (when the request timer suspects a primary
-//!   that talks); the request timeout before any round was measured. Four
-//!   rounds are eight one-way delays or more: a request reaches the primary
-//!   and its PRE-PREPARE reaches us in two. (A ceiling of half the timeout
-//!   replaced honest primaries on links of up to 200 ms with a 300 ms
-//!   timeout: 0 view changes before, 7 after, in the same seed.)
+//!   timeout and at most twice it (when the request timer suspects a
+//!   primary that talks); half the request timeout before any round was
+//!   measured. A round is two one-way delays or more (PREPAREs, then
+//!   COMMITs), and so is the way of a request to the primary and of its
+//!   PRE-PREPARE back to us: three rounds leave room for jitter. (A
+//!   ceiling of half the timeout replaced honest primaries on links of up
+//!   to 200 ms with a 300 ms timeout: 7 view changes in a seed that had
+//!   none; the first guess, before any round, still can — 1 there.)
 //!   After `D/2` the backup forwards the waiting requests (up to
 //!   [`FORWARD_MAX`] at a time, each once per view) to the primary, in case
 //!   the primary lacks them; after `D` it suspects the primary, once per
@@ -34,8 +36,9 @@
 //!
 //! What it does not catch: a primary that proposes on time but only a few
 //! requests per batch, or only some clients' requests while others wait
-//! without room (a full pipeline is never blamed); a primary within a
-//! factor four of the measured round. The request timer still bounds those
+//! without room (a full pipeline is never blamed); a primary that stays
+//! just under the deadline (three rounds, at least an eighth of the
+//! request timeout: latency of a few rounds per request, not a collapse). The request timer still bounds those
 //! by a timeout per request.
 
 use super::timers::Timer;
@@ -46,7 +49,7 @@ use crate::types::{Seq, Time, View};
 pub(super) const FORWARD_MAX: usize = 16;
 
 /// How many smoothed rounds a stall may last.
-const ROUNDS_ALLOWED: u64 = 4;
+const ROUNDS_ALLOWED: u64 = 3;
 
 /// What a backup knows of its primary's pace.
 #[derive(Clone, Debug, Default)]
@@ -79,7 +82,7 @@ impl Monitor {
         let floor = cfg.request_timeout_ms / 8;
         let ceiling = cfg.request_timeout_ms.saturating_mul(2);
         match self.round_us {
-            None => cfg.request_timeout_ms,
+            None => cfg.request_timeout_ms / 2,
             Some(r) => (ROUNDS_ALLOWED.saturating_mul(r) / 1000).clamp(floor, ceiling),
         }
     }

@@ -65,14 +65,15 @@ fn a_backup_forwards_then_suspects_a_primary_that_leaves_a_request_waiting() {
 }
 
 #[test]
-fn the_deadline_is_four_measured_rounds_within_its_bounds() {
+fn the_deadline_is_three_measured_rounds_within_its_bounds() {
     let net = Net::new(4);
-    // No round measured yet: the request timeout; the forward at half.
+    // No round measured yet: half the request timeout; the forward at
+    // half of that.
     let mut r1 = net.replica(1);
     request(&net, &mut r1, at(0), 1);
-    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(500)));
+    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(250)));
 
-    // A round of 100 ms: four of them, 400 ms.
+    // A round of 100 ms: three of them, 300 ms.
     let mut r1 = net.replica(1);
     let a = net.batch("A", T0_MS, vec![net.tx(0, 1)]);
     deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
@@ -85,8 +86,20 @@ fn the_deadline_is_four_measured_rounds_within_its_bounds() {
     assert_eq!(r1.last_executed(), Seq(1));
     request(&net, &mut r1, at(110), 2);
     let acts = monitor_actions(&net, &mut r1, 111, 900);
-    assert_eq!(acts.first().map(|a| a.0), Some(310));
-    assert_eq!(acts.last(), suspicion(510).as_ref());
+    assert_eq!(acts.first().map(|a| a.0), Some(260));
+    assert_eq!(acts.last(), suspicion(410).as_ref());
+
+    // A round of 1,000 ms: the ceiling, twice the request timeout.
+    let mut r1 = net.replica(1);
+    deliver(&mut r1, at(0), 0, net.pre_prepare(0, 1, &a));
+    for i in [2, 3] {
+        deliver(&mut r1, at(0), i, net.prepare(i, 0, 1, a.digest));
+    }
+    for i in [0, 2, 3] {
+        deliver(&mut r1, at(1_000), i, net.commit(i, 0, 1, a.digest));
+    }
+    request(&net, &mut r1, at(1_010), 2);
+    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(2_010)));
 }
 
 #[test]

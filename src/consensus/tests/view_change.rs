@@ -133,12 +133,13 @@ fn executing_other_requests_does_not_stop_the_request_timer() {
 /// heard from within the timeout gets the second expiry, as before.
 ///
 /// Setup: backup 2 holds client 0's request from t=0 (timeout 1,000).
-/// Expect: silent primary: SUSPECT v0 at 1,000. Control: a PRE-PREPARE
-/// from the primary at t=600 shows it alive: at 1,000 the backup only
-/// retransmits; with nothing more from it, it suspects at 2,000. (The
-/// PRE-PREPARE carries the waiting request: a primary that left it
-/// unproposed with room in its pipeline would be the proposal monitor's
-/// to suspect, `tests/monitor.rs`.)
+/// Expect: silent primary: SUSPECT v0 at 1,000 (the proposal monitor, not
+/// ticked here, would have suspected it earlier). Control: a PRE-PREPARE
+/// from the primary at t=400, before the monitor's deadline, shows it
+/// alive: at 1,000 the backup only retransmits; with nothing more from
+/// it, it suspects at 2,000. (The PRE-PREPARE carries the waiting
+/// request: a primary that left it unproposed with room in its pipeline
+/// would be the monitor's to suspect, `tests/monitor.rs`.)
 #[test]
 fn a_silent_primary_is_suspected_at_the_first_expiry() {
     let net = Net::new(4);
@@ -156,13 +157,13 @@ fn a_silent_primary_is_suspected_at_the_first_expiry() {
     );
 
     let mut r2 = net.replica(2);
-    let other = net.batch("O", T0_MS + 600, vec![net.tx(0, 1), net.tx(1, 1)]);
+    let other = net.batch("O", T0_MS + 400, vec![net.tx(0, 1), net.tx(1, 1)]);
     feed(&mut r2, at(0), Input::Request(net.tx(0, 1)));
-    deliver(&mut r2, at(600), 0, net.pre_prepare(0, 1, &other));
+    deliver(&mut r2, at(400), 0, net.pre_prepare(0, 1, &other));
     let acts = feed(&mut r2, at(timeout), Input::Tick);
     assert!(
         !net.describe(&acts).iter().any(|a| a.contains("Suspect")),
-        "suspected a primary heard from 400 ms ago: {:?}",
+        "suspected a primary heard from 600 ms ago: {:?}",
         net.describe(&acts)
     );
     let acts = feed(&mut r2, at(2 * timeout), Input::Tick);
@@ -259,7 +260,7 @@ fn f_plus_1_higher_view_changes_make_a_replica_join() {
             "Broadcast(ViewChange(v1,h0,C@[],P=[])@r2)",
         ]
     );
-    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(500)));
     assert_eq!(r2.next_deadline(), Some(at(300)));
 
     let acts = deliver(
@@ -269,7 +270,7 @@ fn f_plus_1_higher_view_changes_make_a_replica_join() {
         Message::ViewChange(net.view_change(1, 1, vec![])),
     );
     assert_eq!(net.describe(&acts), Vec::<String>::new());
-    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(500)));
     assert_eq!(r2.next_deadline(), Some(at(300)));
 }
 
@@ -396,7 +397,9 @@ fn backup_rejects_new_view_with_wrong_o_set() {
 /// Setup: replica 0 joins v1 (VIEW-CHANGEs from 1 and 3); at each later
 /// attempt two peers' VIEW-CHANGEs for the new target arrive 50 ms after it
 /// starts. The driver ticks at every `next_deadline()`.
-/// Expect: the attempts time out after 1000, 2000 and 3000 ms (not 4000);
+/// Expect: the attempts time out after 500 (the first wait is the proposal
+/// monitor's deadline: half the request timeout before any round), 1000 and 2000
+/// ms, and the next would be 3000 (not 4000);
 /// between, only VIEW-CHANGE re-sends every 300 ms; each expiry gives exactly
 /// Persist([View v0->v(k+1), VIEW-CHANGE]) then Broadcast(VIEW-CHANGE); with
 /// fewer than 2f+1 VIEW-CHANGEs for the target no timer runs.
@@ -420,10 +423,10 @@ fn view_change_timeout_doubles_up_to_the_cap() {
         net.describe(&acts)[0],
         "Persist[View(v0->v1), ViewChange(v1,h0,C@[],P=[])@r0]"
     );
-    assert_eq!(r0.timers.get(Timer::ViewChange), Some(at(1_000)));
+    assert_eq!(r0.timers.get(Timer::ViewChange), Some(at(500)));
 
     // (VIEW-CHANGE senders for the next target, expected timeout in ms)
-    let attempts = [(None, 1_000), (Some([1, 3]), 2_000), (Some([1, 2]), 3_000)];
+    let attempts = [(None, 500), (Some([1, 3]), 1_000), (Some([1, 2]), 2_000)];
     let mut armed_at = at(0);
     for (k, (senders, timeout_ms)) in attempts.into_iter().enumerate() {
         let target = k as u64 + 1;
@@ -463,6 +466,10 @@ fn view_change_timeout_doubles_up_to_the_cap() {
         }
         assert_eq!(r0.changing_to(), Some(View(target + 1)));
     }
+    // The next wait would be 4,000 ms (v4's primary is r0 itself, so it is
+    // checked on the rule): the cap holds it at 3,000.
+    assert_eq!(r0.view_change.attempts, 4);
+    assert_eq!(r0.view_change.timeout_ms(&r0.cfg, 500), 3_000);
 }
 
 /// §4.4: "min-s is the sequence number of the latest stable checkpoint in V";
@@ -580,7 +587,7 @@ fn new_view_timer_counts_view_changes_for_later_views() {
         3,
         Message::ViewChange(net.view_change(3, 2, vec![])),
     );
-    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(500)));
 }
 
 /// Entering a view drops the double-sign guard's entries of older views (we
