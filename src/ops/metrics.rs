@@ -269,6 +269,18 @@ fn encode_status(s: &Status, e: &mut DescriptorEncoder) -> Result<(), Error> {
         "Synced RocksDB writes",
         c.synced_writes,
     )?;
+    counter(
+        e,
+        "pbft_primaries_suspected_stalling",
+        "Primaries this backup suspected for leaving requests unproposed with room in the pipeline",
+        c.primaries_suspected_stalling,
+    )?;
+    counter(
+        e,
+        "pbft_requests_forwarded",
+        "Requests this backup forwarded to a primary that left them unproposed",
+        c.requests_forwarded,
+    )?;
     counters_by(
         e,
         "pbft_messages_received",

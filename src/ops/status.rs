@@ -76,6 +76,11 @@ pub struct Counters {
     pub client_requests_busy: u64,
     pub undecodable_frames: u64,
     pub synced_writes: u64,
+    /// Times this backup's proposal monitor suspected a primary that left
+    /// requests unproposed with room in its pipeline.
+    pub primaries_suspected_stalling: u64,
+    /// Requests it forwarded to such a primary.
+    pub requests_forwarded: u64,
 }
 
 /// Why a replica is not ready to serve (the body of a 503 from `/readyz`).

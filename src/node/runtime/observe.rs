@@ -175,6 +175,8 @@ impl Observer {
                 client_requests_busy: service_stats.busy,
                 undecodable_frames: loop_counters.undecodable,
                 synced_writes: loop_counters.syncs,
+                primaries_suspected_stalling: core.primaries_suspected_stalling,
+                requests_forwarded: core.requests_forwarded,
             },
             view_changes_by_reason,
             refused: core
