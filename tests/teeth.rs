@@ -45,36 +45,50 @@ const EXPECTED: &[(Tooth, Option<Kind>, u64)] = &[
 /// Teeth caught by a crash-anywhere campaign (crashes inside writes).
 const CRASH_ANYWHERE: &[Tooth] = &[Tooth::ExecuteNotAtomic];
 
+/// Teeth of the request timer, whose campaign runs without the proposal
+/// monitor (`consensus/monitor.rs`): the monitor replaces a censoring
+/// primary that leaves requests waiting with room in its pipeline before
+/// the request timer matters, so with it a broken timer goes unseen.
+const WITHOUT_MONITOR: &[Tooth] = &[Tooth::TimerResetOnAnyExecution];
+
 /// Seeds run per step: a tooth's campaign stops after the first step that
 /// catches it (two seeds per thread).
 const CHUNK: u64 = 4;
 const THREADS: usize = 2;
 const FIRST_SEED: u64 = 0;
 
-/// A tooth's campaign: its adversary, and whether crashes happen anywhere.
-type Campaign = (Option<Kind>, bool);
+/// A tooth's campaign: its adversary, whether crashes happen anywhere, and
+/// whether the proposal monitor is off.
+type Campaign = (Option<Kind>, bool, bool);
 
 fn campaign_of(tooth: Tooth, adversary: Option<Kind>) -> Campaign {
-    (adversary, CRASH_ANYWHERE.contains(&tooth))
+    (
+        adversary,
+        CRASH_ANYWHERE.contains(&tooth),
+        WITHOUT_MONITOR.contains(&tooth),
+    )
 }
 
-fn options((adversary, crash_anywhere): Campaign) -> SimOptions {
+fn options((adversary, crash_anywhere, no_monitor): Campaign) -> SimOptions {
     SimOptions {
         replicas: 4,
         adversary: adversary.map(AdversaryChoice::One),
         baseline: false,
         crash_anywhere,
+        no_proposal_monitor: no_monitor,
         ..SimOptions::default()
     }
 }
 
-fn name((adversary, crash_anywhere): Campaign) -> String {
-    let a = adversary.map_or("none", |k| k.name());
+fn name((adversary, crash_anywhere, no_monitor): Campaign) -> String {
+    let mut a = adversary.map_or("none", |k| k.name()).to_string();
     if crash_anywhere {
-        format!("{a}+crash-anywhere")
-    } else {
-        a.to_string()
+        a.push_str("+crash-anywhere");
     }
+    if no_monitor {
+        a.push_str("-monitor");
+    }
+    a
 }
 
 /// Seeds `start..start + count`. A panic of the simulator itself (a broken

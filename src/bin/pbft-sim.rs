@@ -49,6 +49,11 @@ enum Command {
         /// (the write torn or applied whole), and each seed has 3 to 8 more.
         #[arg(long)]
         crash_anywhere: bool,
+        /// Run the replicas without the proposal monitor (only the request
+        /// timer replaces a primary), as the teeth campaign of the request
+        /// timer does.
+        #[arg(long)]
+        no_proposal_monitor: bool,
     },
     /// List the adversaries with a one-line description each.
     List,
@@ -87,6 +92,9 @@ enum Command {
         /// The seed ran with `run --crash-anywhere`.
         #[arg(long)]
         crash_anywhere: bool,
+        /// The seed ran with `run --no-proposal-monitor`.
+        #[arg(long)]
+        no_proposal_monitor: bool,
         /// Write the run's space-time diagram to FILE: one self-contained
         /// HTML page (open it in a browser).
         #[arg(long, value_name = "FILE")]
@@ -155,6 +163,7 @@ fn sim_options(
         baseline: false,
         crash_anywhere,
         diagram: false,
+        no_proposal_monitor: false,
     })
 }
 
@@ -247,6 +256,7 @@ fn main() -> ExitCode {
             byzantine_replicas,
             no_baseline,
             crash_anywhere,
+            no_proposal_monitor,
         } => {
             let opts = match sim_options(
                 replicas,
@@ -256,6 +266,7 @@ fn main() -> ExitCode {
             ) {
                 Ok(o) => SimOptions {
                     baseline: o.adversary.is_some() && !no_baseline,
+                    no_proposal_monitor,
                     ..o
                 },
                 Err(e) => {
@@ -339,6 +350,7 @@ fn main() -> ExitCode {
             byzantine_replicas,
             twins,
             crash_anywhere,
+            no_proposal_monitor,
             html,
             from_ms,
             to_ms,
@@ -354,6 +366,7 @@ fn main() -> ExitCode {
                 Ok(o) => SimOptions {
                     verbose,
                     diagram: html.is_some(),
+                    no_proposal_monitor,
                     ..o
                 },
                 Err(e) => {

@@ -354,6 +354,18 @@ impl Replica {
         self.requests.defer_proposals = defer;
     }
 
+    /// Turns the proposal monitor (`monitor.rs`) on or off; it is on
+    /// unless a driver turns it off — the simulator does, to show what the
+    /// request timer alone catches (the teeth campaign of a request timer
+    /// that any execution resets: the monitor replaces a censoring primary
+    /// before the timer matters).
+    pub fn watch_proposals(&mut self, on: bool) {
+        self.monitor.enabled = on;
+        if !on {
+            self.timers.stop(timers::Timer::Proposal);
+        }
+    }
+
     /// Proposes what deferred proposals held back (a no-op unless primary
     /// with unproposed requests and room in the pipeline). Drain
     /// [`Replica::poll_action`] afterwards.

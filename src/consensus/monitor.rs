@@ -52,8 +52,12 @@ pub(super) const FORWARD_MAX: usize = 16;
 const ROUNDS_ALLOWED: u64 = 3;
 
 /// What a backup knows of its primary's pace.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(super) struct Monitor {
+    /// Whether it judges at all (`Replica::watch_proposals`; on by
+    /// default). Off, only the request timer replaces a primary and the
+    /// first NEW-VIEW wait is the request timeout.
+    pub(super) enabled: bool,
     /// Smoothed time from a fresh PRE-PREPARE to its local commit, in
     /// microseconds (`None` until one was measured).
     round_us: Option<u64>,
@@ -63,6 +67,18 @@ pub(super) struct Monitor {
     forwarded_upto: Option<u64>,
     /// The view whose primary this monitor suspected (once per view).
     suspected: Option<View>,
+}
+
+impl Default for Monitor {
+    fn default() -> Monitor {
+        Monitor {
+            enabled: true,
+            round_us: None,
+            room_since: None,
+            forwarded_upto: None,
+            suspected: None,
+        }
+    }
 }
 
 impl Monitor {
@@ -77,8 +93,11 @@ impl Monitor {
     }
 
     /// How long the primary may leave a request unproposed while it has
-    /// room, in milliseconds.
+    /// room, in milliseconds (the request timeout when the monitor is off).
     pub(super) fn deadline_ms(&self, cfg: &Config) -> u64 {
+        if !self.enabled {
+            return cfg.request_timeout_ms;
+        }
         let floor = cfg.request_timeout_ms / 8;
         let ceiling = cfg.request_timeout_ms.saturating_mul(2);
         match self.round_us {
@@ -131,7 +150,8 @@ impl Replica {
     /// requests the primary leaves waiting and suspects it once they wait
     /// past the deadline (see the module documentation).
     pub(super) fn watch_primary(&mut self) {
-        let judging = self.status == Status::Normal
+        let judging = self.monitor.enabled
+            && self.status == Status::Normal
             && !self.is_primary()
             && self.monitor.suspected != Some(self.view)
             && self.view_change.suspects.get(&self.me) != Some(&self.view)

@@ -543,6 +543,10 @@ impl<S: Store> Node<S> {
     pub fn replica(&self) -> &Replica {
         &self.replica
     }
+    /// See [`Replica::watch_proposals`].
+    pub fn watch_proposals(&mut self, on: bool) {
+        self.replica.watch_proposals(on);
+    }
     /// Makes the core check its invariants after every input (the
     /// simulator does; see `Replica::check_invariants`).
     pub fn check_invariants_always(&mut self) {

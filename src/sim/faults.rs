@@ -94,6 +94,7 @@ impl Sim {
         ) {
             Ok(mut node) => {
                 node.check_invariants_always();
+                node.watch_proposals(self.scenario.proposal_monitor);
                 let seen = self.checker.chain(r).len() as u64;
                 if died_applied {
                     // The write it died in survived: the blocks it held

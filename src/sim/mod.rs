@@ -241,6 +241,9 @@ pub struct SimOptions {
     /// Record the run's space-time diagram (`SeedOutcome::diagram`): a
     /// side channel, the trace hash is the same with or without it.
     pub diagram: bool,
+    /// Run the replicas without the proposal monitor (see
+    /// [`Scenario::proposal_monitor`]).
+    pub no_proposal_monitor: bool,
 }
 
 /// Runs the random scenario of `seed`.
@@ -285,7 +288,8 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedOutcome {
 }
 
 /// Runs a given scenario; `seed` drives delays, loss and the workload.
-pub fn run_scenario(seed: u64, scenario: Scenario, opts: &SimOptions) -> SeedOutcome {
+pub fn run_scenario(seed: u64, mut scenario: Scenario, opts: &SimOptions) -> SeedOutcome {
+    scenario.proposal_monitor &= !opts.no_proposal_monitor;
     let mut sim = Sim::new(seed, scenario, opts.verbose, opts.diagram);
     sim.run();
     sim.finish()
@@ -461,6 +465,7 @@ impl Sim {
                     )
                     .map(|mut node| {
                         node.check_invariants_always();
+                        node.watch_proposals(scenario.proposal_monitor);
                         node
                     })
                     .expect("fresh memory store opens"),

@@ -107,6 +107,9 @@ pub struct Scenario {
     /// replica for them (see [`Scenario::client_queries`]). 0 in explicit
     /// scenarios.
     pub query_rate: f64,
+    /// Whether the replicas run the proposal monitor (`consensus/monitor.rs`);
+    /// off only to show what the request timer alone catches.
+    pub proposal_monitor: bool,
 }
 
 /// A replica's wall clock stepped by `by_ms` (NTP, a VM resumed) from `at`
@@ -159,6 +162,7 @@ impl Scenario {
             clock_offsets_ms: Vec::new(),
             clock_steps: Vec::new(),
             query_rate: 0.0,
+            proposal_monitor: true,
         }
     }
 

@@ -175,3 +175,24 @@ fn the_first_new_view_wait_follows_the_measured_round() {
     assert_eq!(r2.changing_to(), Some(View(1)));
     assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(135)));
 }
+
+/// A driver may turn the monitor off (the simulator does, to show what the
+/// request timer alone catches): then a waiting request is left to the
+/// request timer, and the first NEW-VIEW wait is the request timeout.
+#[test]
+fn with_the_monitor_off_only_the_request_timer_acts() {
+    let net = Net::new(4);
+    let mut r1 = warmed(&net, 1);
+    r1.watch_proposals(false);
+    request(&net, &mut r1, at(10), 2);
+    assert_eq!(r1.timers.get(Timer::Proposal), None);
+    assert_eq!(monitor_actions(&net, &mut r1, 11, 900), []);
+
+    let mut r2 = warmed(&net, 2);
+    r2.watch_proposals(false);
+    for i in [1, 3] {
+        let vc = net.view_change(i, 1, vec![]);
+        deliver(&mut r2, at(10), i, Message::ViewChange(vc));
+    }
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_010)));
+}
