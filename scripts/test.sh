@@ -38,6 +38,12 @@ bench_json="$(scripts/bench.sh --txs 3000 --no-build --json --base-port 27700)"
 echo "$bench_json"
 grep -q '"committed":3000[,}]' <<<"$bench_json" || { echo "bench.sh did not commit every transfer" >&2; exit 1; }
 grep -q '"views":"[0-9]' <<<"$bench_json" || { echo "bench.sh reported no views" >&2; exit 1; }
+echo "== scripts/failover.sh --load 200 smoke (the primary SIGKILLed under a running client; the proposal monitor replaces it)"
+failover_out="$(bash scripts/failover.sh --load 200 --rounds 1 --no-build --base-port 27650)"
+echo "$failover_out"
+failover_ms="$(sed -n 's/^median of 1 rounds: longest transfer \([0-9]*\) ms.*/\1/p' <<<"$failover_out")"
+# Measured 269-320 ms here; the request timer alone (no monitor) takes 2-4 s.
+[ -n "$failover_ms" ] && [ "$failover_ms" -le 1500 ] || { echo "failover under load took ${failover_ms:-?} ms (bound 1,500)" >&2; exit 1; }
 echo "== scripts/api-check.sh: schemathesis against a live replica's operations endpoint (configs/openapi.json)"
 bash scripts/api-check.sh --no-build --base-port 27900
 echo "== scripts/k8s-check.sh: the Kubernetes manifests validate offline and match the Compose network"
