@@ -78,7 +78,7 @@ latencies=()
 # One --load round on the running network $NET: fund the senders, then an
 # 8 s open-loop run with the primary signalled 3 s in.
 load_round() {
-  local conc=256 txs=$((LOAD * 8)) report t0 line
+  local conc=256 txs=$((LOAD * 8)) report line
   client bench --txs "$conc" --concurrency "$conc" --json >"$NET/logs/setup.json" 2>"$NET/logs/setup.err" \
     || { cat "$NET/logs/setup.err" >&2; echo "round $round: funding the benchmark's senders failed" >&2; exit 1; }
   client bench --txs "$txs" --concurrency "$conc" --rate "$LOAD" --deadline-s 50 --json \
