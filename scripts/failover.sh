@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
     --load) [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "--load needs a rate in transfers/s"; LOAD=$2; shift 2 ;;
     --base-port) [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "--base-port needs a port"; BASE_PORT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see $0 --help)" ;;
   esac
 done
