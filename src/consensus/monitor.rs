@@ -21,13 +21,25 @@
 //! * **Deadline** `D`: three smoothed rounds (a fresh PRE-PREPARE to its
 //!   local commit, EWMA with gain 1/8), at least an eighth of the request
 //!   timeout and at most twice it (when the request timer suspects a
-//!   primary that talks); half the request timeout before any round was
-//!   measured. A round is two one-way delays or more (PREPAREs, then
-//!   COMMITs), and so is the way of a request to the primary and of its
-//!   PRE-PREPARE back to us: three rounds leave room for jitter. (A
-//!   ceiling of half the timeout replaced honest primaries on links of up
-//!   to 200 ms with a 300 ms timeout: 7 view changes in a seed that had
-//!   none; the first guess, before any round, still can — 1 there.)
+//!   primary that talks). A round is two one-way delays or more
+//!   (PREPAREs, then COMMITs), and so is the way of a request to the
+//!   primary and of its PRE-PREPARE back to us: three rounds leave room
+//!   for jitter. (A ceiling of half the timeout replaced honest primaries
+//!   on links of up to 200 ms with a 300 ms timeout: 7 view changes in a
+//!   seed that had none.)
+//! * **Before any round was measured** the transport's round-trip times
+//!   stand in for one: a round is at least one round trip to the replicas
+//!   a quorum needs, so `D` is three times the round trip to the 2f-th
+//!   nearest peer, within the same bounds ([`Replica::observe_link_rtt`];
+//!   QUIC measures it from its ACKs, the simulator from its link delays).
+//!   The 2f-th nearest, not the farthest: f Byzantine peers can slow their
+//!   own links to stretch our patience, not those of the 2f correct peers
+//!   a quorum can do with. With no round trip known either, `D` is half
+//!   the request timeout. (That fixed guess was both too short on slow
+//!   links — one false view change each in two honest seeds with 200 ms
+//!   links and a 300 ms timeout — and too long on fast ones, where it let
+//!   a Twins leader that the network cut off hold every view's first
+//!   requests for half a timeout.)
 //!   After `D/2` the backup forwards the waiting requests (up to
 //!   [`FORWARD_MAX`] at a time, each once per view) to the primary, in case
 //!   the primary lacks them; after `D` it suspects the primary, once per
@@ -41,9 +53,12 @@
 //! request timeout: latency of a few rounds per request, not a collapse). The request timer still bounds those
 //! by a timeout per request.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use super::timers::Timer;
 use super::{Action, Config, Message, Replica, Status};
-use crate::types::{Seq, Time, View};
+use crate::types::{ReplicaId, Seq, Time, View};
 
 /// Requests a backup forwards to the primary at once.
 pub(super) const FORWARD_MAX: usize = 16;
@@ -67,6 +82,12 @@ pub(super) struct Monitor {
     forwarded_upto: Option<u64>,
     /// The view whose primary this monitor suspected (once per view).
     suspected: Option<View>,
+    /// The latest smoothed round trip to each peer the transport reported,
+    /// in microseconds (at most one entry per replica of the cluster).
+    link_rtt_us: BTreeMap<ReplicaId, u64>,
+    /// The round trip to the 2f-th nearest peer (`None` until 2f peers
+    /// reported one): the stand-in for a round before one was measured.
+    quorum_rtt_us: Option<u64>,
 }
 
 impl Default for Monitor {
@@ -77,6 +98,8 @@ impl Default for Monitor {
             room_since: None,
             forwarded_upto: None,
             suspected: None,
+            link_rtt_us: BTreeMap::new(),
+            quorum_rtt_us: None,
         }
     }
 }
@@ -100,8 +123,8 @@ impl Monitor {
         }
         let floor = cfg.request_timeout_ms / 8;
         let ceiling = cfg.request_timeout_ms.saturating_mul(2);
-        match self.round_us {
-            None => cfg.request_timeout_ms / 2,
+        match self.round_us.or(self.quorum_rtt_us) {
+            None => cfg.request_timeout_ms,
             Some(r) => (ROUNDS_ALLOWED.saturating_mul(r) / 1000).clamp(floor, ceiling),
         }
     }
@@ -115,6 +138,28 @@ impl Monitor {
 }
 
 impl Replica {
+    /// The transport measured the round trip to `peer` (smoothed, as QUIC
+    /// keeps it). Before the first round is measured, the monitor's
+    /// deadline and the first NEW-VIEW wait follow the round trip to the
+    /// 2f-th nearest peer (see the module documentation). Reports about
+    /// ourselves or replicas outside the cluster are ignored.
+    pub fn observe_link_rtt(&mut self, peer: ReplicaId, rtt: Duration) {
+        if peer == self.me || !self.cluster.contains(peer) {
+            return;
+        }
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        let m = &mut self.monitor;
+        m.link_rtt_us.insert(peer, us);
+        let cluster = &self.cluster;
+        m.link_rtt_us.retain(|r, _| cluster.contains(*r));
+        let needed = self.cluster.quorum() - 1;
+        let mut known: Vec<u64> = m.link_rtt_us.values().copied().collect();
+        m.quorum_rtt_us = (known.len() >= needed && needed > 0).then(|| {
+            known.sort_unstable();
+            known[needed - 1]
+        });
+    }
+
     /// The highest seq above our height the primary of this view proposed,
     /// by our log: a PRE-PREPARE, or f+1 voters (prepared or committing at
     /// a correct replica). `None` if some seq has votes but no PRE-PREPARE

@@ -306,6 +306,22 @@ impl Transport {
         }
     }
 
+    /// The smoothed round trip QUIC measured to each connected peer (from
+    /// its ACKs; the handshake gives the first sample).
+    pub fn round_trips(&self) -> Vec<(ReplicaId, Duration)> {
+        self.inner
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.inner.cfg.me.index())
+            .filter_map(|(i, slot)| {
+                let conn = slot.conn.borrow();
+                let live = conn.as_ref().filter(|c| c.close_reason().is_none())?;
+                Some((ReplicaId(i as u32), live.rtt()))
+            })
+            .collect()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> NetStats {
         let s = &self.inner;

@@ -547,6 +547,10 @@ impl<S: Store> Node<S> {
     pub fn watch_proposals(&mut self, on: bool) {
         self.replica.watch_proposals(on);
     }
+    /// See [`Replica::observe_link_rtt`].
+    pub fn observe_link_rtt(&mut self, peer: ReplicaId, rtt: std::time::Duration) {
+        self.replica.observe_link_rtt(peer, rtt);
+    }
     /// Makes the core check its invariants after every input (the
     /// simulator does; see `Replica::check_invariants`).
     pub fn check_invariants_always(&mut self) {

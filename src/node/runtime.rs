@@ -501,6 +501,9 @@ pub async fn run(cfg: RuntimeConfig, role: Role) -> Result<(), RuntimeError> {
     outcome
 }
 
+/// How often the loop hands the core the transport's round trips.
+const RTT_READ_INTERVAL: Duration = Duration::from_millis(200);
+
 async fn serve(
     d: &mut Driver,
     inbound: &mut net::Inbound,
@@ -515,6 +518,10 @@ async fn serve(
     let mut publish_tick = tokio::time::interval(ops::PUBLISH_INTERVAL);
     publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let publishing = d.publisher.is_some();
+    // The core's proposal monitor judges the primary by round trips until
+    // it measured a round (`consensus::monitor`): QUIC's, read this often.
+    let mut rtt_tick = tokio::time::interval(RTT_READ_INTERVAL);
+    rtt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = d.egress.deadline(d.node.next_deadline().map(instant_of));
         let expiry = d.service.next_expiry();
@@ -551,6 +558,12 @@ async fn serve(
             _ = sleep_until_opt(expiry) => d.service.expire(Instant::now()),
             _ = publish_tick.tick(), if publishing => {
                 d.publish(false);
+                continue;
+            }
+            _ = rtt_tick.tick() => {
+                for (peer, rtt) in d.transport.round_trips() {
+                    d.node.observe_link_rtt(peer, rtt);
+                }
                 continue;
             }
         }

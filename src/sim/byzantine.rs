@@ -209,6 +209,7 @@ impl Sim {
                 self.log(|| format!("{from:?} -> {to:?} frame {}", describe(&message)));
                 let drawn = self.drawing.is_some().then(|| message.clone());
                 let before = self.refusals(to.index());
+                self.observe_rtt(to.index(), from, sent);
                 self.deliver_to_slot(to.index(), NodeInput::Message { from, message });
                 if let Some(m) = drawn {
                     let fate = self.fate_after(to.index(), before);

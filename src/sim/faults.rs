@@ -83,6 +83,10 @@ impl Sim {
             lane: r.index(),
         });
         self.stores[r.index()].reopen();
+        // New process, new connections: its round trips are measured anew.
+        self.link_rtt_us.retain(|(slot, _), _| *slot != r.index());
+        self.probe_generation[r.index()] += 1;
+        self.start_probes(r);
         self.armed_down.remove(&r);
         let died_applied = self.died_applied.remove(&r);
         match Node::open_recorded(

@@ -81,6 +81,16 @@ enum Event {
         down_ms: Option<u64>,
     },
     Restart(ReplicaId),
+    /// Node slot `slot`'s transport completed a round trip of `rtt_us` to
+    /// `peer` outside the protocol's traffic: a connection's handshake or a
+    /// keep-alive ping (`Sim::schedule_probe`). `generation` ties it to
+    /// one life of the slot's process.
+    Probe {
+        slot: usize,
+        peer: ReplicaId,
+        generation: u64,
+        rtt_us: u64,
+    },
     ClientTick(usize),
     FaultsEnd,
     /// Raw bytes from a Byzantine replica: decoded (or refused) on arrival.
@@ -306,6 +316,14 @@ struct Sim {
     wake_at: Vec<Option<Time>>,
     /// Node slots with an [`Event::Flush`] queued.
     flush_queued: Vec<bool>,
+    /// The smoothed round trip each node slot's transport would measure to
+    /// each peer, in microseconds (`Sim::observe_rtt`).
+    link_rtt_us: BTreeMap<(usize, ReplicaId), u64>,
+    /// Each replica slot's process life, counted by restarts (its probes
+    /// of an earlier life are dropped).
+    probe_generation: Vec<u64>,
+    /// How often an idle connection pings (the transport's keep-alive).
+    keep_alive_ms: u64,
     clients: Vec<Client>,
     client_index: BTreeMap<PublicKey, usize>,
     verifier: Verifier,
@@ -523,6 +541,9 @@ impl Sim {
             view_records,
             wake_at: vec![None; slots],
             flush_queued: vec![false; slots],
+            link_rtt_us: BTreeMap::new(),
+            probe_generation: vec![0; scenario.replicas as usize],
+            keep_alive_ms: net.keep_alive.as_millis() as u64,
             clients,
             client_index,
             verifier,
@@ -582,6 +603,9 @@ impl Sim {
             sim.push(Time::from_millis(50), Event::ByzantineClientTick);
         }
         sim.schedule_faults();
+        for r in 0..sim.scenario.replicas {
+            sim.start_probes(ReplicaId(r));
+        }
         for i in 0..sim.clients.len() {
             let at = Time::from_millis(sim.client_rng.gen_range(0..20));
             sim.push(at, Event::ClientTick(i));
@@ -680,6 +704,12 @@ impl Sim {
                 ..
             } => self.arm_crash(r, w, down_ms),
             Event::Restart(r) => self.restart(r),
+            Event::Probe {
+                slot,
+                peer,
+                generation,
+                rtt_us,
+            } => self.on_probe(slot, peer, generation, rtt_us),
             Event::ClientTick(c) => self.client_tick(c),
             Event::Refused {
                 client,

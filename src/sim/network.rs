@@ -80,6 +80,78 @@ impl Sim {
         }
     }
 
+    /// Replica `r`'s process (re)started: its transport connects to every
+    /// peer, and the handshakes give its first round trips.
+    pub(super) fn start_probes(&mut self, r: ReplicaId) {
+        for p in 0..self.scenario.replicas {
+            if p != r.0 {
+                self.schedule_probe(r.index(), ReplicaId(p), 0);
+            }
+        }
+    }
+
+    /// The next round trip replica slot `slot`'s transport makes to `peer`
+    /// outside the protocol's traffic, `after_ms` from now: the handshake
+    /// (0), then a keep-alive ping every `keep_alive_ms` (the transport's
+    /// `NetConfig::keep_alive`), as QUIC keeps
+    /// an idle connection alive. A peer whose replica sends nothing (the
+    /// `silent` adversary) still answers them: its transport runs.
+    fn schedule_probe(&mut self, slot: usize, peer: ReplicaId, after_ms: u64) {
+        let (_, _, lo, hi) = self.link();
+        let mut rtt_us = 0;
+        for _ in 0..2 {
+            rtt_us += self.net_rng.gen_range(lo * 1000..=hi * 1000);
+        }
+        let generation = self.probe_generation[slot];
+        let at = Time(self.now.plus_millis(after_ms).0 + rtt_us);
+        self.push(
+            at,
+            Event::Probe {
+                slot,
+                peer,
+                generation,
+                rtt_us,
+            },
+        );
+    }
+
+    /// A probe's round trip completed: it counts if both processes are up
+    /// and no partition cuts them; the next follows while this life lasts.
+    pub(super) fn on_probe(&mut self, slot: usize, peer: ReplicaId, generation: u64, rtt_us: u64) {
+        if generation != self.probe_generation[slot] || self.nodes[slot].is_none() {
+            return;
+        }
+        let me = ReplicaId(slot as u32);
+        if self.nodes[peer.index()].is_some() && !self.partitioned(self.now, me, peer) {
+            self.smooth_rtt(slot, peer, rtt_us);
+        }
+        self.schedule_probe(slot, peer, self.keep_alive_ms);
+    }
+
+    /// A frame from `peer` sent at `sent` reached node slot `slot` now:
+    /// what its transport learns of the round trip, as QUIC smooths it
+    /// (RFC 9002 §5.3: gain 1/8, the first sample taken whole). The sample
+    /// is twice this one-way delay (the links are symmetric in law), so a
+    /// peer that delays its own messages lengthens it, as a real peer that
+    /// holds its packets would.
+    pub(super) fn observe_rtt(&mut self, slot: usize, peer: ReplicaId, sent: Time) {
+        let sample = self.now.0.saturating_sub(sent.0).saturating_mul(2);
+        self.smooth_rtt(slot, peer, sample);
+    }
+
+    /// One round-trip sample of `slot`'s link to `peer`, smoothed into what
+    /// its transport reports to the node.
+    fn smooth_rtt(&mut self, slot: usize, peer: ReplicaId, sample: u64) {
+        let srtt = *self
+            .link_rtt_us
+            .entry((slot, peer))
+            .and_modify(|s| *s = *s - *s / 8 + sample / 8)
+            .or_insert(sample);
+        if let Some(node) = self.nodes[slot].as_mut() {
+            node.observe_link_rtt(peer, std::time::Duration::from_micros(srtt));
+        }
+    }
+
     /// Puts a message on the simulated network.
     pub(super) fn send(&mut self, from: Endpoint, to: Endpoint, message: Message) {
         self.send_delayed(from, to, message, 0)

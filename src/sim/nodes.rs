@@ -344,6 +344,9 @@ impl Sim {
                 return;
             }
         };
+        if let NodeInput::Message { from: f, .. } = &input {
+            self.observe_rtt(slot, *f, sent);
+        }
         let before = self.refusals(slot);
         self.deliver_to_slot(slot, input);
         if let Some(m) = drawn {

@@ -196,3 +196,57 @@ fn with_the_monitor_off_only_the_request_timer_acts() {
     }
     assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_010)));
 }
+
+/// Before any round was measured, the transport's round trips stand in for
+/// one: three times the round trip to the 2f-th nearest peer, within the
+/// deadline's bounds; with fewer than 2f peers known, half the timeout.
+#[test]
+fn before_a_round_the_deadline_follows_the_quorums_round_trip() {
+    let net = Net::new(4);
+    let ms = std::time::Duration::from_millis;
+    let proposal_timer = |rtts: &[(u32, u64)]| {
+        let mut r1 = net.replica(1);
+        for (peer, rtt) in rtts {
+            r1.observe_link_rtt(ReplicaId(*peer), ms(*rtt));
+        }
+        request(&net, &mut r1, at(0), 1);
+        r1.timers.get(Timer::Proposal)
+    };
+    // One peer known (2f = 2 needed): the fixed guess, D = 500 ms, the
+    // first check at D/2.
+    assert_eq!(proposal_timer(&[(0, 40)]), Some(at(250)));
+    // Two known: the farther of them counts, D = 3 x 60 ms.
+    assert_eq!(proposal_timer(&[(0, 40), (2, 60)]), Some(at(90)));
+    // A third (Byzantine, say) that slows its link does not stretch D: the
+    // 2f-th nearest of three is still 60 ms.
+    assert_eq!(
+        proposal_timer(&[(0, 40), (2, 60), (3, 5_000)]),
+        Some(at(90))
+    );
+    // Reports about ourselves or strangers count for nothing.
+    assert_eq!(proposal_timer(&[(0, 40), (1, 60), (9, 60)]), Some(at(250)));
+    // Fast links: the floor, an eighth of the timeout (125 ms).
+    assert_eq!(proposal_timer(&[(0, 1), (2, 1)]), Some(at(62)));
+    // Slow links: up to twice the timeout (the same ceiling as for
+    // measured rounds), where the fixed guess of half the timeout replaced
+    // honest primaries.
+    assert_eq!(proposal_timer(&[(0, 400), (2, 400)]), Some(at(600)));
+    assert_eq!(proposal_timer(&[(0, 900), (2, 900)]), Some(at(1_000)));
+
+    // A measured round takes over from the round trips.
+    let mut r1 = warmed(&net, 1);
+    r1.observe_link_rtt(ReplicaId(0), ms(400));
+    r1.observe_link_rtt(ReplicaId(2), ms(400));
+    request(&net, &mut r1, at(10), 2);
+    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(72)));
+
+    // And the first NEW-VIEW wait follows them too.
+    let mut r2 = net.replica(2);
+    r2.observe_link_rtt(ReplicaId(0), ms(50));
+    r2.observe_link_rtt(ReplicaId(1), ms(50));
+    for i in [1, 3] {
+        let vc = net.view_change(i, 1, vec![]);
+        deliver(&mut r2, at(10), i, Message::ViewChange(vc));
+    }
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(160)));
+}
