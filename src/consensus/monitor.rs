@@ -34,12 +34,13 @@
 //!   QUIC measures it from its ACKs, the simulator from its link delays).
 //!   The 2f-th nearest, not the farthest: f Byzantine peers can slow their
 //!   own links to stretch our patience, not those of the 2f correct peers
-//!   a quorum can do with. With no round trip known either, `D` is half
-//!   the request timeout. (That fixed guess was both too short on slow
-//!   links — one false view change each in two honest seeds with 200 ms
-//!   links and a 300 ms timeout — and too long on fast ones, where it let
-//!   a Twins leader that the network cut off hold every view's first
-//!   requests for half a timeout.)
+//!   a quorum can do with. With no round trip known either (a transport
+//!   not yet connected), `D` is the request timeout. (A fixed guess of
+//!   half the timeout was both too short on slow links — one false view
+//!   change each in two honest seeds with 200 ms links and a 300 ms
+//!   timeout — and too long on fast ones, where it let a Twins leader
+//!   that the network cut off hold every view's first requests for half
+//!   a timeout.)
 //!   After `D/2` the backup forwards the waiting requests (up to
 //!   [`FORWARD_MAX`] at a time, each once per view) to the primary, in case
 //!   the primary lacks them; after `D` it suspects the primary, once per

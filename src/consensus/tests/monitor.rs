@@ -67,11 +67,11 @@ fn a_backup_forwards_then_suspects_a_primary_that_leaves_a_request_waiting() {
 #[test]
 fn the_deadline_is_three_measured_rounds_within_its_bounds() {
     let net = Net::new(4);
-    // No round measured yet: half the request timeout; the forward at
-    // half of that.
+    // No round measured yet, no round trip known: the request timeout;
+    // the forward at half of that.
     let mut r1 = net.replica(1);
     request(&net, &mut r1, at(0), 1);
-    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(250)));
+    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(500)));
 
     // A round of 100 ms: three of them, 300 ms.
     let mut r1 = net.replica(1);
@@ -199,7 +199,7 @@ fn with_the_monitor_off_only_the_request_timer_acts() {
 
 /// Before any round was measured, the transport's round trips stand in for
 /// one: three times the round trip to the 2f-th nearest peer, within the
-/// deadline's bounds; with fewer than 2f peers known, half the timeout.
+/// deadline's bounds; with fewer than 2f peers known, the request timeout.
 #[test]
 fn before_a_round_the_deadline_follows_the_quorums_round_trip() {
     let net = Net::new(4);
@@ -212,9 +212,9 @@ fn before_a_round_the_deadline_follows_the_quorums_round_trip() {
         request(&net, &mut r1, at(0), 1);
         r1.timers.get(Timer::Proposal)
     };
-    // One peer known (2f = 2 needed): the fixed guess, D = 500 ms, the
-    // first check at D/2.
-    assert_eq!(proposal_timer(&[(0, 40)]), Some(at(250)));
+    // One peer known (2f = 2 needed): the request timeout, D = 1,000 ms,
+    // the first check at D/2.
+    assert_eq!(proposal_timer(&[(0, 40)]), Some(at(500)));
     // Two known: the farther of them counts, D = 3 x 60 ms.
     assert_eq!(proposal_timer(&[(0, 40), (2, 60)]), Some(at(90)));
     // A third (Byzantine, say) that slows its link does not stretch D: the
@@ -224,7 +224,7 @@ fn before_a_round_the_deadline_follows_the_quorums_round_trip() {
         Some(at(90))
     );
     // Reports about ourselves or strangers count for nothing.
-    assert_eq!(proposal_timer(&[(0, 40), (1, 60), (9, 60)]), Some(at(250)));
+    assert_eq!(proposal_timer(&[(0, 40), (1, 60), (9, 60)]), Some(at(500)));
     // Fast links: the floor, an eighth of the timeout (125 ms).
     assert_eq!(proposal_timer(&[(0, 1), (2, 1)]), Some(at(62)));
     // Slow links: up to twice the timeout (the same ceiling as for

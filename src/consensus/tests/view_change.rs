@@ -260,7 +260,7 @@ fn f_plus_1_higher_view_changes_make_a_replica_join() {
             "Broadcast(ViewChange(v1,h0,C@[],P=[])@r2)",
         ]
     );
-    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(500)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
     assert_eq!(r2.next_deadline(), Some(at(300)));
 
     let acts = deliver(
@@ -270,7 +270,7 @@ fn f_plus_1_higher_view_changes_make_a_replica_join() {
         Message::ViewChange(net.view_change(1, 1, vec![])),
     );
     assert_eq!(net.describe(&acts), Vec::<String>::new());
-    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(500)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
     assert_eq!(r2.next_deadline(), Some(at(300)));
 }
 
@@ -397,9 +397,9 @@ fn backup_rejects_new_view_with_wrong_o_set() {
 /// Setup: replica 0 joins v1 (VIEW-CHANGEs from 1 and 3); at each later
 /// attempt two peers' VIEW-CHANGEs for the new target arrive 50 ms after it
 /// starts. The driver ticks at every `next_deadline()`.
-/// Expect: the attempts time out after 500 (the first wait is the proposal
-/// monitor's deadline: half the request timeout before any round), 1000 and 2000
-/// ms, and the next would be 3000 (not 4000);
+/// Expect: the attempts time out after 1000 (the first wait is the proposal
+/// monitor's deadline: the request timeout before any round or round trip
+/// is known), 2000 and 3000 ms (not 4000: the cap);
 /// between, only VIEW-CHANGE re-sends every 300 ms; each expiry gives exactly
 /// Persist([View v0->v(k+1), VIEW-CHANGE]) then Broadcast(VIEW-CHANGE); with
 /// fewer than 2f+1 VIEW-CHANGEs for the target no timer runs.
@@ -423,10 +423,10 @@ fn view_change_timeout_doubles_up_to_the_cap() {
         net.describe(&acts)[0],
         "Persist[View(v0->v1), ViewChange(v1,h0,C@[],P=[])@r0]"
     );
-    assert_eq!(r0.timers.get(Timer::ViewChange), Some(at(500)));
+    assert_eq!(r0.timers.get(Timer::ViewChange), Some(at(1_000)));
 
     // (VIEW-CHANGE senders for the next target, expected timeout in ms)
-    let attempts = [(None, 500), (Some([1, 3]), 1_000), (Some([1, 2]), 2_000)];
+    let attempts = [(None, 1_000), (Some([1, 3]), 2_000), (Some([1, 2]), 3_000)];
     let mut armed_at = at(0);
     for (k, (senders, timeout_ms)) in attempts.into_iter().enumerate() {
         let target = k as u64 + 1;
@@ -466,8 +466,9 @@ fn view_change_timeout_doubles_up_to_the_cap() {
         }
         assert_eq!(r0.changing_to(), Some(View(target + 1)));
     }
-    // The next wait would be 4,000 ms (v4's primary is r0 itself, so it is
-    // checked on the rule): the cap holds it at 3,000.
+    // With a first wait of 500 ms the next would be 4,000 ms (v4's
+    // primary is r0 itself, so it is checked on the rule): the cap holds
+    // it at 3,000.
     assert_eq!(r0.view_change.attempts, 4);
     assert_eq!(r0.view_change.timeout_ms(&r0.cfg, 500), 3_000);
 }
@@ -587,7 +588,7 @@ fn new_view_timer_counts_view_changes_for_later_views() {
         3,
         Message::ViewChange(net.view_change(3, 2, vec![])),
     );
-    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(500)));
+    assert_eq!(r2.timers.get(Timer::ViewChange), Some(at(1_000)));
 }
 
 /// Entering a view drops the double-sign guard's entries of older views (we
