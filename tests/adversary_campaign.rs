@@ -131,16 +131,15 @@ fn more_than_f_byzantine_replicas_over_all_adversaries_are_caught() {
 
 /// Issue 21: backups replace a primary that holds requests back (the
 /// proposal monitor, `consensus/monitor.rs`), so throughput under the
-/// `slow` and `silent` adversaries keeps at least half of the same seeds'
-/// without them (medians over 40 seeds, each re-run without its
-/// adversary; before the monitor 0.16 and 0.55, with it 0.73 and 0.69).
-/// Twins keeps 0.48 (0.30 before): there the network itself delivers only
-/// one replica's proposals per round, so each round costs a rotation to
-/// that replica whatever the primary does; the bound below is what the
-/// monitor reached, not the issue's target.
+/// `slow`, `silent` and `twins` adversaries keeps at least half of the same
+/// seeds' without them (medians over 40 seeds, each re-run without its
+/// adversary). Before the monitor: 0.16, 0.55 and 0.30; with it judging
+/// by a fixed guess until it measured a round: 0.73, 0.69 and 0.48; with
+/// the transport's round trips standing in for that guess: 0.83, 0.80 and
+/// 0.55.
 #[test]
 fn a_slow_silent_or_twinned_primary_keeps_half_the_throughput() {
-    for (kind, bound) in [(Kind::Slow, 0.5), (Kind::Silent, 0.5), (Kind::Twins, 0.45)] {
+    for (kind, bound) in [(Kind::Slow, 0.5), (Kind::Silent, 0.5), (Kind::Twins, 0.5)] {
         let opts = SimOptions {
             baseline: true,
             ..options(AdversaryChoice::One(kind), None)

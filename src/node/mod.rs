@@ -31,10 +31,10 @@ pub mod service;
 pub mod store;
 mod view_record;
 
-use crate::consensus::messages::{Message, Reply, ReplyProof};
+use crate::consensus::messages::{Message, PrePrepare, Reply, ReplyProof};
 use crate::consensus::pacer::Pacer;
 use crate::consensus::{Action, Input, Replica};
-use crate::crypto::{Digest, KeyPair, PublicKey, Signed};
+use crate::crypto::{Digest, KeyPair, Payload, PublicKey, Signed};
 use crate::genesis::Genesis;
 use crate::ledger::bank::{Account, Bank};
 use crate::ledger::{self, ChainTip, StateMachine};
@@ -529,8 +529,31 @@ impl<S: Store> Node<S> {
             (a, b) => a.or(b),
         }
     }
+    /// The next message to send. Our own PRE-PREPARE for a seq this
+    /// replica has executed since producing it is dropped: it was queued
+    /// (a re-send, say) while a write of its group synced, and the same
+    /// group then executed its seq. The core re-sends nothing at or below
+    /// its height (peers behind catch up by fetching), and a proposal there
+    /// would sit below the stable checkpoint (the simulator's rule S11;
+    /// `tests/sim_scenarios.rs` drew a configuration with a 10 ms re-send
+    /// interval that met the race).
     pub fn pop_outgoing(&mut self) -> Option<Outgoing> {
-        self.outbox.pop_front()
+        let executed = self.replica.last_executed();
+        while let Some(out) = self.outbox.pop_front() {
+            let message = match &out {
+                Outgoing::ToReplica { message, .. } | Outgoing::Broadcast(message) => message,
+                Outgoing::ToClient { .. } => return Some(out),
+            };
+            if let Message::PrePrepare { pre_prepare, .. } = message {
+                let executed_since = pre_prepare.signer == self.me
+                    && PrePrepare::decode(&pre_prepare.payload).is_ok_and(|pp| pp.seq <= executed);
+                if executed_since {
+                    continue;
+                }
+            }
+            return Some(out);
+        }
+        None
     }
     /// Blocks committed since the last call, in height order.
     pub fn drain_committed(&mut self) -> impl Iterator<Item = CommittedBlock> + '_ {
