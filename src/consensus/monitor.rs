@@ -34,7 +34,11 @@
 //!   QUIC measures it from its ACKs, the simulator from its link delays).
 //!   The 2f-th nearest, not the farthest: f Byzantine peers can slow their
 //!   own links to stretch our patience, not those of the 2f correct peers
-//!   a quorum can do with. With no round trip known either (a transport
+//!   a quorum can do with. Once rounds are measured, that round trip
+//!   stays a lower bound on the smoothed round: a round cannot be shorter,
+//!   and a sample that was (a PRE-PREPARE reordered behind its votes on a
+//!   link of up to 200 ms) made an honest seed suspect its primary.
+//!   With no round trip known either (a transport
 //!   not yet connected), `D` is the request timeout. (A fixed guess of
 //!   half the timeout was both too short on slow links — one false view
 //!   change each in two honest seeds with 200 ms links and a 300 ms
@@ -124,7 +128,13 @@ impl Monitor {
         }
         let floor = cfg.request_timeout_ms / 8;
         let ceiling = cfg.request_timeout_ms.saturating_mul(2);
-        match self.round_us.or(self.quorum_rtt_us) {
+        // A round takes at least a round trip to a quorum: a shorter
+        // sample was a PRE-PREPARE that reached us after its votes.
+        let round = match (self.round_us, self.quorum_rtt_us) {
+            (Some(r), Some(q)) => Some(r.max(q)),
+            (r, q) => r.or(q),
+        };
+        match round {
             None => cfg.request_timeout_ms,
             Some(r) => (ROUNDS_ALLOWED.saturating_mul(r) / 1000).clamp(floor, ceiling),
         }

@@ -233,12 +233,14 @@ fn before_a_round_the_deadline_follows_the_quorums_round_trip() {
     assert_eq!(proposal_timer(&[(0, 400), (2, 400)]), Some(at(600)));
     assert_eq!(proposal_timer(&[(0, 900), (2, 900)]), Some(at(1_000)));
 
-    // A measured round takes over from the round trips.
+    // A measured round counts, but never as less than the round trip: a
+    // round of no time at all (a PRE-PREPARE that arrived after its votes)
+    // is taken as 60 ms here, D = 180 ms.
     let mut r1 = warmed(&net, 1);
-    r1.observe_link_rtt(ReplicaId(0), ms(400));
-    r1.observe_link_rtt(ReplicaId(2), ms(400));
+    r1.observe_link_rtt(ReplicaId(0), ms(40));
+    r1.observe_link_rtt(ReplicaId(2), ms(60));
     request(&net, &mut r1, at(10), 2);
-    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(72)));
+    assert_eq!(r1.timers.get(Timer::Proposal), Some(at(100)));
 
     // And the first NEW-VIEW wait follows them too.
     let mut r2 = net.replica(2);
