@@ -34,7 +34,16 @@
 //!   QUIC measures it from its ACKs, the simulator from its link delays).
 //!   The 2f-th nearest, not the farthest: f Byzantine peers can slow their
 //!   own links to stretch our patience, not those of the 2f correct peers
-//!   a quorum can do with. Once rounds are measured, that round trip
+//!   a quorum can do with. The other way round, f Byzantine peers that
+//!   are near can pull the choice down to the f-th nearest correct peer,
+//!   so the first deadline lies between three round trips to the f-th and
+//!   to the 2f-th nearest correct peer (and never below `T/8`); replacing
+//!   a correct primary still takes f+1 suspicions, one of them correct.
+//!   The primary's own link is not in it: a correct primary much farther
+//!   away than the quorum can be suspected early — as with measured
+//!   rounds, which do not contain its distance either (taking its round
+//!   trip, capped at the request timeout, into the first deadline would
+//!   close that; not done). Once rounds are measured, that round trip
 //!   stays a lower bound on the smoothed round: a round cannot be shorter,
 //!   and a sample that was (a PRE-PREPARE reordered behind its votes on a
 //!   link of up to 200 ms) made an honest seed suspect its primary.
@@ -59,7 +68,6 @@
 //! by a timeout per request.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::timers::Timer;
 use super::{Action, Config, Message, Replica, Status};
@@ -149,16 +157,17 @@ impl Monitor {
 }
 
 impl Replica {
-    /// The transport measured the round trip to `peer` (smoothed, as QUIC
-    /// keeps it). Before the first round is measured, the monitor's
+    /// The transport measured the round trip to `peer`, `rtt_us`
+    /// microseconds (smoothed, as QUIC keeps it; the core does no I/O and
+    /// reads no clock, so the driver passes the figure). Before the first round is measured, the monitor's
     /// deadline and the first NEW-VIEW wait follow the round trip to the
     /// 2f-th nearest peer (see the module documentation). Reports about
     /// ourselves or replicas outside the cluster are ignored.
-    pub fn observe_link_rtt(&mut self, peer: ReplicaId, rtt: Duration) {
+    pub fn observe_link_rtt(&mut self, peer: ReplicaId, rtt_us: u64) {
         if peer == self.me || !self.cluster.contains(peer) {
             return;
         }
-        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        let us = rtt_us;
         let m = &mut self.monitor;
         m.link_rtt_us.insert(peer, us);
         let cluster = &self.cluster;

@@ -572,7 +572,8 @@ impl<S: Store> Node<S> {
     }
     /// See [`Replica::observe_link_rtt`].
     pub fn observe_link_rtt(&mut self, peer: ReplicaId, rtt: std::time::Duration) {
-        self.replica.observe_link_rtt(peer, rtt);
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        self.replica.observe_link_rtt(peer, us);
     }
     /// Makes the core check its invariants after every input (the
     /// simulator does; see `Replica::check_invariants`).

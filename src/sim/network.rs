@@ -131,9 +131,11 @@ impl Sim {
     /// A frame from `peer` sent at `sent` reached node slot `slot` now:
     /// what its transport learns of the round trip, as QUIC smooths it
     /// (RFC 9002 §5.3: gain 1/8, the first sample taken whole). The sample
-    /// is twice this one-way delay (the links are symmetric in law), so a
-    /// peer that delays its own messages lengthens it, as a real peer that
-    /// holds its packets would.
+    /// is twice this one-way delay (the links are symmetric in law). A
+    /// peer's own hold-back (the `slow` and `omission` adversaries' extra
+    /// delay) counts too, which QUIC, timing its ACKs, would not see unless
+    /// the peer also held its packets: such a peer looks farther than it
+    /// is, and the monitor's 2f-th nearest rule leaves up to f of them out.
     pub(super) fn observe_rtt(&mut self, slot: usize, peer: ReplicaId, sent: Time) {
         let sample = self.now.0.saturating_sub(sent.0).saturating_mul(2);
         self.smooth_rtt(slot, peer, sample);

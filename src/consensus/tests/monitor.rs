@@ -203,7 +203,7 @@ fn with_the_monitor_off_only_the_request_timer_acts() {
 #[test]
 fn before_a_round_the_deadline_follows_the_quorums_round_trip() {
     let net = Net::new(4);
-    let ms = std::time::Duration::from_millis;
+    let ms = |ms: u64| ms * 1000;
     let proposal_timer = |rtts: &[(u32, u64)]| {
         let mut r1 = net.replica(1);
         for (peer, rtt) in rtts {
