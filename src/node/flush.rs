@@ -40,7 +40,7 @@ pub(super) struct Unsynced {
     batches: Vec<WriteBatch>,
     /// Whether a consensus write is among `batches` (messages wait).
     holds_messages: bool,
-    outbox: VecDeque<Outgoing>,
+    pub(super) outbox: VecDeque<Outgoing>,
     committed: VecDeque<CommittedBlock>,
 }
 

@@ -407,6 +407,34 @@ impl<S: Store> Node<S> {
         Ok(())
     }
 
+    /// `seq` just executed: our own PRE-PREPAREs still queued for seqs up
+    /// to it go (a re-send queued while a write of its group synced, whose
+    /// seq the same group then executed). The core re-sends nothing at or
+    /// below its height (peers behind catch up by fetching), and a proposal
+    /// there would sit below the stable checkpoint (the simulator's rule
+    /// S11; `tests/sim_scenarios.rs` drew a configuration with a 10 ms
+    /// re-send interval that met the race). Only what was queued *before*
+    /// the execution goes: a proposal the core makes after it at a stale
+    /// seq still leaves, for S11 to catch (tooth `propose-at-stale-seq`).
+    fn drop_queued_proposals_upto(&mut self, seq: Seq) {
+        let me = self.me;
+        let stale = |out: &Outgoing| match out {
+            Outgoing::ToReplica {
+                message: Message::PrePrepare { pre_prepare, .. },
+                ..
+            }
+            | Outgoing::Broadcast(Message::PrePrepare { pre_prepare, .. }) => {
+                pre_prepare.signer == me
+                    && PrePrepare::decode(&pre_prepare.payload).is_ok_and(|pp| pp.seq <= seq)
+            }
+            _ => false,
+        };
+        self.outbox.retain(|o| !stale(o));
+        if let Some(u) = self.unsynced.as_mut() {
+            u.outbox.retain(|o| !stale(o));
+        }
+    }
+
     fn run_actions(&mut self, now: Time) -> Result<(), NodeError> {
         while let Some(action) = self.replica.poll_action() {
             match action {
@@ -441,6 +469,7 @@ impl<S: Store> Node<S> {
                             checkpoint_digest: checkpoint,
                         },
                     );
+                    self.drop_queued_proposals_upto(seq);
                 }
                 Action::EnteredView(view) => {
                     // Before any vote of the view can leave (the NEW-VIEW's
@@ -529,31 +558,8 @@ impl<S: Store> Node<S> {
             (a, b) => a.or(b),
         }
     }
-    /// The next message to send. Our own PRE-PREPARE for a seq this
-    /// replica has executed since producing it is dropped: it was queued
-    /// (a re-send, say) while a write of its group synced, and the same
-    /// group then executed its seq. The core re-sends nothing at or below
-    /// its height (peers behind catch up by fetching), and a proposal there
-    /// would sit below the stable checkpoint (the simulator's rule S11;
-    /// `tests/sim_scenarios.rs` drew a configuration with a 10 ms re-send
-    /// interval that met the race).
     pub fn pop_outgoing(&mut self) -> Option<Outgoing> {
-        let executed = self.replica.last_executed();
-        while let Some(out) = self.outbox.pop_front() {
-            let message = match &out {
-                Outgoing::ToReplica { message, .. } | Outgoing::Broadcast(message) => message,
-                Outgoing::ToClient { .. } => return Some(out),
-            };
-            if let Message::PrePrepare { pre_prepare, .. } = message {
-                let executed_since = pre_prepare.signer == self.me
-                    && PrePrepare::decode(&pre_prepare.payload).is_ok_and(|pp| pp.seq <= executed);
-                if executed_since {
-                    continue;
-                }
-            }
-            return Some(out);
-        }
-        None
+        self.outbox.pop_front()
     }
     /// Blocks committed since the last call, in height order.
     pub fn drain_committed(&mut self) -> impl Iterator<Item = CommittedBlock> + '_ {
