@@ -167,9 +167,8 @@ impl Replica {
         if peer == self.me || !self.cluster.contains(peer) {
             return;
         }
-        let us = rtt_us;
         let m = &mut self.monitor;
-        m.link_rtt_us.insert(peer, us);
+        m.link_rtt_us.insert(peer, rtt_us);
         let cluster = &self.cluster;
         m.link_rtt_us.retain(|r, _| cluster.contains(*r));
         let needed = self.cluster.quorum() - 1;
