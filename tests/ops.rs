@@ -135,12 +135,28 @@ fn metrics_probes_and_status_follow_a_running_network() {
             at_least(name, 0.0);
         }
         assert_eq!(m["pbft_connected_peers"], 3.0, "replica {i}");
+        // QUIC's round trip to each peer: measured, and loopback's (well
+        // under 100 ms); the status gives the same peers one.
+        for peer in (0..c.n).filter(|p| *p != i) {
+            let rtt = m.get(&format!("pbft_peer_rtt_seconds{{peer=\"{peer}\"}}"));
+            assert!(
+                rtt.is_some_and(|r| *r > 0.0 && *r < 0.1),
+                "replica {i}: round trip to {peer} = {rtt:?}\n{body}"
+            );
+        }
         assert_eq!(m["pbft_view"], 0.0, "no view change in a healthy network");
         let s = status(&c, i);
         assert_eq!(s["replica"], i);
         assert_eq!(s["height"].as_f64(), Some(m["pbft_height"]));
         assert_eq!(s["primary"], 0);
         assert_eq!(s["connected_peers"], 3);
+        let peers = s["peers"].as_array().expect("peers");
+        assert!(
+            peers
+                .iter()
+                .all(|p| p["rtt_us"].as_u64().is_some_and(|us| us > 0)),
+            "replica {i}: {peers:?}"
+        );
     }
 
     // Two peers gone: replica 0 keeps 1 of the 2f = 2 it needs.
@@ -168,6 +184,13 @@ fn metrics_probes_and_status_follow_a_running_network() {
         })
     });
     assert_eq!(c.ops_get(0, "/healthz").map(|r| r.0), Some(200));
+    // A round trip only for the peer still connected.
+    let m = metrics(&c, 0);
+    let rtts: Vec<&String> = m
+        .keys()
+        .filter(|k| k.starts_with("pbft_peer_rtt_seconds"))
+        .collect();
+    assert_eq!(rtts, ["pbft_peer_rtt_seconds{peer=\"1\"}"], "{m:?}");
     let (code, body) = probe(&c, true);
     assert_eq!(
         code,
@@ -402,8 +425,13 @@ fn the_dashboard_shows_the_height_and_follows_it() {
     for k in 0..3 {
         c.transfer_ok(k % 2, (k + 1) % 2, 7);
     }
-    let target = status(&c, 1)["height"].as_u64().unwrap();
-    assert!(target > h0, "transfers must raise the height");
+    // The transfers returned on f+1 replies: replica 1 may execute them
+    // (and publish its status) a moment later.
+    let mut target = h0;
+    wait_until("replica 1 executes the transfers", || {
+        target = status(&c, 1)["height"].as_u64().unwrap();
+        target > h0
+    });
     let after = dump(profile.path());
     let h1: u64 = element_text(&after, "height")
         .and_then(|h| h.parse().ok())

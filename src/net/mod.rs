@@ -168,6 +168,8 @@ pub struct PeerStats {
     pub id: ReplicaId,
     /// A live connection to this peer exists.
     pub connected: bool,
+    /// QUIC's smoothed round trip on that connection; `None` without one.
+    pub round_trip: Option<std::time::Duration>,
     /// Frames written to the peer completely.
     pub frames_sent: u64,
     /// Frames received from the peer (delivered or not).

@@ -68,6 +68,13 @@ impl PeerSlot {
             .frames
             .len()
     }
+    /// The live connection's smoothed round trip (QUIC's, from its ACKs;
+    /// the handshake gives the first sample); `None` while not connected.
+    fn round_trip(&self) -> Option<Duration> {
+        let conn = self.conn.borrow();
+        let live = conn.as_ref().filter(|c| c.close_reason().is_none())?;
+        Some(live.rtt())
+    }
 }
 
 struct Shared {
@@ -314,11 +321,7 @@ impl Transport {
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != self.inner.cfg.me.index())
-            .filter_map(|(i, slot)| {
-                let conn = slot.conn.borrow();
-                let live = conn.as_ref().filter(|c| c.close_reason().is_none())?;
-                Some((ReplicaId(i as u32), live.rtt()))
-            })
+            .filter_map(|(i, slot)| Some((ReplicaId(i as u32), slot.round_trip()?)))
             .collect()
     }
 
@@ -331,13 +334,11 @@ impl Transport {
             .enumerate()
             .map(|(i, slot)| {
                 let c = &slot.counters;
+                let round_trip = slot.round_trip();
                 PeerStats {
                     id: ReplicaId(i as u32),
-                    connected: slot
-                        .conn
-                        .borrow()
-                        .as_ref()
-                        .is_some_and(|c| c.close_reason().is_none()),
+                    connected: round_trip.is_some(),
+                    round_trip,
                     frames_sent: c.sent.load(Relaxed),
                     frames_received: c.received.load(Relaxed),
                     frames_dropped: c.dropped.load(Relaxed),

@@ -313,6 +313,19 @@ fn encode_status(s: &Status, e: &mut DescriptorEncoder) -> Result<(), Error> {
         let labels = [("peer", id.as_str())];
         ConstGauge::new(i64::from(p.connected)).encode(m.encode_family(&labels)?)?;
     }
+    let mut m = e.encode_descriptor(
+        "pbft_peer_rtt_seconds",
+        "QUIC's smoothed round trip to each connected peer replica",
+        None,
+        MetricType::Gauge,
+    )?;
+    for p in &s.peers {
+        if let Some(us) = p.rtt_us {
+            let peer = p.replica.to_string();
+            let labels = [("peer", peer.as_str())];
+            ConstGauge::new(us as f64 / 1e6).encode(m.encode_family(&labels)?)?;
+        }
+    }
     Ok(())
 }
 
@@ -329,7 +342,10 @@ mod tests {
             replicas: 4,
             ..Status::default()
         };
-        s.peers.push(Peer::default());
+        s.peers.push(Peer {
+            rtt_us: Some(1_500),
+            ..Peer::default()
+        });
         for map in [
             &mut s.view_changes_by_reason,
             &mut s.refused,

@@ -57,6 +57,9 @@ pub struct Status {
 pub struct Peer {
     pub replica: u32,
     pub connected: bool,
+    /// QUIC's smoothed round trip to it in microseconds; `None` while not
+    /// connected.
+    pub rtt_us: Option<u64>,
     pub frames_sent: u64,
     pub frames_received: u64,
     pub frames_dropped: u64,

@@ -127,6 +127,9 @@ impl Observer {
             .map(|p| Peer {
                 replica: p.id.0,
                 connected: p.connected,
+                rtt_us: p
+                    .round_trip
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
                 frames_sent: p.frames_sent,
                 frames_received: p.frames_received,
                 frames_dropped: p.frames_dropped,

@@ -296,6 +296,7 @@ fn sample() -> Status {
         .map(|r| Peer {
             replica: r,
             connected: true,
+            rtt_us: Some(250 * u64::from(r + 1)),
             ..Peer::default()
         })
         .collect();
@@ -336,6 +337,7 @@ async fn metrics_status_and_probes_follow_what_the_loop_published() {
         "pbft_messages_refused_total{reason=\"prepare: duplicate\"} 7",
         "pbft_messages_received_total{kind=\"prepare\"} 99",
         "pbft_peer_connected{peer=\"3\"} 1",
+        "pbft_peer_rtt_seconds{peer=\"3\"} 0.001",
         "pbft_block_transactions_count 1",
     ] {
         assert!(
