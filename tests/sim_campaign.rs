@@ -31,7 +31,7 @@ fn thousand_seeds_without_violations() {
     assert!(summary.commits > 10_000);
 }
 
-/// Crash-anywhere (issue 5): 300 seeds in which every crash happens inside
+/// Crash-anywhere (issue 5): 1,000 seeds in which every crash happens inside
 /// a replica's writes — between the writes of one input or in the middle
 /// of one, the write torn or applied whole — with 3 to 8 more crashes per
 /// seed. Expect 0 violations: nothing committed is lost or changed (S3,
@@ -45,7 +45,7 @@ fn crash_anywhere_campaign_without_violations() {
         crash_anywhere: true,
         ..SimOptions::default()
     };
-    let summary = campaign::run(20_000, 300, &opts, 2, false, &|o| {
+    let summary = campaign::run(20_000, 1_000, &opts, 2, false, &|o| {
         eprintln!("seed {}: {:?}", o.seed, o.violations);
     });
     eprintln!("{}", summary.line());
