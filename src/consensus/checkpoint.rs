@@ -194,6 +194,7 @@ impl Replica {
                 proof,
             }]));
         tracing::debug!(replica = %self.me, %seq, "stable checkpoint");
+        self.replay_above_window();
         self.vote_held_entries();
         self.try_propose();
     }

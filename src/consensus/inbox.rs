@@ -285,6 +285,49 @@ impl Replica {
             self.ignore(Refusal::FarFutureView);
             return;
         }
+        self.keep_buffered(from, msg);
+    }
+
+    /// Keeps a PRE-PREPARE of our view for a seq just above our window
+    /// (`(H, H + checkpoint_interval]`): the primary's window is a
+    /// checkpoint ahead of ours when the CHECKPOINTs that move it have not
+    /// all reached us yet. Dropped, it would come again only with the
+    /// primary's re-send after `retransmit_ms`, and the proposal monitor
+    /// suspects the primary sooner (seed 902995 of an adversary campaign: a
+    /// correct backup dropped one this way, a Byzantine one withheld its
+    /// COMMIT, and the correct primary was replaced). Re-fed when our
+    /// window moves ([`Replica::replay_above_window`]); held in the
+    /// per-sender, byte-bounded buffer of future-view messages.
+    pub(super) fn keep_above_window(&mut self, from: ReplicaId, msg: ViewMessage) {
+        if let ViewMessage::PrePrepare(_, batch) = &msg {
+            if batch.len() > BATCH_BYTES_MAX {
+                return self.ignore(Refusal::PrePrepareBatchTooLarge);
+            }
+        }
+        self.keep_buffered(from, msg);
+    }
+
+    /// Our window moved: re-feeds the PRE-PREPAREs of our view kept while
+    /// they lay just above it (those still above it are kept again).
+    pub(super) fn replay_above_window(&mut self) {
+        let view = self.view;
+        if self.status != Status::Normal || !self.inbox.future.iter().any(|(_, m)| m.view() == view)
+        {
+            return;
+        }
+        let buffered = std::mem::take(&mut self.inbox.future);
+        for (from, msg) in buffered {
+            if msg.view() == view {
+                self.on_view_message(from, msg);
+            } else {
+                self.inbox.future.push_back((from, msg));
+            }
+        }
+    }
+
+    /// Appends to the buffer within the sender's share of messages and
+    /// bytes, evicting the sender's own oldest messages first.
+    fn keep_buffered(&mut self, from: ReplicaId, msg: ViewMessage) {
         let share = self.future_share();
         if teeth::no_cap_on_future_buffering() {
             // Broken on purpose: no eviction, so the buffer grows unbounded.

@@ -124,8 +124,10 @@ fn a_wall_clock_step_and_its_correction_do_not_stall_a_backup() {
 ///
 /// Setup: a fresh backup 1 in view 0 per case.
 /// Expect: no action, and exactly the named reason counted, for a PRE-PREPARE
-/// signed by a backup; one signed by the primary but relayed by a backup; seq 9
-/// (above h + L = 8) and seq 0 (at h); a digest that is not the batch's; a
+/// signed by a backup; one signed by the primary but relayed by a backup; seq
+/// 11 (above h + L + K = 10: one just above h + L is kept, see
+/// `a_pre_prepare_just_above_the_window_is_kept_until_it_moves`) and seq 0
+/// (at h); a digest that is not the batch's; a
 /// batch holding a badly signed transaction; a timestamp more than
 /// `timestamp_skew_max_ms` away from the backup's clock, either way.
 #[test]
@@ -152,7 +154,7 @@ fn backup_ignores_invalid_pre_prepares() {
         ),
         (
             0,
-            net.pre_prepare(0, 9, &a),
+            net.pre_prepare(0, 11, &a),
             Refusal::PrePrepareOutsideWindow,
         ),
         (
@@ -189,6 +191,72 @@ fn backup_ignores_invalid_pre_prepares() {
             "{reason}"
         );
     }
+}
+
+/// A PRE-PREPARE for a seq just above our window (the primary's window is a
+/// checkpoint ahead: the CHECKPOINTs that move ours have not all arrived)
+/// is kept, not dropped, and answered with our PREPARE once the window
+/// moves; one more than a checkpoint interval above it is still refused.
+///
+/// Setup: backup 1 executed s1, s2 (K = 2, L = 8, window (0, 8]) and
+/// broadcast its CHECKPOINT s2.
+/// Expect: PRE-PREPARE s9 — nothing sent, nothing refused; PRE-PREPARE s11
+/// — refused ("outside the watermark window"); CHECKPOINTs s2 from 0 and 2
+/// make s2 stable (window (2, 10]) and backup 1 broadcasts its PREPARE for
+/// s9 at once. Without keeping it, s9 would wait for the primary's re-send
+/// while the proposal monitor runs (seed 902995).
+#[test]
+fn a_pre_prepare_just_above_the_window_is_kept_until_it_moves() {
+    let net = Net::new(4);
+    let mut r1 = net.replica(1);
+    for seq in 1..=2 {
+        let b = net.batch(&format!("B{seq}"), T0_MS, vec![net.tx(0, seq)]);
+        net.run_to_execute(&mut r1, seq, &b);
+    }
+    let c2 = Digest([2; 32]);
+    net.name(c2, "C2");
+    feed(
+        &mut r1,
+        at(0),
+        Input::Executed {
+            seq: Seq(1),
+            checkpoint_digest: Digest([1; 32]),
+        },
+    );
+    let acts = feed(
+        &mut r1,
+        at(0),
+        Input::Executed {
+            seq: Seq(2),
+            checkpoint_digest: c2,
+        },
+    );
+    assert_eq!(net.describe(&acts), ["Broadcast(Checkpoint(s2,C2)@r1)"]);
+
+    let nine = net.batch("NINE", T0_MS, vec![net.tx(1, 1)]);
+    let ignored = r1.stats().ignored.clone();
+    let acts = deliver(&mut r1, at(0), 0, net.pre_prepare(0, 9, &nine));
+    assert_eq!(net.describe(&acts), Vec::<String>::new());
+    assert_eq!(r1.stats().ignored, ignored, "kept, not refused");
+    assert!(!r1.log.slots.contains_key(&Seq(9)));
+    let eleven = net.batch("ELEVEN", T0_MS, vec![net.tx(2, 1)]);
+    net.expect_ignored(
+        &mut r1,
+        0,
+        net.pre_prepare(0, 11, &eleven),
+        Refusal::PrePrepareOutsideWindow,
+    );
+
+    deliver(&mut r1, at(0), 0, net.checkpoint(0, 2, c2));
+    let acts = deliver(&mut r1, at(0), 2, net.checkpoint(2, 2, c2));
+    let described = net.describe(&acts);
+    assert!(
+        described
+            .iter()
+            .any(|a| a.starts_with("Broadcast(Prepare(v0,s9,NINE)")),
+        "{described:?}"
+    );
+    assert!(r1.log.slots[&Seq(9)].pre_prepare.is_some());
 }
 
 /// A backup remembers the client signatures it checked in a PRE-PREPARE
