@@ -241,3 +241,18 @@ fn fetch_and_never_read_is_held_within_bounds() {
     // The bound was reached (frames dropped): without it, S8 fails.
     assert!(outcomes.iter().any(|o| o.outbound_dropped > 0));
 }
+
+/// Issue 21, found by a 3,000-seed campaign at fresh seeds: seed 902995
+/// (`mutate`, Byzantine replica 1, K = 2, L = 4). Backup 3 got the
+/// primary's PRE-PREPARE for s19 before the CHECKPOINT that moved its
+/// window past 18; it dropped it, replica 1 withheld a valid COMMIT, and the
+/// proposal monitor replaced the correct primary before the primary's
+/// re-send (L3). Now a PRE-PREPARE at most one checkpoint interval above
+/// the window is kept and re-fed when the window moves.
+#[test]
+fn a_pre_prepare_ahead_of_a_late_checkpoint_does_not_replace_a_correct_primary() {
+    let o = sim::run_seed(902_995, &options(AdversaryChoice::All, None));
+    assert_eq!(o.adversary, Some(Kind::Mutate), "the seed's scenario moved");
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+    assert_eq!(o.honest_view, 0, "a correct primary was replaced");
+}

@@ -198,10 +198,13 @@ impl Transport {
             tls::ALPN_REPLICA,
             transport.clone(),
         )?;
-        let endpoint = Endpoint::server(server, cfg.listen).map_err(|source| NetError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+        let endpoint =
+            tls::bind_endpoint(cfg.listen, server, key, "replica mesh").map_err(|source| {
+                NetError::Bind {
+                    addr: cfg.listen,
+                    source,
+                }
+            })?;
         let n = cfg.peers.len();
         let queues = InboundQueues::new(
             n,

@@ -50,6 +50,70 @@ fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
+/// Binds a QUIC endpoint that serves `server` on `listen` and whose
+/// stateless-reset key is derived from our own `key` (RFC 9000 §10.3).
+///
+/// quinn's default key is random per process, so after a `kill -9` and a
+/// restart on the same port, the new process could not prove that the old
+/// connections are gone: a peer holding one kept sending into it until its
+/// idle timeout (10 s) and, when it was the side that dials, only then dialled
+/// again. Meanwhile the restarted replica heard nothing from it (a kill-9
+/// loop on real processes: replica 0 cut off from each restarted peer for
+/// 9–10 s). With the key derived from the replica's secret, the new process
+/// recognises the old connection IDs (their key is derived too) and answers
+/// a packet of an old connection with a reset the peer accepts, and the peer
+/// reconnects at once. `purpose` keeps the keys of the mesh and the
+/// client endpoint apart.
+pub(crate) fn bind_endpoint(
+    listen: std::net::SocketAddr,
+    server: quinn::ServerConfig,
+    key: &KeyPair,
+    purpose: &str,
+) -> std::io::Result<quinn::Endpoint> {
+    let derive = |what: &str| {
+        let context = format!("pbft-ledger 2026-12 QUIC {what}, {purpose}");
+        blake3::derive_key(&context, &key.seed())
+    };
+    let mut config = quinn::EndpointConfig::new(Arc::new(ResetKey(derive("stateless reset key"))));
+    // The new process must also recognise the old connection IDs as its
+    // own, or it drops their packets without answering ("invalid CID").
+    let cid_key = u64::from_le_bytes(
+        derive("connection ID key")[..8]
+            .try_into()
+            .unwrap_or_default(),
+    );
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let socket = std::net::UdpSocket::bind(listen)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
+    quinn::Endpoint::new(config, Some(server), socket, runtime)
+}
+
+/// A keyed blake3 MAC: the HMAC quinn computes stateless-reset tokens with.
+struct ResetKey([u8; 32]);
+
+impl quinn::crypto::HmacKey for ResetKey {
+    fn sign(&self, data: &[u8], signature_out: &mut [u8]) {
+        let mac = blake3::keyed_hash(&self.0, data);
+        let n = signature_out.len().min(blake3::OUT_LEN);
+        signature_out[..n].copy_from_slice(&mac.as_bytes()[..n]);
+    }
+
+    fn signature_len(&self) -> usize {
+        blake3::OUT_LEN
+    }
+
+    fn verify(&self, data: &[u8], signature: &[u8]) -> Result<(), quinn::crypto::CryptoError> {
+        // `blake3::Hash` compares in constant time.
+        match <[u8; blake3::OUT_LEN]>::try_from(signature) {
+            Ok(sig) if blake3::keyed_hash(&self.0, data) == blake3::Hash::from_bytes(sig) => Ok(()),
+            _ => Err(quinn::crypto::CryptoError),
+        }
+    }
+}
+
 /// Our certificate and its private key, ready for rustls.
 pub(crate) struct Identity {
     cert: CertificateDer<'static>,

@@ -168,10 +168,13 @@ impl ClientServer {
         let identity = Identity::new(key)?;
         let transport = transport_config(Duration::from_secs(30), None, 0, limits::CLIENT_STREAMS)?;
         let server = tls::server_config(&identity, Pin::Any, tls::ALPN_CLIENT, transport)?;
-        let endpoint = Endpoint::server(server, listen).map_err(|source| NetError::Bind {
-            addr: listen,
-            source,
-        })?;
+        let endpoint =
+            tls::bind_endpoint(listen, server, key, "client endpoint").map_err(|source| {
+                NetError::Bind {
+                    addr: listen,
+                    source,
+                }
+            })?;
         let (tx, rx) = mpsc::channel(limits.queue_max);
         let shared = Arc::new(Shared {
             in_flight: Arc::new(Semaphore::new(limits.queue_max)),
