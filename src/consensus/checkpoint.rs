@@ -9,7 +9,7 @@
 //! (`catch_up.rs`).
 
 use super::messages::{Checkpoint, Message};
-use super::{teeth, Action, PersistOp, Refusal, Replica};
+use super::{teeth, Action, PersistOp, Refusal, Replica, Status};
 use crate::crypto::{Digest, Signed, Verified};
 use crate::types::{ReplicaId, Seq};
 use std::collections::BTreeMap;
@@ -194,7 +194,9 @@ impl Replica {
                 proof,
             }]));
         tracing::debug!(replica = %self.me, %seq, "stable checkpoint");
-        self.replay_above_window();
+        if self.status == Status::Normal {
+            self.replay_future();
+        }
         self.vote_held_entries();
         self.try_propose();
     }

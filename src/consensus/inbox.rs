@@ -296,8 +296,8 @@ impl Replica {
     /// suspects the primary sooner (seed 902995 of an adversary campaign: a
     /// correct backup dropped one this way, a Byzantine one withheld its
     /// COMMIT, and the correct primary was replaced). Re-fed when our
-    /// window moves ([`Replica::replay_above_window`]); held in the
-    /// per-sender, byte-bounded buffer of future-view messages.
+    /// window moves ([`Replica::replay_future`], from `make_stable`); held
+    /// in the per-sender, byte-bounded buffer of future-view messages.
     pub(super) fn keep_above_window(&mut self, from: ReplicaId, msg: ViewMessage) {
         if let ViewMessage::PrePrepare(_, batch) = &msg {
             if batch.len() > BATCH_BYTES_MAX {
@@ -305,24 +305,6 @@ impl Replica {
             }
         }
         self.keep_buffered(from, msg);
-    }
-
-    /// Our window moved: re-feeds the PRE-PREPAREs of our view kept while
-    /// they lay just above it (those still above it are kept again).
-    pub(super) fn replay_above_window(&mut self) {
-        let view = self.view;
-        if self.status != Status::Normal || !self.inbox.future.iter().any(|(_, m)| m.view() == view)
-        {
-            return;
-        }
-        let buffered = std::mem::take(&mut self.inbox.future);
-        for (from, msg) in buffered {
-            if msg.view() == view {
-                self.on_view_message(from, msg);
-            } else {
-                self.inbox.future.push_back((from, msg));
-            }
-        }
     }
 
     /// Appends to the buffer within the sender's share of messages and
@@ -419,7 +401,10 @@ impl Replica {
         }
     }
 
-    /// Re-feeds buffered messages of the view just entered.
+    /// Re-feeds the buffered messages of our view: those of the view just
+    /// entered, or the PRE-PREPAREs kept just above our window once it
+    /// moved (those still above it are kept again). Later views' stay;
+    /// earlier ones are dropped.
     pub(super) fn replay_future(&mut self) {
         let buffered = std::mem::take(&mut self.inbox.future);
         for (from, msg) in buffered {
