@@ -242,17 +242,33 @@ fn fetch_and_never_read_is_held_within_bounds() {
     assert!(outcomes.iter().any(|o| o.outbound_dropped > 0));
 }
 
-/// Issue 21, found by a 3,000-seed campaign at fresh seeds: seed 902995
-/// (`mutate`, Byzantine replica 1, K = 2, L = 4). Backup 3 got the
-/// primary's PRE-PREPARE for s19 before the CHECKPOINT that moved its
-/// window past 18; it dropped it, replica 1 withheld a valid COMMIT, and the
-/// proposal monitor replaced the correct primary before the primary's
-/// re-send (L3). Now a PRE-PREPARE at most one checkpoint interval above
-/// the window is kept and re-fed when the window moves.
+/// Seeds that campaigns at fresh seeds found, each after its fix: no
+/// violation, and the adversary that found it still runs there.
+/// - 902995 (`mutate`, Byzantine replica 1, K = 2, L = 4): backup 3 got the
+///   primary's PRE-PREPARE for s19 before the CHECKPOINT that moved its
+///   window past 18 and dropped it, replica 1 withheld a valid COMMIT, and
+///   the proposal monitor replaced the correct primary before the
+///   primary's re-send (L3). Now a PRE-PREPARE at most one checkpoint
+///   interval above the window is kept and re-fed when the window moves;
+///   no view change at all.
+/// - 1000163 (`twins`): a restarted client learned next nonce 5 from the
+///   replicas (most lagged in view changes) while f+1 replies showed 5 used
+///   by its transfer from before the restart; it signed nonce 5 again and
+///   again (C2). Now a client signs above a nonce f+1 replies showed used.
 #[test]
-fn a_pre_prepare_ahead_of_a_late_checkpoint_does_not_replace_a_correct_primary() {
-    let o = sim::run_seed(902_995, &options(AdversaryChoice::All, None));
-    assert_eq!(o.adversary, Some(Kind::Mutate), "the seed's scenario moved");
-    assert!(o.violations.is_empty(), "{:?}", o.violations);
-    assert_eq!(o.honest_view, 0, "a correct primary was replaced");
+fn seeds_found_at_fresh_seeds_stay_fixed() {
+    for (seed, kind, view_changes) in [
+        (902_995, Kind::Mutate, Some(0)),
+        (1_000_163, Kind::Twins, None),
+    ] {
+        let o = sim::run_seed(seed, &options(AdversaryChoice::All, None));
+        assert_eq!(o.adversary, Some(kind), "seed {seed}: the scenario moved");
+        assert!(o.violations.is_empty(), "seed {seed}: {:?}", o.violations);
+        if let Some(v) = view_changes {
+            assert_eq!(
+                o.honest_view, v,
+                "seed {seed}: a correct primary was replaced"
+            );
+        }
+    }
 }

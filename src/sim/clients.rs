@@ -86,6 +86,11 @@ pub(super) struct Client {
     pub(super) retry: Option<Retry>,
     /// Times the current transfer was signed again (its nonce was used).
     pub(super) retries_in_row: u32,
+    /// The highest nonce f+1 replies showed used (executed for another
+    /// transaction, or as stale) since the client last restarted: at least
+    /// one correct replica executed it, so a nonce query that answers lower
+    /// reflects lagging replicas, and the client signs above it instead.
+    pub(super) used_nonce: u64,
 }
 
 impl Sim {
@@ -178,6 +183,7 @@ impl Sim {
             client.nonce_known = false;
             client.restarted = true;
             client.balance = None;
+            client.used_nonce = 0;
             self.log(|| format!("CLIENT {c} RESTARTS: forgets its nonce and balance"));
         }
         if !self.clients[c].nonce_known {
@@ -413,7 +419,7 @@ impl Sim {
         let client = &mut self.clients[c];
         match q.purpose {
             QueryPurpose::Nonce => {
-                client.nonce = next - 1;
+                client.nonce = (next - 1).max(client.used_nonce);
                 client.nonce_known = true;
                 client.nonce_queried = true;
                 client.balance = read.map(|b| b.balance);
@@ -447,6 +453,7 @@ impl Sim {
             return;
         };
         client.retries_in_row += 1;
+        client.used_nonce = client.used_nonce.max(o.tx.nonce);
         client.retry = Some(Retry {
             to: o.tx.to,
             amount: o.tx.amount,
@@ -454,7 +461,7 @@ impl Sim {
         });
         match next {
             Some(next) => {
-                client.nonce = next - 1;
+                client.nonce = (next - 1).max(client.used_nonce);
                 client.nonce_queried = true;
             }
             None => client.nonce_known = false,

@@ -508,6 +508,7 @@ impl Sim {
                 query: None,
                 retry: None,
                 retries_in_row: 0,
+                used_nonce: 0,
             })
             .collect();
         let client_index = clients
