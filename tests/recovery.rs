@@ -299,17 +299,15 @@ fn kill_9_loop_under_load() {
 }
 
 /// Setup: replica 3 (every other replica dials it: the lower id dials)
-/// killed with `kill -9` and started again at once on the same port, with
-/// no load. Expect: replicas 0, 1 and 2 are connected to the new process
-/// within 1.5 s (the QUIC idle timeout is 10 s, the keep-alive 2 s), and a
-/// transfer commits. The new process announces itself to each of them,
-/// they probe their old connection, and it resets that (its reset and
-/// connection-ID keys are derived from its own key). Before, the peers
-/// kept the old connections until their idle timeout and the restarted
-/// replica stayed cut off for 9-10 s: in a kill-9 loop, replica 0 missed
-/// view changes that way and a full run once ended with it a view and a
-/// block behind. Measured: 121 ms (with the reset key alone, 2,059 ms: the
-/// next keep-alive).
+/// killed with `kill -9` and started again at once on the same port.
+/// Expect: replicas 0, 1 and 2 are connected to the new process within 4 s
+/// (idle, the first packet of an old connection leaves with the next
+/// keep-alive, at most 2 s later; the QUIC idle timeout is 10 s), and a
+/// transfer commits. Before the reset key was derived from the replica's
+/// own key, the new process could not reset the old connections, its peers
+/// kept them until their idle timeout, and the restarted replica stayed cut
+/// off for 9-10 s: in a kill-9 loop, replica 0 missed view changes that way
+/// and a full run once ended with it a view and a block behind.
 #[test]
 fn peers_reconnect_at_once_to_a_replica_restarted_after_kill_9() {
     let _one = serial();
@@ -335,7 +333,7 @@ fn peers_reconnect_at_once_to_a_replica_restarted_after_kill_9() {
             break;
         }
         assert!(
-            restarted.elapsed() < Duration::from_millis(1_500),
+            restarted.elapsed() < Duration::from_secs(4),
             "peers reconnected to the restarted replica 3 (new connections by replica 0, 1, 2): {:?}",
             now.iter().zip(&before).map(|(n, b)| n > b).collect::<Vec<_>>()
         );

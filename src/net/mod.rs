@@ -14,13 +14,7 @@
 //!   the higher one, the higher one only accepts, and both directions then use
 //!   that one connection. A newer accepted connection from the same peer (it
 //!   restarted) replaces the old one; a connection dialled against the rule
-//!   is closed. A replica that starts dials each lower peer once anyway, to
-//!   announce itself: the lower peer refuses that connection, but drops its
-//!   own connection to the replica's previous process if it leads to another
-//!   address, or sends on it, which the new process answers with a
-//!   stateless reset (its reset and connection-ID keys are derived from its
-//!   key). After a crash the old connection would otherwise look alive until
-//!   the idle timeout.
+//!   is closed.
 //! * **Reconnect** runs in one task per higher peer, with jittered exponential
 //!   backoff (`reconnect_min..reconnect_max`) so restarted clusters don't
 //!   dial in lock-step, and every dial is wrapped in `dial_timeout` (quinn
@@ -200,8 +194,7 @@ pub struct NetStats {
     /// Handshakes that failed because a certificate was refused, by us or by
     /// the peer (unknown key, wrong pinned key, bad chain).
     pub rejected_handshakes: u64,
-    /// Connections closed because they broke the lower-id-dials rule (a
-    /// higher peer's one announcement as it starts is not counted).
+    /// Connections closed because they broke the lower-id-dials rule.
     pub tie_break_refused: u64,
 }
 

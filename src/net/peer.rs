@@ -251,18 +251,17 @@ impl Transport {
             tasks.push(tokio::spawn(
                 send_loop(shared.clone(), peer.id).instrument(span.clone()),
             ));
-            let client = tls::client_config(
-                &identity,
-                Pin::One(peer.public_key),
-                tls::ALPN_REPLICA,
-                transport.clone(),
-            )?;
-            let (s, id) = (shared.clone(), peer.id);
-            tasks.push(if me < id {
-                tokio::spawn(dial_loop(s, id, client).instrument(span.clone()))
-            } else {
-                tokio::spawn(announce(s, id, client).instrument(span.clone()))
-            });
+            if me < peer.id {
+                let client = tls::client_config(
+                    &identity,
+                    Pin::One(peer.public_key),
+                    tls::ALPN_REPLICA,
+                    transport.clone(),
+                )?;
+                tasks.push(tokio::spawn(
+                    dial_loop(shared.clone(), peer.id, client).instrument(span.clone()),
+                ));
+            }
         }
         *shared.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         info!(target: "pbft::net", replica = %me, listen = %shared.cfg.listen, "transport started");
@@ -427,14 +426,7 @@ fn on_accepted(s: &Arc<Shared>, conn: Connection) {
         conn.close(codes::UNKNOWN_KEY, b"unknown key");
         return;
     };
-    if id > s.cfg.me {
-        // A higher peer never dials us except once as it starts (see
-        // [`announce`]).
-        conn.close(codes::TIE_BREAK, b"lower id dials");
-        on_announced(s, id, from);
-        return;
-    }
-    if id == s.cfg.me {
+    if id >= s.cfg.me {
         s.tie_break_refused.fetch_add(1, Relaxed);
         warn!(target: "pbft::net", peer = %id, %from, reason = "lower id dials", "connection against the tie-break; closed");
         conn.close(codes::TIE_BREAK, b"lower id dials");
@@ -454,62 +446,6 @@ fn install(s: &Arc<Shared>, id: ReplicaId, conn: Connection) {
     }
     info!(target: "pbft::net", peer = %id, addr = %conn.remote_address(), "connected");
     tokio::spawn(read_loop(s.clone(), id, conn).in_current_span());
-}
-
-/// Tells the lower peer `id` (it dials us) that we started, by one dial it
-/// refuses. Its connection to our previous process may look alive to it
-/// for its whole idle timeout after a crash: the process is gone and no
-/// close was sent. Told, it drops that connection if it leads elsewhere (we
-/// came back at another address: a rescheduled pod), or sends on it, which
-/// our process answers with a stateless reset (same address, see
-/// `tls::bind_endpoint`); either way its dial loop reaches us at once. Best
-/// effort: a peer that is down dials us when it starts.
-async fn announce(s: Arc<Shared>, id: ReplicaId, client: quinn::ClientConfig) {
-    let genesis_addr = s.cfg.peers[id.index()].addr.clone();
-    let local = s.endpoint.local_addr().ok();
-    let Ok(addr) = genesis_addr
-        .resolve(&s.cfg.resolver, local, s.cfg.dial_timeout)
-        .await
-    else {
-        return;
-    };
-    let name = format!("replica-{}", id.0);
-    let Ok(connecting) = s.endpoint.connect_with(client, addr, &name) else {
-        return;
-    };
-    if let Ok(Ok(conn)) = tokio::time::timeout(s.cfg.dial_timeout, connecting).await {
-        // The peer closes it; we need nothing from it.
-        let _ = tokio::time::timeout(s.cfg.dial_timeout, conn.closed()).await;
-        debug!(target: "pbft::net", peer = %id, %addr, "announced our start");
-    }
-}
-
-/// The higher peer `id` announced its start from `from` (see [`announce`]).
-/// Our connection to it, if any, may be to its previous process: dropped
-/// if it leads to another address, else probed with an empty stream (a
-/// live connection ignores it; a dead one is reset by the new process).
-fn on_announced(s: &Arc<Shared>, id: ReplicaId, from: SocketAddr) {
-    let Some(old) = s.peers[id.index()].conn.borrow().clone() else {
-        return;
-    };
-    if old.remote_address() != from {
-        // debug: a faulty peer could announce as often as it can shake
-        // hands; the reconnection logs at info.
-        debug!(target: "pbft::net", peer = %id, old = %old.remote_address(), new = %from,
-            "peer started at another address; our connection to its old one closed");
-        old.close(codes::REPLACED, b"peer moved");
-        return;
-    }
-    debug!(target: "pbft::net", peer = %id, %from, "peer started again; probing our connection to it");
-    let wait = s.cfg.dial_timeout;
-    tokio::spawn(
-        async move {
-            if let Ok(Ok(mut probe)) = tokio::time::timeout(wait, old.open_uni()).await {
-                let _ = probe.finish();
-            }
-        }
-        .in_current_span(),
-    );
 }
 
 async fn dial_loop(s: Arc<Shared>, id: ReplicaId, client: quinn::ClientConfig) {
