@@ -298,13 +298,16 @@ impl Replica {
     /// COMMIT, and the correct primary was replaced). Re-fed when our
     /// window moves ([`Replica::replay_future`], from `make_stable`); held
     /// in the per-sender, byte-bounded buffer of future-view messages.
-    pub(super) fn keep_above_window(&mut self, from: ReplicaId, msg: ViewMessage) {
-        if let ViewMessage::PrePrepare(_, batch) = &msg {
-            if batch.len() > BATCH_BYTES_MAX {
-                return self.ignore(Refusal::PrePrepareBatchTooLarge);
-            }
+    pub(super) fn keep_above_window(
+        &mut self,
+        from: ReplicaId,
+        pp: Verified<PrePrepare>,
+        batch: Vec<u8>,
+    ) {
+        if batch.len() > BATCH_BYTES_MAX {
+            return self.ignore(Refusal::PrePrepareBatchTooLarge);
         }
-        self.keep_buffered(from, msg);
+        self.keep_buffered(from, ViewMessage::PrePrepare(pp, batch));
     }
 
     /// Appends to the buffer within the sender's share of messages and

@@ -97,8 +97,7 @@ impl Replica {
         if !self.log.in_window(seq) {
             let top = self.log.high_watermark();
             if seq > top && seq.0 <= top.0.saturating_add(self.cfg.checkpoint_interval) {
-                let msg = super::inbox::ViewMessage::PrePrepare(pp, batch_bytes);
-                return self.keep_above_window(from, msg);
+                return self.keep_above_window(from, pp, batch_bytes);
             }
             return self.ignore(Refusal::PrePrepareOutsideWindow);
         }
